@@ -1,0 +1,207 @@
+//! Configuration: command-line flags and environment (clap) over `navet.toml` over defaults.
+//!
+//! Without `--config`, navet runs on the embedded Skåne demo configuration (spec/demo-region.md), so
+//! `navet serve` needs nothing else. Every configuration error is collected and reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The demo configuration shipped inside the binary.
+pub const DEMO_CONFIG: &str = include_str!("demo/navet-demo.toml");
+
+/// `navet.toml` as written. Unknown keys are errors: a typo must not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub demo: DemoSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub base_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    /// `text` (default) or `json` log lines.
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSection {
+    /// Load the demo patients, organisations and practitioners into a fresh data directory.
+    #[serde(default)]
+    pub seed: bool,
+}
+
+/// What the command line and environment gave (clap reads both).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved settings navet runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub base_url: String,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+    pub seed_demo: bool,
+    /// The folder relative paths in the configuration are resolved against (None for the embedded demo).
+    pub config_dir: Option<PathBuf>,
+    /// The configuration text, for the sections other modules read (authentication).
+    pub config_text: String,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./navet-data";
+pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration errors:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Settings {
+    pub fn load(o: &Overrides) -> Result<Settings, ConfigErrors> {
+        let mut errors = Vec::new();
+        let (text, config_dir) = match &o.config {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(t) => (t, Some(path.parent().map(Path::to_path_buf).unwrap_or_default())),
+                Err(e) => return Err(ConfigErrors(vec![format!("cannot read {}: {e}", path.display())])),
+            },
+            None => (DEMO_CONFIG.to_owned(), None),
+        };
+        let file: FileConfig = match toml::from_str::<toml::Table>(&text) {
+            Err(e) => return Err(ConfigErrors(vec![format!("navet.toml is not valid TOML: {e}")])),
+            Ok(mut table) => {
+                // Sections owned by other modules are checked there.
+                for section in ["auth", "principals", "clients", "users", "teams", "patients"] {
+                    table.remove(section);
+                }
+                match table.try_into() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        errors.push(format!("navet.toml: {e}"));
+                        FileConfig::default()
+                    }
+                }
+            }
+        };
+        let listen_text = o
+            .listen
+            .clone()
+            .or(file.server.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            errors.push(format!("listen address '{listen_text}' is not host:port (e.g. 127.0.0.1:8080)"));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.storage.data_dir.clone().map(|d| match &config_dir {
+                Some(base) if d.is_relative() => base.join(d),
+                _ => d,
+            }))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let base_url = o
+            .base_url
+            .clone()
+            .or(file.server.base_url.clone())
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            errors.push(format!("base_url '{base_url}' must start with http:// or https://"));
+        }
+        let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes < 1024 {
+            errors.push(format!("server.max_body_bytes {max_body_bytes} is below the minimum of 1024"));
+        }
+        let log_format = match file.server.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                errors.push(format!("server.log_format '{other}' is not text or json"));
+                LogFormat::Text
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Settings {
+            listen,
+            data_dir,
+            base_url,
+            max_body_bytes,
+            log_format,
+            seed_demo: file.demo.seed,
+            config_dir,
+            config_text: text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_demo_configuration_loads_with_defaults() {
+        let s = Settings::load(&Overrides::default()).expect("demo config is valid");
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.base_url, "http://127.0.0.1:8080");
+        assert!(s.seed_demo);
+    }
+
+    #[test]
+    fn every_configuration_error_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("navet.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"nowhere\"\nbase_url = \"ftp://x\"\nlog_format = \"xml\"\nmax_body_bytes = 1\n",
+        )
+        .expect("write");
+        let err = Settings::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let s = Settings::load(&Overrides {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(s.listen.port(), 9999);
+    }
+}

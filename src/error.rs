@@ -1,0 +1,154 @@
+//! One table from every error navet can answer with to its HTTP status and FHIR OperationOutcome.
+//!
+//! Handlers and operations return [`ApiError`]; module errors (store, search, structure) convert into it.
+//! [`ApiError::status`] and [`ApiError::issue_code`] are the only places a status or an issue code is chosen,
+//! so the rules of DESIGN.md ("400 malformed, 422 invalid, 415 media type, 403 denied, 409/412 conflicts, 5xx
+//! generic") live in one spot.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
+
+/// An element-level problem: a FHIRPath-style location and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementIssue {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is not well-formed (bad JSON, bad query syntax, wrong resource type for the URL).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed but not valid for its type or navet's rules; every failing element is named.
+    #[error("the resource is not valid")]
+    Invalid(Vec<ElementIssue>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotSupported(String),
+    /// Something broke inside navet. The detail is logged, never sent: 5xx bodies stay generic.
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("the service is shutting down or overloaded; try again")]
+    Unavailable,
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![ElementIssue {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+
+    /// The status table (FHIR R4 4.0.1 §3.1.0.4 and http.html#2.21.0.x).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The OperationOutcome issue code (value set issue-type, FHIR R4 4.0.1).
+    pub fn issue_code(&self) -> IssueCode {
+        match self {
+            ApiError::BadRequest(_) => IssueCode::Structure,
+            ApiError::Invalid(_) => IssueCode::Invalid,
+            ApiError::NotFound(_) => IssueCode::NotFound,
+            ApiError::Gone(_) => IssueCode::Deleted,
+            ApiError::MethodNotAllowed(_) | ApiError::NotSupported(_) => IssueCode::NotSupported,
+            ApiError::NotAcceptable(_) | ApiError::UnsupportedMediaType(_) => IssueCode::NotSupported,
+            ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
+            ApiError::PreconditionFailed(_) | ApiError::Conflict(_) => IssueCode::Conflict,
+            ApiError::Unauthorized(_) => IssueCode::Login,
+            ApiError::Forbidden(_) => IssueCode::Forbidden,
+            ApiError::Internal(_) => IssueCode::Exception,
+            ApiError::Unavailable => IssueCode::Transient,
+        }
+    }
+
+    pub fn to_outcome(&self) -> OperationOutcome {
+        let code = self.issue_code();
+        match self {
+            ApiError::Invalid(issues) => OperationOutcome::new(
+                issues
+                    .iter()
+                    .map(|i| Issue::error(code, &i.message).at(&i.path))
+                    .collect(),
+            ),
+            // Never leak internals: the detail goes to the log, the client gets a generic text.
+            ApiError::Internal(_) => OperationOutcome::new(vec![Issue::error(
+                code,
+                "navet could not complete the request; it has been logged",
+            )]),
+            other => OperationOutcome::new(vec![Issue::error(code, &other.to_string())]),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), "request refused");
+        }
+        let mut response = self.to_outcome().into_response();
+        *response.status_mut() = status;
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Busy => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

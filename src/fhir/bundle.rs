@@ -1,0 +1,550 @@
+//! `transaction` and `batch` Bundles (FHIR R4 4.0.1 §3.1.0.11 and bundle.html#transaction).
+//!
+//! A transaction runs as one store job: every entry succeeds or nothing is stored. Entries are processed
+//! in the order the spec gives (DELETE, POST, PUT, GET) and answered in the order they came. `urn:uuid:`
+//! full URLs and conditional references (`Patient?identifier=…`) are rewritten to the ids they resolve to.
+//! A batch runs each entry as its own job; one entry's failure is its own response.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::fhir::FhirContext;
+use crate::fhir::json::IncomingResource;
+use crate::fhir::ops::{self, Condition, Prepared, WriteOutcome, WriteStatus};
+use crate::store::{Actor, Store, StoredVersion, WriteTx};
+
+#[derive(Debug, Deserialize)]
+struct BundleIn {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    entry: Vec<EntryIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntryIn {
+    #[serde(rename = "fullUrl")]
+    full_url: Option<String>,
+    resource: Option<Box<RawValue>>,
+    request: Option<RequestIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestIn {
+    method: String,
+    url: String,
+    #[serde(rename = "ifNoneExist")]
+    if_none_exist: Option<String>,
+    #[serde(rename = "ifMatch")]
+    if_match: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    Transaction,
+    Batch,
+}
+
+/// One entry, checked and prepared before the store job runs (parsing and validation stay off the writer).
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        prepared: Prepared,
+        condition: Option<Condition>,
+        full_url: Option<String>,
+    },
+    Update {
+        prepared: Prepared,
+        id: String,
+        if_match: Option<i64>,
+        full_url: Option<String>,
+    },
+    ConditionalUpdate {
+        prepared: Prepared,
+        condition: Condition,
+        if_match: Option<i64>,
+        full_url: Option<String>,
+        /// The id a create gets when nothing matches, chosen up front so `fullUrl` references resolve.
+        new_id: Option<String>,
+    },
+    Delete {
+        ty: String,
+        id: String,
+        if_match: Option<i64>,
+    },
+    ConditionalDelete {
+        ty: String,
+        condition: Condition,
+    },
+    Read {
+        ty: String,
+        id: String,
+    },
+}
+
+impl Op {
+    /// FHIR's processing order for a transaction (bundle.html#transaction, "Processing Rules").
+    fn rank(&self) -> u8 {
+        match self {
+            Op::Delete { .. } | Op::ConditionalDelete { .. } => 0,
+            Op::Create { .. } => 1,
+            Op::Update { .. } | Op::ConditionalUpdate { .. } => 2,
+            Op::Read { .. } => 3,
+        }
+    }
+}
+
+/// The answer to one entry: HTTP-like status, location, and the version (for etag/lastModified/resource).
+#[derive(Debug, Clone)]
+pub struct EntryResult {
+    pub status: u16,
+    pub outcome: Option<WriteOutcome>,
+    pub read: Option<StoredVersion>,
+    pub error: Option<ApiErrorSummary>,
+}
+
+/// An entry's error, kept as status and OperationOutcome JSON (ApiError is not Clone).
+#[derive(Debug, Clone)]
+pub struct ApiErrorSummary {
+    pub status: u16,
+    pub outcome: serde_json::Value,
+}
+
+impl From<&ApiError> for ApiErrorSummary {
+    fn from(e: &ApiError) -> Self {
+        ApiErrorSummary {
+            status: e.status().as_u16(),
+            outcome: e.to_outcome().to_json(),
+        }
+    }
+}
+
+/// Parses the Bundle and tells transaction from batch; anything else is 400.
+pub fn kind_of(bytes: &[u8]) -> Result<BundleKind, ApiError> {
+    let bundle: BundleIn = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
+    if bundle.resource_type != "Bundle" {
+        return Err(ApiError::BadRequest(format!(
+            "POST to the base URL takes a Bundle, not a {}",
+            bundle.resource_type
+        )));
+    }
+    match bundle.kind.as_deref() {
+        Some("transaction") => Ok(BundleKind::Transaction),
+        Some("batch") => Ok(BundleKind::Batch),
+        other => Err(ApiError::Invalid(vec![crate::error::ElementIssue {
+            path: "Bundle.type".into(),
+            message: format!(
+                "the base URL processes Bundles of type transaction or batch, not {}",
+                other.unwrap_or("(missing)")
+            ),
+        }])),
+    }
+}
+
+fn prefix_paths(e: ApiError, index: usize) -> ApiError {
+    let at = format!("Bundle.entry[{index}]");
+    match e {
+        ApiError::Invalid(issues) => ApiError::Invalid(
+            issues
+                .into_iter()
+                .map(|mut i| {
+                    i.path = if i.path.is_empty() {
+                        at.clone()
+                    } else {
+                        // `Patient.name` inside entry 2 is `Bundle.entry[2].resource.name`.
+                        let rest = i.path.split_once('.').map(|(_, r)| r).unwrap_or("");
+                        if rest.is_empty() {
+                            format!("{at}.resource")
+                        } else {
+                            format!("{at}.resource.{rest}")
+                        }
+                    };
+                    i
+                })
+                .collect(),
+        ),
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("{at}: {m}")),
+        ApiError::NotFound(m) => ApiError::NotFound(format!("{at}: {m}")),
+        ApiError::PreconditionFailed(m) => ApiError::PreconditionFailed(format!("{at}: {m}")),
+        ApiError::Conflict(m) => ApiError::Conflict(format!("{at}: {m}")),
+        ApiError::Gone(m) => ApiError::Gone(format!("{at}: {m}")),
+        other => other,
+    }
+}
+
+fn parse_if_match(v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(crate::fhir::ops::parse_etag).transpose()
+}
+
+fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
+    let request = e
+        .request
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("request", "every entry needs a request (method and url)"))?;
+    let url = request.url.trim_start_matches('/');
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (url, None),
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let if_match = parse_if_match(request.if_match.as_deref())?;
+    let resource = |expected: &str| -> Result<Prepared, ApiError> {
+        let raw = e
+            .resource
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("resource", format!("a {} entry needs a resource", request.method)))?;
+        ops::prepare_parsed(ctx, IncomingResource::from_raw(raw)?, Some(expected))
+    };
+    let known = |ty: &str| -> Result<(), ApiError> {
+        if ctx.structure.is_resource_type(ty) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("'{ty}' is not a FHIR R4 resource type")))
+        }
+    };
+    match (request.method.as_str(), segments.as_slice(), query) {
+        ("POST", [ty], None) => {
+            known(ty)?;
+            let condition = request
+                .if_none_exist
+                .as_deref()
+                .map(|q| Condition::parse(ctx, ty, q))
+                .transpose()?;
+            Ok(Op::Create {
+                prepared: resource(ty)?,
+                condition,
+                full_url: e.full_url.clone(),
+            })
+        }
+        ("PUT", [ty, id], None) => {
+            known(ty)?;
+            ops::check_id(id)?;
+            Ok(Op::Update {
+                prepared: resource(ty)?,
+                id: (*id).to_owned(),
+                if_match,
+                full_url: e.full_url.clone(),
+            })
+        }
+        ("PUT", [ty], Some(q)) => {
+            known(ty)?;
+            Ok(Op::ConditionalUpdate {
+                prepared: resource(ty)?,
+                condition: Condition::parse(ctx, ty, q)?,
+                if_match,
+                full_url: e.full_url.clone(),
+                new_id: None,
+            })
+        }
+        ("DELETE", [ty, id], None) => {
+            known(ty)?;
+            Ok(Op::Delete {
+                ty: (*ty).to_owned(),
+                id: (*id).to_owned(),
+                if_match,
+            })
+        }
+        ("DELETE", [ty], Some(q)) => {
+            known(ty)?;
+            Ok(Op::ConditionalDelete {
+                ty: (*ty).to_owned(),
+                condition: Condition::parse(ctx, ty, q)?,
+            })
+        }
+        ("GET", [ty, id], None) => {
+            known(ty)?;
+            Ok(Op::Read {
+                ty: (*ty).to_owned(),
+                id: (*id).to_owned(),
+            })
+        }
+        (method, _, _) => Err(ApiError::NotSupported(format!(
+            "entry request '{method} {}' is not supported in a Bundle (supported: POST Type, PUT Type/id, \
+             PUT Type?query, DELETE Type/id, DELETE Type?query, GET Type/id)",
+            request.url
+        ))),
+    }
+}
+
+/// Processes a transaction or batch Bundle and answers the results in entry order.
+pub async fn process(
+    ctx: Arc<FhirContext>,
+    store: &dyn Store,
+    actor: &Actor,
+    bytes: &[u8],
+) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
+    let kind = kind_of(bytes)?;
+    let bundle: BundleIn =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
+    match kind {
+        BundleKind::Transaction => {
+            let mut ops_list = Vec::with_capacity(bundle.entry.len());
+            for (i, e) in bundle.entry.iter().enumerate() {
+                ops_list.push(prepare_entry(&ctx, e).map_err(|err| prefix_paths(err, i))?);
+            }
+            let job_ctx = ctx.clone();
+            let results = store
+                .transact(actor, move |tx| run_transaction(&job_ctx, tx, ops_list))
+                .await?;
+            Ok((kind, results))
+        }
+        BundleKind::Batch => {
+            let mut results = Vec::with_capacity(bundle.entry.len());
+            for e in &bundle.entry {
+                let result = match prepare_entry(&ctx, e) {
+                    Err(err) => error_result(&err),
+                    Ok(op) => {
+                        let job_ctx = ctx.clone();
+                        let run = store
+                            .transact(actor, move |tx| {
+                                let mut map = HashMap::new();
+                                run_op(&job_ctx, tx, op, &mut map)
+                            })
+                            .await;
+                        run.unwrap_or_else(|err| error_result(&err))
+                    }
+                };
+                results.push(result);
+            }
+            Ok((kind, results))
+        }
+    }
+}
+
+fn error_result(err: &ApiError) -> EntryResult {
+    EntryResult {
+        status: err.status().as_u16(),
+        outcome: None,
+        read: None,
+        error: Some(err.into()),
+    }
+}
+
+fn run_transaction(ctx: &Arc<FhirContext>, tx: &mut dyn WriteTx, ops_list: Vec<Op>) -> Result<Vec<EntryResult>, ApiError> {
+    // 1. Pre-assign ids to creates, resolving conditional creates first, so references can be rewritten.
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut ordered: Vec<(usize, Op)> = ops_list.into_iter().enumerate().collect();
+    for (i, op) in ordered.iter_mut() {
+        // An update's target is known (PUT Type/id) or found now (PUT Type?query), so a `urn:uuid` fullUrl on
+        // it resolves like a create's.
+        if let Op::Update {
+            prepared,
+            id,
+            full_url: Some(full_url),
+            ..
+        } = op
+        {
+            map.insert(full_url.clone(), format!("{}/{id}", prepared.resource.resource_type()));
+            continue;
+        }
+        if let Op::ConditionalUpdate {
+            prepared,
+            condition,
+            full_url: Some(full_url),
+            new_id,
+            ..
+        } = op
+        {
+            let ty = prepared.resource.resource_type().to_owned();
+            let ids = tx.search_ids(&ty, &condition.query, 2)?;
+            let id = match ids.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    let id = prepared
+                        .resource
+                        .body_id()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    *new_id = Some(id.clone());
+                    id
+                }
+                // More than one match: the entry itself answers 412 when it runs.
+                _ => continue,
+            };
+            map.insert(full_url.clone(), format!("{ty}/{id}"));
+            continue;
+        }
+        if let Op::Create {
+            prepared,
+            full_url: Some(full_url),
+            condition,
+        } = op
+        {
+            let ty = prepared.resource.resource_type().to_owned();
+            let existing = match condition {
+                Some(c) => {
+                    let ids = tx.search_ids(&ty, &c.query, 2)?;
+                    if ids.len() > 1 {
+                        return Err(prefix_paths(
+                            ApiError::PreconditionFailed(format!("ifNoneExist '{}' matches more than one {ty}", c.key)),
+                            *i,
+                        ));
+                    }
+                    ids.into_iter().next()
+                }
+                None => None,
+            };
+            let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            map.insert(full_url.clone(), format!("{ty}/{id}"));
+        }
+    }
+    // 2. Conditional references: `Type?query` strings in references resolve to exactly one resource.
+    let mut conditional_refs: Vec<String> = Vec::new();
+    for (_, op) in &ordered {
+        if let Some(p) = op_prepared(op) {
+            collect_conditional_refs(p.resource.value(), &mut conditional_refs);
+        }
+    }
+    conditional_refs.sort();
+    conditional_refs.dedup();
+    for reference in conditional_refs {
+        let (ty, q) = reference.split_once('?').unwrap_or((&reference, ""));
+        let cond = Condition::parse(ctx, ty, q)?;
+        let ids = tx.search_ids(ty, &cond.query, 2)?;
+        match ids.as_slice() {
+            [id] => {
+                map.insert(reference.clone(), format!("{ty}/{id}"));
+            }
+            [] => {
+                return Err(ApiError::PreconditionFailed(format!(
+                    "the conditional reference '{reference}' matches no resource"
+                )));
+            }
+            _ => {
+                return Err(ApiError::PreconditionFailed(format!(
+                    "the conditional reference '{reference}' matches more than one resource"
+                )));
+            }
+        }
+    }
+    // 3. Rewrite, re-check, run in processing order; answer in entry order.
+    ordered.sort_by_key(|(i, op)| (op.rank(), *i));
+    let mut results: Vec<(usize, EntryResult)> = Vec::with_capacity(ordered.len());
+    for (i, mut op) in ordered {
+        if let Some(p) = op_prepared_mut(&mut op) {
+            p.resource.rewrite_references(&map);
+            ops::revalidate(ctx, p).map_err(|e| prefix_paths(e, i))?;
+        }
+        let result = run_op(ctx, tx, op, &mut map).map_err(|e| prefix_paths(e, i))?;
+        results.push((i, result));
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+fn op_prepared(op: &Op) -> Option<&Prepared> {
+    match op {
+        Op::Create { prepared, .. } | Op::Update { prepared, .. } | Op::ConditionalUpdate { prepared, .. } => {
+            Some(prepared)
+        }
+        _ => None,
+    }
+}
+
+fn op_prepared_mut(op: &mut Op) -> Option<&mut Prepared> {
+    match op {
+        Op::Create { prepared, .. } | Op::Update { prepared, .. } | Op::ConditionalUpdate { prepared, .. } => {
+            Some(prepared)
+        }
+        _ => None,
+    }
+}
+
+/// `reference` strings of the form `Type?query` (FHIR R4 §3.1.0.11.2 conditional references).
+fn collect_conditional_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if k == "reference"
+                    && let serde_json::Value::String(s) = v
+                    && let Some((ty, _)) = s.split_once('?')
+                    && !ty.is_empty()
+                    && ty.chars().all(|c| c.is_ascii_alphabetic())
+                    && ty.starts_with(|c: char| c.is_ascii_uppercase())
+                {
+                    out.push(s.clone());
+                } else {
+                    collect_conditional_refs(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_conditional_refs(v, out)),
+        _ => {}
+    }
+}
+
+fn written(outcome: WriteOutcome) -> EntryResult {
+    let status = match outcome.status {
+        WriteStatus::Created => 201,
+        WriteStatus::Updated | WriteStatus::Existing => 200,
+        WriteStatus::Deleted | WriteStatus::AlreadyDeleted => 204,
+    };
+    EntryResult {
+        status,
+        outcome: Some(outcome),
+        read: None,
+        error: None,
+    }
+}
+
+fn run_op(
+    ctx: &Arc<FhirContext>,
+    tx: &mut dyn WriteTx,
+    op: Op,
+    map: &mut HashMap<String, String>,
+) -> Result<EntryResult, ApiError> {
+    match op {
+        Op::Create {
+            prepared,
+            condition,
+            full_url,
+        } => {
+            // The id chosen while resolving references, so what points at it stays right.
+            let id = full_url
+                .as_ref()
+                .and_then(|u| map.get(u))
+                .and_then(|r| r.split_once('/').map(|(_, id)| id.to_owned()));
+            let outcome = ops::create(ctx, tx, &prepared, id, condition.as_ref())?;
+            Ok(written(outcome))
+        }
+        Op::Update {
+            prepared, id, if_match, ..
+        } => Ok(written(ops::update(ctx, tx, &prepared, &id, if_match)?)),
+        Op::ConditionalUpdate {
+            prepared,
+            condition,
+            if_match,
+            new_id,
+            ..
+        } => Ok(written(ops::conditional_update(
+            ctx, tx, &prepared, &condition, if_match, new_id,
+        )?)),
+        Op::Delete { ty, id, if_match } => Ok(written(ops::delete(tx, &ty, &id, if_match)?)),
+        Op::ConditionalDelete { ty, condition } => match ops::conditional_delete(tx, &ty, &condition)? {
+            Some(outcome) => Ok(written(outcome)),
+            None => Ok(EntryResult {
+                status: 204,
+                outcome: None,
+                read: None,
+                error: None,
+            }),
+        },
+        Op::Read { ty, id } => match tx.current(&ty, &id)? {
+            None => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
+            Some(v) if v.deleted => Err(ApiError::Gone(format!("{ty}/{id} was deleted"))),
+            Some(v) => Ok(EntryResult {
+                status: 200,
+                outcome: None,
+                read: Some(v),
+                error: None,
+            }),
+        },
+    }
+}

@@ -1,0 +1,111 @@
+//! The CapabilityStatement (FHIR R4 4.0.1 §2.40), generated from what the server really serves: the R4
+//! resource types of the structure table, the search parameters of the search table. The generated JSON is
+//! kept in `conformance/capability-statement.json`; a test fails when the two differ, and the ignored test
+//! `the_committed_capability_statement_is_regenerated` rewrites it.
+
+use serde_json::{Value, json};
+
+use crate::fhir::FhirContext;
+
+/// The statement as committed in `conformance/`.
+pub const COMMITTED: &str = include_str!("../../conformance/capability-statement.json");
+
+/// Generates the statement from the server's tables.
+pub fn generate(ctx: &FhirContext) -> Value {
+    let mut types: Vec<&str> = ctx.structure.resource_types().collect();
+    types.sort_unstable();
+    let resources: Vec<Value> = types
+        .into_iter()
+        .map(|ty| {
+            let mut interactions = vec![
+                "read",
+                "vread",
+                "update",
+                "delete",
+                "history-instance",
+                "history-type",
+                "create",
+            ];
+            let mut r = json!({
+                "type": ty,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal"],
+            });
+            if ctx.is_searchable(ty) {
+                interactions.push("search-type");
+                let mut params: Vec<Value> = vec![
+                    json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
+                    json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
+                ];
+                let mut includes = Vec::new();
+                for p in ctx.params.params_for(ty).filter(|p| !p.is_column_backed()) {
+                    params.push(json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}));
+                    if p.kind.as_str() == "reference" {
+                        includes.push(Value::String(format!("{ty}:{}", p.code)));
+                    }
+                }
+                r["searchParam"] = Value::Array(params);
+                if !includes.is_empty() {
+                    r["searchInclude"] = Value::Array(includes);
+                }
+            }
+            r["interaction"] = Value::Array(interactions.into_iter().map(|c| json!({"code": c})).collect());
+            r
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "navet",
+        "kind": "instance",
+        "software": {"name": "navet", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "navet: interoperability gateway for coordinated care in the patient's home"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "FHIR R4 over JSON. Search parameters not listed here are refused (or ignored and reported with Prefer: handling=lenient). Paging uses _cursor links.",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+        }],
+    })
+}
+
+/// The statement served at `/metadata`, with this deployment's base URL filled in.
+pub fn render(base_url: &str) -> String {
+    let mut v: Value = serde_json::from_str(COMMITTED).unwrap_or_else(|_| json!({}));
+    v["implementation"]["url"] = Value::String(format!("{base_url}/fhir"));
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_capability_statement_matches_what_is_served() {
+        let generated = generate(&FhirContext::embedded());
+        let committed: Value = serde_json::from_str(COMMITTED).expect("committed statement is JSON");
+        assert!(
+            generated == committed,
+            "conformance/capability-statement.json is stale: run \
+             `cargo test -- --ignored the_committed_capability_statement_is_regenerated`"
+        );
+    }
+
+    #[test]
+    #[ignore = "rewrites conformance/capability-statement.json"]
+    fn the_committed_capability_statement_is_regenerated() {
+        let generated = generate(&FhirContext::embedded());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/capability-statement.json");
+        let text = serde_json::to_string_pretty(&generated).expect("serialises") + "\n";
+        std::fs::write(path, text).expect("writes the statement");
+    }
+}

@@ -1,0 +1,61 @@
+//! FHIR R4 (4.0.1): lossless resource handling, structural validation, Swedish rules, the REST operations
+//! and Bundles. HTTP specifics stay in `http/`; this module knows nothing of axum beyond response types.
+
+pub mod bundle;
+pub mod capability;
+pub mod json;
+pub mod ops;
+pub mod outcome;
+pub mod rules;
+pub mod structure;
+pub mod typed;
+
+use std::sync::Arc;
+
+use crate::search::params::SearchParams;
+use structure::Structure;
+
+/// `Content-Type` of every FHIR JSON answer (FHIR R4 §3.1.0.1.2).
+pub const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
+
+/// The read-only FHIR knowledge navet loads once at start-up and shares.
+pub struct FhirContext {
+    pub structure: Structure,
+    pub params: SearchParams,
+}
+
+impl FhirContext {
+    pub fn embedded() -> Arc<Self> {
+        Arc::new(FhirContext {
+            structure: Structure::embedded(),
+            params: SearchParams::embedded(),
+        })
+    }
+
+    /// The resource types the search API serves (DESIGN.md glossary plus the shared master data).
+    pub fn is_searchable(&self, resource_type: &str) -> bool {
+        SEARCHABLE.contains(&resource_type)
+    }
+}
+
+/// Types with search support. Every R4 type supports create/read/update/delete/history.
+pub const SEARCHABLE: [&str; 18] = [
+    "Patient",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "HealthcareService",
+    "Location",
+    "ServiceRequest",
+    "MedicationRequest",
+    "MedicationAdministration",
+    "Task",
+    "CarePlan",
+    "CareTeam",
+    "Encounter",
+    "Consent",
+    "Appointment",
+    "Communication",
+    "AuditEvent",
+    "EpisodeOfCare",
+];

@@ -1,0 +1,359 @@
+//! The FHIR write interactions (FHIR R4 4.0.1 §3.1.0 RESTful API): create, conditional create, update,
+//! conditional update, delete, run inside a store transaction. Shared by single requests and Bundles, so
+//! a transaction entry behaves exactly like the same request on its own.
+
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::fhir::FhirContext;
+use crate::fhir::json::IncomingResource;
+use crate::fhir::rules;
+use crate::search::index::index_resource;
+use crate::search::query::{SearchQuery, parse_query};
+use crate::store::{NewVersion, StoredVersion, WriteTx};
+
+/// A resource that passed parsing, structure validation and the Swedish rules, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub resource: IncomingResource,
+}
+
+/// Parses, validates and checks a resource body for `expected_type` (the URL's type, if any).
+pub fn prepare(ctx: &FhirContext, bytes: &[u8], expected_type: Option<&str>) -> Result<Prepared, ApiError> {
+    let resource = IncomingResource::parse(bytes)?;
+    prepare_parsed(ctx, resource, expected_type)
+}
+
+pub fn prepare_parsed(
+    ctx: &FhirContext,
+    resource: IncomingResource,
+    expected_type: Option<&str>,
+) -> Result<Prepared, ApiError> {
+    if let Some(expected) = expected_type
+        && resource.resource_type() != expected
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the body is a {} but the URL names {expected}",
+            resource.resource_type()
+        )));
+    }
+    if !ctx.structure.is_resource_type(resource.resource_type()) {
+        return Err(ApiError::NotFound(format!(
+            "'{}' is not a FHIR R4 resource type",
+            resource.resource_type()
+        )));
+    }
+    validate(ctx, &resource)?;
+    Ok(Prepared { resource })
+}
+
+/// Structure and Swedish rules; run again after a transaction rewrote references.
+fn validate(ctx: &FhirContext, resource: &IncomingResource) -> Result<(), ApiError> {
+    if let Err(issues) = ctx.structure.validate(resource.value()) {
+        return Err(ApiError::Invalid(
+            issues
+                .into_iter()
+                .map(|i| crate::error::ElementIssue {
+                    path: i.path,
+                    message: i.message,
+                })
+                .collect(),
+        ));
+    }
+    rules::check(resource.resource_type(), resource.value())?;
+    Ok(())
+}
+
+/// What a write did, for the response: the status and the version now current.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub status: WriteStatus,
+    pub version: StoredVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    Created,
+    Updated,
+    /// A conditional create found the resource: nothing was written (200).
+    Existing,
+    Deleted,
+    /// Delete of a resource already deleted: nothing changed (204 all the same; FHIR §3.1.0.7.1).
+    AlreadyDeleted,
+}
+
+/// A parsed conditional query (If-None-Exist, conditional update/delete URL), with its normalised text
+/// used as the database's unique key for conditional create.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub query: SearchQuery,
+    pub key: String,
+}
+
+impl Condition {
+    pub fn parse(ctx: &FhirContext, resource_type: &str, query_string: &str) -> Result<Self, ApiError> {
+        let query_string = query_string.trim_start_matches('?');
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if pairs.is_empty() {
+            return Err(ApiError::BadRequest(
+                "a conditional operation needs search parameters".into(),
+            ));
+        }
+        let query = parse_query(&ctx.params, resource_type, &pairs, false).map_err(|errors| {
+            ApiError::BadRequest(
+                errors
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.param, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        pairs.sort();
+        let key = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Ok(Condition { query, key })
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A valid FHIR id (R4 §2.24.0.1 id: `[A-Za-z0-9\-\.]{1,64}`).
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!("'{id}' is not a valid FHIR id")))
+    }
+}
+
+/// Writes `prepared` as version `version` of `Type/id`: index, unique keys, the version row.
+fn write_version(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    id: &str,
+    version: i64,
+) -> Result<StoredVersion, ApiError> {
+    let ty = prepared.resource.resource_type().to_owned();
+    let value = prepared.resource.value_with_id(id);
+    let keys = rules::check(&ty, &value)?;
+    tx.release_unique(rules::PATIENT_IDENTIFIER_SCOPE, &ty, id)?;
+    for (scope, key) in &keys {
+        if let Some(holder) = tx.claim_unique(scope, key, &ty, id)? {
+            return Err(ApiError::Conflict(format!(
+                "a Patient with this national identity number already exists: Patient/{holder}; \
+                 use a conditional create (If-None-Exist) to reuse it"
+            )));
+        }
+    }
+    let index = index_resource(&ctx.params, &ty, &value);
+    let (now, now_ms) = tx.now();
+    let json = prepared.resource.render(id, version, &now);
+    let owner = tx.actor().principal.to_string();
+    tx.put_version(NewVersion {
+        resource_type: ty.clone(),
+        id: id.to_owned(),
+        version,
+        last_updated: now.clone(),
+        last_updated_ms: now_ms,
+        owner: owner.clone(),
+        deleted: false,
+        json: Some(json.clone()),
+        index,
+    })?;
+    Ok(StoredVersion {
+        resource_type: ty,
+        id: id.to_owned(),
+        version,
+        last_updated: now,
+        owner,
+        deleted: false,
+        json: Some(json),
+    })
+}
+
+/// create (§3.1.0.6), with If-None-Exist (§3.1.0.8.1) when `condition` is given.
+pub fn create(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    id: Option<String>,
+    condition: Option<&Condition>,
+) -> Result<WriteOutcome, ApiError> {
+    let ty = prepared.resource.resource_type().to_owned();
+    let id = id.unwrap_or_else(new_id);
+    if let Some(cond) = condition {
+        if let Some(existing) = find_single(tx, &ty, cond)? {
+            return Ok(WriteOutcome {
+                status: WriteStatus::Existing,
+                version: existing,
+            });
+        }
+        // No match: claim the condition's key in the database. A concurrent creator with the same
+        // condition either already holds it (then its resource is the answer) or waits on us.
+        let scope = format!("if-none-exist:{ty}");
+        if let Some(holder) = tx.claim_unique(&scope, &cond.key, &ty, &id)? {
+            if let Some(existing) = find_single(tx, &ty, cond)? {
+                return Ok(WriteOutcome {
+                    status: WriteStatus::Existing,
+                    version: existing,
+                });
+            }
+            // The holder no longer matches the condition (it was changed or deleted): the key moves.
+            tracing::debug!(holder = %holder, "conditional-create key reassigned");
+            tx.reassign_unique(&scope, &cond.key, &ty, &id)?;
+        }
+    }
+    let version = write_version(ctx, tx, prepared, &id, 1)?;
+    Ok(WriteOutcome {
+        status: WriteStatus::Created,
+        version,
+    })
+}
+
+/// The one current resource matching a condition; 412 when several do (§3.1.0.8.1).
+fn find_single(tx: &mut dyn WriteTx, ty: &str, cond: &Condition) -> Result<Option<StoredVersion>, ApiError> {
+    let ids = tx.search_ids(ty, &cond.query, 2)?;
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(tx.current(ty, id)?),
+        _ => Err(ApiError::PreconditionFailed(format!(
+            "the condition '{}' matches more than one {ty}",
+            cond.key
+        ))),
+    }
+}
+
+/// update (§3.1.0.4), creating the resource when the id is new (update as create), with `If-Match`.
+pub fn update(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    id: &str,
+    if_match: Option<i64>,
+) -> Result<WriteOutcome, ApiError> {
+    let ty = prepared.resource.resource_type().to_owned();
+    if let Some(body_id) = prepared.resource.body_id()
+        && body_id != id
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the body's id '{body_id}' does not match the URL's id '{id}'"
+        )));
+    }
+    let current = tx.current(&ty, id)?;
+    let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
+    if let Some(expected) = if_match
+        && expected != current_version
+    {
+        return Err(ApiError::PreconditionFailed(format!(
+            "{ty}/{id} is at version {current_version}, not {expected} (If-Match)"
+        )));
+    }
+    let version = write_version(ctx, tx, prepared, id, current_version + 1)?;
+    Ok(WriteOutcome {
+        status: if current.is_some() {
+            WriteStatus::Updated
+        } else {
+            WriteStatus::Created
+        },
+        version,
+    })
+}
+
+/// Conditional update (§3.1.0.4.3): no match creates, one match updates it, several are 412.
+pub fn conditional_update(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    condition: &Condition,
+    if_match: Option<i64>,
+    id_if_new: Option<String>,
+) -> Result<WriteOutcome, ApiError> {
+    let ty = prepared.resource.resource_type().to_owned();
+    match find_single(tx, &ty, condition)? {
+        Some(existing) => update(ctx, tx, prepared, &existing.id, if_match),
+        None => {
+            let id = id_if_new.or_else(|| prepared.resource.body_id().map(str::to_owned));
+            if let Some(id) = &id {
+                check_id(id)?;
+            }
+            create(ctx, tx, prepared, id, None)
+        }
+    }
+}
+
+/// delete (§3.1.0.7): a new version marked deleted; nothing is physically removed.
+pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, ApiError> {
+    let Some(current) = tx.current(ty, id)? else {
+        return Err(ApiError::NotFound(format!("{ty}/{id} does not exist")));
+    };
+    if let Some(expected) = if_match
+        && expected != current.version
+    {
+        return Err(ApiError::PreconditionFailed(format!(
+            "{ty}/{id} is at version {}, not {expected} (If-Match)",
+            current.version
+        )));
+    }
+    if current.deleted {
+        return Ok(WriteOutcome {
+            status: WriteStatus::AlreadyDeleted,
+            version: current,
+        });
+    }
+    let (now, now_ms) = tx.now();
+    let owner = tx.actor().principal.to_string();
+    tx.release_unique(rules::PATIENT_IDENTIFIER_SCOPE, ty, id)?;
+    let version = current.version + 1;
+    tx.put_version(NewVersion {
+        resource_type: ty.to_owned(),
+        id: id.to_owned(),
+        version,
+        last_updated: now.clone(),
+        last_updated_ms: now_ms,
+        owner: owner.clone(),
+        deleted: true,
+        json: None,
+        index: Vec::new(),
+    })?;
+    Ok(WriteOutcome {
+        status: WriteStatus::Deleted,
+        version: StoredVersion {
+            resource_type: ty.to_owned(),
+            id: id.to_owned(),
+            version,
+            last_updated: now,
+            owner,
+            deleted: true,
+            json: None,
+        },
+    })
+}
+
+/// Conditional delete (§3.1.0.7.1), single-match form: several matches are 412.
+pub fn conditional_delete(tx: &mut dyn WriteTx, ty: &str, condition: &Condition) -> Result<Option<WriteOutcome>, ApiError> {
+    match find_single(tx, ty, condition)? {
+        Some(existing) => delete(tx, ty, &existing.id, None).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Re-validates a resource after a transaction rewrote its references.
+pub fn revalidate(ctx: &Arc<FhirContext>, prepared: &Prepared) -> Result<(), ApiError> {
+    validate(ctx, &prepared.resource)
+}
+
+/// The version in an ETag-style header: `W/"3"`, `"3"` or `3` (FHIR R4 §3.1.0.5: weak ETags carry the
+/// versionId).
+pub fn parse_etag(v: &str) -> Result<i64, ApiError> {
+    let t = v.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
+    t.parse::<i64>()
+        .map_err(|_| ApiError::BadRequest(format!("'{v}' is not a version ETag such as W/\"3\"")))
+}

@@ -1,0 +1,314 @@
+//! The FHIR RESTful interactions on `/fhir` (FHIR R4 4.0.1 §3.1.0): read, vread, create, update, delete,
+//! conditional update/delete, transaction/batch and the CapabilityStatement. Search and history live in
+//! `search.rs`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::IF_NONE_MATCH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::fhir::bundle::{self, BundleKind, EntryResult};
+use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
+use crate::http::negotiate::{Prefer, Return, check_accept, json_body, query_pairs};
+use crate::http::respond::{self, BundleText, etag};
+use crate::http::search;
+use crate::state::AppState;
+use crate::store::{Actor, StoredVersion};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/fhir", post(transaction))
+        .route("/fhir/metadata", get(capability))
+        .route("/metadata", get(capability))
+        .route("/fhir/_history", get(search::system_history))
+        .route(
+            "/fhir/{type}",
+            get(search::search_get)
+                .post(create)
+                .put(conditional_update)
+                .delete(conditional_delete),
+        )
+        .route("/fhir/{type}/_search", post(search::search_post))
+        .route("/fhir/{type}/_history", get(search::type_history))
+        .route("/fhir/{type}/{id}", get(read).put(update).delete(delete))
+        .route("/fhir/{type}/{id}/_history", get(search::instance_history))
+        .route("/fhir/{type}/{id}/_history/{vid}", get(vread))
+}
+
+/// The acting principal. Replaced by the authenticated caller's principal when authentication lands.
+pub fn actor() -> Actor {
+    Actor::system()
+}
+
+fn format_param(raw: &Option<String>) -> Option<String> {
+    query_pairs(raw.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v)
+}
+
+/// 404 for a name that is no R4 resource type (FHIR R4 §3.1.0.1.1).
+pub fn known_type(state: &AppState, ty: &str) -> Result<(), ApiError> {
+    if state.fhir.structure.is_resource_type(ty) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("'{ty}' is not a FHIR R4 resource type")))
+    }
+}
+
+fn location(state: &AppState, v: &StoredVersion) -> String {
+    format!("{}/{}/{}/_history/{}", state.fhir_base(), v.resource_type, v.id, v.version)
+}
+
+async fn capability(State(state): State<AppState>, headers: HeaderMap, raw: RawQuery) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    Ok(respond::json_response(StatusCode::OK, state.capability.to_string()))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: RawQuery,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    known_type(&state, &ty)?;
+    let v = state
+        .store
+        .read(&actor(), &ty, &id, None)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} does not exist")))?;
+    if v.deleted {
+        return Err(ApiError::Gone(format!("{ty}/{id} was deleted (version {})", v.version)));
+    }
+    // A client holding the current version gets 304 and no body (RFC 9110 §13.1.2).
+    if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|h| h.to_str().ok())
+        && inm.split(',').any(|t| ops::parse_etag(t).ok() == Some(v.version))
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().extend(respond::version_headers(&v));
+        return Ok(r);
+    }
+    Ok(respond::resource(StatusCode::OK, &v, Return::Representation, None))
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    Path((ty, id, vid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    raw: RawQuery,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    known_type(&state, &ty)?;
+    let version: i64 = vid
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;
+    let v = state
+        .store
+        .read(&actor(), &ty, &id, Some(version))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} has no version {version}")))?;
+    if v.deleted {
+        return Err(ApiError::Gone(format!("{ty}/{id} version {version} is a deletion")));
+    }
+    Ok(respond::resource(StatusCode::OK, &v, Return::Representation, None))
+}
+
+fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> Response {
+    let status = match outcome.status {
+        WriteStatus::Created => StatusCode::CREATED,
+        WriteStatus::Updated | WriteStatus::Existing => StatusCode::OK,
+        WriteStatus::Deleted | WriteStatus::AlreadyDeleted => StatusCode::NO_CONTENT,
+    };
+    let loc = matches!(outcome.status, WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing)
+        .then(|| location(state, &outcome.version));
+    respond::resource(status, &outcome.version, prefer.ret, loc)
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    headers
+        .get("if-match")
+        .map(|h| {
+            h.to_str()
+                .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))
+                .and_then(ops::parse_etag)
+        })
+        .transpose()
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    raw: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    known_type(&state, &ty)?;
+    let prefer = Prefer::from_headers(&headers);
+    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    let condition = headers
+        .get("if-none-exist")
+        .map(|h| {
+            let q = h
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("If-None-Exist is not text".into()))?;
+            // The header may carry the query with or without the `Type?` prefix.
+            let q = q.strip_prefix(&format!("{ty}?")).unwrap_or(q);
+            Condition::parse(&state.fhir, &ty, q)
+        })
+        .transpose()?;
+    let ctx = state.fhir.clone();
+    let outcome = state
+        .store
+        .transact(&actor(), move |tx| ops::create(&ctx, tx, &prepared, None, condition.as_ref()))
+        .await?;
+    Ok(write_response(&state, &outcome, prefer))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    known_type(&state, &ty)?;
+    ops::check_id(&id)?;
+    let prefer = Prefer::from_headers(&headers);
+    let expected = if_match(&headers)?;
+    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    let ctx = state.fhir.clone();
+    let outcome = state
+        .store
+        .transact(&actor(), move |tx| ops::update(&ctx, tx, &prepared, &id, expected))
+        .await?;
+    Ok(write_response(&state, &outcome, prefer))
+}
+
+async fn conditional_update(
+    State(state): State<AppState>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&state, &ty)?;
+    let prefer = Prefer::from_headers(&headers);
+    let expected = if_match(&headers)?;
+    let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
+    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    let ctx = state.fhir.clone();
+    let outcome = state
+        .store
+        .transact(&actor(), move |tx| ops::conditional_update(&ctx, tx, &prepared, &condition, expected, None))
+        .await?;
+    Ok(write_response(&state, &outcome, prefer))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&state, &ty)?;
+    let expected = if_match(&headers)?;
+    let outcome = state
+        .store
+        .transact(&actor(), move |tx| ops::delete(tx, &ty, &id, expected))
+        .await?;
+    Ok(write_response(&state, &outcome, Prefer::from_headers(&headers)))
+}
+
+async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    known_type(&state, &ty)?;
+    let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
+    let outcome = state
+        .store
+        .transact(&actor(), move |tx| ops::conditional_delete(tx, &ty, &condition))
+        .await?;
+    match outcome {
+        Some(o) => Ok(write_response(&state, &o, Prefer::from_headers(&headers))),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn transaction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&raw.0).as_deref())?;
+    let prefer = Prefer::from_headers(&headers);
+    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let (kind, results) = bundle::process(state.fhir.clone(), state.store.as_ref(), &actor(), &bytes).await?;
+    let kind_name = match kind {
+        BundleKind::Transaction => "transaction-response",
+        BundleKind::Batch => "batch-response",
+    };
+    let mut out = BundleText::new(kind_name, None, &[]);
+    for r in &results {
+        entry_response(&state, &mut out, r, prefer.ret);
+    }
+    Ok(respond::json_response(StatusCode::OK, out.finish()))
+}
+
+fn status_text(status: u16) -> String {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    format!("{status} {reason}").trim().to_owned()
+}
+
+fn entry_response(state: &AppState, out: &mut BundleText, r: &EntryResult, ret: Return) {
+    if let Some(err) = &r.error {
+        out.entry(
+            None,
+            None,
+            &[(
+                "response",
+                serde_json::json!({"status": status_text(err.status), "outcome": err.outcome}),
+            )],
+        );
+        return;
+    }
+    let version = r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref());
+    match version {
+        Some(v) => {
+            let mut response = serde_json::json!({
+                "status": status_text(r.status),
+                "etag": etag(v.version),
+                "lastModified": v.last_updated,
+            });
+            if r.status != 204 {
+                response["location"] = serde_json::Value::String(format!("{}/{}/_history/{}", v.resource_type, v.id, v.version));
+            }
+            let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
+            let resource = match ret {
+                Return::Representation if !v.deleted => v.json.as_deref(),
+                _ => None,
+            };
+            out.entry(
+                (!v.deleted).then_some(full_url.as_str()),
+                resource,
+                &[("response", response)],
+            );
+        }
+        None => out.entry(None, None, &[("response", serde_json::json!({"status": status_text(r.status)}))]),
+    }
+}

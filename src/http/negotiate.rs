@@ -1,0 +1,145 @@
+//! Content negotiation and request headers of the FHIR API (FHIR R4 4.0.1 §3.1.0.1 and http.html#prefer).
+
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+
+use crate::error::ApiError;
+
+/// Checks that the client accepts FHIR JSON (`Accept` or `_format`). FHIR XML is not served yet: 406.
+pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), ApiError> {
+    if let Some(f) = format {
+        return match f {
+            "json" | "application/json" | "application/fhir+json" => Ok(()),
+            "xml" | "application/xml" | "application/fhir+xml" | "text/xml" => Err(ApiError::NotAcceptable(
+                "FHIR XML is not served; use _format=json".into(),
+            )),
+            other => Err(ApiError::NotAcceptable(format!("unsupported _format '{other}'"))),
+        };
+    }
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let acceptable = accept.split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(
+            media.as_str(),
+            "" | "*/*" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir"
+        )
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(format!(
+            "cannot answer in '{accept}': navet serves application/fhir+json"
+        )))
+    }
+}
+
+/// A request body that must be FHIR JSON, read up to `limit` bytes.
+pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/fhir+json" | "application/json" | "application/json+fhir" => {}
+        "" => {
+            return Err(ApiError::UnsupportedMediaType(
+                "the request has no Content-Type; send application/fhir+json".into(),
+            ));
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type '{other}' is not supported; send application/fhir+json"
+            )));
+        }
+    }
+    read_limited(body, limit).await
+}
+
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports a LengthLimitError when the limit is passed; anything else is a broken upload.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge(limit);
+            }
+            source = err.source();
+        }
+        ApiError::BadRequest(format!("could not read the request body: {e}"))
+    })
+}
+
+/// `Prefer: return=…` (FHIR R4 http.html#prefer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Return {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prefer {
+    pub ret: Return,
+    /// `handling=lenient`: unknown search parameters are ignored (and reported) instead of refused.
+    pub lenient: bool,
+}
+
+impl Prefer {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut prefer = Prefer::default();
+        for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+            for token in value.split([',', ';']).map(str::trim) {
+                match token {
+                    "return=minimal" => prefer.ret = Return::Minimal,
+                    "return=representation" => prefer.ret = Return::Representation,
+                    "return=OperationOutcome" => prefer.ret = Return::OperationOutcome,
+                    "handling=lenient" => prefer.lenient = true,
+                    "handling=strict" => prefer.lenient = false,
+                    _ => {}
+                }
+            }
+        }
+        prefer
+    }
+}
+
+/// The query string as decoded pairs, in order.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn fhir_json_and_wildcards_are_acceptable_and_xml_is_not() {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("application/fhir+json;q=0.9, */*;q=0.1"));
+        assert!(check_accept(&h, None).is_ok());
+        h.insert(ACCEPT, HeaderValue::from_static("application/fhir+xml"));
+        assert!(matches!(check_accept(&h, None), Err(ApiError::NotAcceptable(_))));
+        assert!(check_accept(&h, Some("json")).is_ok());
+    }
+
+    #[test]
+    fn prefer_reads_return_and_handling() {
+        let mut h = HeaderMap::new();
+        h.insert("prefer", HeaderValue::from_static("return=minimal, handling=lenient"));
+        let p = Prefer::from_headers(&h);
+        assert_eq!(p.ret, Return::Minimal);
+        assert!(p.lenient);
+    }
+}

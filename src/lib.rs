@@ -1,0 +1,24 @@
+//! navet ("the hub"): an interoperability gateway for coordinated care in the patient's home in Sweden.
+//! FHIR R4 REST on an embedded SQLite store (PostgreSQL to follow), with SVPL/SIP XML and itACiH to come.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and `navet.toml`; the embedded demo configuration.
+//! - [`startup`]: `app(state) -> Router` (reused by the tests) and the serve loop.
+//! - [`state`]: shared services held by the app.
+//! - [`error`]: the one table from error to HTTP status and OperationOutcome.
+//! - [`domain`]: newtypes parsed once: personnummer, samordningsnummer, reservnummer, HSA-id.
+//! - [`fhir`]: lossless resource JSON, structure validation, Swedish rules, the REST operations, Bundles,
+//!   the CapabilityStatement, OperationOutcome.
+//! - [`search`]: search parameter table, the indexer, query parsing.
+//! - [`store`]: the storage trait (every call takes the acting principal) and its SQLite implementation.
+//! - [`http`]: thin axum handlers.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod fhir;
+pub mod http;
+pub mod search;
+pub mod startup;
+pub mod state;
+pub mod store;

@@ -1,0 +1,1132 @@
+//! The search indexer: from a resource's JSON to rows of
+//! `search_index(type, id, param, system, value, lo, hi)`.
+//!
+//! [`index_resource`] evaluates every parameter of the resource type (from
+//! [`SearchParams`]) over the resource's JSON and returns one [`IndexRow`] per
+//! indexed value; the store adds `type` and `id` and replaces the resource's
+//! previous rows. `_id` and `_lastUpdated` are not indexed: the store answers
+//! them from its own columns. Values that cannot be read (a malformed date, a
+//! contained `#ref`) are skipped: the resource validator rejects malformed
+//! input before it is stored, and a skipped value only means "not found by
+//! this parameter".
+//!
+//! # Row encoding (the contract with the SQL that reads the index)
+//!
+//! `P` is the parameter code. Columns not mentioned are NULL. Matching rules
+//! follow FHIR R4 4.0.1 search.html (#token, #string, #reference, #date, #uri);
+//! the query side is [`crate::search::query`], and [`Filter::index_param`]
+//! names the `param` value a filter reads.
+//!
+//! | kind | `param` | `system` | `value` | `lo`/`hi` |
+//! |---|---|---|---|---|
+//! | token: Coding, each CodeableConcept.coding | `P` | Coding.system | Coding.code | |
+//! | token: Identifier | `P` | Identifier.system | Identifier.value | |
+//! | token: ContactPoint | `P` | ContactPoint.system (`phone`, `email`…) | ContactPoint.value | |
+//! | token: code, string, uri, id | `P` | NULL | the text | |
+//! | token: boolean | `P` | NULL | `true` / `false` | |
+//! | token text (CodeableConcept.text, Coding.display) | `P:text` | | normalised text | |
+//! | string: string, each HumanName part, each Address part | `P` | | normalised text | |
+//! | … the same value, as written | `P:exact` | | original text | |
+//! | reference: literal `Reference.reference`, canonical | `P` | | `Type/id`, or the literal as written | |
+//! | reference: logical `Reference.identifier` | `P:identifier` | Identifier.system | Identifier.value | |
+//! | date: date, dateTime, instant | `P` | | original text | covered instants |
+//! | date: Period | `P` | | `start/end` as written | start.lo … end.hi |
+//! | date: Timing | `P` | | each `event`, and `repeat.boundsPeriod` | as above |
+//! | uri: uri, url, canonical | `P` | | the text, exact | |
+//!
+//! * **Token** matching is case-sensitive, exact on `system` and `value`:
+//!   `P=code` → `value = code` (any system); `P=sys|code` → `system = sys AND
+//!   value = code`; `P=|code` → `system IS NULL AND value = code`; `P=sys|` →
+//!   `system = sys`. Primitive `code` elements (gender, status, address use…)
+//!   are indexed without a system (their implicit code system is not
+//!   recorded), so `gender=http://hl7.org/fhir/administrative-gender|male`
+//!   does not match; `gender=male` does. `:text` matches `P:text` rows by starts-with on the
+//!   normalised text, like a string. `:not` = no row of the resource matches.
+//! * **String**: `value` is normalised by [`normalize_string`]: Unicode lower
+//!   case (`str::to_lowercase`) and whitespace runs collapsed to one space.
+//!   Accents are *not* folded: FHIR says string search SHOULD be
+//!   accent-insensitive, but å, ä and ö are letters of their own in Swedish
+//!   (Åberg is not Aberg), so navet deliberately keeps them; `Åsa` still
+//!   matches `åsa`. Default match: `value` starts with the normalised search
+//!   text; `:contains`: `value` contains it; `:exact`: a `P:exact` row whose
+//!   `value` equals the search text byte for byte. For an index-friendly
+//!   starts-with in SQLite use `value >= ?s AND value < ?s || char(1114111)`
+//!   (BINARY collation), not `LIKE` (which folds ASCII case and treats `%`/`_`
+//!   as wildcards).
+//! * **Reference**: [`parse_literal_reference`] normalises both sides: a
+//!   relative `Type/id`, an absolute URL ending in `/Type/id` and either with
+//!   `/_history/v` all become `Type/id`; a canonical loses its `|version`;
+//!   anything else (`urn:uuid:…`, `urn:oid:…`, other URLs) is kept as written.
+//!   A reference whose type is known (from the literal or `Reference.type`) is
+//!   indexed for `P` only if the parameter's `targets` allow that type (so an
+//!   Encounter about a `Group` has no `patient` row); a reference of unknown
+//!   type (identifier-only) is indexed for every reference parameter on its
+//!   path. `P:identifier` rows serve `P:identifier=system|value`, e.g.
+//!   `subject:identifier=http://electronichealth.se/identifier/personnummer|191212121212`.
+//!   Contained references (`#id`) are not indexed.
+//! * **Date**: `lo`..`hi` is the inclusive range of instants the value covers,
+//!   in milliseconds since the Unix epoch: `2026` covers the whole year,
+//!   `2026-11-24` the whole day, `…T10:00:00+01:00` one second, `…T10:00:00.123Z`
+//!   one millisecond ([`parse_date_range`]). Values without a time zone
+//!   (dates, and date-times written without one) are taken as UTC: FHIR R4
+//!   calls them local, but the server's local time is not the writer's, and
+//!   UTC keeps index and query consistent. A Period with no start has
+//!   `lo = i64::MIN`, with no end `hi = i64::MAX` (open). Matching per prefix
+//!   is [`date_condition`].
+//! * **Uri**: exact, case-sensitive match on `value`; `:below` = `value` starts
+//!   with the search uri; `:above` = the search uri starts with `value`.
+//! * **`:missing=true`**: the resource has no row whose `param` is one of
+//!   [`Filter::presence_params`] (`P`, plus `P:text` for tokens and
+//!   `P:identifier` for references); `:missing=false`: it has one.
+//!
+//! [`Filter::index_param`]: crate::search::query::Filter::index_param
+//! [`Filter::presence_params`]: crate::search::query::Filter::presence_params
+//! [`date_condition`]: crate::search::query::date_condition
+
+use std::collections::HashSet;
+
+use jiff::ToSpan;
+use jiff::civil::Date;
+use jiff::tz::Offset;
+use serde_json::{Map, Value};
+
+use super::params::{ParamType, SearchParam, SearchParams};
+
+/// Suffix of the `param` of rows holding a string's original text (`:exact`).
+pub const EXACT_SUFFIX: &str = ":exact";
+/// Suffix of the `param` of rows holding a token's display text (`:text`).
+pub const TEXT_SUFFIX: &str = ":text";
+/// Suffix of the `param` of rows holding a reference's logical identifier.
+pub const IDENTIFIER_SUFFIX: &str = ":identifier";
+
+/// One row of the search index for one resource version (the store adds the
+/// resource type and id). The encoding per parameter type is in the module
+/// docs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IndexRow {
+    pub param: String,
+    pub system: Option<String>,
+    pub value: String,
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+}
+
+/// The index rows of `resource` (of type `resource_type`), without
+/// duplicates, in a stable order. Empty for a type the table does not cover.
+pub fn index_resource(
+    params: &SearchParams,
+    resource_type: &str,
+    resource: &Value,
+) -> Vec<IndexRow> {
+    let mut rows = Rows::default();
+    for param in params.params_for(resource_type) {
+        if param.is_column_backed() {
+            continue;
+        }
+        for path in &param.paths {
+            for value in select(resource, path) {
+                match param.kind {
+                    ParamType::Token => token_rows(&param.code, value, &mut rows),
+                    ParamType::String => string_rows(&param.code, value, &mut rows),
+                    ParamType::Reference => reference_rows(param, value, &mut rows),
+                    ParamType::Date => date_rows(&param.code, value, &mut rows),
+                    ParamType::Uri => {
+                        if let Some(text) = value.as_str().filter(|t| !t.is_empty()) {
+                            rows.push(&param.code, None, text);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows.rows
+}
+
+/// The `Patient/{id}` references that put `resource` into patients'
+/// compartments, through the compartment parameters of its type (FHIR R4
+/// 4.0.1 CompartmentDefinition `patient`), without duplicates. Only literal
+/// references to a Patient count; identifier-only references do not name a
+/// stored patient. Empty for `Patient` itself: a patient's own compartment
+/// is its id, which the caller knows (its `link` does not make it a member of
+/// the linked patient's compartment for navet's access rules).
+pub fn patient_references(
+    params: &SearchParams,
+    resource_type: &str,
+    resource: &Value,
+) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    if resource_type == "Patient" {
+        return found;
+    }
+    for code in params.patient_compartment_params(resource_type) {
+        let Some(param) = params.param(resource_type, code) else {
+            continue;
+        };
+        for path in &param.paths {
+            for value in select(resource, path) {
+                let literal = match value {
+                    Value::Object(obj) => obj.get("reference").and_then(Value::as_str),
+                    Value::String(text) => Some(text.as_str()),
+                    _ => None,
+                };
+                let Some(reference) = literal.and_then(parse_literal_reference) else {
+                    continue;
+                };
+                if reference.resource_type.as_deref() == Some("Patient")
+                    && !found.contains(&reference.value)
+                {
+                    found.push(reference.value);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Rows collected for one resource, deduplicated in insertion order.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<IndexRow>,
+    seen: HashSet<IndexRow>,
+}
+
+impl Rows {
+    fn push(&mut self, param: &str, system: Option<&str>, value: &str) {
+        self.insert(IndexRow {
+            param: param.to_owned(),
+            system: system.filter(|s| !s.is_empty()).map(str::to_owned),
+            value: value.to_owned(),
+            lo: None,
+            hi: None,
+        });
+    }
+
+    fn push_range(&mut self, param: &str, value: &str, range: DateRange) {
+        self.insert(IndexRow {
+            param: param.to_owned(),
+            system: None,
+            value: value.to_owned(),
+            lo: Some(range.lo),
+            hi: Some(range.hi),
+        });
+    }
+
+    fn insert(&mut self, row: IndexRow) {
+        if self.seen.insert(row.clone()) {
+            self.rows.push(row);
+        }
+    }
+}
+
+/// The values at `path` in `resource`; every step traverses arrays, and a
+/// step filter keeps only the items whose field equals the given text.
+fn select<'a>(resource: &'a Value, path: &super::params::ElementPath) -> Vec<&'a Value> {
+    let mut current = vec![resource];
+    for step in path.steps() {
+        let mut next = Vec::new();
+        for node in current {
+            let Some(child) = node.get(&step.name) else {
+                continue;
+            };
+            let items: &[Value] = match child {
+                Value::Array(items) => items,
+                single => std::slice::from_ref(single),
+            };
+            for item in items {
+                let keep = match &step.filter {
+                    None => !item.is_null(),
+                    Some((field, wanted)) => {
+                        item.get(field).and_then(Value::as_str) == Some(wanted.as_str())
+                    }
+                };
+                if keep {
+                    next.push(item);
+                }
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Items of a field that may hold one value or an array of them.
+fn items<'a>(obj: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    match obj.get(key) {
+        Some(Value::Array(items)) => items,
+        Some(single) => std::slice::from_ref(single),
+        None => &[],
+    }
+}
+
+fn token_rows(code: &str, value: &Value, rows: &mut Rows) {
+    match value {
+        Value::String(text) if !text.is_empty() => rows.push(code, None, text),
+        Value::Bool(flag) => rows.push(code, None, if *flag { "true" } else { "false" }),
+        Value::Number(number) => rows.push(code, None, &number.to_string()),
+        Value::Object(obj)
+            if obj.contains_key("coding")
+                || (obj.contains_key("text") && !obj.contains_key("value")) =>
+        {
+            // CodeableConcept: each coding, plus its text for `:text`.
+            for coding in items(obj, "coding") {
+                if let Value::Object(coding) = coding {
+                    coding_rows(code, coding, rows);
+                }
+            }
+            if let Some(text) = str_field(obj, "text") {
+                push_text(code, text, rows);
+            }
+        }
+        Value::Object(obj) if obj.contains_key("code") => coding_rows(code, obj, rows),
+        Value::Object(obj) => {
+            // Identifier and ContactPoint: system|value.
+            if let Some(text) = str_field(obj, "value") {
+                rows.push(code, str_field(obj, "system"), text);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn coding_rows(code: &str, coding: &Map<String, Value>, rows: &mut Rows) {
+    if let Some(value) = str_field(coding, "code") {
+        rows.push(code, str_field(coding, "system"), value);
+    }
+    if let Some(display) = str_field(coding, "display") {
+        push_text(code, display, rows);
+    }
+}
+
+fn push_text(code: &str, text: &str, rows: &mut Rows) {
+    let normalised = normalize_string(text);
+    if !normalised.is_empty() {
+        rows.push(&format!("{code}{TEXT_SUFFIX}"), None, &normalised);
+    }
+}
+
+/// The parts of HumanName and Address that `string` parameters search
+/// (FHIR R4 4.0.1 search.html#string: a HumanName or Address matches on any
+/// of its string parts).
+const NAME_AND_ADDRESS_PARTS: [&str; 11] = [
+    "text",
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+];
+
+fn string_rows(code: &str, value: &Value, rows: &mut Rows) {
+    match value {
+        Value::String(text) => push_string(code, text, rows),
+        Value::Object(obj) => {
+            for part in NAME_AND_ADDRESS_PARTS {
+                for item in items(obj, part) {
+                    if let Some(text) = item.as_str() {
+                        push_string(code, text, rows);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_string(code: &str, text: &str, rows: &mut Rows) {
+    let normalised = normalize_string(text);
+    if normalised.is_empty() {
+        return;
+    }
+    rows.push(code, None, &normalised);
+    rows.push(&format!("{code}{EXACT_SUFFIX}"), None, text);
+}
+
+fn reference_rows(param: &SearchParam, value: &Value, rows: &mut Rows) {
+    match value {
+        // canonical (and uri) elements searched by a reference parameter.
+        Value::String(text) => {
+            if let Some(reference) = parse_literal_reference(text)
+                && reference
+                    .resource_type
+                    .as_deref()
+                    .is_none_or(|t| param.accepts_target(t))
+            {
+                rows.push(&param.code, None, &reference.value);
+            }
+        }
+        Value::Object(obj) => {
+            let literal = str_field(obj, "reference").and_then(parse_literal_reference);
+            let declared_type = str_field(obj, "type").map(|t| t.rsplit('/').next().unwrap_or(t));
+            let resource_type = literal
+                .as_ref()
+                .and_then(|r| r.resource_type.as_deref())
+                .or(declared_type);
+            if resource_type.is_some_and(|t| !param.accepts_target(t)) {
+                return;
+            }
+            if let Some(reference) = &literal {
+                rows.push(&param.code, None, &reference.value);
+            }
+            if let Some(Value::Object(identifier)) = obj.get("identifier")
+                && let Some(text) = str_field(identifier, "value")
+            {
+                rows.push(
+                    &format!("{}{IDENTIFIER_SUFFIX}", param.code),
+                    str_field(identifier, "system"),
+                    text,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn date_rows(code: &str, value: &Value, rows: &mut Rows) {
+    match value {
+        Value::String(text) => {
+            if let Some(range) = parse_date_range(text) {
+                rows.push_range(code, text, range);
+            }
+        }
+        Value::Object(obj) if obj.contains_key("start") || obj.contains_key("end") => {
+            period_row(code, obj, rows)
+        }
+        Value::Object(obj) => {
+            // Timing: each event, and the bounds of a repeat, are ranges of
+            // their own (FHIR R4 4.0.1 search.html#date, Timing).
+            for event in items(obj, "event") {
+                if let Some(text) = event.as_str()
+                    && let Some(range) = parse_date_range(text)
+                {
+                    rows.push_range(code, text, range);
+                }
+            }
+            if let Some(Value::Object(repeat)) = obj.get("repeat")
+                && let Some(Value::Object(bounds)) = repeat.get("boundsPeriod")
+            {
+                period_row(code, bounds, rows);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn period_row(code: &str, period: &Map<String, Value>, rows: &mut Rows) {
+    let start = str_field(period, "start");
+    let end = str_field(period, "end");
+    let lo = match start {
+        Some(text) => match parse_date_range(text) {
+            Some(range) => range.lo,
+            None => return,
+        },
+        None => i64::MIN,
+    };
+    let hi = match end {
+        Some(text) => match parse_date_range(text) {
+            Some(range) => range.hi,
+            None => return,
+        },
+        None => i64::MAX,
+    };
+    if start.is_none() && end.is_none() {
+        return;
+    }
+    let text = format!("{}/{}", start.unwrap_or(""), end.unwrap_or(""));
+    rows.push_range(code, &text, DateRange { lo, hi });
+}
+
+/// Normalises text for string search: Unicode lower case and single spaces.
+/// Accents are kept on purpose (see the module docs).
+pub fn normalize_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+/// A literal reference in the index's canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiteralReference {
+    /// The resource type, when the reference names one (`Type/id` forms).
+    pub resource_type: Option<String>,
+    /// The indexed text: `Type/id`, or the reference as written.
+    pub value: String,
+}
+
+/// Normalises a literal reference (see the module docs); `None` for an empty
+/// or contained (`#id`) reference.
+pub fn parse_literal_reference(text: &str) -> Option<LiteralReference> {
+    let text = text.trim();
+    // A canonical may pin a version (`url|1.0`); references never contain `|`.
+    let text = text.split_once('|').map_or(text, |(url, _)| url);
+    if text.is_empty() || text.starts_with('#') {
+        return None;
+    }
+    let unversioned = match text.rsplit_once("/_history/") {
+        Some((base, version)) if is_valid_id(version) => base,
+        _ => text,
+    };
+    if let Some((head, id)) = unversioned.rsplit_once('/') {
+        let resource_type = head.rsplit_once('/').map_or(head, |(_, t)| t);
+        if is_resource_type_name(resource_type) && is_valid_id(id) {
+            return Some(LiteralReference {
+                resource_type: Some(resource_type.to_owned()),
+                value: format!("{resource_type}/{id}"),
+            });
+        }
+    }
+    Some(LiteralReference {
+        resource_type: None,
+        value: text.to_owned(),
+    })
+}
+
+/// A FHIR logical id: 1–64 of `[A-Za-z0-9\-\.]` (FHIR R4 4.0.1 datatypes `id`).
+pub fn is_valid_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Whether `text` has the shape of a resource type name (`Patient`).
+pub fn is_resource_type_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+/// An inclusive range of instants, in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// The range of instants a FHIR date, dateTime or instant covers, at the
+/// precision written (FHIR R4 4.0.1 search.html#date: a value stands for the
+/// whole range its precision implies): `YYYY`, `YYYY-MM`, `YYYY-MM-DD`,
+/// `YYYY-MM-DDThh:mm[:ss[.fff…]][Z|±hh:mm]`. Minute precision and a missing
+/// time zone are accepted (search values use them); no zone means UTC.
+/// Returns `None` for anything else, including impossible dates.
+pub fn parse_date_range(text: &str) -> Option<DateRange> {
+    let mut cursor = Cursor {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let year = i16::try_from(cursor.number(4)?).ok()?;
+    if cursor.done() {
+        let start = Date::new(year, 1, 1).ok()?;
+        return Some(calendar_range(start, start.checked_add(1.year()).ok()));
+    }
+    cursor.expect(b'-')?;
+    let month = i8::try_from(cursor.number(2)?).ok()?;
+    if cursor.done() {
+        let start = Date::new(year, month, 1).ok()?;
+        return Some(calendar_range(start, start.checked_add(1.month()).ok()));
+    }
+    cursor.expect(b'-')?;
+    let day = i8::try_from(cursor.number(2)?).ok()?;
+    let date = Date::new(year, month, day).ok()?;
+    if cursor.done() {
+        return Some(calendar_range(date, date.checked_add(1.day()).ok()));
+    }
+    cursor.expect(b'T')?;
+    let hour = i8::try_from(cursor.number(2)?).ok()?;
+    cursor.expect(b':')?;
+    let minute = i8::try_from(cursor.number(2)?).ok()?;
+    let mut second = 0;
+    let mut millis = 0_i64;
+    let mut width_ms = 60_000_i64;
+    if cursor.peek() == Some(b':') {
+        cursor.pos += 1;
+        second = i8::try_from(cursor.number(2)?).ok()?;
+        width_ms = 1_000;
+        if cursor.peek() == Some(b'.') {
+            cursor.pos += 1;
+            let digits = cursor.digits();
+            if digits.is_empty() {
+                return None;
+            }
+            // Millisecond resolution: further digits narrow nothing we store.
+            let kept = &digits[..digits.len().min(3)];
+            let scale = 10_i64.pow(3 - u32::try_from(kept.len()).ok()?);
+            millis = kept.iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0')) * scale;
+            width_ms = scale;
+        }
+    }
+    let offset = match cursor.peek() {
+        None => Offset::UTC,
+        Some(b'Z') => {
+            cursor.pos += 1;
+            Offset::UTC
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            cursor.pos += 1;
+            let hours = cursor.number(2)?;
+            cursor.expect(b':')?;
+            let minutes = cursor.number(2)?;
+            if hours > 14 || minutes > 59 {
+                return None;
+            }
+            let seconds = i32::try_from(hours * 3600 + minutes * 60).ok()?;
+            Offset::from_seconds(if sign == b'-' { -seconds } else { seconds }).ok()?
+        }
+        Some(_) => return None,
+    };
+    if !cursor.done() {
+        return None;
+    }
+    let datetime = jiff::civil::DateTime::new(year, month, day, hour, minute, second, 0).ok()?;
+    let lo = offset.to_timestamp(datetime).ok()?.as_millisecond() + millis;
+    Some(DateRange {
+        lo,
+        hi: lo + width_ms - 1,
+    })
+}
+
+/// The range from the start of `start` (UTC) to just before the start of
+/// `next`; open-ended when `next` is past the last representable date.
+fn calendar_range(start: Date, next: Option<Date>) -> DateRange {
+    let millis = |date: Date| {
+        Offset::UTC
+            .to_timestamp(date.at(0, 0, 0, 0))
+            .map(|t| t.as_millisecond())
+    };
+    let lo = millis(start).unwrap_or(i64::MIN);
+    let hi = next
+        .and_then(|next| millis(next).ok())
+        .map_or(i64::MAX, |next| next - 1);
+    DateRange { lo, hi }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek() == Some(byte)).then(|| self.pos += 1)
+    }
+
+    /// Exactly `len` ASCII digits.
+    fn number(&mut self, len: usize) -> Option<i64> {
+        let digits = self.bytes.get(self.pos..self.pos + len)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        self.pos += len;
+        Some(
+            digits
+                .iter()
+                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')),
+        )
+    }
+
+    /// All ASCII digits from here on.
+    fn digits(&mut self) -> &[u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        &self.bytes[start..self.pos]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params() -> SearchParams {
+        SearchParams::embedded()
+    }
+
+    fn row(param: &str, system: Option<&str>, value: &str) -> IndexRow {
+        IndexRow {
+            param: param.to_owned(),
+            system: system.map(str::to_owned),
+            value: value.to_owned(),
+            lo: None,
+            hi: None,
+        }
+    }
+
+    fn rows_for<'a>(rows: &'a [IndexRow], param: &str) -> Vec<&'a IndexRow> {
+        rows.iter().filter(|r| r.param == param).collect()
+    }
+
+    fn values(rows: &[IndexRow], param: &str) -> Vec<String> {
+        rows_for(rows, param)
+            .iter()
+            .map(|r| r.value.clone())
+            .collect()
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>()
+            .expect("timestamp")
+            .as_millisecond()
+    }
+
+    const PNR: &str = "http://electronichealth.se/identifier/personnummer";
+
+    fn patient() -> Value {
+        json!({
+            "resourceType": "Patient",
+            "id": "p1",
+            "meta": {"lastUpdated": "2026-01-01T00:00:00Z", "tag": [{"system": "urn:navet", "code": "demo"}]},
+            "identifier": [{"system": PNR, "value": "191212121212"}],
+            "active": true,
+            "name": [{"family": "Åberg", "given": ["Anna  Maria", "Sofia"], "text": "Anna Åberg"}],
+            "telecom": [
+                {"system": "phone", "value": "+46701234567"},
+                {"system": "email", "value": "anna@example.se"}
+            ],
+            "gender": "female",
+            "birthDate": "1912-12-12",
+            "address": [{"line": ["Storgatan 1"], "city": "Kristianstad", "postalCode": "291 31"}],
+            "managingOrganization": {"reference": "Organization/org1"},
+            "generalPractitioner": [{"reference": "https://navet.example/fhir/Organization/vc1"}]
+        })
+    }
+
+    #[test]
+    fn a_patient_identifier_is_indexed_with_its_system() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        assert_eq!(
+            rows_for(&rows, "identifier"),
+            [&row("identifier", Some(PNR), "191212121212")]
+        );
+    }
+
+    #[test]
+    fn a_patient_name_is_indexed_normalised_and_as_written() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        assert_eq!(values(&rows, "family"), ["åberg"]);
+        assert_eq!(values(&rows, "family:exact"), ["Åberg"]);
+        assert_eq!(values(&rows, "given"), ["anna maria", "sofia"]);
+        assert_eq!(
+            values(&rows, "name"),
+            ["anna åberg", "åberg", "anna maria", "sofia"]
+        );
+        assert_eq!(values(&rows, "address-city"), ["kristianstad"]);
+        assert_eq!(
+            values(&rows, "address"),
+            ["storgatan 1", "kristianstad", "291 31"]
+        );
+    }
+
+    #[test]
+    fn a_patient_birthdate_covers_the_whole_day_in_utc() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        let birth = rows_for(&rows, "birthdate");
+        assert_eq!(birth.len(), 1);
+        assert_eq!(birth[0].value, "1912-12-12");
+        assert_eq!(birth[0].lo, Some(ms("1912-12-12T00:00:00Z")));
+        assert_eq!(birth[0].hi, Some(ms("1912-12-13T00:00:00Z") - 1));
+    }
+
+    #[test]
+    fn a_patient_gender_active_and_telecoms_are_tokens() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        assert_eq!(rows_for(&rows, "gender"), [&row("gender", None, "female")]);
+        assert_eq!(rows_for(&rows, "active"), [&row("active", None, "true")]);
+        assert_eq!(
+            rows_for(&rows, "email"),
+            [&row("email", Some("email"), "anna@example.se")]
+        );
+        assert_eq!(
+            rows_for(&rows, "phone"),
+            [&row("phone", Some("phone"), "+46701234567")]
+        );
+        assert_eq!(rows_for(&rows, "telecom").len(), 2);
+        assert_eq!(
+            rows_for(&rows, "_tag"),
+            [&row("_tag", Some("urn:navet"), "demo")]
+        );
+    }
+
+    #[test]
+    fn id_and_last_updated_are_left_to_the_store_columns() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        assert!(rows_for(&rows, "_id").is_empty());
+        assert!(rows_for(&rows, "_lastUpdated").is_empty());
+    }
+
+    #[test]
+    fn relative_and_absolute_references_index_as_type_and_id() {
+        let rows = index_resource(&params(), "Patient", &patient());
+        assert_eq!(values(&rows, "organization"), ["Organization/org1"]);
+        assert_eq!(values(&rows, "general-practitioner"), ["Organization/vc1"]);
+    }
+
+    fn service_request() -> Value {
+        json!({
+            "resourceType": "ServiceRequest",
+            "id": "sr1",
+            "status": "active",
+            "intent": "order",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Remiss"}]}],
+            "code": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "385763009", "display": "Hospice care"}],
+                "text": "Punktinsats: IV-antibiotika"
+            },
+            "subject": {"reference": "Patient/p1", "display": "Anna Åberg"},
+            "requester": {"reference": "Organization/hospital"},
+            "performer": [{"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": "SE2321000016-MTN1"}}],
+            "authoredOn": "2026-11-24T09:30:00+01:00",
+            "occurrencePeriod": {"start": "2026-11-25", "end": "2026-11-29"}
+        })
+    }
+
+    #[test]
+    fn a_service_request_subject_is_indexed_for_subject_and_patient() {
+        let rows = index_resource(&params(), "ServiceRequest", &service_request());
+        assert_eq!(values(&rows, "subject"), ["Patient/p1"]);
+        assert_eq!(values(&rows, "patient"), ["Patient/p1"]);
+        assert_eq!(values(&rows, "requester"), ["Organization/hospital"]);
+    }
+
+    #[test]
+    fn a_service_request_code_and_status_are_tokens_with_text_rows() {
+        let rows = index_resource(&params(), "ServiceRequest", &service_request());
+        assert_eq!(
+            rows_for(&rows, "code"),
+            [&row("code", Some("http://snomed.info/sct"), "385763009")]
+        );
+        assert_eq!(
+            values(&rows, "code:text"),
+            ["hospice care", "punktinsats: iv-antibiotika"]
+        );
+        assert_eq!(rows_for(&rows, "status"), [&row("status", None, "active")]);
+        assert_eq!(values(&rows, "intent"), ["order"]);
+        assert_eq!(values(&rows, "category"), ["3457005"]);
+    }
+
+    #[test]
+    fn a_service_request_authored_date_keeps_its_offset() {
+        let rows = index_resource(&params(), "ServiceRequest", &service_request());
+        let authored = rows_for(&rows, "authored");
+        assert_eq!(authored[0].lo, Some(ms("2026-11-24T08:30:00Z")));
+        assert_eq!(authored[0].hi, Some(ms("2026-11-24T08:30:00Z") + 999));
+    }
+
+    #[test]
+    fn a_service_request_occurrence_period_runs_from_start_day_to_end_day() {
+        let rows = index_resource(&params(), "ServiceRequest", &service_request());
+        let occurrence = rows_for(&rows, "occurrence");
+        assert_eq!(occurrence.len(), 1);
+        assert_eq!(occurrence[0].value, "2026-11-25/2026-11-29");
+        assert_eq!(occurrence[0].lo, Some(ms("2026-11-25T00:00:00Z")));
+        assert_eq!(occurrence[0].hi, Some(ms("2026-11-30T00:00:00Z") - 1));
+    }
+
+    #[test]
+    fn an_identifier_only_reference_is_indexed_under_the_identifier_suffix() {
+        let rows = index_resource(&params(), "ServiceRequest", &service_request());
+        assert!(rows_for(&rows, "performer").is_empty());
+        assert_eq!(
+            rows_for(&rows, "performer:identifier"),
+            [&row(
+                "performer:identifier",
+                Some("urn:oid:1.2.752.29.4.19"),
+                "SE2321000016-MTN1"
+            )]
+        );
+    }
+
+    fn task() -> Value {
+        json!({
+            "resourceType": "Task",
+            "id": "t1",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": "urn:navet:insats", "code": "iv-antibiotika"}]},
+            "for": {"reference": "Patient/p1"},
+            "focus": {"reference": "ServiceRequest/sr1"},
+            "basedOn": [{"reference": "ServiceRequest/sr1"}],
+            "owner": {"reference": "Organization/mtn-kristianstad"},
+            "requester": {"reference": "Organization/hospital"},
+            "authoredOn": "2026-11-24T10:00:00Z",
+            "executionPeriod": {"start": "2026-11-25T08:00:00+01:00"}
+        })
+    }
+
+    #[test]
+    fn a_task_for_a_patient_is_indexed_for_patient_and_subject() {
+        let rows = index_resource(&params(), "Task", &task());
+        assert_eq!(values(&rows, "patient"), ["Patient/p1"]);
+        assert_eq!(values(&rows, "subject"), ["Patient/p1"]);
+        assert_eq!(values(&rows, "owner"), ["Organization/mtn-kristianstad"]);
+        assert_eq!(values(&rows, "focus"), ["ServiceRequest/sr1"]);
+        assert_eq!(values(&rows, "status"), ["requested"]);
+        assert_eq!(values(&rows, "code"), ["iv-antibiotika"]);
+    }
+
+    #[test]
+    fn a_task_execution_period_without_end_is_open_ended() {
+        let rows = index_resource(&params(), "Task", &task());
+        let period = rows_for(&rows, "period");
+        assert_eq!(period.len(), 1);
+        assert_eq!(period[0].lo, Some(ms("2026-11-25T07:00:00Z")));
+        assert_eq!(period[0].hi, Some(i64::MAX));
+        assert_eq!(period[0].value, "2026-11-25T08:00:00+01:00/");
+    }
+
+    #[test]
+    fn a_task_for_something_else_has_no_patient_row() {
+        let mut task = task();
+        task["for"] = json!({"reference": "Group/g1"});
+        let rows = index_resource(&params(), "Task", &task);
+        assert!(values(&rows, "patient").is_empty());
+        assert_eq!(values(&rows, "subject"), ["Group/g1"]);
+    }
+
+    fn encounter() -> Value {
+        json!({
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH", "display": "home health"},
+            "type": [{"text": "Hembesök"}],
+            "subject": {"reference": "Patient/p1"},
+            "participant": [
+                {"individual": {"reference": "Practitioner/nurse1"}},
+                {"individual": {"reference": "PractitionerRole/role1"}}
+            ],
+            "period": {"start": "2026-11-25T08:00:00+01:00", "end": "2026-11-25T08:45:00+01:00"},
+            "basedOn": [{"reference": "ServiceRequest/sr1"}],
+            "serviceProvider": {"reference": "Organization/mtn-kristianstad"},
+            "identifier": [{"system": "urn:itacih:visit", "value": "V-1"}]
+        })
+    }
+
+    #[test]
+    fn an_encounter_indexes_class_period_and_participants() {
+        let rows = index_resource(&params(), "Encounter", &encounter());
+        assert_eq!(
+            rows_for(&rows, "class"),
+            [&row(
+                "class",
+                Some("http://terminology.hl7.org/CodeSystem/v3-ActCode"),
+                "HH"
+            )]
+        );
+        assert_eq!(values(&rows, "class:text"), ["home health"]);
+        assert!(
+            rows_for(&rows, "type").is_empty(),
+            "text-only concept has no code"
+        );
+        assert_eq!(values(&rows, "type:text"), ["hembesök"]);
+        assert_eq!(
+            values(&rows, "participant"),
+            ["Practitioner/nurse1", "PractitionerRole/role1"]
+        );
+        assert_eq!(values(&rows, "practitioner"), ["Practitioner/nurse1"]);
+        assert_eq!(values(&rows, "patient"), ["Patient/p1"]);
+        let date = rows_for(&rows, "date");
+        assert_eq!(date[0].lo, Some(ms("2026-11-25T07:00:00Z")));
+        assert_eq!(date[0].hi, Some(ms("2026-11-25T07:45:00Z") + 999));
+    }
+
+    #[test]
+    fn an_encounter_about_a_group_has_no_patient_row() {
+        let mut encounter = encounter();
+        encounter["subject"] = json!({"reference": "Group/g1"});
+        let rows = index_resource(&params(), "Encounter", &encounter);
+        assert!(values(&rows, "patient").is_empty());
+        assert_eq!(values(&rows, "subject"), ["Group/g1"]);
+    }
+
+    #[test]
+    fn a_subject_given_by_personnummer_is_indexed_for_patient_identifier_lookup() {
+        let mut encounter = encounter();
+        encounter["subject"] =
+            json!({"type": "Patient", "identifier": {"system": PNR, "value": "191212121212"}});
+        let rows = index_resource(&params(), "Encounter", &encounter);
+        assert!(values(&rows, "patient").is_empty());
+        assert_eq!(
+            rows_for(&rows, "patient:identifier"),
+            [&row("patient:identifier", Some(PNR), "191212121212")]
+        );
+        assert_eq!(rows_for(&rows, "subject:identifier").len(), 1);
+    }
+
+    #[test]
+    fn timing_events_are_indexed_one_row_each() {
+        let request = json!({
+            "resourceType": "MedicationRequest",
+            "dosageInstruction": [{"timing": {"event": ["2026-11-25T08:00:00Z", "2026-11-25T16:00:00Z"]}}]
+        });
+        let rows = index_resource(&params(), "MedicationRequest", &request);
+        let dates = rows_for(&rows, "date");
+        assert_eq!(dates.len(), 2);
+        assert_eq!(dates[1].lo, Some(ms("2026-11-25T16:00:00Z")));
+    }
+
+    #[test]
+    fn a_timing_with_bounds_is_indexed_as_its_bounds() {
+        let request = json!({
+            "resourceType": "ServiceRequest",
+            "occurrenceTiming": {"repeat": {"boundsPeriod": {"start": "2026-11-25", "end": "2026-11-29"}, "frequency": 3, "period": 1, "periodUnit": "d"}}
+        });
+        let rows = index_resource(&params(), "ServiceRequest", &request);
+        let occurrence = rows_for(&rows, "occurrence");
+        assert_eq!(occurrence.len(), 1);
+        assert_eq!(occurrence[0].lo, Some(ms("2026-11-25T00:00:00Z")));
+    }
+
+    #[test]
+    fn repeated_values_give_one_row() {
+        let audit = json!({
+            "resourceType": "AuditEvent",
+            "agent": [{"who": {"reference": "Patient/p1"}}],
+            "entity": [{"what": {"reference": "Patient/p1"}}, {"what": {"reference": "Task/t1"}}]
+        });
+        let rows = index_resource(&params(), "AuditEvent", &audit);
+        assert_eq!(values(&rows, "patient"), ["Patient/p1"]);
+        assert_eq!(values(&rows, "entity"), ["Patient/p1", "Task/t1"]);
+    }
+
+    #[test]
+    fn an_unknown_type_has_no_rows() {
+        assert!(index_resource(&params(), "Observation", &json!({"status": "final"})).is_empty());
+    }
+
+    #[test]
+    fn patient_references_follow_the_compartment_params() {
+        let references = patient_references(&params(), "Task", &task());
+        assert_eq!(references, ["Patient/p1"]);
+        let mut task = task();
+        task["focus"] = json!({"reference": "Patient/p2"});
+        assert_eq!(
+            patient_references(&params(), "Task", &task),
+            ["Patient/p1", "Patient/p2"]
+        );
+    }
+
+    #[test]
+    fn patient_references_ignore_non_patients_and_identifiers() {
+        let communication = json!({
+            "resourceType": "Communication",
+            "subject": {"identifier": {"system": PNR, "value": "191212121212"}},
+            "sender": {"reference": "Organization/o1"},
+            "recipient": [{"reference": "Patient/p9"}, {"reference": "Patient/p9"}]
+        });
+        assert_eq!(
+            patient_references(&params(), "Communication", &communication),
+            ["Patient/p9"]
+        );
+    }
+
+    #[test]
+    fn patient_references_of_a_patient_are_left_to_the_caller() {
+        let mut patient = patient();
+        patient["link"] = json!([{"other": {"reference": "Patient/p2"}, "type": "seealso"}]);
+        assert!(patient_references(&params(), "Patient", &patient).is_empty());
+    }
+
+    #[test]
+    fn date_precision_sets_the_range_width() {
+        let year = parse_date_range("2026").expect("year");
+        assert_eq!(year.lo, ms("2026-01-01T00:00:00Z"));
+        assert_eq!(year.hi, ms("2027-01-01T00:00:00Z") - 1);
+        let month = parse_date_range("2024-02").expect("month");
+        assert_eq!(month.hi, ms("2024-03-01T00:00:00Z") - 1);
+        let minute = parse_date_range("2026-11-24T10:00").expect("minute");
+        assert_eq!(minute.hi - minute.lo, 59_999);
+        let tenth = parse_date_range("2026-11-24T10:00:00.1Z").expect("tenth");
+        assert_eq!(tenth.lo, ms("2026-11-24T10:00:00.1Z"));
+        assert_eq!(tenth.hi - tenth.lo, 99);
+        let micros = parse_date_range("2026-11-24T10:00:00.123456-05:00").expect("micros");
+        assert_eq!(micros.lo, ms("2026-11-24T15:00:00.123Z"));
+        assert_eq!(micros.hi, micros.lo);
+    }
+
+    #[test]
+    fn the_last_representable_year_is_open_ended() {
+        assert_eq!(parse_date_range("9999").map(|r| r.hi), Some(i64::MAX));
+    }
+
+    #[test]
+    fn malformed_or_impossible_dates_are_rejected() {
+        for text in [
+            "",
+            "26",
+            "2026-1",
+            "2026-02-30",
+            "2026-13",
+            "2026-11-24T25:00",
+            "2026-11-24T10",
+            "2026-11-24T10:00:60Z",
+            "2026-11-24T10:00:00.",
+            "2026-11-24T10:00:00+15:00",
+            "2026-11-24T10:00:00+01",
+            "2026-11-24 10:00",
+            "2026-11-24T10:00:00Zjunk",
+        ] {
+            assert_eq!(parse_date_range(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn literal_references_normalise_to_type_and_id() {
+        let cases = [
+            ("Patient/123", Some("Patient"), "Patient/123"),
+            (
+                "https://navet.example/fhir/Patient/123",
+                Some("Patient"),
+                "Patient/123",
+            ),
+            ("Patient/123/_history/4", Some("Patient"), "Patient/123"),
+            (
+                "http://example.org/fhir/PlanDefinition/kdn|2.0",
+                Some("PlanDefinition"),
+                "PlanDefinition/kdn",
+            ),
+            (
+                "urn:uuid:5c5c1ae6-0b8d-4b4f-8a5c-0b0d0b0d0b0d",
+                None,
+                "urn:uuid:5c5c1ae6-0b8d-4b4f-8a5c-0b0d0b0d0b0d",
+            ),
+            ("http://snomed.info/sct", None, "http://snomed.info/sct"),
+        ];
+        for (text, resource_type, value) in cases {
+            let parsed = parse_literal_reference(text).expect(text);
+            assert_eq!(parsed.resource_type.as_deref(), resource_type, "{text}");
+            assert_eq!(parsed.value, value, "{text}");
+        }
+        assert_eq!(parse_literal_reference("#contained"), None);
+        assert_eq!(parse_literal_reference("  "), None);
+    }
+
+    #[test]
+    fn string_normalisation_lowercases_but_keeps_swedish_letters() {
+        assert_eq!(normalize_string("  ÅSA   Öberg-Ärlig "), "åsa öberg-ärlig");
+        assert_eq!(normalize_string("André"), "andré");
+    }
+}

@@ -1,0 +1,1945 @@
+//! The search query parser: from the decoded query pairs of a search request
+//! to a typed [`SearchQuery`] (FHIR R4 4.0.1 search.html).
+//!
+//! Every pair is either a filter (a search parameter of the resource type, or
+//! `_id` / `_lastUpdated`) or a result parameter (`_count`, `_sort`,
+//! `_include`, `_revinclude`, `_total`, `_summary`, `_elements`, `_format`,
+//! `_cursor`/`_page`, `_pretty`). Filters are ANDed; repeating a parameter
+//! ANDs again; a comma inside one value ORs (FHIR R4 4.0.1 search.html). `\,`,
+//! `\|`, `\$` and `\\` escape those characters (search.html#escaping).
+//! Percent-decoding is the caller's job.
+//!
+//! Errors are collected, not returned at the first: the client gets them all
+//! in one OperationOutcome. An unknown parameter, an unsupported modifier,
+//! chaining, `_include:iterate` and `_revinclude` are *unsupported*: an error
+//! under strict handling, listed in [`SearchQuery::ignored`] under
+//! `Prefer: handling=lenient` (search.html#errors). A malformed value is an
+//! error either way. A parameter with an empty value (`name=`) restricts
+//! nothing; it is dropped and listed in `ignored` too.
+//!
+//! How each [`FilterValue`] matches the index rows is defined in
+//! [`crate::search::index`]'s module docs; [`Filter::matches_rows`] is the
+//! reference implementation of that contract, and [`date_condition`] gives
+//! the date prefixes as conditions on the `lo`/`hi` columns.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::index::{
+    EXACT_SUFFIX, IDENTIFIER_SUFFIX, IndexRow, TEXT_SUFFIX, is_resource_type_name, is_valid_id,
+    normalize_string, parse_date_range, parse_literal_reference,
+};
+use super::params::{ParamType, SearchParam, SearchParams};
+
+/// A parsed search request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// ANDed filters, in request order.
+    pub filters: Vec<Filter>,
+    /// `_count` as requested; the caller applies its own cap (e.g. 500).
+    pub count: Option<usize>,
+    pub sort: Vec<SortKey>,
+    pub include: Vec<Include>,
+    pub total: TotalMode,
+    /// `_summary`: one of `count`, `true`, `false`, `text`, `data`.
+    pub summary: Option<String>,
+    /// `_elements`, element names in request order.
+    pub elements: Option<Vec<String>>,
+    /// `_format`, as given (the HTTP layer interprets it).
+    pub format: Option<String>,
+    /// `_cursor` or `_page`: an opaque paging token minted by the server.
+    pub cursor: Option<String>,
+    /// Parameters (as keys, with their modifier) dropped under lenient
+    /// handling or for an empty value, for the OperationOutcome and so the
+    /// self link can leave them out.
+    pub ignored: Vec<String>,
+}
+
+/// `_total` (FHIR R4 4.0.1 search.html#total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TotalMode {
+    /// Not requested: the server decides.
+    #[default]
+    Unspecified,
+    None,
+    Estimate,
+    Accurate,
+}
+
+/// One search parameter of the request. Its values are ORed.
+///
+/// `_id` and `_lastUpdated` have no index rows: the store matches `_id`'s
+/// token codes against its id column, and `_lastUpdated`'s dates with
+/// [`date_condition`] on a range `lo = hi =` the version's last-updated
+/// milliseconds. Every other filter reads the index rows named by
+/// [`Filter::index_param`] (or [`Filter::presence_params`] for `:missing`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The parameter code, e.g. `patient`, `_id`, `_lastUpdated`.
+    pub param: String,
+    pub kind: ParamType,
+    pub modifier: Option<Modifier>,
+    pub values: Vec<FilterValue>,
+}
+
+/// The search modifiers navet supports (FHIR R4 4.0.1 search.html, per
+/// parameter type; code system `search-modifier-code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modifier {
+    /// string: whole value, case and accents as written.
+    Exact,
+    /// string: anywhere in the value.
+    Contains,
+    /// any type: values are [`FilterValue::Missing`].
+    Missing,
+    /// token: no value of the resource matches.
+    Not,
+    /// reference: matches `Reference.identifier`; values are tokens.
+    Identifier,
+    /// token: matches CodeableConcept.text / Coding.display; values are strings.
+    Text,
+    /// uri: the value starts with the search uri.
+    Below,
+    /// uri: the search uri starts with the value.
+    Above,
+    /// reference `:[type]`: already folded into the values (each names the
+    /// type); kept so the request can be echoed.
+    Type(String),
+}
+
+impl fmt::Display for Modifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Modifier::Exact => "exact",
+            Modifier::Contains => "contains",
+            Modifier::Missing => "missing",
+            Modifier::Not => "not",
+            Modifier::Identifier => "identifier",
+            Modifier::Text => "text",
+            Modifier::Below => "below",
+            Modifier::Above => "above",
+            Modifier::Type(resource_type) => resource_type,
+        })
+    }
+}
+
+/// One ORed value of a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterValue {
+    /// `code`, `system|code`, `|code`, `system|`. `system`: `None` = any
+    /// system, `Some(None)` = no system, `Some(Some(s))` = system `s`.
+    /// `code: None` = any code of that system. Also the values of
+    /// `_id` (an id) and of `:identifier` (`system|value`).
+    Token {
+        system: Option<Option<String>>,
+        code: Option<String>,
+    },
+    /// A string search text: normalised ([`normalize_string`]) unless the
+    /// modifier is `:exact`, which keeps it as written. Also `:text` values.
+    String(String),
+    Reference(ReferenceValue),
+    /// A date with its prefix; `lo..=hi` is the range the value covers (ms
+    /// since the epoch). Match with [`date_condition`].
+    Date {
+        prefix: Prefix,
+        lo: i64,
+        hi: i64,
+    },
+    /// A uri, exact.
+    Uri(String),
+    /// `:missing=true` (`true`) or `:missing=false`.
+    Missing(bool),
+}
+
+/// A reference search value, in the index's canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceValue {
+    /// `Type/id`, from `Type/id`, an absolute URL ending in `/Type/id`, a
+    /// `:Type` modifier, or a bare id when the parameter has exactly one
+    /// target type (`patient=123` → `Patient/123`). Row `value = "Type/id"`.
+    Local { resource_type: String, id: String },
+    /// A bare id for a parameter that may point to several types: rows whose
+    /// `value` is `T/id` for one of `types`, or for any type when `types` is
+    /// empty (SQLite: `substr(value, -length(?id) - 1) = '/' || ?id`).
+    AnyType { id: String, types: Vec<String> },
+    /// Any other literal (`urn:uuid:…`, a URL not ending in `/Type/id`):
+    /// row `value` equals it.
+    Literal(String),
+}
+
+impl ReferenceValue {
+    /// The row `value`s that match, or `None` for an [`ReferenceValue::AnyType`]
+    /// open to every type (match by the `/id` suffix instead).
+    pub fn candidates(&self) -> Option<Vec<String>> {
+        match self {
+            ReferenceValue::Local { resource_type, id } => {
+                Some(vec![format!("{resource_type}/{id}")])
+            }
+            ReferenceValue::AnyType { types, .. } if types.is_empty() => None,
+            ReferenceValue::AnyType { id, types } => {
+                Some(types.iter().map(|t| format!("{t}/{id}")).collect())
+            }
+            ReferenceValue::Literal(text) => Some(vec![text.clone()]),
+        }
+    }
+
+    /// Whether an index row `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            ReferenceValue::AnyType { id, types } if types.is_empty() => value
+                .rsplit_once('/')
+                .is_some_and(|(resource_type, row_id)| {
+                    row_id == id && is_resource_type_name(resource_type)
+                }),
+            other => other
+                .candidates()
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c == value),
+        }
+    }
+}
+
+/// Date comparison prefixes (FHIR R4 4.0.1 search.html#prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+impl Prefix {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "eq" => Prefix::Eq,
+            "ne" => Prefix::Ne,
+            "gt" => Prefix::Gt,
+            "lt" => Prefix::Lt,
+            "ge" => Prefix::Ge,
+            "le" => Prefix::Le,
+            "sa" => Prefix::Sa,
+            "eb" => Prefix::Eb,
+            "ap" => Prefix::Ap,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefix::Eq => "eq",
+            Prefix::Ne => "ne",
+            Prefix::Gt => "gt",
+            Prefix::Lt => "lt",
+            Prefix::Ge => "ge",
+            Prefix::Le => "le",
+            Prefix::Sa => "sa",
+            Prefix::Eb => "eb",
+            Prefix::Ap => "ap",
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `_sort` key. The store orders a resource by its rows of `param`:
+/// ascending by the smallest (`MIN(lo)` for dates, `MIN(value)` otherwise),
+/// descending by the largest (`MAX(hi)` / `MAX(value)`); resources without
+/// a row come last. `_id` and `_lastUpdated` sort by their columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub param: String,
+    pub kind: ParamType,
+    pub descending: bool,
+}
+
+/// One `_include=Type:param[:Target]`: add the resources that the matches'
+/// `param` references, i.e. the `Type/id` `value`s of their `param` rows
+/// (rows holding other literals, such as `urn:uuid:`, name nothing stored),
+/// only those of `target_type` when given. `_include:iterate` and wildcards
+/// are refused by the parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub source_type: String,
+    pub param: String,
+    pub target_type: Option<String>,
+}
+
+/// A problem with one query parameter, for the OperationOutcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{param}: {message}")]
+pub struct QueryError {
+    /// The query key as given (with its modifier).
+    pub param: String,
+    pub message: String,
+}
+
+impl QueryError {
+    fn new(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: param.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error that lenient handling may turn into an ignored parameter.
+enum Problem {
+    Unsupported(QueryError),
+    Invalid(QueryError),
+}
+
+/// Parses the decoded query `pairs` of a search on `resource_type`.
+///
+/// `lenient` is `Prefer: handling=lenient`: unknown and unsupported
+/// parameters are then listed in [`SearchQuery::ignored`] instead of failing
+/// the request. All errors are returned together.
+pub fn parse_query(
+    params: &SearchParams,
+    resource_type: &str,
+    pairs: &[(String, String)],
+    lenient: bool,
+) -> Result<SearchQuery, Vec<QueryError>> {
+    let mut query = SearchQuery::default();
+    let mut errors = Vec::new();
+    let mut seen_once: HashSet<&'static str> = HashSet::new();
+
+    for (key, value) in pairs {
+        if value.is_empty() {
+            query.ignored.push(key.clone());
+            continue;
+        }
+        let (name, modifier) = match key.split_once(':') {
+            Some((name, modifier)) => (name, Some(modifier)),
+            None => (key.as_str(), None),
+        };
+        let outcome = match name {
+            "_pretty" => Ok(()),
+            "_count" | "_sort" | "_total" | "_summary" | "_format" | "_cursor" | "_page" => {
+                let slot = if name == "_page" {
+                    "_cursor"
+                } else {
+                    result_slot(name)
+                };
+                if modifier.is_some() {
+                    Err(Problem::Invalid(QueryError::new(
+                        key,
+                        format!("{name} takes no modifier"),
+                    )))
+                } else if !seen_once.insert(slot) {
+                    Err(Problem::Invalid(QueryError::new(
+                        key,
+                        format!("{name} may appear only once"),
+                    )))
+                } else {
+                    parse_single_result_param(params, resource_type, &mut query, key, name, value)
+                }
+            }
+            "_elements" => match modifier {
+                Some(_) => Err(Problem::Invalid(QueryError::new(
+                    key,
+                    "_elements takes no modifier",
+                ))),
+                None => parse_elements(&mut query, key, value),
+            },
+            "_include" => match modifier {
+                None => parse_include(params, resource_type, key, value)
+                    .map(|include| query.include.push(include)),
+                Some(m) => Err(Problem::Unsupported(QueryError::new(
+                    key,
+                    format!("_include:{m} is not supported"),
+                ))),
+            },
+            "_revinclude" => Err(Problem::Unsupported(QueryError::new(
+                key,
+                "_revinclude is not supported in this version",
+            ))),
+            _ => parse_filter(params, resource_type, key, name, modifier, value)
+                .map(|f| query.filters.push(f)),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(Problem::Unsupported(_)) if lenient => query.ignored.push(key.clone()),
+            Err(Problem::Unsupported(error) | Problem::Invalid(error)) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+fn result_slot(name: &str) -> &'static str {
+    match name {
+        "_count" => "_count",
+        "_sort" => "_sort",
+        "_total" => "_total",
+        "_summary" => "_summary",
+        "_format" => "_format",
+        _ => "_cursor",
+    }
+}
+
+fn parse_single_result_param(
+    params: &SearchParams,
+    resource_type: &str,
+    query: &mut SearchQuery,
+    key: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), Problem> {
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+    match name {
+        "_count" => {
+            // Digits only: `usize::from_str` would also take a leading `+`.
+            if !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(format!(
+                    "_count must be a non-negative integer, not {value:?}"
+                )));
+            }
+            let count = value
+                .parse::<usize>()
+                .map_err(|_| invalid(format!("_count {value:?} is too large")))?;
+            query.count = Some(count);
+        }
+        "_sort" => query.sort = parse_sort(params, resource_type, key, value)?,
+        "_total" => {
+            query.total = match value {
+                "none" => TotalMode::None,
+                "estimate" => TotalMode::Estimate,
+                "accurate" => TotalMode::Accurate,
+                _ => {
+                    return Err(invalid(format!(
+                        "_total must be none, estimate or accurate, not {value:?}"
+                    )));
+                }
+            }
+        }
+        "_summary" => {
+            if !["count", "true", "false", "text", "data"].contains(&value) {
+                return Err(invalid(format!(
+                    "_summary must be count, true, false, text or data, not {value:?}"
+                )));
+            }
+            query.summary = Some(value.to_owned());
+        }
+        "_format" => query.format = Some(value.to_owned()),
+        _ => query.cursor = Some(value.to_owned()),
+    }
+    Ok(())
+}
+
+fn parse_elements(query: &mut SearchQuery, key: &str, value: &str) -> Result<(), Problem> {
+    let mut names = Vec::new();
+    for name in value.split(',').map(str::trim) {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(Problem::Invalid(QueryError::new(
+                key,
+                format!("_elements entry {name:?} is not an element name"),
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    query.elements.get_or_insert_with(Vec::new).extend(names);
+    Ok(())
+}
+
+fn parse_sort(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<SortKey>, Problem> {
+    let mut keys = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let (descending, code) = match item.strip_prefix('-') {
+            Some(code) => (true, code),
+            None => (false, item),
+        };
+        let kind = match code {
+            "_id" => ParamType::Token,
+            "_lastUpdated" => ParamType::Date,
+            _ => match params.param(resource_type, code) {
+                Some(param)
+                    if matches!(
+                        param.kind,
+                        ParamType::Date | ParamType::String | ParamType::Token
+                    ) =>
+                {
+                    param.kind
+                }
+                Some(param) => {
+                    return Err(Problem::Invalid(QueryError::new(
+                        key,
+                        format!("cannot sort by {} parameter {code:?}", param.kind),
+                    )));
+                }
+                None => {
+                    return Err(Problem::Invalid(QueryError::new(
+                        key,
+                        format!("unknown _sort key {item:?} for {resource_type}"),
+                    )));
+                }
+            },
+        };
+        keys.push(SortKey {
+            param: code.to_owned(),
+            kind,
+            descending,
+        });
+    }
+    Ok(keys)
+}
+
+fn parse_include(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    value: &str,
+) -> Result<Include, Problem> {
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+    if value == "*" || value.ends_with(":*") {
+        return Err(Problem::Unsupported(QueryError::new(
+            key,
+            "_include with a wildcard is not supported; name the parameter",
+        )));
+    }
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source_type, code, target_type) = match parts.as_slice() {
+        [source, code] => (*source, *code, None),
+        [source, code, target] => (*source, *code, Some(*target)),
+        _ => {
+            return Err(invalid(format!(
+                "_include must be Type:param or Type:param:Target, not {value:?}"
+            )));
+        }
+    };
+    if source_type != resource_type {
+        return Err(invalid(format!(
+            "_include {value:?} starts from {source_type}, but this search is on {resource_type}"
+        )));
+    }
+    let Some(param) = params.param(source_type, code) else {
+        return Err(invalid(format!(
+            "unknown search parameter {code:?} for {source_type} in _include"
+        )));
+    };
+    if param.kind != ParamType::Reference {
+        return Err(invalid(format!(
+            "_include needs a reference parameter; {code:?} is a {} parameter",
+            param.kind
+        )));
+    }
+    if let Some(target) = target_type
+        && !(is_resource_type_name(target) && param.accepts_target(target))
+    {
+        return Err(invalid(format!(
+            "{target:?} is not a target type of {source_type}:{code}"
+        )));
+    }
+    Ok(Include {
+        source_type: source_type.to_owned(),
+        param: code.to_owned(),
+        target_type: target_type.map(str::to_owned),
+    })
+}
+
+/// The kind of a filter parameter and, for table parameters, its definition.
+enum Resolved<'a> {
+    Id,
+    LastUpdated,
+    Table(&'a SearchParam),
+}
+
+fn parse_filter(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    name: &str,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Filter, Problem> {
+    let unsupported = |message: String| Problem::Unsupported(QueryError::new(key, message));
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+
+    if name.contains('.') {
+        return Err(unsupported(format!(
+            "chained search ({name}) is not supported"
+        )));
+    }
+    let resolved = match name {
+        "_id" => Resolved::Id,
+        "_lastUpdated" => Resolved::LastUpdated,
+        _ => match params.param(resource_type, name) {
+            Some(param) => Resolved::Table(param),
+            None => {
+                return Err(unsupported(format!(
+                    "unknown search parameter '{name}' for {resource_type}"
+                )));
+            }
+        },
+    };
+    let kind = match resolved {
+        Resolved::Id => ParamType::Token,
+        Resolved::LastUpdated => ParamType::Date,
+        Resolved::Table(param) => param.kind,
+    };
+    let modifier = match (modifier, &resolved) {
+        (None, _) => None,
+        // `_id` and `_lastUpdated` are column lookups in the store.
+        (Some(m), Resolved::Id | Resolved::LastUpdated) => {
+            return Err(unsupported(format!(
+                "modifier :{m} is not supported on {name}"
+            )));
+        }
+        (Some(m), Resolved::Table(param)) => {
+            Some(parse_modifier(param, m).map_err(|p| match p {
+                ModifierProblem::Unsupported(message) => unsupported(message),
+                ModifierProblem::Invalid(message) => invalid(message),
+            })?)
+        }
+    };
+
+    let pieces = split_escaped(value, ',');
+    if pieces.iter().any(String::is_empty) {
+        return Err(invalid(format!("empty value in the list {value:?}")));
+    }
+    let values = if modifier == Some(Modifier::Missing) {
+        match pieces.as_slice() {
+            [one] if one == "true" => vec![FilterValue::Missing(true)],
+            [one] if one == "false" => vec![FilterValue::Missing(false)],
+            _ => {
+                return Err(invalid(format!(
+                    ":missing takes true or false, not {value:?}"
+                )));
+            }
+        }
+    } else {
+        pieces
+            .iter()
+            .map(|piece| match &resolved {
+                Resolved::Id => {
+                    let id = unescape(piece);
+                    if is_valid_id(&id) {
+                        Ok(FilterValue::Token {
+                            system: None,
+                            code: Some(id),
+                        })
+                    } else {
+                        Err(invalid(format!("{id:?} is not a valid resource id")))
+                    }
+                }
+                Resolved::LastUpdated => parse_date_value(piece).map_err(invalid),
+                Resolved::Table(param) => {
+                    parse_value(param, modifier.as_ref(), piece).map_err(invalid)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(Filter {
+        param: name.to_owned(),
+        kind,
+        modifier,
+        values,
+    })
+}
+
+enum ModifierProblem {
+    Unsupported(String),
+    Invalid(String),
+}
+
+fn parse_modifier(param: &SearchParam, text: &str) -> Result<Modifier, ModifierProblem> {
+    use ParamType as T;
+    let modifier = match (text, param.kind) {
+        ("missing", _) => Modifier::Missing,
+        ("exact", T::String) => Modifier::Exact,
+        ("contains", T::String) => Modifier::Contains,
+        ("not", T::Token) => Modifier::Not,
+        ("text", T::Token) => Modifier::Text,
+        ("identifier", T::Reference) => Modifier::Identifier,
+        ("below", T::Uri) => Modifier::Below,
+        ("above", T::Uri) => Modifier::Above,
+        (resource_type, T::Reference) if is_resource_type_name(resource_type) => {
+            if !param.accepts_target(resource_type) {
+                return Err(ModifierProblem::Invalid(format!(
+                    "{resource_type} is not a target type of {}",
+                    param.code
+                )));
+            }
+            Modifier::Type(resource_type.to_owned())
+        }
+        _ => {
+            return Err(ModifierProblem::Unsupported(format!(
+                "modifier :{text} is not supported for {} parameter '{}'",
+                param.kind, param.code
+            )));
+        }
+    };
+    Ok(modifier)
+}
+
+fn parse_value(
+    param: &SearchParam,
+    modifier: Option<&Modifier>,
+    piece: &str,
+) -> Result<FilterValue, String> {
+    match (param.kind, modifier) {
+        (ParamType::Token, Some(Modifier::Text)) => parse_string_value(piece, false),
+        (ParamType::Token, _) => parse_token(piece),
+        (ParamType::String, Some(Modifier::Exact)) => parse_string_value(piece, true),
+        (ParamType::String, _) => parse_string_value(piece, false),
+        (ParamType::Reference, Some(Modifier::Identifier)) => match parse_token(piece)? {
+            FilterValue::Token { code: None, .. } => Err(format!(
+                "{piece:?}: :identifier needs system|value or value"
+            )),
+            token => Ok(token),
+        },
+        (ParamType::Reference, Some(Modifier::Type(resource_type))) => {
+            parse_reference(param, Some(resource_type), piece)
+        }
+        (ParamType::Reference, _) => parse_reference(param, None, piece),
+        (ParamType::Date, _) => parse_date_value(piece),
+        (ParamType::Uri, _) => Ok(FilterValue::Uri(unescape(piece))),
+    }
+}
+
+fn parse_string_value(piece: &str, exact: bool) -> Result<FilterValue, String> {
+    let text = unescape(piece);
+    let text = if exact { text } else { normalize_string(&text) };
+    if text.is_empty() {
+        return Err(format!("{piece:?} is blank"));
+    }
+    Ok(FilterValue::String(text))
+}
+
+/// `code`, `system|code`, `|code` or `system|` (search.html#token).
+fn parse_token(piece: &str) -> Result<FilterValue, String> {
+    let parts = split_escaped(piece, '|');
+    let non_empty = |text: &String| (!text.is_empty()).then(|| text.clone());
+    match parts.as_slice() {
+        [code] => Ok(FilterValue::Token {
+            system: None,
+            code: Some(code.clone()),
+        }),
+        [system, code] if !(system.is_empty() && code.is_empty()) => Ok(FilterValue::Token {
+            system: Some(non_empty(system)),
+            code: non_empty(code),
+        }),
+        _ => Err(format!(
+            "{piece:?} is not a token (code, system|code, |code or system|)"
+        )),
+    }
+}
+
+fn parse_reference(
+    param: &SearchParam,
+    type_modifier: Option<&str>,
+    piece: &str,
+) -> Result<FilterValue, String> {
+    let text = unescape(piece);
+    if is_valid_id(&text) {
+        let value = match (type_modifier, param.targets.as_slice()) {
+            (Some(resource_type), _) => ReferenceValue::Local {
+                resource_type: resource_type.to_owned(),
+                id: text,
+            },
+            (None, [only]) => ReferenceValue::Local {
+                resource_type: only.clone(),
+                id: text,
+            },
+            (None, targets) => ReferenceValue::AnyType {
+                id: text,
+                types: targets.to_vec(),
+            },
+        };
+        return Ok(FilterValue::Reference(value));
+    }
+    let Some(literal) = parse_literal_reference(&text) else {
+        return Err(format!("{text:?} is not a reference"));
+    };
+    let value = match literal.resource_type {
+        Some(resource_type) => {
+            if !param.accepts_target(&resource_type) {
+                return Err(format!(
+                    "{resource_type} is not a target type of {}",
+                    param.code
+                ));
+            }
+            if type_modifier.is_some_and(|m| m != resource_type) {
+                return Err(format!(
+                    "{text:?} does not match the :{} modifier",
+                    type_modifier.unwrap_or_default()
+                ));
+            }
+            let id = literal
+                .value
+                .split_once('/')
+                .map(|(_, id)| id.to_owned())
+                .unwrap_or_default();
+            ReferenceValue::Local { resource_type, id }
+        }
+        None if type_modifier.is_some() => {
+            return Err(format!(
+                "{text:?} is not an id or Type/id, as a :Type modifier needs"
+            ));
+        }
+        None => ReferenceValue::Literal(literal.value),
+    };
+    Ok(FilterValue::Reference(value))
+}
+
+fn parse_date_value(piece: &str) -> Result<FilterValue, String> {
+    let text = unescape(piece);
+    let (prefix, date) = match text.get(..2) {
+        Some(head) if head.bytes().all(|b| b.is_ascii_alphabetic()) => match Prefix::parse(head) {
+            Some(prefix) => (prefix, &text[2..]),
+            None => {
+                return Err(format!(
+                    "unknown date prefix {head:?} (eq, ne, gt, lt, ge, le, sa, eb, ap)"
+                ));
+            }
+        },
+        _ => (Prefix::Eq, text.as_str()),
+    };
+    let range = parse_date_range(date)
+        .ok_or_else(|| format!("{date:?} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][Z|±hh:mm])"))?;
+    Ok(FilterValue::Date {
+        prefix,
+        lo: range.lo,
+        hi: range.hi,
+    })
+}
+
+/// Splits on `separator` where it is not escaped by `\`, then unescapes
+/// nothing: pieces keep their escapes for the next split.
+fn split_escaped(text: &str, separator: char) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            current.push(c);
+            if let Some(next) = chars.next() {
+                current.push(next);
+            }
+        } else if c == separator {
+            pieces.push(std::mem::take(&mut current));
+        } else {
+            current.push(c);
+        }
+    }
+    pieces.push(current);
+    if separator == '|' {
+        // Token pieces are final: unescape them here.
+        return pieces.iter().map(|p| unescape(p)).collect();
+    }
+    pieces
+}
+
+/// Removes the search escapes `\,` `\|` `\$` `\\` (search.html#escaping).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(next @ (',' | '|' | '$' | '\\'))) => {
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl Filter {
+    /// The `param` of the index rows this filter reads (see
+    /// [`crate::search::index`]): `P:text` for token `:text`, `P:exact` for
+    /// string `:exact`, `P:identifier` for reference `:identifier`, else `P`.
+    pub fn index_param(&self) -> String {
+        match (self.kind, &self.modifier) {
+            (ParamType::Token, Some(Modifier::Text)) => format!("{}{TEXT_SUFFIX}", self.param),
+            (ParamType::String, Some(Modifier::Exact)) => format!("{}{EXACT_SUFFIX}", self.param),
+            (ParamType::Reference, Some(Modifier::Identifier)) => {
+                format!("{}{IDENTIFIER_SUFFIX}", self.param)
+            }
+            _ => self.param.clone(),
+        }
+    }
+
+    /// The row `param`s whose presence means the resource has a value for
+    /// this parameter (for `:missing`).
+    pub fn presence_params(&self) -> Vec<String> {
+        match self.kind {
+            ParamType::Token => vec![self.param.clone(), format!("{}{TEXT_SUFFIX}", self.param)],
+            ParamType::Reference => vec![
+                self.param.clone(),
+                format!("{}{IDENTIFIER_SUFFIX}", self.param),
+            ],
+            _ => vec![self.param.clone()],
+        }
+    }
+
+    /// Whether a resource with these index rows matches this filter: the
+    /// reference semantics of the index encoding, which the store's SQL must
+    /// reproduce. Not meaningful for `_id` and `_lastUpdated`, which have no
+    /// rows (the store matches them on its columns).
+    pub fn matches_rows(&self, rows: &[IndexRow]) -> bool {
+        if self.modifier == Some(Modifier::Missing) {
+            let present_params = self.presence_params();
+            let present = rows.iter().any(|row| present_params.contains(&row.param));
+            return self.values.iter().any(
+                |value| matches!(value, FilterValue::Missing(missing) if *missing != present),
+            );
+        }
+        let index_param = self.index_param();
+        let any = self.values.iter().any(|value| {
+            rows.iter()
+                .filter(|row| row.param == index_param)
+                .any(|row| self.value_matches(value, row))
+        });
+        if self.modifier == Some(Modifier::Not) {
+            !any
+        } else {
+            any
+        }
+    }
+
+    fn value_matches(&self, value: &FilterValue, row: &IndexRow) -> bool {
+        match value {
+            FilterValue::Token { system, code } => {
+                let system_ok = match system {
+                    None => true,
+                    Some(wanted) => row.system == *wanted,
+                };
+                system_ok && code.as_ref().is_none_or(|code| row.value == *code)
+            }
+            FilterValue::String(text) => match self.modifier {
+                Some(Modifier::Exact) => row.value == *text,
+                Some(Modifier::Contains) => row.value.contains(text.as_str()),
+                _ => row.value.starts_with(text.as_str()),
+            },
+            FilterValue::Reference(reference) => reference.matches(&row.value),
+            FilterValue::Date { prefix, lo, hi } => match (row.lo, row.hi) {
+                (Some(row_lo), Some(row_hi)) => {
+                    date_condition(*prefix, *lo, *hi).matches(row_lo, row_hi)
+                }
+                _ => false,
+            },
+            FilterValue::Uri(uri) => match self.modifier {
+                Some(Modifier::Below) => row.value.starts_with(uri.as_str()),
+                Some(Modifier::Above) => uri.starts_with(row.value.as_str()),
+                _ => row.value == *uri,
+            },
+            FilterValue::Missing(_) => false,
+        }
+    }
+}
+
+/// The `lo` or `hi` column of a date index row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateColumn {
+    Lo,
+    Hi,
+}
+
+/// A comparison of a column with a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// `column op value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateBound {
+    pub column: DateColumn,
+    pub op: Comparison,
+    pub value: i64,
+}
+
+/// A condition on a date row's `lo`/`hi`, in disjunctive normal form: the
+/// row matches when all bounds of at least one group hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateCondition {
+    pub any_of: Vec<Vec<DateBound>>,
+}
+
+impl DateCondition {
+    /// Whether a row covering `lo..=hi` satisfies the condition.
+    pub fn matches(&self, lo: i64, hi: i64) -> bool {
+        self.any_of.iter().any(|group| {
+            group.iter().all(|bound| {
+                let column = match bound.column {
+                    DateColumn::Lo => lo,
+                    DateColumn::Hi => hi,
+                };
+                match bound.op {
+                    Comparison::Lt => column < bound.value,
+                    Comparison::Le => column <= bound.value,
+                    Comparison::Gt => column > bound.value,
+                    Comparison::Ge => column >= bound.value,
+                }
+            })
+        })
+    }
+
+    /// SQL for the condition, with `?` placeholders and the values to bind
+    /// in order, e.g. `((lo >= ? AND hi <= ?) OR (hi > ?))`. Column names are
+    /// the caller's (trusted) identifiers.
+    pub fn to_sql(&self, lo_column: &str, hi_column: &str) -> (String, Vec<i64>) {
+        let mut binds = Vec::new();
+        let groups: Vec<String> = self
+            .any_of
+            .iter()
+            .map(|group| {
+                let bounds: Vec<String> = group
+                    .iter()
+                    .map(|bound| {
+                        binds.push(bound.value);
+                        let column = match bound.column {
+                            DateColumn::Lo => lo_column,
+                            DateColumn::Hi => hi_column,
+                        };
+                        let op = match bound.op {
+                            Comparison::Lt => "<",
+                            Comparison::Le => "<=",
+                            Comparison::Gt => ">",
+                            Comparison::Ge => ">=",
+                        };
+                        format!("{column} {op} ?")
+                    })
+                    .collect();
+                format!("({})", bounds.join(" AND "))
+            })
+            .collect();
+        (format!("({})", groups.join(" OR ")), binds)
+    }
+}
+
+/// The condition on an index row's range `[lo_r, hi_r]` for a search value
+/// `prefix` + range `[lo, hi]` (FHIR R4 4.0.1 search.html#prefix; all
+/// bounds inclusive, milliseconds):
+///
+/// | prefix | row matches when |
+/// |---|---|
+/// | `eq` | `lo_r >= lo AND hi_r <= hi` (the search range contains the row's) |
+/// | `ne` | `lo_r < lo OR hi_r > hi` (not `eq`) |
+/// | `gt` | `hi_r > hi` (the row reaches past the search range) |
+/// | `lt` | `lo_r < lo` (the row starts before it) |
+/// | `ge` | `hi_r > hi OR (lo_r >= lo AND hi_r <= hi)` (`gt` or `eq`) |
+/// | `le` | `lo_r < lo OR (lo_r >= lo AND hi_r <= hi)` (`lt` or `eq`) |
+/// | `sa` | `lo_r > hi` (starts after) |
+/// | `eb` | `hi_r < lo` (ends before) |
+/// | `ap` | `lo_r <= hi + d AND hi_r >= lo - d` (overlaps the widened range) |
+///
+/// For `ap`, `d` is 10 % of the gap between now and the search range, as
+/// FHIR recommends; [`date_condition_at`] takes "now" explicitly.
+pub fn date_condition(prefix: Prefix, lo: i64, hi: i64) -> DateCondition {
+    date_condition_at(prefix, lo, hi, jiff::Timestamp::now().as_millisecond())
+}
+
+/// [`date_condition`] with an explicit "now" (ms since the epoch) for `ap`.
+pub fn date_condition_at(prefix: Prefix, lo: i64, hi: i64, now_ms: i64) -> DateCondition {
+    use Comparison::{Ge, Gt, Le, Lt};
+    use DateColumn::{Hi, Lo};
+    let bound = |column, op, value| DateBound { column, op, value };
+    let within = vec![bound(Lo, Ge, lo), bound(Hi, Le, hi)];
+    let any_of = match prefix {
+        Prefix::Eq => vec![within],
+        Prefix::Ne => vec![vec![bound(Lo, Lt, lo)], vec![bound(Hi, Gt, hi)]],
+        Prefix::Gt => vec![vec![bound(Hi, Gt, hi)]],
+        Prefix::Lt => vec![vec![bound(Lo, Lt, lo)]],
+        Prefix::Ge => vec![vec![bound(Hi, Gt, hi)], within],
+        Prefix::Le => vec![vec![bound(Lo, Lt, lo)], within],
+        Prefix::Sa => vec![vec![bound(Lo, Gt, hi)]],
+        Prefix::Eb => vec![vec![bound(Hi, Lt, lo)]],
+        Prefix::Ap => {
+            let gap = if now_ms < lo {
+                lo.saturating_sub(now_ms)
+            } else if now_ms > hi {
+                now_ms.saturating_sub(hi)
+            } else {
+                0
+            };
+            let margin = gap / 10;
+            vec![vec![
+                bound(Lo, Le, hi.saturating_add(margin)),
+                bound(Hi, Ge, lo.saturating_sub(margin)),
+            ]]
+        }
+    };
+    DateCondition { any_of }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::index::index_resource;
+    use serde_json::json;
+
+    fn params() -> SearchParams {
+        SearchParams::embedded()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn parse(resource_type: &str, items: &[(&str, &str)]) -> Result<SearchQuery, Vec<QueryError>> {
+        parse_query(&params(), resource_type, &pairs(items), false)
+    }
+
+    fn parse_ok(resource_type: &str, items: &[(&str, &str)]) -> SearchQuery {
+        match parse(resource_type, items) {
+            Ok(query) => query,
+            Err(errors) => panic!("{items:?}: {errors:?}"),
+        }
+    }
+
+    fn one_filter(resource_type: &str, key: &str, value: &str) -> Filter {
+        let mut query = parse_ok(resource_type, &[(key, value)]);
+        assert_eq!(query.filters.len(), 1);
+        query.filters.remove(0)
+    }
+
+    fn errors(resource_type: &str, items: &[(&str, &str)]) -> Vec<QueryError> {
+        match parse(resource_type, items) {
+            Ok(query) => panic!("{items:?} parsed: {query:?}"),
+            Err(errors) => errors,
+        }
+    }
+
+    fn token(system: Option<Option<&str>>, code: Option<&str>) -> FilterValue {
+        FilterValue::Token {
+            system: system.map(|s| s.map(str::to_owned)),
+            code: code.map(str::to_owned),
+        }
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>()
+            .expect("timestamp")
+            .as_millisecond()
+    }
+
+    const PNR: &str = "http://electronichealth.se/identifier/personnummer";
+
+    #[test]
+    fn token_values_take_every_system_form() {
+        let filter = one_filter(
+            "Patient",
+            "identifier",
+            &format!("{PNR}|191212121212,|local,sys|,plain"),
+        );
+        assert_eq!(filter.kind, ParamType::Token);
+        assert_eq!(filter.modifier, None);
+        assert_eq!(
+            filter.values,
+            [
+                token(Some(Some(PNR)), Some("191212121212")),
+                token(Some(None), Some("local")),
+                token(Some(Some("sys")), None),
+                token(None, Some("plain")),
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_commas_and_bars_stay_in_the_value() {
+        let filter = one_filter("ServiceRequest", "code", r"a\,b,sys\|x|c\\d");
+        assert_eq!(
+            filter.values,
+            [
+                token(None, Some("a,b")),
+                token(Some(Some("sys|x")), Some(r"c\d"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lone_bar_is_not_a_token() {
+        let errors = errors("Patient", &[("gender", "|")]);
+        assert_eq!(errors[0].param, "gender");
+    }
+
+    #[test]
+    fn token_not_and_text_modifiers_are_parsed() {
+        let not = one_filter("Task", "status:not", "completed,cancelled");
+        assert_eq!(not.modifier, Some(Modifier::Not));
+        assert_eq!(not.values.len(), 2);
+        let text = one_filter("ServiceRequest", "code:text", "  Hospice   CARE ");
+        assert_eq!(text.modifier, Some(Modifier::Text));
+        assert_eq!(
+            text.values,
+            [FilterValue::String("hospice care".to_owned())]
+        );
+        assert_eq!(text.index_param(), "code:text");
+    }
+
+    #[test]
+    fn string_values_are_normalised_unless_exact() {
+        let plain = one_filter("Patient", "family", "ÅBERG");
+        assert_eq!(plain.values, [FilterValue::String("åberg".to_owned())]);
+        assert_eq!(plain.index_param(), "family");
+        let exact = one_filter("Patient", "family:exact", "Åberg");
+        assert_eq!(exact.values, [FilterValue::String("Åberg".to_owned())]);
+        assert_eq!(exact.index_param(), "family:exact");
+        let contains = one_filter("Patient", "name:contains", "BER");
+        assert_eq!(contains.modifier, Some(Modifier::Contains));
+        assert_eq!(contains.values, [FilterValue::String("ber".to_owned())]);
+    }
+
+    #[test]
+    fn a_bare_id_gets_the_type_of_a_single_target_parameter() {
+        let filter = one_filter("ServiceRequest", "patient", "123");
+        assert_eq!(
+            filter.values,
+            [FilterValue::Reference(ReferenceValue::Local {
+                resource_type: "Patient".to_owned(),
+                id: "123".to_owned()
+            })]
+        );
+    }
+
+    #[test]
+    fn a_bare_id_for_a_many_target_parameter_matches_any_of_them() {
+        let filter = one_filter("Encounter", "subject", "123");
+        assert_eq!(
+            filter.values,
+            [FilterValue::Reference(ReferenceValue::AnyType {
+                id: "123".to_owned(),
+                types: vec!["Group".to_owned(), "Patient".to_owned()]
+            })]
+        );
+        let FilterValue::Reference(reference) = &filter.values[0] else {
+            panic!("reference")
+        };
+        assert_eq!(
+            reference.candidates(),
+            Some(vec!["Group/123".to_owned(), "Patient/123".to_owned()])
+        );
+        let any = one_filter("Task", "subject", "123");
+        let FilterValue::Reference(reference) = &any.values[0] else {
+            panic!("reference")
+        };
+        assert_eq!(reference.candidates(), None);
+        assert!(reference.matches("Patient/123"));
+        assert!(!reference.matches("Patient/1234"));
+    }
+
+    #[test]
+    fn typed_absolute_and_literal_references_are_normalised() {
+        let filter = one_filter(
+            "Task",
+            "subject",
+            "Patient/1,https://navet.example/fhir/Patient/2/_history/3,urn:uuid:0b5e2b9c-1a2b-4c3d-9e8f-001122334455",
+        );
+        assert_eq!(
+            filter.values,
+            [
+                FilterValue::Reference(ReferenceValue::Local {
+                    resource_type: "Patient".to_owned(),
+                    id: "1".to_owned()
+                }),
+                FilterValue::Reference(ReferenceValue::Local {
+                    resource_type: "Patient".to_owned(),
+                    id: "2".to_owned()
+                }),
+                FilterValue::Reference(ReferenceValue::Literal(
+                    "urn:uuid:0b5e2b9c-1a2b-4c3d-9e8f-001122334455".to_owned()
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_type_modifier_names_the_reference_type() {
+        let filter = one_filter("Encounter", "subject:Patient", "123");
+        assert_eq!(filter.modifier, Some(Modifier::Type("Patient".to_owned())));
+        assert_eq!(
+            filter.values,
+            [FilterValue::Reference(ReferenceValue::Local {
+                resource_type: "Patient".to_owned(),
+                id: "123".to_owned()
+            })]
+        );
+    }
+
+    #[test]
+    fn a_reference_to_a_type_the_parameter_cannot_point_to_is_an_error() {
+        assert_eq!(
+            errors("ServiceRequest", &[("patient", "Organization/1")]).len(),
+            1
+        );
+        assert_eq!(
+            errors("Encounter", &[("subject:Organization", "1")]).len(),
+            1
+        );
+        assert_eq!(
+            errors("Encounter", &[("subject:Patient", "Group/1")]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_identifier_modifier_takes_a_token() {
+        let filter = one_filter(
+            "Encounter",
+            "subject:identifier",
+            &format!("{PNR}|191212121212"),
+        );
+        assert_eq!(filter.modifier, Some(Modifier::Identifier));
+        assert_eq!(
+            filter.values,
+            [token(Some(Some(PNR)), Some("191212121212"))]
+        );
+        assert_eq!(filter.index_param(), "subject:identifier");
+        assert_eq!(
+            errors("Encounter", &[("subject:identifier", "sys|")]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn dates_take_every_prefix() {
+        let cases = [
+            ("2026-11-24", Prefix::Eq),
+            ("eq2026-11-24", Prefix::Eq),
+            ("ne2026-11-24", Prefix::Ne),
+            ("gt2026-11-24", Prefix::Gt),
+            ("lt2026-11-24", Prefix::Lt),
+            ("ge2026-11-24", Prefix::Ge),
+            ("le2026-11-24", Prefix::Le),
+            ("sa2026-11-24", Prefix::Sa),
+            ("eb2026-11-24", Prefix::Eb),
+            ("ap2026-11-24", Prefix::Ap),
+        ];
+        for (text, prefix) in cases {
+            let filter = one_filter("ServiceRequest", "authored", text);
+            assert_eq!(
+                filter.values,
+                [FilterValue::Date {
+                    prefix,
+                    lo: ms("2026-11-24T00:00:00Z"),
+                    hi: ms("2026-11-25T00:00:00Z") - 1
+                }],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_date_time_with_offset_is_converted_to_utc() {
+        let filter = one_filter("Encounter", "date", "ge2026-11-24T10:00:00+01:00");
+        assert_eq!(
+            filter.values,
+            [FilterValue::Date {
+                prefix: Prefix::Ge,
+                lo: ms("2026-11-24T09:00:00Z"),
+                hi: ms("2026-11-24T09:00:00Z") + 999
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_dates_and_unknown_prefixes_are_errors() {
+        let errors = errors(
+            "Patient",
+            &[
+                ("birthdate", "1912-13-01"),
+                ("birthdate", "xx1912"),
+                ("_lastUpdated", "yesterday"),
+            ],
+        );
+        assert_eq!(errors.len(), 3);
+        assert!(errors[1].message.contains("prefix"), "{errors:?}");
+        assert_eq!(errors[2].param, "_lastUpdated");
+    }
+
+    #[test]
+    fn uri_values_are_exact_and_take_below_and_above() {
+        let exact = one_filter(
+            "ServiceRequest",
+            "instantiates-uri",
+            "http://example.org/protocol/iv",
+        );
+        assert_eq!(
+            exact.values,
+            [FilterValue::Uri(
+                "http://example.org/protocol/iv".to_owned()
+            )]
+        );
+        assert_eq!(
+            one_filter("Patient", "_profile:below", "http://x/").modifier,
+            Some(Modifier::Below)
+        );
+        assert_eq!(
+            one_filter("Patient", "_profile:above", "http://x/a/b").modifier,
+            Some(Modifier::Above)
+        );
+    }
+
+    #[test]
+    fn missing_takes_true_or_false_on_any_type() {
+        let filter = one_filter("Task", "owner:missing", "true");
+        assert_eq!(filter.modifier, Some(Modifier::Missing));
+        assert_eq!(filter.values, [FilterValue::Missing(true)]);
+        assert_eq!(filter.presence_params(), ["owner", "owner:identifier"]);
+        assert_eq!(
+            one_filter("Patient", "birthdate:missing", "false").values,
+            [FilterValue::Missing(false)]
+        );
+        assert_eq!(
+            errors("Patient", &[("birthdate:missing", "maybe")]).len(),
+            1
+        );
+        assert_eq!(
+            errors("Patient", &[("birthdate:missing", "true,false")]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn id_and_last_updated_are_accepted_without_modifiers() {
+        let query = parse_ok(
+            "Patient",
+            &[("_id", "p1,p2"), ("_lastUpdated", "gt2026-01-01")],
+        );
+        assert_eq!(query.filters[0].param, "_id");
+        assert_eq!(query.filters[0].kind, ParamType::Token);
+        assert_eq!(
+            query.filters[0].values,
+            [token(None, Some("p1")), token(None, Some("p2"))]
+        );
+        assert_eq!(query.filters[1].kind, ParamType::Date);
+        assert_eq!(errors("Patient", &[("_id", "not an id")]).len(), 1);
+        assert_eq!(errors("Patient", &[("_id:not", "p1")]).len(), 1);
+    }
+
+    #[test]
+    fn repeated_parameters_are_separate_anded_filters() {
+        let query = parse_ok(
+            "Encounter",
+            &[("date", "ge2026-01-01"), ("date", "lt2027-01-01")],
+        );
+        assert_eq!(query.filters.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_an_error_naming_it_and_the_type() {
+        let errors = errors("Patient", &[("foo", "bar")]);
+        assert_eq!(
+            errors,
+            [QueryError {
+                param: "foo".to_owned(),
+                message: "unknown search parameter 'foo' for Patient".to_owned()
+            }]
+        );
+    }
+
+    #[test]
+    fn unsupported_parameter_types_are_unknown_parameters() {
+        assert_eq!(errors("Encounter", &[("length", "gt5")]).len(), 1);
+        assert_eq!(errors("Location", &[("near", "1|2|3|km")]).len(), 1);
+        assert_eq!(errors("Patient", &[("_text", "x")]).len(), 1);
+        assert_eq!(
+            errors("Patient", &[("_has:Observation:patient:code", "x")]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn lenient_handling_lists_unknown_and_unsupported_parameters_as_ignored() {
+        let query = parse_query(
+            &params(),
+            "Patient",
+            &pairs(&[
+                ("foo", "bar"),
+                ("name:phonetic", "x"),
+                ("general-practitioner.name", "y"),
+                ("_revinclude", "Encounter:patient"),
+                ("family", "Åberg"),
+            ]),
+            true,
+        )
+        .expect("lenient");
+        assert_eq!(
+            query.ignored,
+            [
+                "foo",
+                "name:phonetic",
+                "general-practitioner.name",
+                "_revinclude"
+            ]
+        );
+        assert_eq!(query.filters.len(), 1);
+    }
+
+    #[test]
+    fn lenient_handling_still_rejects_malformed_values() {
+        let result = parse_query(&params(), "Patient", &pairs(&[("birthdate", "soon")]), true);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn unsupported_modifiers_and_chains_are_errors() {
+        for key in [
+            "name:text",
+            "code:in",
+            "code:below",
+            "birthdate:exact",
+            "subject:foo",
+            "subject.name",
+        ] {
+            let resource_type = if key.starts_with("code") || key.starts_with("subject") {
+                "ServiceRequest"
+            } else {
+                "Patient"
+            };
+            assert_eq!(errors(resource_type, &[(key, "x")]).len(), 1, "{key}");
+        }
+    }
+
+    #[test]
+    fn an_empty_value_restricts_nothing_and_is_listed_as_ignored() {
+        let query = parse_ok("Patient", &[("name", ""), ("_count", "")]);
+        assert!(query.filters.is_empty());
+        assert_eq!(query.count, None);
+        assert_eq!(query.ignored, ["name", "_count"]);
+    }
+
+    #[test]
+    fn an_empty_item_in_a_list_is_an_error() {
+        assert_eq!(errors("Patient", &[("gender", "male,,female")]).len(), 1);
+    }
+
+    #[test]
+    fn count_is_kept_as_requested_and_must_be_a_non_negative_integer() {
+        assert_eq!(parse_ok("Patient", &[("_count", "1000")]).count, Some(1000));
+        assert_eq!(parse_ok("Patient", &[("_count", "0")]).count, Some(0));
+        for bad in ["-1", "+5", "ten", "1.5", "99999999999999999999999"] {
+            assert_eq!(errors("Patient", &[("_count", bad)]).len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn single_valued_result_parameters_may_not_repeat() {
+        assert_eq!(
+            errors("Patient", &[("_count", "1"), ("_count", "2")]).len(),
+            1
+        );
+        assert_eq!(
+            errors("Patient", &[("_cursor", "a"), ("_page", "b")]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn sort_takes_a_comma_list_with_descending_keys() {
+        let query = parse_ok("Encounter", &[("_sort", "-date,status,_id,-_lastUpdated")]);
+        let keys: Vec<(&str, ParamType, bool)> = query
+            .sort
+            .iter()
+            .map(|k| (k.param.as_str(), k.kind, k.descending))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("date", ParamType::Date, true),
+                ("status", ParamType::Token, false),
+                ("_id", ParamType::Token, false),
+                ("_lastUpdated", ParamType::Date, true),
+            ]
+        );
+        assert_eq!(
+            parse_ok("Patient", &[("_sort", "family")]).sort[0].kind,
+            ParamType::String
+        );
+    }
+
+    #[test]
+    fn sort_rejects_unknown_keys_and_reference_parameters() {
+        let unknown = errors("Patient", &[("_sort", "shoe-size")]);
+        assert!(
+            unknown[0].message.contains("unknown _sort key"),
+            "{unknown:?}"
+        );
+        assert_eq!(errors("Encounter", &[("_sort", "subject")]).len(), 1);
+        assert_eq!(errors("Encounter", &[("_sort", "date,")]).len(), 1);
+    }
+
+    #[test]
+    fn include_names_a_reference_parameter_and_an_optional_target() {
+        let query = parse_ok(
+            "ServiceRequest",
+            &[
+                ("_include", "ServiceRequest:patient"),
+                ("_include", "ServiceRequest:requester:Organization"),
+            ],
+        );
+        assert_eq!(
+            query.include,
+            [
+                Include {
+                    source_type: "ServiceRequest".to_owned(),
+                    param: "patient".to_owned(),
+                    target_type: None
+                },
+                Include {
+                    source_type: "ServiceRequest".to_owned(),
+                    param: "requester".to_owned(),
+                    target_type: Some("Organization".to_owned())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn include_rejects_unknown_non_reference_foreign_and_wildcard_forms() {
+        for value in [
+            "ServiceRequest:foo",
+            "ServiceRequest:status",
+            "Patient:organization",
+            "ServiceRequest:patient:Organization",
+            "ServiceRequest",
+            "*",
+        ] {
+            assert_eq!(
+                errors("ServiceRequest", &[("_include", value)]).len(),
+                1,
+                "{value}"
+            );
+        }
+        assert_eq!(
+            errors(
+                "ServiceRequest",
+                &[("_include:iterate", "ServiceRequest:patient")]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn revinclude_is_not_supported() {
+        let errors = errors("Patient", &[("_revinclude", "Encounter:patient")]);
+        assert!(errors[0].message.contains("not supported"));
+    }
+
+    #[test]
+    fn result_parameters_are_kept() {
+        let query = parse_ok(
+            "Patient",
+            &[
+                ("_total", "accurate"),
+                ("_summary", "count"),
+                ("_elements", "identifier,name"),
+                ("_elements", "gender"),
+                ("_format", "application/fhir+json"),
+                ("_page", "opaque-token"),
+                ("_pretty", "true"),
+            ],
+        );
+        assert_eq!(query.total, TotalMode::Accurate);
+        assert_eq!(query.summary.as_deref(), Some("count"));
+        assert_eq!(
+            query.elements,
+            Some(vec![
+                "identifier".to_owned(),
+                "name".to_owned(),
+                "gender".to_owned()
+            ])
+        );
+        assert_eq!(query.format.as_deref(), Some("application/fhir+json"));
+        assert_eq!(query.cursor.as_deref(), Some("opaque-token"));
+        assert!(query.ignored.is_empty());
+        assert_eq!(parse_ok("Patient", &[]).total, TotalMode::Unspecified);
+    }
+
+    #[test]
+    fn bad_total_summary_and_elements_are_errors() {
+        let errors = errors(
+            "Patient",
+            &[
+                ("_total", "all"),
+                ("_summary", "brief"),
+                ("_elements", "name,,x"),
+                ("_count:x", "1"),
+            ],
+        );
+        assert_eq!(errors.len(), 4);
+    }
+
+    #[test]
+    fn all_errors_are_reported_together() {
+        let errors = errors(
+            "Patient",
+            &[
+                ("foo", "1"),
+                ("birthdate", "x"),
+                ("_count", "-1"),
+                ("family", "ok"),
+            ],
+        );
+        let params: Vec<&str> = errors.iter().map(|e| e.param.as_str()).collect();
+        assert_eq!(params, ["foo", "birthdate", "_count"]);
+    }
+
+    // --- date conditions (search.html#prefix) ---
+
+    const DAY_LO: i64 = 1_000;
+    const DAY_HI: i64 = 1_999;
+
+    fn holds(prefix: Prefix, row: (i64, i64)) -> bool {
+        date_condition_at(prefix, DAY_LO, DAY_HI, DAY_LO).matches(row.0, row.1)
+    }
+
+    #[test]
+    fn eq_needs_the_row_inside_the_search_range() {
+        assert!(holds(Prefix::Eq, (1_000, 1_999)));
+        assert!(holds(Prefix::Eq, (1_200, 1_300)));
+        assert!(!holds(Prefix::Eq, (900, 1_300)));
+        assert!(!holds(Prefix::Eq, (1_200, i64::MAX)));
+    }
+
+    #[test]
+    fn ne_is_the_complement_of_eq() {
+        for row in [
+            (1_000, 1_999),
+            (1_200, 1_300),
+            (900, 1_300),
+            (1_200, 2_500),
+            (0, 10),
+        ] {
+            assert_eq!(holds(Prefix::Ne, row), !holds(Prefix::Eq, row), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn gt_and_lt_need_the_row_to_reach_beyond_the_range() {
+        assert!(holds(Prefix::Gt, (1_500, 2_000)));
+        assert!(!holds(Prefix::Gt, (1_500, 1_999)));
+        assert!(holds(Prefix::Lt, (999, 1_500)));
+        assert!(!holds(Prefix::Lt, (1_000, 1_500)));
+    }
+
+    #[test]
+    fn ge_and_le_also_accept_rows_inside_the_range() {
+        assert!(holds(Prefix::Ge, (1_200, 1_300)));
+        assert!(holds(Prefix::Ge, (1_500, 3_000)));
+        assert!(!holds(Prefix::Ge, (500, 1_500)));
+        assert!(holds(Prefix::Le, (1_200, 1_300)));
+        assert!(holds(Prefix::Le, (500, 1_500)));
+        assert!(!holds(Prefix::Le, (1_500, 3_000)));
+    }
+
+    #[test]
+    fn sa_and_eb_need_no_overlap() {
+        assert!(holds(Prefix::Sa, (2_000, 2_100)));
+        assert!(!holds(Prefix::Sa, (1_999, 2_100)));
+        assert!(holds(Prefix::Eb, (0, 999)));
+        assert!(!holds(Prefix::Eb, (0, 1_000)));
+    }
+
+    #[test]
+    fn ap_widens_the_range_by_a_tenth_of_the_gap_to_now() {
+        let now = DAY_HI + 10_000;
+        let condition = date_condition_at(Prefix::Ap, DAY_LO, DAY_HI, now);
+        assert!(condition.matches(DAY_HI + 1_000, DAY_HI + 1_000));
+        assert!(!condition.matches(DAY_HI + 1_001, DAY_HI + 1_001));
+        assert!(condition.matches(DAY_LO - 1_000, DAY_LO - 1_000));
+        assert!(condition.matches(1_500, 1_500));
+    }
+
+    #[test]
+    fn a_date_condition_renders_as_sql_with_binds() {
+        let (sql, binds) = date_condition_at(Prefix::Ge, 10, 20, 0).to_sql("lo", "hi");
+        assert_eq!(sql, "((hi > ?) OR (lo >= ? AND hi <= ?))");
+        assert_eq!(binds, [20, 10, 20]);
+    }
+
+    // --- index and query agree (the contract in index.rs) ---
+
+    fn filter_matches(
+        resource_type: &str,
+        resource: &serde_json::Value,
+        key: &str,
+        value: &str,
+    ) -> bool {
+        let params = params();
+        let rows = index_resource(&params, resource_type, resource);
+        let query =
+            parse_query(&params, resource_type, &pairs(&[(key, value)]), false).expect("query");
+        query.filters[0].matches_rows(&rows)
+    }
+
+    fn patient() -> serde_json::Value {
+        json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": PNR, "value": "191212121212"}],
+            "name": [{"family": "Åberg", "given": ["Anna"]}],
+            "gender": "female",
+            "birthDate": "1912-12-12"
+        })
+    }
+
+    #[test]
+    fn a_patient_is_found_by_personnummer_name_gender_and_birthdate() {
+        let patient = patient();
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "identifier",
+            &format!("{PNR}|191212121212")
+        ));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "identifier",
+            "191212121212"
+        ));
+        assert!(!filter_matches(
+            "Patient",
+            &patient,
+            "identifier",
+            "|191212121212"
+        ));
+        assert!(filter_matches("Patient", &patient, "family", "åb"));
+        assert!(filter_matches("Patient", &patient, "name", "ANNA"));
+        assert!(
+            !filter_matches("Patient", &patient, "family", "ab"),
+            "å is not a"
+        );
+        assert!(filter_matches("Patient", &patient, "family:exact", "Åberg"));
+        assert!(!filter_matches(
+            "Patient",
+            &patient,
+            "family:exact",
+            "åberg"
+        ));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "family:contains",
+            "BER"
+        ));
+        assert!(filter_matches("Patient", &patient, "gender", "female"));
+        assert!(filter_matches("Patient", &patient, "gender:not", "male"));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "birthdate",
+            "1912-12-12"
+        ));
+        assert!(filter_matches("Patient", &patient, "birthdate", "1912"));
+        assert!(!filter_matches(
+            "Patient",
+            &patient,
+            "birthdate",
+            "1912-12-12T10:00:00Z"
+        ));
+        assert!(filter_matches("Patient", &patient, "birthdate", "lt1950"));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "birthdate:missing",
+            "false"
+        ));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "address:missing",
+            "true"
+        ));
+    }
+
+    #[test]
+    fn a_task_is_found_by_patient_owner_and_period() {
+        let task = json!({
+            "resourceType": "Task",
+            "status": "requested",
+            "for": {"reference": "Patient/p1"},
+            "owner": {"reference": "Organization/mtn"},
+            "executionPeriod": {"start": "2026-11-25T08:00:00+01:00"}
+        });
+        assert!(filter_matches("Task", &task, "patient", "p1"));
+        assert!(filter_matches("Task", &task, "patient", "Patient/p1"));
+        assert!(!filter_matches("Task", &task, "patient", "p2"));
+        assert!(filter_matches("Task", &task, "subject", "p1"));
+        assert!(filter_matches("Task", &task, "owner", "Organization/mtn"));
+        assert!(
+            filter_matches("Task", &task, "period", "ge2026-12-01"),
+            "open end reaches past"
+        );
+        assert!(!filter_matches("Task", &task, "period", "eb2026-11-25"));
+        assert!(filter_matches("Task", &task, "status", "requested,ready"));
+    }
+
+    #[test]
+    fn an_encounter_is_found_by_subject_identifier() {
+        let encounter = json!({
+            "resourceType": "Encounter",
+            "subject": {"type": "Patient", "identifier": {"system": PNR, "value": "191212121212"}}
+        });
+        assert!(filter_matches(
+            "Encounter",
+            &encounter,
+            "patient:identifier",
+            &format!("{PNR}|191212121212")
+        ));
+        assert!(filter_matches(
+            "Encounter",
+            &encounter,
+            "subject:missing",
+            "false"
+        ));
+        assert!(!filter_matches(
+            "Encounter",
+            &encounter,
+            "patient",
+            "191212121212"
+        ));
+    }
+
+    #[test]
+    fn uri_below_and_above_match_by_prefix() {
+        let patient = json!({"resourceType": "Patient", "meta": {"profile": ["http://navet.se/fhir/StructureDefinition/patient"]}});
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "_profile:below",
+            "http://navet.se/fhir/"
+        ));
+        assert!(!filter_matches(
+            "Patient",
+            &patient,
+            "_profile",
+            "http://navet.se/fhir/"
+        ));
+        assert!(filter_matches(
+            "Patient",
+            &patient,
+            "_profile:above",
+            "http://navet.se/fhir/StructureDefinition/patient/v2"
+        ));
+    }
+}

@@ -1,0 +1,31 @@
+//! Shared state of the HTTP app: services as `Arc`s, no global statics.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::fhir::FhirContext;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub fhir: Arc<FhirContext>,
+    /// Public base URL without a trailing slash (`http://127.0.0.1:8080`); FHIR base is `{base_url}/fhir`.
+    pub base_url: Arc<str>,
+    pub max_body_bytes: usize,
+    /// The CapabilityStatement, rendered once at start-up.
+    pub capability: Arc<str>,
+}
+
+impl AppState {
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.base_url)
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Store> {
+    fn from_ref(s: &AppState) -> Self {
+        s.store.clone()
+    }
+}

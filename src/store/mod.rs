@@ -1,0 +1,185 @@
+//! Storage: resource versions, the search index, unique keys, in one transactional store behind a trait.
+//!
+//! Every call takes the acting principal ([`Actor`]); there is no call without one. Writes run as jobs on
+//! the store's writer, each job inside one database transaction shared with other jobs of the same batch
+//! (group commit: one fsync for many requests, each response waits for its batch, DESIGN.md "Storage").
+//! A job is a closure over [`WriteTx`], so a FHIR transaction Bundle, a conditional create or (later) a
+//! write plus its audit record and outbox rows are all-or-nothing.
+
+pub mod schema;
+pub mod search_sql;
+pub mod sqlite;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::ApiError;
+use crate::search::index::IndexRow;
+use crate::search::query::SearchQuery;
+
+/// Who is acting. Until authentication lands every call acts as the system principal; the type is here so
+/// every store call already names its actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// HSA-id of the principal the client belongs to.
+    pub principal: Arc<str>,
+}
+
+impl Actor {
+    /// navet itself (start-up seeding, internal jobs).
+    pub fn system() -> Self {
+        Actor {
+            principal: Arc::from(SYSTEM_PRINCIPAL),
+        }
+    }
+}
+
+/// The principal navet acts as for its own writes (demo seeding) and, until the auth issue, for clients.
+pub const SYSTEM_PRINCIPAL: &str = "navet-system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("the store is overloaded or shutting down")]
+    Busy,
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    #[error("version conflict on {0}")]
+    VersionConflict(String),
+    #[error("could not open the data directory: {0}")]
+    Open(String),
+}
+
+/// One stored version of a resource, as read back.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    /// FHIR instant (UTC, millisecond precision).
+    pub last_updated: String,
+    pub owner: String,
+    pub deleted: bool,
+    /// The stored JSON text; `None` for a deletion version.
+    pub json: Option<String>,
+}
+
+/// A version to write. `version` must be the current version + 1 (or 1 for a new resource).
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: String,
+    pub last_updated_ms: i64,
+    pub owner: String,
+    pub deleted: bool,
+    pub json: Option<String>,
+    /// Search index rows for the new current version (empty for a deletion).
+    pub index: Vec<IndexRow>,
+}
+
+/// A page of search results: the matches in order, and whether more follow.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPage {
+    pub matches: Vec<StoredVersion>,
+    pub included: Vec<StoredVersion>,
+    pub has_more: bool,
+    pub total: Option<u64>,
+}
+
+/// Which history to list: a system, type or instance history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    /// Only versions at or after this instant (epoch ms): `_since`.
+    pub since_ms: Option<i64>,
+    pub offset: usize,
+    pub count: usize,
+}
+
+/// The synchronous operations a write job may use inside its transaction.
+pub trait WriteTx {
+    fn actor(&self) -> &Actor;
+    /// The timestamp of this transaction: FHIR instant text and epoch milliseconds.
+    fn now(&self) -> (String, i64);
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError>;
+    /// Ids of current, non-deleted resources matching a search (for conditional operations); at most `limit`.
+    fn search_ids(
+        &mut self,
+        resource_type: &str,
+        query: &SearchQuery,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+    fn put_version(&mut self, version: NewVersion) -> Result<(), StoreError>;
+    /// Claims `key` in `scope` for the resource; answers the id already holding it, if another holds it.
+    fn claim_unique(
+        &mut self,
+        scope: &str,
+        key: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// Points `key` at the resource even if another held it (that holder no longer qualifies).
+    fn reassign_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<(), StoreError>;
+    /// Releases every key the resource holds in `scope`.
+    fn release_unique(&mut self, scope: &str, resource_type: &str, id: &str) -> Result<(), StoreError>;
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The current version (or a given version) of a resource, deleted or not.
+    async fn read(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StoredVersion>, StoreError>;
+
+    async fn history(&self, actor: &Actor, query: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError>;
+
+    async fn search(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        query: SearchQuery,
+        offset: usize,
+        count: usize,
+    ) -> Result<SearchPage, StoreError>;
+
+    /// Runs a job in a transaction on the writer; the job's error rolls back only that job.
+    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<Box<dyn Any + Send>, ApiError>;
+
+    /// A small key/value area for navet's own state (seeding done, schema version, cursors).
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Waits until everything acknowledged is durable and stops accepting writes.
+    async fn close(&self);
+}
+
+impl dyn Store + '_ {
+    /// Runs `job` in one transaction and returns its typed result.
+    pub async fn transact<T, F>(&self, actor: &Actor, job: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, ApiError> + Send + 'static,
+    {
+        let out = self
+            .write_boxed(
+                actor,
+                Box::new(move |tx| job(tx).map(|t| Box::new(t) as Box<dyn Any + Send>)),
+            )
+            .await?;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| ApiError::internal("write job returned an unexpected type"))
+    }
+}

@@ -1,0 +1,58 @@
+//! The SQLite schema. PostgreSQL will get the same tables (DESIGN.md "Storage").
+
+/// Applied at every open; every statement is idempotent.
+pub const SQLITE_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS resource_versions (
+    seq          INTEGER PRIMARY KEY,          -- global write order, for system and type history
+    type         TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    last_updated TEXT    NOT NULL,             -- FHIR instant as served
+    lu_ms        INTEGER NOT NULL,             -- the same instant, for ordering and _since/_lastUpdated
+    owner        TEXT    NOT NULL,             -- HSA-id of the principal that wrote this version
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    json         TEXT,                          -- the stored resource; NULL for a deletion version
+    UNIQUE (type, id, version)
+);
+CREATE INDEX IF NOT EXISTS resource_versions_type_seq ON resource_versions (type, seq);
+
+CREATE TABLE IF NOT EXISTS resources_current (
+    type    TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    owner   TEXT    NOT NULL,
+    lu_ms   INTEGER NOT NULL,
+    PRIMARY KEY (type, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS resources_current_lu ON resources_current (type, lu_ms, id);
+
+-- One row per indexed value of the current version of a resource (search/index.rs says the encoding).
+CREATE TABLE IF NOT EXISTS search_index (
+    type   TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    param  TEXT NOT NULL,
+    system TEXT,
+    value  TEXT NOT NULL,
+    lo     INTEGER,
+    hi     INTEGER
+);
+CREATE INDEX IF NOT EXISTS search_index_value ON search_index (type, param, value);
+CREATE INDEX IF NOT EXISTS search_index_date ON search_index (type, param, lo);
+CREATE INDEX IF NOT EXISTS search_index_resource ON search_index (type, id);
+
+-- Uniqueness the database guarantees: conditional-create keys and national identity numbers.
+CREATE TABLE IF NOT EXISTS unique_keys (
+    scope TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    type  TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unique_keys_resource ON unique_keys (type, id);
+
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#;

@@ -1,0 +1,339 @@
+//! A [`SearchQuery`] as SQL over `resources_current` and `search_index` (SQLite dialect; the row encoding is
+//! the contract in `search/index.rs`). Each filter becomes `c.id [NOT] IN (SELECT s.id FROM search_index …)`
+//! so the `(type, param, value)` index does the work; values inside one filter are ORed, filters ANDed.
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+
+use super::{SearchPage, StoreError, StoredVersion};
+use crate::search::params::ParamType;
+use crate::search::query::{
+    Filter, FilterValue, Modifier, ReferenceValue, SearchQuery, TotalMode, date_condition,
+};
+
+/// Past every other character: `value >= s AND value < s || MAX_CHAR` is "starts with s", index-friendly.
+const MAX_CHAR: char = '\u{10FFFF}';
+
+struct SqlPart {
+    text: String,
+    args: Vec<Sql>,
+}
+
+/// `WHERE` conditions (after `c.type = ? AND c.deleted = 0`) for the query's filters.
+fn filters_sql(ty: &str, query: &SearchQuery) -> SqlPart {
+    let mut text = String::new();
+    let mut args: Vec<Sql> = Vec::new();
+    for f in &query.filters {
+        text.push_str(" AND ");
+        match f.param.as_str() {
+            "_id" => id_filter(f, &mut text, &mut args),
+            "_lastUpdated" => last_updated_filter(f, &mut text, &mut args),
+            _ => index_filter(ty, f, &mut text, &mut args),
+        }
+    }
+    SqlPart { text, args }
+}
+
+fn id_filter(f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
+    let ids: Vec<&String> = f
+        .values
+        .iter()
+        .filter_map(|v| match v {
+            FilterValue::Token { code: Some(code), .. } => Some(code),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        text.push_str("0 = 1");
+        return;
+    }
+    let not = if f.modifier == Some(Modifier::Not) { "NOT " } else { "" };
+    text.push_str(&format!("c.id {not}IN ({})", placeholders(ids.len())));
+    args.extend(ids.into_iter().map(|i| Sql::Text(i.clone())));
+}
+
+fn last_updated_filter(f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
+    let mut parts = Vec::new();
+    for v in &f.values {
+        if let FilterValue::Date { prefix, lo, hi } = v {
+            let (sql, binds) = date_condition(*prefix, *lo, *hi).to_sql("c.lu_ms", "c.lu_ms");
+            parts.push(sql);
+            args.extend(binds.into_iter().map(Sql::Integer));
+        }
+    }
+    if parts.is_empty() {
+        text.push_str("0 = 1");
+    } else {
+        text.push_str(&format!("({})", parts.join(" OR ")));
+    }
+}
+
+fn index_filter(ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
+    if f.modifier == Some(Modifier::Missing) {
+        // `:missing=true` and `:missing=false` both given match everything; one of them selects.
+        let wants: Vec<bool> = f
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                FilterValue::Missing(m) => Some(*m),
+                _ => None,
+            })
+            .collect();
+        if wants.contains(&true) && wants.contains(&false) {
+            text.push_str("1 = 1");
+            return;
+        }
+        let presence = f.presence_params();
+        let not = if wants.first() == Some(&true) { "NOT " } else { "" };
+        text.push_str(&format!(
+            "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param IN ({}))",
+            placeholders(presence.len())
+        ));
+        args.push(Sql::Text(ty.to_owned()));
+        args.extend(presence.into_iter().map(Sql::Text));
+        return;
+    }
+    let not = if f.modifier == Some(Modifier::Not) { "NOT " } else { "" };
+    text.push_str(&format!(
+        "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND ("
+    ));
+    args.push(Sql::Text(ty.to_owned()));
+    args.push(Sql::Text(f.index_param()));
+    let mut ors = Vec::new();
+    for v in &f.values {
+        ors.push(value_sql(f, v, args));
+    }
+    if ors.is_empty() {
+        ors.push("0 = 1".into());
+    }
+    text.push_str(&ors.join(" OR "));
+    text.push_str("))");
+}
+
+fn value_sql(f: &Filter, v: &FilterValue, args: &mut Vec<Sql>) -> String {
+    match v {
+        FilterValue::Token { system, code } => {
+            let mut parts = Vec::new();
+            match system {
+                None => {}
+                Some(None) => parts.push("s.system IS NULL".to_owned()),
+                Some(Some(sys)) => {
+                    parts.push("s.system = ?".to_owned());
+                    args.push(Sql::Text(sys.clone()));
+                }
+            }
+            if let Some(code) = code {
+                parts.push("s.value = ?".to_owned());
+                args.push(Sql::Text(code.clone()));
+            }
+            if parts.is_empty() {
+                "1 = 1".into()
+            } else {
+                format!("({})", parts.join(" AND "))
+            }
+        }
+        FilterValue::String(s) => match (f.kind, &f.modifier) {
+            (_, Some(Modifier::Exact)) => {
+                args.push(Sql::Text(s.clone()));
+                "s.value = ?".into()
+            }
+            (_, Some(Modifier::Contains)) => {
+                args.push(Sql::Text(s.clone()));
+                "instr(s.value, ?) > 0".into()
+            }
+            _ => starts_with(s, args),
+        },
+        FilterValue::Reference(r) => match r {
+            ReferenceValue::AnyType { id, types } if types.is_empty() => {
+                let suffix = format!("/{id}");
+                args.push(Sql::Integer(-(suffix.chars().count() as i64)));
+                args.push(Sql::Text(suffix));
+                "substr(s.value, ?) = ?".into()
+            }
+            other => {
+                let candidates = other.candidates().unwrap_or_default();
+                if candidates.is_empty() {
+                    return "0 = 1".into();
+                }
+                let sql = format!("s.value IN ({})", placeholders(candidates.len()));
+                args.extend(candidates.into_iter().map(Sql::Text));
+                sql
+            }
+        },
+        FilterValue::Date { prefix, lo, hi } => {
+            let (sql, binds) = date_condition(*prefix, *lo, *hi).to_sql("s.lo", "s.hi");
+            args.extend(binds.into_iter().map(Sql::Integer));
+            sql
+        }
+        FilterValue::Uri(u) => match f.modifier {
+            Some(Modifier::Below) => starts_with(u, args),
+            Some(Modifier::Above) => {
+                args.push(Sql::Text(u.clone()));
+                "substr(?, 1, length(s.value)) = s.value".into()
+            }
+            _ => {
+                args.push(Sql::Text(u.clone()));
+                "s.value = ?".into()
+            }
+        },
+        FilterValue::Missing(_) => "0 = 1".into(),
+    }
+}
+
+fn starts_with(s: &str, args: &mut Vec<Sql>) -> String {
+    args.push(Sql::Text(s.to_owned()));
+    args.push(Sql::Text(format!("{s}{MAX_CHAR}")));
+    "(s.value >= ? AND s.value < ?)".into()
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `ORDER BY` for `_sort`, always ending in `c.id` so paging is deterministic. Default: newest first.
+fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
+    if query.sort.is_empty() {
+        return " ORDER BY c.lu_ms DESC, c.id".into();
+    }
+    let mut keys = Vec::new();
+    for k in &query.sort {
+        let dir = if k.descending { "DESC" } else { "ASC" };
+        match k.param.as_str() {
+            "_id" => keys.push(format!("c.id {dir}")),
+            "_lastUpdated" => keys.push(format!("c.lu_ms {dir}")),
+            param => {
+                let expr = match (k.kind, k.descending) {
+                    (ParamType::Date, false) => "MIN(s.lo)",
+                    (ParamType::Date, true) => "MAX(s.hi)",
+                    (_, false) => "MIN(s.value)",
+                    (_, true) => "MAX(s.value)",
+                };
+                let sub = format!(
+                    "(SELECT {expr} FROM search_index s WHERE s.type = c.type AND s.id = c.id AND s.param = ?)"
+                );
+                // Resources without a value sort last either way.
+                keys.push(format!("{sub} IS NULL, {sub} {dir}"));
+                args.push(Sql::Text(param.to_owned()));
+                args.push(Sql::Text(param.to_owned()));
+            }
+        }
+    }
+    keys.push("c.id".into());
+    format!(" ORDER BY {}", keys.join(", "))
+}
+
+fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+    Ok(StoredVersion {
+        resource_type: r.get(0)?,
+        id: r.get(1)?,
+        version: r.get(2)?,
+        last_updated: r.get(3)?,
+        owner: r.get(4)?,
+        deleted: r.get::<_, i64>(5)? != 0,
+        json: r.get(6)?,
+    })
+}
+
+/// Ids of current, non-deleted matches (conditional operations), at most `limit`.
+pub fn matching_ids(conn: &Connection, ty: &str, query: &SearchQuery, limit: usize) -> Result<Vec<String>, StoreError> {
+    let f = filters_sql(ty, query);
+    let sql = format!(
+        "SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0{} ORDER BY c.id LIMIT ?",
+        f.text
+    );
+    let mut args = vec![Sql::Text(ty.to_owned())];
+    args.extend(f.args);
+    args.push(Sql::Integer(limit as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let ids = stmt
+        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
+
+/// One page of matches with `_include`s and, when asked, the total.
+pub fn search_page(
+    conn: &Connection,
+    ty: &str,
+    query: &SearchQuery,
+    offset: usize,
+    count: usize,
+) -> Result<SearchPage, StoreError> {
+    let f = filters_sql(ty, query);
+    let mut page = SearchPage::default();
+    if matches!(query.total, TotalMode::Accurate) {
+        let sql = format!(
+            "SELECT COUNT(*) FROM resources_current c WHERE c.type = ? AND c.deleted = 0{}",
+            f.text
+        );
+        let mut args = vec![Sql::Text(ty.to_owned())];
+        args.extend(f.args.iter().cloned());
+        let total: i64 = conn.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0))?;
+        page.total = Some(total as u64);
+    }
+    if count == 0 {
+        return Ok(page);
+    }
+    let mut args = vec![Sql::Text(ty.to_owned())];
+    args.extend(f.args);
+    let order = order_sql(query, &mut args);
+    let sql = format!(
+        "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+         FROM resources_current c JOIN resource_versions v \
+           ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+         WHERE c.type = ? AND c.deleted = 0{}{order} LIMIT ? OFFSET ?",
+        f.text
+    );
+    args.push(Sql::Integer(count as i64 + 1));
+    args.push(Sql::Integer(offset as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt
+        .query_map(params_from_iter(args), row_to_version)?
+        .collect::<Result<Vec<_>, _>>()?;
+    page.has_more = rows.len() > count;
+    rows.truncate(count);
+    page.matches = rows;
+    page.included = includes(conn, ty, query, &page.matches)?;
+    Ok(page)
+}
+
+/// `_include`: the current, non-deleted resources the matches reference through the named parameters.
+fn includes(conn: &Connection, ty: &str, query: &SearchQuery, matches: &[StoredVersion]) -> Result<Vec<StoredVersion>, StoreError> {
+    if query.include.is_empty() || matches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seen: std::collections::HashSet<String> =
+        matches.iter().map(|m| format!("{}/{}", m.resource_type, m.id)).collect();
+    let mut out = Vec::new();
+    let ids: Vec<Sql> = matches.iter().map(|m| Sql::Text(m.id.clone())).collect();
+    for inc in query.include.iter().filter(|i| i.source_type == ty) {
+        let sql = format!(
+            "SELECT DISTINCT s.value FROM search_index s WHERE s.type = ? AND s.param = ? AND s.id IN ({}) ORDER BY s.value",
+            placeholders(ids.len())
+        );
+        let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(inc.param.clone())];
+        args.extend(ids.iter().cloned());
+        let targets = conn
+            .prepare_cached(&sql)?
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for target in targets {
+            let Some((target_type, target_id)) = target.split_once('/') else { continue };
+            if inc.target_type.as_deref().is_some_and(|t| t != target_type) || seen.contains(&target) {
+                continue;
+            }
+            seen.insert(target.clone());
+            let found = conn
+                .prepare_cached(
+                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+                     FROM resources_current c JOIN resource_versions v \
+                       ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+                     WHERE c.type = ?1 AND c.id = ?2 AND c.deleted = 0",
+                )?
+                .query_map(rusqlite::params![target_type, target_id], row_to_version)?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.extend(found);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,443 @@
+//! The embedded SQLite store: WAL with `synchronous=FULL`, one writer thread doing group commit, a small
+//! pool of reader connections (WAL readers never block the writer, nor it them).
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::schema::SQLITE_SCHEMA;
+use super::search_sql;
+use super::{
+    Actor, HistoryQuery, NewVersion, SearchPage, Store, StoreError, StoredVersion, WriteJob, WriteTx,
+};
+use crate::error::ApiError;
+use crate::search::query::SearchQuery;
+
+/// Jobs waiting for the writer beyond this are refused with 503 rather than queued without bound.
+const WRITE_QUEUE: usize = 4096;
+/// At most this many jobs share one transaction and fsync.
+const MAX_BATCH: usize = 512;
+const READERS: usize = 4;
+
+type JobResult = Result<Box<dyn Any + Send>, ApiError>;
+
+struct Job {
+    actor: Actor,
+    run: WriteJob,
+    reply: oneshot::Sender<JobResult>,
+}
+
+pub struct SqliteStore {
+    writer: Mutex<Option<SyncSender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.idle.lock().map_err(|_| StoreError::Busy)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < READERS * 4
+        {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `navet.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
+        let path = data_dir.join("navet.db");
+        let conn = Connection::open(&path)?;
+        // WAL + synchronous=FULL: a commit is on disk before it is acknowledged, and survives kill -9 and
+        // power loss (https://sqlite.org/pragma.html#pragma_synchronous).
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open(format!("could not enable WAL (got {mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch(SQLITE_SCHEMA)?;
+
+        let mut idle = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            idle.push(open_reader(&path)?);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("navet-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Open(format!("could not start the writer: {e}")))?;
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            readers: Arc::new(ReaderPool {
+                idle: Mutex::new(idle),
+                path,
+            }),
+        })
+    }
+
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|_| StoreError::Busy)?
+    }
+}
+
+/// The writer: takes every job waiting (up to MAX_BATCH), runs each in a savepoint of one transaction,
+/// commits once, then answers them all. A job's error rolls back that job only; a failed commit fails all.
+fn writer_loop(mut conn: Connection, rx: Receiver<Job>) {
+    let mut last_ms = 0i64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        last_ms = jiff::Timestamp::now().as_millisecond().max(last_ms);
+        let now = (format_instant(last_ms), last_ms);
+        let results = run_batch(&mut conn, &mut batch, &now);
+        for (job, result) in batch.into_iter().zip(results) {
+            // The requester may have gone away; its work is committed all the same.
+            let _ = job.reply.send(result);
+        }
+    }
+    // Channel closed: a clean shutdown. Checkpoint so the WAL does not grow across restarts.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: &(String, i64)) -> Vec<JobResult> {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return batch.iter().map(|_| Err(ApiError::internal(&e))).collect();
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch.iter_mut() {
+        let run = std::mem::replace(&mut job.run, Box::new(|_| Err(ApiError::internal("job ran twice"))));
+        let result = (|| {
+            conn.execute_batch("SAVEPOINT job")?;
+            let mut tx = SqliteTx {
+                conn,
+                actor: &job.actor,
+                now,
+            };
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut tx)))
+                .unwrap_or_else(|_| Err(ApiError::internal("a write job panicked")));
+            if out.is_ok() {
+                conn.execute_batch("RELEASE job")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            }
+            Ok::<_, rusqlite::Error>(out)
+        })();
+        results.push(result.unwrap_or_else(|e| Err(ApiError::internal(e))));
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        tracing::error!(error = %e, "group commit failed; every job of the batch is failed");
+        let _ = conn.execute_batch("ROLLBACK");
+        return batch
+            .iter()
+            .map(|_| Err(ApiError::internal("the commit failed")))
+            .collect();
+    }
+    results
+}
+
+/// FHIR instant with millisecond precision in UTC (FHIR R4 §2.24.0.0 instant).
+pub fn format_instant(ms: i64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("{}.{:03}Z", ts.strftime("%Y-%m-%dT%H:%M:%S"), ms.rem_euclid(1000))
+}
+
+struct SqliteTx<'a> {
+    conn: &'a Connection,
+    actor: &'a Actor,
+    now: &'a (String, i64),
+}
+
+const CURRENT_SQL: &str = "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+     FROM resources_current c JOIN resource_versions v \
+       ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+     WHERE c.type = ?1 AND c.id = ?2";
+
+fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+    Ok(StoredVersion {
+        resource_type: r.get(0)?,
+        id: r.get(1)?,
+        version: r.get(2)?,
+        last_updated: r.get(3)?,
+        owner: r.get(4)?,
+        deleted: r.get::<_, i64>(5)? != 0,
+        json: r.get(6)?,
+    })
+}
+
+fn read_current(conn: &Connection, ty: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+    Ok(conn
+        .prepare_cached(CURRENT_SQL)?
+        .query_row(params![ty, id], row_to_version)
+        .optional()?)
+}
+
+impl WriteTx for SqliteTx<'_> {
+    fn actor(&self) -> &Actor {
+        self.actor
+    }
+
+    fn now(&self) -> (String, i64) {
+        self.now.clone()
+    }
+
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+        read_current(self.conn, resource_type, id)
+    }
+
+    fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: usize) -> Result<Vec<String>, StoreError> {
+        search_sql::matching_ids(self.conn, resource_type, query, limit)
+    }
+
+    fn put_version(&mut self, v: NewVersion) -> Result<(), StoreError> {
+        let current: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT version FROM resources_current WHERE type = ?1 AND id = ?2")?
+            .query_row(params![v.resource_type, v.id], |r| r.get(0))
+            .optional()?;
+        if current.unwrap_or(0) + 1 != v.version {
+            return Err(StoreError::VersionConflict(format!("{}/{}", v.resource_type, v.id)));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource_versions (type, id, version, last_updated, lu_ms, owner, deleted, json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                v.resource_type,
+                v.id,
+                v.version,
+                v.last_updated,
+                v.last_updated_ms,
+                v.owner,
+                v.deleted as i64,
+                v.json
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resources_current (type, id, version, deleted, owner, lu_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, \
+                   deleted = excluded.deleted, owner = excluded.owner, lu_ms = excluded.lu_ms",
+            )?
+            .execute(params![
+                v.resource_type,
+                v.id,
+                v.version,
+                v.deleted as i64,
+                v.owner,
+                v.last_updated_ms
+            ])?;
+        self.conn
+            .prepare_cached("DELETE FROM search_index WHERE type = ?1 AND id = ?2")?
+            .execute(params![v.resource_type, v.id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO search_index (type, id, param, system, value, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for row in &v.index {
+            insert.execute(params![v.resource_type, v.id, row.param, row.system, row.value, row.lo, row.hi])?;
+        }
+        Ok(())
+    }
+
+    fn claim_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<Option<String>, StoreError> {
+        // INSERT … ON CONFLICT DO NOTHING, then read the holder: the primary key decides, not a prior read,
+        // so the same code is race-free on a database with concurrent writers (PostgreSQL).
+        self.conn
+            .prepare_cached(
+                "INSERT INTO unique_keys (scope, key, type, id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![scope, key, resource_type, id])?;
+        let holder: String = self
+            .conn
+            .prepare_cached("SELECT id FROM unique_keys WHERE scope = ?1 AND key = ?2")?
+            .query_row(params![scope, key], |r| r.get(0))?;
+        Ok((holder != id).then_some(holder))
+    }
+
+    fn reassign_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO unique_keys (scope, key, type, id) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (scope, key) DO UPDATE SET type = excluded.type, id = excluded.id",
+            )?
+            .execute(params![scope, key, resource_type, id])?;
+        Ok(())
+    }
+
+    fn release_unique(&mut self, scope: &str, resource_type: &str, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM unique_keys WHERE scope = ?1 AND type = ?2 AND id = ?3")?
+            .execute(params![scope, resource_type, id])?;
+        Ok(())
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn read(
+        &self,
+        _actor: &Actor,
+        resource_type: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        self.read_blocking(move |conn| match version {
+            None => read_current(conn, &ty, &id),
+            Some(v) => Ok(conn
+                .prepare_cached(
+                    "SELECT type, id, version, last_updated, owner, deleted, json FROM resource_versions \
+                     WHERE type = ?1 AND id = ?2 AND version = ?3",
+                )?
+                .query_row(params![ty, id, v], row_to_version)
+                .optional()?),
+        })
+        .await
+    }
+
+    async fn history(&self, _actor: &Actor, q: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError> {
+        self.read_blocking(move |conn| {
+            let mut sql = String::from(
+                "SELECT type, id, version, last_updated, owner, deleted, json FROM resource_versions WHERE 1 = 1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(ty) = &q.resource_type {
+                sql.push_str(" AND type = ?");
+                args.push(ty.clone().into());
+            }
+            if let Some(id) = &q.id {
+                sql.push_str(" AND id = ?");
+                args.push(id.clone().into());
+            }
+            if let Some(since) = q.since_ms {
+                sql.push_str(" AND lu_ms >= ?");
+                args.push(since.into());
+            }
+            sql.push_str(" ORDER BY seq DESC LIMIT ? OFFSET ?");
+            args.push(((q.count + 1) as i64).into());
+            args.push((q.offset as i64).into());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows: Vec<StoredVersion> = stmt
+                .query_map(rusqlite::params_from_iter(args), row_to_version)?
+                .collect::<Result<_, _>>()?;
+            let more = rows.len() > q.count;
+            rows.truncate(q.count);
+            Ok((rows, more))
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        _actor: &Actor,
+        resource_type: &str,
+        query: SearchQuery,
+        offset: usize,
+        count: usize,
+    ) -> Result<SearchPage, StoreError> {
+        let ty = resource_type.to_owned();
+        self.read_blocking(move |conn| search_sql::search_page(conn, &ty, &query, offset, count))
+            .await
+    }
+
+    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<Box<dyn Any + Send>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            actor: actor.clone(),
+            run: job,
+            reply,
+        };
+        {
+            let guard = self.writer.lock().map_err(|_| ApiError::Unavailable)?;
+            let sender = guard.as_ref().ok_or(ApiError::Unavailable)?;
+            match sender.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    return Err(ApiError::Unavailable);
+                }
+            }
+        }
+        answer.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read_blocking(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row(params![key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        // Dropping the sender ends the writer loop once the queued jobs are committed.
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_have_millisecond_precision_in_utc() {
+        assert_eq!(format_instant(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_instant(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+    }
+}

@@ -1,0 +1,109 @@
+//! `kill -9` of the real binary while clients write: every acknowledged write is there after a restart.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn start(data_dir: &std::path::Path, config: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_navet"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .env("NAVET_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("navet starts")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "navet did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("navet.toml");
+    std::fs::write(&config, "[demo]\nseed = false\n").expect("config");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = start(&data, &config, port);
+    wait_ready(&client, &base).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = json!({"resourceType": "Organization", "name": format!("w{w}-{n}")});
+                let sent = client
+                    .post(format!("{base}/fhir/Organization"))
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 201 => {
+                        let v: serde_json::Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => break,
+                        };
+                        acknowledged.push((v["id"].as_str().unwrap().to_owned(), format!("w{w}-{n}")));
+                    }
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix: no shutdown handler runs.
+    child.wait().expect("reaped");
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.expect("writer"));
+    }
+    assert!(acknowledged.len() > 50, "too few writes to prove anything: {}", acknowledged.len());
+
+    let mut child = start(&data, &config, port);
+    wait_ready(&client, &base).await;
+    let mut missing = 0;
+    for (id, name) in &acknowledged {
+        let r = client.get(format!("{base}/fhir/Organization/{id}")).send().await.expect("read");
+        if r.status() != 200 {
+            missing += 1;
+            continue;
+        }
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["name"], name.as_str());
+    }
+    child.kill().ok();
+    child.wait().ok();
+    println!("acknowledged {} writes before kill -9, missing after restart {missing}", acknowledged.len());
+    assert_eq!(missing, 0);
+}

@@ -1,0 +1,115 @@
+//! transaction and batch Bundles: all-or-nothing, urn:uuid rewriting, conditional entries.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn transaction(entries: serde_json::Value) -> serde_json::Value {
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+#[tokio::test]
+async fn a_transaction_creates_everything_and_rewrites_urn_uuid_references() {
+    let app = spawn_app().await;
+    let bundle = transaction(json!([
+        {"fullUrl": "urn:uuid:8f3e7c0a-0000-4000-8000-000000000001",
+         "resource": patient("19121212-1212", "Tolvansson"),
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:8f3e7c0a-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                      "subject": {"reference": "urn:uuid:8f3e7c0a-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "ServiceRequest"}}
+    ]));
+    let r = app.post("", &bundle).await;
+    assert_eq!(r.status(), 200);
+    let resp = json(r).await;
+    assert_eq!(resp["type"], "transaction-response");
+    let entries = resp["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["response"]["status"], "201 Created");
+    let patient_id = entries[0]["resource"]["id"].as_str().unwrap();
+    let sr_location = entries[1]["response"]["location"].as_str().unwrap();
+    let sr = json(app.get(sr_location.trim_end_matches("/_history/1")).await).await;
+    assert_eq!(sr["subject"]["reference"], format!("Patient/{patient_id}"));
+}
+
+#[tokio::test]
+async fn a_failing_entry_rolls_back_the_whole_transaction() {
+    let app = spawn_app().await;
+    let bundle = transaction(json!([
+        {"resource": {"resourceType": "Organization", "name": "kept?"}, "request": {"method": "POST", "url": "Organization"}},
+        {"resource": patient("19121212-1213", "Fel"), "request": {"method": "POST", "url": "Patient"}}
+    ]));
+    let r = app.post("", &bundle).await;
+    assert_eq!(r.status(), 422);
+    let text = outcome_text(&json(r).await);
+    assert!(text.contains("Bundle.entry[1].resource.identifier[0].value"), "{text}");
+    let orgs = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(orgs["total"], 0, "the first entry was rolled back");
+}
+
+#[tokio::test]
+async fn conditional_entries_reuse_existing_resources_and_resolve_conditional_references() {
+    let app = spawn_app().await;
+    let existing = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let bundle = transaction(json!([
+        {"fullUrl": "urn:uuid:8f3e7c0a-0000-4000-8000-00000000000a",
+         "resource": patient("19121212-1212", "Tolvansson"),
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=http://electronichealth.se/identifier/personnummer|191212121212"}},
+        {"resource": {"resourceType": "Task", "status": "requested", "intent": "order",
+                      "for": {"reference": "urn:uuid:8f3e7c0a-0000-4000-8000-00000000000a"}},
+         "request": {"method": "POST", "url": "Task"}},
+        {"resource": {"resourceType": "Encounter", "status": "planned", "class": {"code": "HH"},
+                      "subject": {"reference": "Patient?identifier=191212121212"}},
+         "request": {"method": "POST", "url": "Encounter"}}
+    ]));
+    let r = app.post("", &bundle).await;
+    let status = r.status();
+    let resp = json(r).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["entry"][0]["response"]["status"], "200 OK");
+    let pid = existing["id"].as_str().unwrap();
+    assert_eq!(resp["entry"][1]["resource"]["for"]["reference"], format!("Patient/{pid}"));
+    assert_eq!(resp["entry"][2]["resource"]["subject"]["reference"], format!("Patient/{pid}"));
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_entry_on_its_own() {
+    let app = spawn_app().await;
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Organization", "name": "ok"}, "request": {"method": "POST", "url": "Organization"}},
+        {"resource": {"resourceType": "Organization", "name": 5}, "request": {"method": "POST", "url": "Organization"}},
+        {"request": {"method": "GET", "url": "Organization/nope"}}
+    ]});
+    let r = app.post("", &bundle).await;
+    assert_eq!(r.status(), 200);
+    let resp = json(r).await;
+    assert_eq!(resp["type"], "batch-response");
+    assert_eq!(resp["entry"][0]["response"]["status"], "201 Created");
+    assert!(resp["entry"][1]["response"]["status"].as_str().unwrap().starts_with("422"));
+    assert_eq!(resp["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
+    assert!(resp["entry"][2]["response"]["status"].as_str().unwrap().starts_with("404"));
+    let orgs = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(orgs["total"], 1);
+}
+
+#[tokio::test]
+async fn a_bundle_of_another_type_is_refused() {
+    let app = spawn_app().await;
+    let r = app.post("", &json!({"resourceType": "Bundle", "type": "collection"})).await;
+    assert_eq!(r.status(), 422);
+    let r = app.post("", &json!({"resourceType": "Patient"})).await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn the_demo_region_is_loaded_into_a_fresh_data_directory() {
+    let app = spawn_app_with_demo().await;
+    let patients = json(app.get("Patient?_summary=count").await).await;
+    assert_eq!(patients["total"], 7);
+    let orgs = json(app.get("Organization?identifier=urn:oid:1.2.752.29.4.19|SE2321000255-MTN01").await).await;
+    assert_eq!(orgs["entry"][0]["resource"]["name"], "MTN Kristianstad");
+    let teams = json(app.get("HealthcareService?_summary=count").await).await;
+    assert_eq!(teams["total"], 3);
+}

@@ -1,0 +1,145 @@
+//! Search end to end: parameters, modifiers, paging links, _include, _sort, _total, unknown parameters.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn ids(bundle: &Value, mode: &str) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["search"]["mode"] == mode)
+                .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn setup(app: &TestApp) -> (String, String, String) {
+    let p1 = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let p2 = app.create(&patient("19400512-1233", "Nilsson")).await;
+    let p1_id = p1["id"].as_str().unwrap().to_owned();
+    let sr = app
+        .create(&json!({
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "code": {"coding": [{"system": "http://navet.example/CodeSystem/punktinsats", "code": "iv-antibiotika"}]},
+            "subject": {"reference": format!("Patient/{p1_id}")},
+            "authoredOn": "2026-11-23T09:00:00+01:00"
+        }))
+        .await;
+    (p1_id, p2["id"].as_str().unwrap().to_owned(), sr["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn search_by_identifier_name_id_and_last_updated_finds_the_right_patients() {
+    let app = spawn_app().await;
+    let (p1, p2, _) = setup(&app).await;
+    let by_id = json(app.get("Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212").await).await;
+    assert_eq!(ids(&by_id, "match"), [format!("Patient/{p1}")]);
+    let by_name = json(app.get("Patient?name=nils").await).await;
+    assert_eq!(ids(&by_name, "match"), [format!("Patient/{p2}")]);
+    let by_logical = json(app.get(&format!("Patient?_id={p2}")).await).await;
+    assert_eq!(ids(&by_logical, "match"), [format!("Patient/{p2}")]);
+    let recent = json(app.get("Patient?_lastUpdated=gt2020-01-01&_total=accurate").await).await;
+    assert_eq!(recent["total"], 2);
+    let future = json(app.get("Patient?_lastUpdated=gt2100-01-01&_total=accurate").await).await;
+    assert_eq!(future["total"], 0);
+}
+
+#[tokio::test]
+async fn search_by_patient_subject_status_code_and_date() {
+    let app = spawn_app().await;
+    let (p1, p2, sr) = setup(&app).await;
+    let want = [format!("ServiceRequest/{sr}")];
+    for q in [
+        format!("ServiceRequest?patient={p1}"),
+        format!("ServiceRequest?subject=Patient/{p1}"),
+        "ServiceRequest?status=active".to_owned(),
+        "ServiceRequest?code=iv-antibiotika".to_owned(),
+        "ServiceRequest?code=http://navet.example/CodeSystem/punktinsats|iv-antibiotika".to_owned(),
+        "ServiceRequest?authored=2026-11-23".to_owned(),
+        "ServiceRequest?authored=ge2026-11-01&authored=lt2026-12-01".to_owned(),
+    ] {
+        let b = json(app.get(&q).await).await;
+        assert_eq!(ids(&b, "match"), want, "{q}");
+    }
+    for q in [
+        format!("ServiceRequest?patient={p2}"),
+        "ServiceRequest?status=completed".to_owned(),
+        "ServiceRequest?code=blodtransfusion".to_owned(),
+        "ServiceRequest?authored=lt2026-11-01".to_owned(),
+    ] {
+        let b = json(app.get(&q).await).await;
+        assert!(ids(&b, "match").is_empty(), "{q} should find nothing");
+    }
+}
+
+#[tokio::test]
+async fn include_adds_the_referenced_patient_once() {
+    let app = spawn_app().await;
+    let (p1, _, sr) = setup(&app).await;
+    let b = json(app.get("ServiceRequest?_include=ServiceRequest:subject").await).await;
+    assert_eq!(ids(&b, "match"), [format!("ServiceRequest/{sr}")]);
+    assert_eq!(ids(&b, "include"), [format!("Patient/{p1}")]);
+}
+
+#[tokio::test]
+async fn an_unknown_search_parameter_is_an_error_unless_handling_is_lenient() {
+    let app = spawn_app().await;
+    setup(&app).await;
+    let r = app.get("Patient?colour=blue").await;
+    assert_eq!(r.status(), 400);
+    assert!(outcome_text(&json(r).await).contains("colour"));
+    let lenient = app
+        .client
+        .get(format!("{}/Patient?colour=blue&_total=accurate", app.fhir))
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lenient.status(), 200);
+    let b = json(lenient).await;
+    assert_eq!(b["total"], 2);
+    let self_link = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "self").unwrap();
+    assert!(!self_link["url"].as_str().unwrap().contains("colour"), "ignored parameters leave the self link");
+    assert!(b["entry"].as_array().unwrap().iter().any(|e| e["search"]["mode"] == "outcome"));
+}
+
+#[tokio::test]
+async fn search_pages_follow_next_links_without_repeats_and_sort_is_honoured() {
+    let app = spawn_app().await;
+    for i in 0..7 {
+        app.create(&json!({"resourceType": "Organization", "name": format!("Org {i}")})).await;
+    }
+    let mut seen = Vec::new();
+    let mut url = Some(format!("{}/Organization?_count=3&_sort=-_lastUpdated", app.fhir));
+    while let Some(u) = url {
+        let b = json(app.client.get(&u).send().await.unwrap()).await;
+        let page: Vec<String> = ids(&b, "match");
+        assert!(page.len() <= 3);
+        seen.extend(page);
+        url = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| l["url"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 7);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 7);
+    let count = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(count["total"], 7);
+    assert!(count.get("entry").is_none());
+}
+
+#[tokio::test]
+async fn deleted_resources_are_not_found_by_search() {
+    let app = spawn_app().await;
+    let (p1, _, _) = setup(&app).await;
+    assert_eq!(app.delete(&format!("Patient/{p1}")).await.status(), 204);
+    let b = json(app.get("Patient?identifier=191212121212&_total=accurate").await).await;
+    assert_eq!(b["total"], 0);
+    // The national identity number is free again once its Patient is deleted.
+    app.create(&patient("19121212-1212", "Ny")).await;
+}
