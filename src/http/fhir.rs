@@ -22,6 +22,8 @@ use crate::store::{Actor, StoredVersion};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir", post(transaction))
+        // Some clients post bundles to the base with a trailing slash.
+        .route("/fhir/", post(transaction))
         .route("/fhir/metadata", get(capability))
         .route("/metadata", get(capability))
         .route("/fhir/_history", get(search::system_history))

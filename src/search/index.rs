@@ -287,7 +287,15 @@ fn token_rows(code: &str, value: &Value, rows: &mut Rows) {
         Value::Object(obj) => {
             // Identifier and ContactPoint: system|value.
             if let Some(text) = str_field(obj, "value") {
-                rows.push(code, str_field(obj, "system"), text);
+                let system = str_field(obj, "system");
+                rows.push(code, system, text);
+                // A national number is also indexed in its canonical form (HL7 Sweden's system, 12 digits), so
+                // `19121212-1212` under the OID and `191212121212` under the URI find the same patient.
+                if let Some(system) = system
+                    && let Ok(Some(id)) = crate::domain::from_fhir(system, text)
+                {
+                    rows.push(code, Some(id.canonical_system()), id.canonical_value());
+                }
             }
         }
         _ => {}

@@ -734,10 +734,19 @@ fn parse_token(piece: &str) -> Result<FilterValue, String> {
             system: None,
             code: Some(code.clone()),
         }),
-        [system, code] if !(system.is_empty() && code.is_empty()) => Ok(FilterValue::Token {
-            system: Some(non_empty(system)),
-            code: non_empty(code),
-        }),
+        [system, code] if !(system.is_empty() && code.is_empty()) => {
+            // The index also holds national numbers in canonical form; search with that form when it parses.
+            if let Ok(Some(id)) = crate::domain::from_fhir(system, code) {
+                return Ok(FilterValue::Token {
+                    system: Some(Some(id.canonical_system().to_owned())),
+                    code: Some(id.canonical_value().to_owned()),
+                });
+            }
+            Ok(FilterValue::Token {
+                system: Some(non_empty(system)),
+                code: non_empty(code),
+            })
+        }
         _ => Err(format!(
             "{piece:?} is not a token (code, system|code, |code or system|)"
         )),
