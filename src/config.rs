@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The demo configuration shipped inside the binary.
-pub const DEMO_CONFIG: &str = include_str!("demo/navet-demo.toml");
+use crate::auth::{AuthConfig, FileSource};
+
+/// The demo configuration shipped inside the binary: server settings plus the demo region's principals,
+/// clients and users (their public keys are embedded too, see [`crate::auth::demo`]).
+pub const DEMO_CONFIG: &str = concat!(
+    include_str!("demo/navet-demo.toml"),
+    "\n",
+    include_str!("demo/auth-demo.toml")
+);
 
 /// `navet.toml` as written. Unknown keys are errors: a typo must not silently fall back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +38,11 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// `text` (default) or `json` log lines.
     pub log_format: Option<String>,
+    /// PEM certificate chain and private key: serve HTTPS (rustls) instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: with it, a client certificate signed by one of them is required (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +66,9 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub base_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +88,21 @@ pub struct Settings {
     pub seed_demo: bool,
     /// The folder relative paths in the configuration are resolved against (None for the embedded demo).
     pub config_dir: Option<PathBuf>,
-    /// The configuration text, for the sections other modules read (authentication).
+    /// The configuration text, for the sections other modules read.
     pub config_text: String,
+    /// `[auth]`, `[[principals]]`, `[[clients]]`, `[[users]]`: already checked by [`crate::auth::config`].
+    pub auth: AuthConfig,
+    /// Where the clients' key files are read from (the config file's folder, or the embedded demo files).
+    pub auth_files: FileSource,
+    pub tls: Option<TlsFiles>,
+}
+
+/// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -95,20 +123,64 @@ impl Settings {
             },
             None => (DEMO_CONFIG.to_owned(), None),
         };
-        let file: FileConfig = match toml::from_str::<toml::Table>(&text) {
+        let (file, auth): (FileConfig, AuthConfig) = match toml::from_str::<toml::Table>(&text) {
             Err(e) => return Err(ConfigErrors(vec![format!("navet.toml is not valid TOML: {e}")])),
             Ok(mut table) => {
                 // Sections owned by other modules are checked there.
-                for section in ["auth", "principals", "clients", "users", "teams", "patients"] {
-                    table.remove(section);
-                }
-                match table.try_into() {
-                    Ok(f) => f,
-                    Err(e) => {
-                        errors.push(format!("navet.toml: {e}"));
-                        FileConfig::default()
+                let mut auth_table = toml::Table::new();
+                for section in ["auth", "principals", "clients", "users"] {
+                    if let Some(value) = table.remove(section) {
+                        auth_table.insert(section.to_owned(), value);
                     }
                 }
+                for section in ["teams", "patients"] {
+                    table.remove(section);
+                }
+                let file = table.try_into().unwrap_or_else(|e| {
+                    errors.push(format!("navet.toml: {e}"));
+                    FileConfig::default()
+                });
+                let auth = auth_table.try_into().unwrap_or_else(|e| {
+                    errors.push(format!("navet.toml (authentication): {e}"));
+                    AuthConfig::default()
+                });
+                (file, auth)
+            }
+        };
+        let auth_files = match &config_dir {
+            Some(dir) => FileSource::Dir(dir.clone()),
+            None => FileSource::Embedded(crate::auth::demo::embedded_file),
+        };
+        // Principals, clients, users and key files are checked now, so their errors join the others.
+        if let Err(auth_errors) = crate::auth::config::build_registry(&auth, &auth_files) {
+            errors.extend(auth_errors.iter().map(ToString::to_string));
+        }
+        let lifetime = auth.auth.token_lifetime_secs;
+        if !(60..=3600).contains(&lifetime) {
+            errors.push(format!("[auth] token_lifetime_secs = {lifetime}; must be 60 to 3600"));
+        }
+        let resolve = |p: &PathBuf| match &config_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.clone(),
+        };
+        let tls_cert = o.tls_cert.clone().or(file.server.tls_cert.as_ref().map(resolve));
+        let tls_key = o.tls_key.clone().or(file.server.tls_key.as_ref().map(resolve));
+        let tls_client_ca = o.tls_client_ca.clone().or(file.server.tls_client_ca.as_ref().map(resolve));
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: tls_client_ca,
+            }),
+            (None, None) => {
+                if tls_client_ca.is_some() {
+                    errors.push("tls_client_ca needs tls_cert and tls_key (mutual TLS is on top of HTTPS)".into());
+                }
+                None
+            }
+            _ => {
+                errors.push("tls_cert and tls_key go together: give both or neither".into());
+                None
             }
         };
         let listen_text = o
@@ -132,7 +204,10 @@ impl Settings {
             .base_url
             .clone()
             .or(file.server.base_url.clone())
-            .unwrap_or_else(|| format!("http://{listen}"))
+            .unwrap_or_else(|| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{listen}")
+            })
             .trim_end_matches('/')
             .to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -162,6 +237,9 @@ impl Settings {
             seed_demo: file.demo.seed,
             config_dir,
             config_text: text,
+            auth,
+            auth_files,
+            tls,
         })
     }
 }
@@ -176,6 +254,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.base_url, "http://127.0.0.1:8080");
         assert!(s.seed_demo);
+        assert_eq!(s.auth.clients.len(), 11, "every demo client is registered");
     }
 
     #[test]
@@ -193,6 +272,28 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn authentication_errors_are_reported_with_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("navet.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlog_format = \"xml\"\n\n[auth]\ntoken_lifetime_secs = 5\n\n[[clients]]\nclient_id = \"c\"\n\
+             principal = \"SE0000000000-NOPE\"\npublic_keys = [\"missing.pem\"]\nscopes = [\"system/*.rs\"]\n",
+        )
+        .expect("write");
+        let err = Settings::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("log_format"), "{text}");
+        assert!(text.contains("token_lifetime_secs"), "{text}");
+        assert!(text.contains("missing.pem"), "{text}");
+        assert!(text.contains("SE0000000000-NOPE"), "{text}");
     }
 
     #[test]

@@ -148,7 +148,23 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Busy => ApiError::Unavailable,
+            // Two writers raced for the same version: the loser retries after reading the new one.
+            crate::store::StoreError::VersionConflict(what) => {
+                ApiError::Conflict(format!("{what} was changed by another request at the same time; read it and retry"))
+            }
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    /// Authorization checks inside handlers (scopes, the acting user) answer through the same table. The
+    /// extractors answer token problems themselves, with the RFC 6750 challenge.
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e.status() {
+            StatusCode::FORBIDDEN => ApiError::Forbidden(e.to_string()),
+            StatusCode::BAD_REQUEST => ApiError::BadRequest(e.to_string()),
+            _ => ApiError::Unauthorized(e.to_string()),
         }
     }
 }

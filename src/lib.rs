@@ -2,6 +2,7 @@
 //! FHIR R4 REST on an embedded SQLite store (PostgreSQL to follow), with SVPL/SIP XML and itACiH to come.
 //!
 //! # Layout
+//! - [`auth`]: SMART Backend Services tokens, principals, clients and the acting user.
 //! - [`config`]: flags, environment and `navet.toml`; the embedded demo configuration.
 //! - [`startup`]: `app(state) -> Router` (reused by the tests) and the serve loop.
 //! - [`state`]: shared services held by the app.
@@ -12,7 +13,9 @@
 //! - [`search`]: search parameter table, the indexer, query parsing.
 //! - [`store`]: the storage trait (every call takes the acting principal) and its SQLite implementation.
 //! - [`http`]: thin axum handlers.
+//! - [`tls`]: HTTPS and optional client certificates with rustls.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -22,3 +25,4 @@ pub mod search;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod tls;

@@ -1,10 +1,12 @@
-//! The `navet` command line.
+//! The `navet` command line: `serve`, and the authentication helpers `keygen`, `token` and `rotate-key`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
+use navet::auth::cli::{self as auth_cli, KeyAlg};
+use navet::auth::{AuthConfig, PurposeOfUse};
 use navet::config::{LogFormat, Overrides, Settings};
 
 #[derive(Parser)]
@@ -18,6 +20,23 @@ struct Cli {
 enum Command {
     /// Serve the API. Without --config it runs on the embedded Skåne demo configuration.
     Serve(ServeArgs),
+    /// Make a client key pair (written to files) and print the navet.toml snippet that registers it.
+    Keygen(KeygenArgs),
+    /// Get an access token from a running navet and print only the token (for `TOKEN=$(navet token …)`).
+    Token(TokenArgs),
+    /// Start signing tokens with a new key; the old key keeps verifying until its tokens have expired.
+    /// A running navet picks the new key up on SIGHUP or restart.
+    RotateKey(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Data directory (SQLite database and keys) [default: ./navet-data]
+    #[arg(long, env = "NAVET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// navet.toml to use instead of the embedded demo configuration
+    #[arg(long, env = "NAVET_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -25,15 +44,77 @@ struct ServeArgs {
     /// Address to listen on, host:port [default: 127.0.0.1:8080]
     #[arg(long, env = "NAVET_LISTEN")]
     listen: Option<String>,
-    /// Data directory (SQLite database and keys) [default: ./navet-data]
-    #[arg(long, env = "NAVET_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// navet.toml to use instead of the embedded demo configuration
-    #[arg(long, env = "NAVET_CONFIG")]
-    config: Option<PathBuf>,
-    /// Public base URL clients use (links, Location headers) [default: http://{listen}]
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Public base URL clients use (links, Location headers, token audience) [default: http(s)://{listen}]
     #[arg(long, env = "NAVET_BASE_URL")]
     base_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key)
+    #[arg(long, env = "NAVET_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate
+    #[arg(long, env = "NAVET_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require a client certificate signed by one of them (mutual TLS)
+    #[arg(long, env = "NAVET_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Alg {
+    Es384,
+    Rs384,
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// The client id to register (1..=128 of A-Z a-z 0-9 . _ -)
+    #[arg(long)]
+    client: String,
+    /// HSA-id of the principal the client belongs to
+    #[arg(long)]
+    principal: String,
+    /// Signature algorithm of the client assertions
+    #[arg(long, value_enum, default_value = "es384")]
+    alg: Alg,
+    /// Folder to write <client>.key.pem (private, mode 0600) and <client>.pub.pem into
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Purpose {
+    #[value(name = "TREAT")]
+    Treat,
+    #[value(name = "ETREAT")]
+    Etreat,
+    #[value(name = "HOPERAT")]
+    Hoperat,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// navet's base URL
+    #[arg(long, env = "NAVET_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The registered client id
+    #[arg(long)]
+    client: String,
+    /// HSA-id of the acting user, one of the configuration's [[users]]
+    #[arg(long)]
+    user: Option<String>,
+    /// Purpose of use for the acting user
+    #[arg(long, value_enum, default_value = "TREAT")]
+    purpose: Purpose,
+    /// The client's private key (PKCS#8 PEM) [default: the demo key of a demo client]
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// SMART v2 scopes to ask for
+    #[arg(long, default_value = "system/*.cruds")]
+    scope: String,
+    /// navet.toml whose [[users]] --user is looked up in [default: the embedded demo configuration]
+    #[arg(long, env = "NAVET_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -46,38 +127,127 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let overrides = Overrides {
-                listen: args.listen,
-                data_dir: args.data_dir,
-                config: args.config,
-                base_url: args.base_url,
-            };
-            let settings = match Settings::load(&overrides) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("navet: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            init_logging(settings.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("navet: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(navet::startup::run(settings)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("navet: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Token(args) => token(args),
+        Command::RotateKey(args) => rotate_key(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("navet: {message}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// Exit code 2 for configuration and usage errors, 1 for failures while running.
+type CmdResult = Result<(), (u8, String)>;
+
+fn load_settings(overrides: &Overrides) -> Result<Settings, (u8, String)> {
+    Settings::load(overrides).map_err(|e| (2, e.to_string()))
+}
+
+fn serve(args: ServeArgs) -> CmdResult {
+    let settings = load_settings(&Overrides {
+        listen: args.listen,
+        data_dir: args.config.data_dir,
+        config: args.config.config,
+        base_url: args.base_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
+    })?;
+    init_logging(settings.log_format);
+    runtime()
+        .map_err(|e| (1, e))?
+        .block_on(navet::startup::run(settings))
+        .map_err(|e| (1, e))
+}
+
+fn keygen(args: KeygenArgs) -> CmdResult {
+    let alg = match args.alg {
+        Alg::Es384 => KeyAlg::Es384,
+        Alg::Rs384 => KeyAlg::Rs384,
+    };
+    let out = auth_cli::keygen(&args.client, &args.principal, alg).map_err(|e| (2, e.to_string()))?;
+    let private_path = args.out.join(format!("{}.key.pem", args.client));
+    let public_path = args.out.join(format!("{}.pub.pem", args.client));
+    write_private(&private_path, &out.private_pem).map_err(|e| (1, format!("{}: {e}", private_path.display())))?;
+    std::fs::write(&public_path, &out.public_pem).map_err(|e| (1, format!("{}: {e}", public_path.display())))?;
+    eprintln!(
+        "wrote {} (keep it with the client) and {} (copy it next to navet.toml)",
+        private_path.display(),
+        public_path.display()
+    );
+    println!("{}", out.config_snippet);
+    Ok(())
+}
+
+/// The private key file is created readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+fn token(args: TokenArgs) -> CmdResult {
+    let key = match &args.key {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| (2, format!("{}: {e}", path.display())))?,
+        None => auth_cli::demo_private_key(&args.client).map_err(|e| (2, e.to_string()))?.to_owned(),
+    };
+    let user = match &args.user {
+        None => None,
+        Some(user) => {
+            let settings = load_settings(&Overrides {
+                config: args.config.clone(),
+                ..Overrides::default()
+            })?;
+            let purpose = match args.purpose {
+                Purpose::Treat => PurposeOfUse::Treat,
+                Purpose::Etreat => PurposeOfUse::Etreat,
+                Purpose::Hoperat => PurposeOfUse::Hoperat,
+            };
+            Some(auth_cli::user_claims(&settings.auth, user, purpose).map_err(|e| (2, e.to_string()))?)
+        }
+    };
+    let token = runtime()
+        .map_err(|e| (1, e))?
+        .block_on(auth_cli::fetch_token(&args.server, &args.client, &key, &args.scope, user.as_ref()))
+        .map_err(|e| (1, e.to_string()))?;
+    // Only the token on stdout, so `TOKEN=$(navet token …)` works.
+    println!("{token}");
+    Ok(())
+}
+
+fn rotate_key(args: ConfigArgs) -> CmdResult {
+    let settings = load_settings(&Overrides {
+        data_dir: args.data_dir,
+        config: args.config,
+        ..Overrides::default()
+    })?;
+    let auth: &AuthConfig = &settings.auth;
+    let dir = navet::auth::config::signing_key_dir(auth, &settings.data_dir);
+    let now = jiff::Timestamp::now().as_second();
+    let ring = navet::auth::keys::KeyRing::rotate(&dir, now, auth.auth.token_lifetime_secs)
+        .map_err(|e| (1, e.to_string()))?;
+    println!("{}", ring.signing_key().kid());
+    eprintln!(
+        "new signing key {} in {}; send SIGHUP to (or restart) a running navet to sign with it",
+        ring.signing_key().kid(),
+        dir.display()
+    );
+    Ok(())
 }

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 
+use crate::auth::{AuthSettings, Clock, DatabaseJtiStore, SystemClock};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
@@ -26,6 +27,7 @@ const SEEDED_KEY: &str = "demo_seeded";
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(crate::http::fhir::routes())
+        .merge(crate::auth::router())
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(crate::http::health::readyz))
         .fallback(fallback)
@@ -54,7 +56,19 @@ async fn log_request(request: Request, next: Next) -> Response {
 
 /// Opens the store and builds the state for `settings`.
 pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
+    build_state_with(settings, Arc::new(SystemClock)).await
+}
+
+/// [`build_state`] with a given clock for token times (tests move time forward to expire tokens).
+pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> StartResult<AppState> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?);
+    let auth_settings = AuthSettings::new(settings.base_url.clone(), settings.data_dir.clone(), settings.auth_files.clone())
+        .with_clock(clock);
+    let jti = Arc::new(DatabaseJtiStore::new(store.clone()));
+    let auth = crate::auth::build(&settings.auth, auth_settings, jti).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("configuration errors:\n  - {}", lines.join("\n  - "))
+    })?;
     let fhir = FhirContext::embedded();
     let state = AppState {
         store,
@@ -62,6 +76,7 @@ pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
         base_url: Arc::from(settings.base_url.as_str()),
         max_body_bytes: settings.max_body_bytes,
         capability: Arc::from(capability::render(&settings.base_url)),
+        auth: Arc::new(auth),
     };
     if settings.seed_demo {
         seed_demo(&state).await?;
@@ -74,7 +89,15 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
     if state.store.get_setting(SEEDED_KEY).await.map_err(|e| e.to_string())?.is_some() {
         return Ok(());
     }
-    let (_, results) = crate::fhir::bundle::process(state.fhir.clone(), state.store.as_ref(), &Actor::system(), DEMO_SEED.as_bytes())
+    // navet itself loads the seed: no caller, nothing to authorize.
+    let unrestricted = |_: &str, _: crate::auth::Interaction| Ok(());
+    let (_, results) = crate::fhir::bundle::process(
+        state.fhir.clone(),
+        state.store.as_ref(),
+        &Actor::system(),
+        &unrestricted,
+        DEMO_SEED.as_bytes(),
+    )
         .await
         .map_err(|e| format!("the demo seed failed: {e}"))?;
     state
@@ -86,22 +109,73 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
     Ok(())
 }
 
-/// Runs the server until SIGTERM/Ctrl-C.
+/// Runs the server until SIGTERM/Ctrl-C: HTTP, or HTTPS (optionally requiring client certificates) when the
+/// settings name a certificate and key.
 pub async fn run(settings: Settings) -> StartResult<()> {
+    // Read the TLS files before opening anything, so a bad file stops start-up cleanly.
+    let tls = settings.tls.as_ref().map(crate::tls::server_config).transpose()?;
     let state = build_state(&settings).await?;
     let store = state.store.clone();
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, base_url = %settings.base_url, data_dir = %settings.data_dir.display(), "navet is serving FHIR R4 at {}/fhir", settings.base_url);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        address = %local,
+        base_url = %settings.base_url,
+        data_dir = %settings.data_dir.display(),
+        tls = tls.is_some(),
+        client_certificates = settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        "navet is serving FHIR R4 at {}/fhir",
+        settings.base_url
+    );
+    reload_keys_on_hangup(state.auth.clone());
+    let app = app(state);
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let on_signal = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                // In-flight requests get this long to finish; new connections are refused at once.
+                on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(config))
+                .map_err(|e| e.to_string())?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())
+}
+
+/// `navet rotate-key` writes a new signing key; SIGHUP makes the running server sign with it.
+fn reload_keys_on_hangup(auth: Arc<crate::auth::AuthService>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match auth.reload_signing_keys() {
+                Ok(()) => tracing::info!("signing keys reloaded"),
+                Err(e) => tracing::error!(error = %e, "reloading the signing keys failed; the old keys stay in use"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(auth);
 }
 
 async fn shutdown_signal() {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::auth::AuthService;
 use crate::fhir::FhirContext;
 use crate::store::Store;
 
@@ -16,6 +17,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The CapabilityStatement, rendered once at start-up.
     pub capability: Arc<str>,
+    /// Tokens and callers: every FHIR handler authenticates through it.
+    pub auth: Arc<AuthService>,
 }
 
 impl AppState {
@@ -27,5 +30,11 @@ impl AppState {
 impl FromRef<AppState> for Arc<dyn Store> {
     fn from_ref(s: &AppState) -> Self {
         s.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<AuthService> {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
     }
 }

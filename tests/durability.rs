@@ -11,13 +11,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn start(data_dir: &std::path::Path, config: &std::path::Path, port: u16) -> Child {
+/// The real binary on the embedded demo configuration (its clients, keys and seed).
+fn start(data_dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_navet"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
-        .arg("--config")
-        .arg(config)
         .env("NAVET_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -41,14 +40,22 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("navet.toml");
-    std::fs::write(&config, "[demo]\nseed = false\n").expect("config");
     let data = dir.path().join("data");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut child = start(&data, &config, port);
-    wait_ready(&client, &base).await;
+    let mut child = start(&data, port);
+    wait_ready(&reqwest::Client::new(), &base).await;
+    // Organizations are master data: the hospital's integration needs no acting user to write them.
+    let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
+    let token = navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
+        .await
+        .expect("token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -90,7 +97,8 @@ async fn every_acknowledged_write_survives_kill_9() {
     }
     assert!(acknowledged.len() > 50, "too few writes to prove anything: {}", acknowledged.len());
 
-    let mut child = start(&data, &config, port);
+    // The token stays valid across the restart: the signing key is in the data directory.
+    let mut child = start(&data, port);
     wait_ready(&client, &base).await;
     let mut missing = 0;
     for (id, name) in &acknowledged {

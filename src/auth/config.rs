@@ -411,6 +411,16 @@ pub fn build_registry(cfg: &AuthConfig, files: &FileSource) -> Result<Registry, 
     }
 }
 
+/// Where navet's own signing keys live: `[auth] signing_key_dir` (relative to the data directory) or
+/// `<data_dir>/auth/keys`. `navet rotate-key` writes there too.
+pub fn signing_key_dir(cfg: &AuthConfig, data_dir: &Path) -> PathBuf {
+    match &cfg.auth.signing_key_dir {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => data_dir.join(dir),
+        None => data_dir.join("auth").join("keys"),
+    }
+}
+
 /// Checks the whole configuration, loads (or on first start generates) the signing keys and builds the
 /// service. Every problem is reported, not just the first.
 pub fn build(
@@ -447,11 +457,7 @@ pub fn build(
     let Ok(registry) = registry else {
         return Err(errors);
     };
-    let key_dir = match &cfg.auth.signing_key_dir {
-        Some(dir) if dir.is_absolute() => dir.clone(),
-        Some(dir) => settings.data_dir.join(dir),
-        None => settings.data_dir.join("auth").join("keys"),
-    };
+    let key_dir = signing_key_dir(cfg, &settings.data_dir);
     let keys = KeyRing::load_or_generate(&key_dir, settings.clock.now_unix(), lifetime)
         .map_err(|e| vec![ConfigError::new("[auth] signing keys", e)])?;
     Ok(AuthService::new(

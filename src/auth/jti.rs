@@ -96,3 +96,35 @@ mod tests {
         assert!(store.remember("c2", "j1", 100).await.unwrap());
     }
 }
+
+/// The production [`JtiStore`]: the `seen_once` table of navet's database, written through the store's
+/// writer, so a replay is refused after a restart and the record is durable before the token is issued.
+pub struct DatabaseJtiStore {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl DatabaseJtiStore {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        DatabaseJtiStore { store }
+    }
+}
+
+#[async_trait]
+impl JtiStore for DatabaseJtiStore {
+    async fn remember(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at_unix: i64,
+    ) -> Result<bool, JtiStoreError> {
+        let scope = format!("jti:{client_id}");
+        let jti = jti.to_owned();
+        // Before authentication there is no caller yet: navet records the assertion itself.
+        self.store
+            .transact(&crate::store::Actor::system(), move |tx| {
+                Ok(tx.remember_once(&scope, &jti, expires_at_unix)?)
+            })
+            .await
+            .map_err(|e| JtiStoreError(e.to_string()))
+    }
+}

@@ -48,7 +48,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AuthConfig, AuthSettings, ConfigError, FileSource, build};
 pub use http::{Authenticated, PatientDataCaller, router};
 pub use iua::{ActingUser, ActingUserClaims, PurposeOfUse, Role};
-pub use jti::{JtiStore, JtiStoreError, MemoryJtiStore};
+pub use jti::{DatabaseJtiStore, JtiStore, JtiStoreError, MemoryJtiStore};
 pub use principal::{Principal, PrincipalKind};
 pub use scopes::{Interaction, Scopes};
 pub use service::{

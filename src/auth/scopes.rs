@@ -322,6 +322,14 @@ impl Scopes {
             .any(|s| s.permissions.contains(interaction) && s.resource.matches(resource_type))
     }
 
+    /// Whether these scopes allow `interaction` on every resource type (`system/*.…`): what system-wide
+    /// operations such as the system history need.
+    pub fn permits_every_type(&self, interaction: Interaction) -> bool {
+        self.0
+            .iter()
+            .any(|s| s.permissions.contains(interaction) && s.resource == ResourceScope::All)
+    }
+
     /// `self ∩ allowed`, by the rule in the module documentation.
     pub fn intersect(&self, allowed: &Scopes) -> Scopes {
         let mut out = Vec::new();

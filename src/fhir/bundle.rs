@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::fhir::json::IncomingResource;
@@ -72,6 +73,8 @@ enum Op {
         full_url: Option<String>,
         /// The id a create gets when nothing matches, chosen up front so `fullUrl` references resolve.
         new_id: Option<String>,
+        /// Whether the caller's scopes allow the create a non-matching condition leads to.
+        may_create: bool,
     },
     Delete {
         ty: String,
@@ -89,6 +92,19 @@ enum Op {
 }
 
 impl Op {
+    /// The resource type and the scope interactions the entry needs (a conditional update may also create;
+    /// that is checked when it runs, see [`Op::ConditionalUpdate`]'s `may_create`).
+    fn needs(&self) -> (&str, Interaction) {
+        match self {
+            Op::Create { prepared, .. } => (prepared.resource.resource_type(), Interaction::Create),
+            Op::Update { prepared, .. } | Op::ConditionalUpdate { prepared, .. } => {
+                (prepared.resource.resource_type(), Interaction::Update)
+            }
+            Op::Delete { ty, .. } | Op::ConditionalDelete { ty, .. } => (ty, Interaction::Delete),
+            Op::Read { ty, .. } => (ty, Interaction::Read),
+        }
+    }
+
     /// FHIR's processing order for a transaction (bundle.html#transaction, "Processing Rules").
     fn rank(&self) -> u8 {
         match self {
@@ -175,6 +191,7 @@ fn prefix_paths(e: ApiError, index: usize) -> ApiError {
         ApiError::PreconditionFailed(m) => ApiError::PreconditionFailed(format!("{at}: {m}")),
         ApiError::Conflict(m) => ApiError::Conflict(format!("{at}: {m}")),
         ApiError::Gone(m) => ApiError::Gone(format!("{at}: {m}")),
+        ApiError::Forbidden(m) => ApiError::Forbidden(format!("{at}: {m}")),
         other => other,
     }
 }
@@ -241,6 +258,7 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
                 if_match,
                 full_url: e.full_url.clone(),
                 new_id: None,
+                may_create: true,
             })
         }
         ("DELETE", [ty, id], None) => {
@@ -273,11 +291,30 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
     }
 }
 
-/// Processes a transaction or batch Bundle and answers the results in entry order.
+/// The caller's authorization check for one resource type and interaction (scopes, acting user).
+pub type Authorize<'a> = &'a (dyn Fn(&str, Interaction) -> Result<(), ApiError> + Sync);
+
+/// Parses one entry and checks the caller may do what it asks.
+fn authorized_entry(ctx: &FhirContext, e: &EntryIn, authorize: Authorize<'_>) -> Result<Op, ApiError> {
+    let mut op = prepare_entry(ctx, e)?;
+    let (ty, interaction) = op.needs();
+    authorize(ty, interaction)?;
+    if let Op::ConditionalUpdate {
+        prepared, may_create, ..
+    } = &mut op
+    {
+        *may_create = authorize(prepared.resource.resource_type(), Interaction::Create).is_ok();
+    }
+    Ok(op)
+}
+
+/// Processes a transaction or batch Bundle and answers the results in entry order. In a transaction an entry
+/// the caller may not do refuses the whole Bundle; in a batch it answers that entry only.
 pub async fn process(
     ctx: Arc<FhirContext>,
     store: &dyn Store,
     actor: &Actor,
+    authorize: Authorize<'_>,
     bytes: &[u8],
 ) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
     let kind = kind_of(bytes)?;
@@ -287,7 +324,7 @@ pub async fn process(
         BundleKind::Transaction => {
             let mut ops_list = Vec::with_capacity(bundle.entry.len());
             for (i, e) in bundle.entry.iter().enumerate() {
-                ops_list.push(prepare_entry(&ctx, e).map_err(|err| prefix_paths(err, i))?);
+                ops_list.push(authorized_entry(&ctx, e, authorize).map_err(|err| prefix_paths(err, i))?);
             }
             let job_ctx = ctx.clone();
             let results = store
@@ -298,7 +335,7 @@ pub async fn process(
         BundleKind::Batch => {
             let mut results = Vec::with_capacity(bundle.entry.len());
             for e in &bundle.entry {
-                let result = match prepare_entry(&ctx, e) {
+                let result = match authorized_entry(&ctx, e, authorize) {
                     Err(err) => error_result(&err),
                     Ok(op) => {
                         let job_ctx = ctx.clone();
@@ -522,9 +559,18 @@ fn run_op(
             condition,
             if_match,
             new_id,
+            may_create,
             ..
         } => Ok(written(ops::conditional_update(
-            ctx, tx, &prepared, &condition, if_match, new_id,
+            ctx,
+            tx,
+            &prepared,
+            &condition,
+            ops::IfNew {
+                if_match,
+                id: new_id,
+                may_create,
+            },
         )?)),
         Op::Delete { ty, id, if_match } => Ok(written(ops::delete(tx, &ty, &id, if_match)?)),
         Op::ConditionalDelete { ty, condition } => match ops::conditional_delete(tx, &ty, &condition)? {

@@ -267,19 +267,30 @@ pub fn update(
 }
 
 /// Conditional update (§3.1.0.4.3): no match creates, one match updates it, several are 412.
+/// How a conditional update behaves: the version it expects when it matches, and what it does when nothing
+/// matches (FHIR R4 §3.1.0.4.3: create, with the body's id or `id`; refused when the scopes do not allow it).
+#[derive(Debug, Clone)]
+pub struct IfNew {
+    pub if_match: Option<i64>,
+    pub id: Option<String>,
+    pub may_create: bool,
+}
+
 pub fn conditional_update(
     ctx: &FhirContext,
     tx: &mut dyn WriteTx,
     prepared: &Prepared,
     condition: &Condition,
-    if_match: Option<i64>,
-    id_if_new: Option<String>,
+    options: IfNew,
 ) -> Result<WriteOutcome, ApiError> {
     let ty = prepared.resource.resource_type().to_owned();
     match find_single(tx, &ty, condition)? {
-        Some(existing) => update(ctx, tx, prepared, &existing.id, if_match),
+        Some(existing) => update(ctx, tx, prepared, &existing.id, options.if_match),
+        None if !options.may_create => Err(ApiError::Forbidden(format!(
+            "no {ty} matches the condition and the access token's scopes do not allow create on {ty}"
+        ))),
         None => {
-            let id = id_if_new.or_else(|| prepared.resource.body_id().map(str::to_owned));
+            let id = options.id.or_else(|| prepared.resource.body_id().map(str::to_owned));
             if let Some(id) = &id {
                 check_id(id)?;
             }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::auth::{Authenticated, Caller, Interaction};
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, BundleKind, EntryResult};
 use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
@@ -41,9 +42,30 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/{type}/{id}/_history/{vid}", get(vread))
 }
 
-/// The acting principal. Replaced by the authenticated caller's principal when authentication lands.
-pub fn actor() -> Actor {
-    Actor::system()
+/// Shared master data (DESIGN.md "Record ownership and sharing"): directory records, not patient data, so a
+/// client without an acting user may use them.
+const MASTER_DATA: [&str; 6] = [
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "HealthcareService",
+    "Location",
+    "Endpoint",
+];
+
+/// Checks that the caller's scopes allow `interaction` on `ty` and, for patient data, that the token names an
+/// acting user or belongs to a system integration (spec/auth.md); answers the actor the store calls take.
+pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<Actor, ApiError> {
+    check(caller, ty, interaction)?;
+    Ok(Actor::from_caller(caller))
+}
+
+fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
+    caller.require(ty, interaction)?;
+    if !MASTER_DATA.contains(&ty) {
+        caller.require_patient_data_access()?;
+    }
+    Ok(())
 }
 
 fn format_param(raw: &Option<String>) -> Option<String> {
@@ -73,15 +95,29 @@ async fn capability(State(state): State<AppState>, headers: HeaderMap, raw: RawQ
 
 async fn read(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
 ) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Read)?;
+    read_resource(&state, &actor, &ty, &id, &headers).await
+}
+
+/// read (§3.1.0.2) once the caller is authorized; public so the benchmarks can measure what authentication
+/// adds on top of it.
+pub async fn read_resource(
+    state: &AppState,
+    actor: &Actor,
+    ty: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let v = state
         .store
-        .read(&actor(), &ty, &id, None)
+        .read(actor, ty, id, None)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} does not exist")))?;
     if v.deleted {
@@ -100,18 +136,20 @@ async fn read(
 
 async fn vread(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path((ty, id, vid)): Path<(String, String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
 ) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Read)?;
     let version: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;
     let v = state
         .store
-        .read(&actor(), &ty, &id, Some(version))
+        .read(&actor, &ty, &id, Some(version))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} has no version {version}")))?;
     if v.deleted {
@@ -144,6 +182,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -151,6 +190,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Create)?;
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
@@ -168,13 +208,14 @@ async fn create(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor(), move |tx| ops::create(&ctx, tx, &prepared, None, condition.as_ref()))
+        .transact(&actor, move |tx| ops::create(&ctx, tx, &prepared, None, condition.as_ref()))
         .await?;
     Ok(write_response(&state, &outcome, prefer))
 }
 
 async fn update(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -182,6 +223,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Update)?;
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -190,57 +232,68 @@ async fn update(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor(), move |tx| ops::update(&ctx, tx, &prepared, &id, expected))
+        .transact(&actor, move |tx| ops::update(&ctx, tx, &prepared, &id, expected))
         .await?;
     Ok(write_response(&state, &outcome, prefer))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Update)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
+    let options = ops::IfNew {
+        if_match: expected,
+        id: None,
+        may_create: check(&caller, &ty, Interaction::Create).is_ok(),
+    };
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor(), move |tx| ops::conditional_update(&ctx, tx, &prepared, &condition, expected, None))
+        .transact(&actor, move |tx| ops::conditional_update(&ctx, tx, &prepared, &condition, options))
         .await?;
     Ok(write_response(&state, &outcome, prefer))
 }
 
 async fn delete(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let expected = if_match(&headers)?;
     let outcome = state
         .store
-        .transact(&actor(), move |tx| ops::delete(tx, &ty, &id, expected))
+        .transact(&actor, move |tx| ops::delete(tx, &ty, &id, expected))
         .await?;
     Ok(write_response(&state, &outcome, Prefer::from_headers(&headers)))
 }
 
 async fn conditional_delete(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
+    let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
     let outcome = state
         .store
-        .transact(&actor(), move |tx| ops::conditional_delete(tx, &ty, &condition))
+        .transact(&actor, move |tx| ops::conditional_delete(tx, &ty, &condition))
         .await?;
     match outcome {
         Some(o) => Ok(write_response(&state, &o, Prefer::from_headers(&headers))),
@@ -250,6 +303,7 @@ async fn conditional_delete(
 
 async fn transaction(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
@@ -257,7 +311,9 @@ async fn transaction(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
-    let (kind, results) = bundle::process(state.fhir.clone(), state.store.as_ref(), &actor(), &bytes).await?;
+    let actor = Actor::from_caller(&caller);
+    let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
+    let (kind, results) = bundle::process(state.fhir.clone(), state.store.as_ref(), &actor, &authorize, &bytes).await?;
     let kind_name = match kind {
         BundleKind::Transaction => "transaction-response",
         BundleKind::Batch => "batch-response",

@@ -11,12 +11,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ApiError;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
-use crate::http::fhir::{actor, known_type};
+use crate::auth::{Authenticated, Caller, Interaction};
+use crate::http::fhir::{authorize, known_type};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
 use crate::http::respond::{self, BundleText, Link};
 use crate::search::query::{SearchQuery, TotalMode, parse_query};
 use crate::state::AppState;
-use crate::store::{HistoryQuery, StoredVersion};
+use crate::store::{Actor, HistoryQuery, StoredVersion};
 
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 500;
@@ -71,17 +72,19 @@ fn links(base: &str, pairs: &[(String, String)], offset: usize, count: usize, ha
 
 pub async fn search_get(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    search(&state, &ty, &headers, pairs).await
+    search(&state, &caller, &ty, &headers, pairs).await
 }
 
 /// `POST [type]/_search` with `application/x-www-form-urlencoded` parameters (§3.1.0.9.1).
 pub async fn search_post(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -99,13 +102,20 @@ pub async fn search_post(
     let bytes = read_limited(body, state.max_body_bytes).await?;
     let mut pairs = query_pairs(raw.as_deref());
     pairs.extend(query_pairs(std::str::from_utf8(&bytes).ok()));
-    search(&state, &ty, &headers, pairs).await
+    search(&state, &caller, &ty, &headers, pairs).await
 }
 
-async fn search(state: &AppState, ty: &str, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Response, ApiError> {
+async fn search(
+    state: &AppState,
+    caller: &Caller,
+    ty: &str,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
     let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.clone());
     check_accept(headers, format.as_deref())?;
     known_type(state, ty)?;
+    let actor = authorize(caller, ty, Interaction::Search)?;
     if !state.fhir.is_searchable(ty) {
         return Err(ApiError::MethodNotAllowed(format!(
             "search is not served for {ty}; the CapabilityStatement lists the searchable types"
@@ -153,7 +163,7 @@ async fn search(state: &AppState, ty: &str, headers: &HeaderMap, pairs: Vec<(Str
     if want_total {
         query.total = TotalMode::Accurate;
     }
-    let page = state.store.search(&actor(), ty, query, offset, count).await?;
+    let page = state.store.search(&actor, ty, query, offset, count).await?;
     // Links keep what the client asked, minus parameters ignored under lenient handling.
     let kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| !ignored.contains(k)).collect();
     let base = format!("{}/{ty}", state.fhir_base());
@@ -162,7 +172,8 @@ async fn search(state: &AppState, ty: &str, headers: &HeaderMap, pairs: Vec<(Str
     for v in &page.matches {
         add_entry(state, &mut bundle, v, "match");
     }
-    for v in &page.included {
+    // An included resource of a type the caller may not read is left out, as if it were not referenced.
+    for v in page.included.iter().filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok()) {
         add_entry(state, &mut bundle, v, "include");
     }
     if !ignored.is_empty() {
@@ -188,34 +199,47 @@ fn add_entry(state: &AppState, bundle: &mut BundleText, v: &StoredVersion, mode:
 
 pub async fn system_history(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    history(&state, None, None, &headers, raw).await
+    // Every type's changes: only for a token that may search every type, with an acting user.
+    if !caller.scopes.permits_every_type(Interaction::Search) {
+        return Err(ApiError::Forbidden(
+            "the system history needs a scope for every resource type (system/*.s)".into(),
+        ));
+    }
+    caller.require_patient_data_access()?;
+    history(&state, &Actor::from_caller(&caller), None, None, &headers, raw).await
 }
 
 pub async fn type_history(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
-    history(&state, Some(ty), None, &headers, raw).await
+    let actor = authorize(&caller, &ty, Interaction::Search)?;
+    history(&state, &actor, Some(ty), None, &headers, raw).await
 }
 
 pub async fn instance_history(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
-    history(&state, Some(ty), Some(id), &headers, raw).await
+    let actor = authorize(&caller, &ty, Interaction::Read)?;
+    history(&state, &actor, Some(ty), Some(id), &headers, raw).await
 }
 
 async fn history(
     state: &AppState,
+    actor: &Actor,
     ty: Option<String>,
     id: Option<String>,
     headers: &HeaderMap,
@@ -261,7 +285,7 @@ async fn history(
     let (versions, more) = state
         .store
         .history(
-            &actor(),
+            actor,
             HistoryQuery {
                 resource_type: ty.clone(),
                 id: id.clone(),

@@ -19,12 +19,15 @@ use crate::error::ApiError;
 use crate::search::index::IndexRow;
 use crate::search::query::SearchQuery;
 
-/// Who is acting. Until authentication lands every call acts as the system principal; the type is here so
-/// every store call already names its actor.
+/// Who is acting: the authenticated caller's principal (and client and user), or navet itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// HSA-id of the principal the client belongs to.
     pub principal: Arc<str>,
+    /// The registered client, `None` for navet itself.
+    pub client_id: Option<Arc<str>>,
+    /// The acting user's HSA-id (IUA `subject_id`), when the token names one.
+    pub user: Option<Arc<str>>,
 }
 
 impl Actor {
@@ -32,11 +35,22 @@ impl Actor {
     pub fn system() -> Self {
         Actor {
             principal: Arc::from(SYSTEM_PRINCIPAL),
+            client_id: None,
+            user: None,
+        }
+    }
+
+    /// The caller of an authenticated request.
+    pub fn from_caller(caller: &crate::auth::Caller) -> Self {
+        Actor {
+            principal: Arc::from(caller.principal.hsa_id.as_str()),
+            client_id: Some(caller.client_id.clone()),
+            user: caller.user.as_ref().map(|u| Arc::from(u.hsa_id.as_str())),
         }
     }
 }
 
-/// The principal navet acts as for its own writes (demo seeding) and, until the auth issue, for clients.
+/// The principal navet acts as for its own writes (demo seeding, token replay bookkeeping).
 pub const SYSTEM_PRINCIPAL: &str = "navet-system";
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +143,9 @@ pub trait WriteTx {
     /// Releases every key the resource holds in `scope`.
     fn release_unique(&mut self, scope: &str, resource_type: &str, id: &str) -> Result<(), StoreError>;
     fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Records `key` in `scope` until `expires_at_unix`; `true` the first time, `false` while it is remembered.
+    /// The primary key makes it atomic: of two concurrent calls exactly one gets `true`.
+    fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError>;
 }
 
 pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;

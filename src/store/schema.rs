@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS unique_keys (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS unique_keys_resource ON unique_keys (type, id);
 
+-- Values that may be used once until they expire: client assertion `jti`s (replay protection survives restarts).
+CREATE TABLE IF NOT EXISTS seen_once (
+    scope      TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,              -- unix seconds; the row may go after this
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_once_expiry ON seen_once (expires_at);
+
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -318,6 +318,19 @@ impl WriteTx for SqliteTx<'_> {
             .execute(params![key, value])?;
         Ok(())
     }
+
+    fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError> {
+        // Forget what has expired first (an indexed range delete), so the table holds only live entries.
+        let now = jiff::Timestamp::now().as_second();
+        self.conn
+            .prepare_cached("DELETE FROM seen_once WHERE expires_at < ?1")?
+            .execute(params![now])?;
+        let inserted = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO seen_once (scope, key, expires_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![scope, key, expires_at_unix])?;
+        Ok(inserted == 1)
+    }
 }
 
 #[async_trait]

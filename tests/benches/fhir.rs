@@ -1,28 +1,59 @@
-//! Criterion benchmarks of the FHIR core, in process through the real router (no sockets): read by id,
-//! create, search by identifier. The HTTP load figures come from `tests/load/run.sh` (wrk).
+//! Criterion benchmarks of the FHIR core, in process through the real router (no sockets): read by id with
+//! authentication and without it (same store, same handler body, in the same run), create, search by
+//! identifier. The HTTP load figures come from `tests/load/run.sh` (wrk).
 //!
 //! Run: `cargo bench --bench fhir`.
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
-use axum::http::Request;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request};
+use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
 
-use navet::config::{LogFormat, Settings};
+use navet::auth::TokenRequest;
+use navet::auth::service::JWT_BEARER;
+use navet::config::{Overrides, Settings};
+use navet::state::AppState;
+use navet::store::Actor;
+
+const BASE: &str = "http://bench";
+const CLIENT: &str = "demo-mtn-kristianstad";
+const USER: &str = "SE2321000255-P0101";
 
 fn settings(dir: &std::path::Path) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_path_buf(),
-        base_url: "http://bench".into(),
-        max_body_bytes: 10 << 20,
-        log_format: LogFormat::Text,
-        seed_demo: false,
-        config_dir: None,
-        config_text: navet::config::DEMO_CONFIG.to_owned(),
-    }
+    let mut s = Settings::load(&Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        base_url: Some(BASE.into()),
+        ..Overrides::default()
+    })
+    .expect("demo configuration");
+    s.seed_demo = false;
+    s
+}
+
+/// A token issued by the app's own auth service, as `POST /auth/token` would.
+async fn token(state: &AppState, settings: &Settings) -> String {
+    let user = navet::auth::cli::user_claims(&settings.auth, USER, navet::auth::PurposeOfUse::Treat).expect("user");
+    let key = navet::auth::cli::demo_private_key(CLIENT).expect("key");
+    let now = jiff::Timestamp::now().as_second();
+    let assertion =
+        navet::auth::cli::client_assertion(CLIENT, &format!("{BASE}/auth/token"), key, Some(&user), now).expect("assertion");
+    state
+        .auth
+        .issue_token(TokenRequest {
+            grant_type: Some("client_credentials".into()),
+            scope: Some("system/*.cruds".into()),
+            client_assertion_type: Some(JWT_BEARER.into()),
+            client_assertion: Some(assertion),
+            client_id: None,
+        })
+        .await
+        .expect("token")
+        .access_token
 }
 
 const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.752.29.4.19","value":"SE2321000255-X1"}],
@@ -32,13 +63,26 @@ const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"urn:
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = rt.block_on(navet::startup::build_state(&settings(dir.path()))).expect("state");
-    let app = navet::startup::app(state);
-    let post = |app: axum::Router| async move {
+    let settings = settings(dir.path());
+    let state = rt.block_on(navet::startup::build_state(&settings)).expect("state");
+    let bearer = Arc::new(format!("Bearer {}", rt.block_on(token(&state, &settings))));
+    let app = navet::startup::app(state.clone());
+    // The same read without the extractor and the scope check: what authentication adds is the difference.
+    let unauthenticated: Router = Router::new()
+        .route(
+            "/fhir/{type}/{id}",
+            get(|State(s): State<AppState>, Path((ty, id)): Path<(String, String)>, headers: HeaderMap| async move {
+                navet::http::fhir::read_resource(&s, &Actor::system(), &ty, &id, &headers).await
+            }),
+        )
+        .with_state(state);
+
+    let post = |app: Router, bearer: Arc<String>| async move {
         let r = app
             .oneshot(
                 Request::post("/fhir/Patient")
                     .header("content-type", "application/fhir+json")
+                    .header("authorization", bearer.as_str())
                     .body(Body::from(PATIENT))
                     .expect("request"),
             )
@@ -47,27 +91,39 @@ fn benches(c: &mut Criterion) {
         assert_eq!(r.status(), 201);
         r.headers()["location"].to_str().expect("location").to_owned()
     };
-    let location = rt.block_on(post(app.clone()));
-    let path = location.trim_start_matches("http://bench").trim_end_matches("/_history/1").to_owned();
-    let path = Arc::new(path);
+    let location = rt.block_on(post(app.clone(), bearer.clone()));
+    let path = Arc::new(location.trim_start_matches(BASE).trim_end_matches("/_history/1").to_owned());
 
-    c.bench_function("read by id", |b| {
+    let mut group = c.benchmark_group("read by id");
+    group.bench_function("authentication on", |b| {
         b.to_async(&rt).iter(|| {
-            let (app, path) = (app.clone(), path.clone());
+            let (app, path, bearer) = (app.clone(), path.clone(), bearer.clone());
+            async move {
+                let request = Request::get(path.as_str()).header("authorization", bearer.as_str()).body(Body::empty());
+                let r = app.oneshot(request.expect("request")).await.expect("response");
+                assert_eq!(r.status(), 200);
+            }
+        })
+    });
+    group.bench_function("authentication off", |b| {
+        b.to_async(&rt).iter(|| {
+            let (app, path) = (unauthenticated.clone(), path.clone());
             async move {
                 let r = app.oneshot(Request::get(path.as_str()).body(Body::empty()).expect("request")).await.expect("response");
                 assert_eq!(r.status(), 200);
             }
         })
     });
-    c.bench_function("create (durable commit)", |b| b.to_async(&rt).iter(|| post(app.clone())));
+    group.finish();
+    c.bench_function("create (durable commit)", |b| b.to_async(&rt).iter(|| post(app.clone(), bearer.clone())));
     c.bench_function("search by identifier", |b| {
         b.to_async(&rt).iter(|| {
-            let app = app.clone();
+            let (app, bearer) = (app.clone(), bearer.clone());
             async move {
                 let r = app
                     .oneshot(
                         Request::get("/fhir/Patient?identifier=urn:oid:1.2.752.29.4.19|SE2321000255-X1&_count=1")
+                            .header("authorization", bearer.as_str())
                             .body(Body::empty())
                             .expect("request"),
                     )

@@ -3,56 +3,96 @@
 
 use std::path::PathBuf;
 
-use navet::config::{LogFormat, Settings};
+use navet::config::{Overrides, Settings};
 use serde_json::Value;
 
 pub struct TestApp {
     pub base: String,
     pub fhir: String,
+    /// Sends every request with [`DEFAULT_CLIENT`]'s token for [`DEFAULT_USER`].
     pub client: reqwest::Client,
+    /// Sends no Authorization header.
+    pub anonymous: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub state: navet::state::AppState,
 }
 
+/// The demo client the tests act as by default: the mobile team in Kristianstad, with a nurse as user.
+pub const DEFAULT_CLIENT: &str = "demo-mtn-kristianstad";
+pub const DEFAULT_USER: &str = "SE2321000255-P0101";
+pub const DEFAULT_PRINCIPAL: &str = "SE2321000255-MTN01";
+
+/// The demo configuration with a test data directory and a small body limit.
 pub fn settings(data_dir: PathBuf, seed_demo: bool) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir,
-        base_url: String::new(),
-        max_body_bytes: 64 * 1024,
-        log_format: LogFormat::Text,
-        seed_demo,
-        config_dir: None,
-        config_text: navet::config::DEMO_CONFIG.to_owned(),
-    }
+    let mut s = Settings::load(&Overrides {
+        data_dir: Some(data_dir),
+        ..Overrides::default()
+    })
+    .expect("the demo configuration loads");
+    s.listen = "127.0.0.1:0".parse().expect("addr");
+    s.max_body_bytes = 64 * 1024;
+    s.seed_demo = seed_demo;
+    s
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn(false).await
+    spawn_with(false, |_| {}).await
 }
 
 pub async fn spawn_app_with_demo() -> TestApp {
-    spawn(true).await
+    spawn_with(true, |_| {}).await
 }
 
-async fn spawn(seed_demo: bool) -> TestApp {
+/// Starts the app on `data_dir`'s settings after `adjust` has changed them.
+pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     let mut s = settings(data_dir.path().to_path_buf(), seed_demo);
     s.base_url = base.clone();
+    adjust(&mut s);
     let state = navet::startup::build_state(&s).await.expect("state");
     let app = navet::startup::app(state.clone());
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
+    let token = token_for(&base, DEFAULT_CLIENT, Some(DEFAULT_USER), "system/*.cruds").await;
     TestApp {
         fhir: format!("{base}/fhir"),
+        client: authorized_client(&token),
+        anonymous: reqwest::Client::new(),
         base,
-        client: reqwest::Client::new(),
         data_dir,
         state,
+    }
+}
+
+/// A token from the server at `base` for a demo client (and demo user), fetched the way `navet token` does.
+pub async fn token_for(base: &str, client_id: &str, user: Option<&str>, scope: &str) -> String {
+    let key = navet::auth::cli::demo_private_key(client_id).expect("demo key");
+    let claims = user.map(|u| {
+        let cfg = settings(PathBuf::from("unused"), false).auth;
+        navet::auth::cli::user_claims(&cfg, u, navet::auth::PurposeOfUse::Treat).expect("demo user")
+    });
+    navet::auth::cli::fetch_token(base, client_id, key, scope, claims.as_ref())
+        .await
+        .expect("token")
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
+
+impl TestApp {
+    /// A client acting as another demo client (and user).
+    pub async fn client_as(&self, client_id: &str, user: Option<&str>, scope: &str) -> reqwest::Client {
+        authorized_client(&token_for(&self.base, client_id, user, scope).await)
     }
 }
 
