@@ -72,6 +72,17 @@ pub fn generate(ctx: &FhirContext) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "FHIR R4 over JSON. Search parameters not listed here are refused (or ignored and reported with Prefer: handling=lenient). Paging uses _cursor links.",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR"
+                }]}],
+                "description": "SMART Backend Services: client_credentials with a private_key_jwt client assertion \
+                    (RS384 or ES384) at the token endpoint, optionally naming the acting user with the IHE IUA \
+                    extension; every request but /metadata needs Authorization: Bearer. Scopes are SMART v2 \
+                    (system/Patient.rs, system/*.cruds). Discovery: /.well-known/smart-configuration."
+            },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
         }],
@@ -82,6 +93,13 @@ pub fn generate(ctx: &FhirContext) -> Value {
 pub fn render(base_url: &str) -> String {
     let mut v: Value = serde_json::from_str(COMMITTED).unwrap_or_else(|_| json!({}));
     v["implementation"]["url"] = Value::String(format!("{base_url}/fhir"));
+    // SMART App Launch 2.x §2.0.2: the OAuth endpoints, also in the CapabilityStatement.
+    if let Some(security) = v.pointer_mut("/rest/0/security") {
+        security["extension"] = json!([{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{"url": "token", "valueUri": format!("{base_url}/auth/token")}]
+        }]);
+    }
     v.to_string()
 }
 
