@@ -115,3 +115,63 @@ async fn every_acknowledged_write_survives_kill_9() {
     println!("acknowledged {} writes before kill -9, missing after restart {missing}", acknowledged.len());
     assert_eq!(missing, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(&data, port);
+    wait_ready(&reqwest::Client::new(), &base).await;
+    let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
+    let token = navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
+        .await
+        .expect("token");
+    let client = reqwest::Client::new();
+    // A burst of writes in flight when the signal arrives: each either completes (201) or is never accepted
+    // (connection refused/closed); none gets a 5xx.
+    let mut writes = Vec::new();
+    for n in 0..40 {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        writes.push(tokio::spawn(async move {
+            let body = json!({"resourceType": "Organization", "name": format!("t{n}")});
+            client
+                .post(format!("{base}/fhir/Organization"))
+                .bearer_auth(token)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let mut created = 0;
+    for w in writes {
+        if let Ok(code) = w.await.expect("task") {
+            assert!(code == 201, "an in-flight write answered {code}");
+            created += 1;
+        }
+    }
+    let exit = child.wait().expect("exit");
+    assert!(exit.success(), "navet exits 0 after SIGTERM: {exit:?}");
+    // Restart: every acknowledged write is there.
+    let mut child = start(&data, port);
+    wait_ready(&client, &base).await;
+    let total: serde_json::Value = client
+        .get(format!("{base}/fhir/Organization?_summary=count"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("count")
+        .json()
+        .await
+        .expect("json");
+    child.kill().ok();
+    child.wait().ok();
+    // The demo seed's 11 organisations plus exactly the writes that were answered 201.
+    assert_eq!(total["total"].as_u64().expect("total"), 11 + created as u64, "{total}");
+}
