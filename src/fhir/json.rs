@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::fhir::OWNER_TAG_SYSTEM;
 
 /// Meta elements the server owns (FHIR R4 §2.27 Meta): anything a client sends for them is replaced.
 const SERVER_META: [&str; 2] = ["versionId", "lastUpdated"];
@@ -125,12 +126,20 @@ impl IncomingResource {
 
     /// The stored text: `resourceType`, `id`, `meta` (client meta plus versionId and lastUpdated), then
     /// the client's members exactly as written.
-    pub fn render(&self, id: &str, version: i64, last_updated: &str) -> String {
+    /// `owner` goes into `meta.tag` under [`OWNER_TAG_SYSTEM`], replacing whatever the client sent there.
+    pub fn render(&self, id: &str, version: i64, last_updated: &str, owner: &str) -> String {
         let mut meta = Map::new();
         meta.insert("versionId".into(), Value::String(version.to_string()));
         meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
         for (k, v) in &self.meta {
             meta.insert(k.clone(), v.clone());
+        }
+        let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = tags {
+            items.retain(|c| c.get("system").and_then(Value::as_str) != Some(OWNER_TAG_SYSTEM));
+            items.push(serde_json::json!({"system": OWNER_TAG_SYSTEM, "code": owner}));
+        } else {
+            *tags = serde_json::json!([{"system": OWNER_TAG_SYSTEM, "code": owner}]);
         }
         let mut out = String::with_capacity(256 + self.members.iter().map(|(_, r)| r.get().len() + 32).sum::<usize>());
         out.push_str("{\"resourceType\":");
@@ -186,7 +195,7 @@ mod tests {
             "valueQuantity":{"value":1.50},"effectiveDateTime":"2026-01-01T10:00:00+00:00",
             "_status":{"extension":[{"url":"u","valueDecimal":12500.00}]}}"#;
         let r = IncomingResource::parse(body).expect("parses");
-        let text = r.render("new", 2, "2026-11-22T10:00:00.000Z");
+        let text = r.render("new", 2, "2026-11-22T10:00:00.000Z", "SE2321000255-MTN01");
         assert!(text.contains(r#""value":1.50"#), "{text}");
         assert!(text.contains("+00:00"));
         assert!(text.contains("12500.00"));
@@ -218,7 +227,7 @@ mod tests {
             "Patient/p1".to_string(),
         )]);
         r.rewrite_references(&map);
-        assert!(r.render("o", 1, "t").contains(r#""reference":"Patient/p1""#));
+        assert!(r.render("o", 1, "t", "SE2321000255-MTN01").contains(r#""reference":"Patient/p1""#));
         assert_eq!(r.value()["subject"]["reference"], "Patient/p1");
     }
 }

@@ -132,13 +132,30 @@ pub fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Writes `prepared` as version `version` of `Type/id`: index, unique keys, the version row.
+/// Only the owner changes or deletes a resource; shared master data any principal may change (DESIGN.md
+/// "Record ownership and sharing"). The owner never changes: a version keeps its creator's principal.
+fn check_may_change(tx: &dyn WriteTx, current: &StoredVersion) -> Result<(), ApiError> {
+    let actor = tx.actor();
+    if crate::fhir::is_shared_master_data(&current.resource_type)
+        || current.owner == *actor.principal
+        || actor.is_system()
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "{}/{} is owned by {}; only its owner may change or delete it",
+        current.resource_type, current.id, current.owner
+    )))
+}
+
+/// Writes `prepared` as version `version` of `Type/id` owned by `owner`: index, unique keys, the version row.
 fn write_version(
     ctx: &FhirContext,
     tx: &mut dyn WriteTx,
     prepared: &Prepared,
     id: &str,
     version: i64,
+    owner: &str,
 ) -> Result<StoredVersion, ApiError> {
     let ty = prepared.resource.resource_type().to_owned();
     let value = prepared.resource.value_with_id(id);
@@ -154,8 +171,8 @@ fn write_version(
     }
     let index = index_resource(&ctx.params, &ty, &value);
     let (now, now_ms) = tx.now();
-    let json = prepared.resource.render(id, version, &now);
-    let owner = tx.actor().principal.to_string();
+    let json = prepared.resource.render(id, version, &now, owner);
+    let owner = owner.to_owned();
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),
@@ -210,7 +227,8 @@ pub fn create(
             tx.reassign_unique(&scope, &cond.key, &ty, &id)?;
         }
     }
-    let version = write_version(ctx, tx, prepared, &id, 1)?;
+    let owner = tx.actor().principal.to_string();
+    let version = write_version(ctx, tx, prepared, &id, 1, &owner)?;
     Ok(WriteOutcome {
         status: WriteStatus::Created,
         version,
@@ -255,7 +273,14 @@ pub fn update(
             "{ty}/{id} is at version {current_version}, not {expected} (If-Match)"
         )));
     }
-    let version = write_version(ctx, tx, prepared, id, current_version + 1)?;
+    let owner = match &current {
+        Some(current) => {
+            check_may_change(tx, current)?;
+            current.owner.clone()
+        }
+        None => tx.actor().principal.to_string(),
+    };
+    let version = write_version(ctx, tx, prepared, id, current_version + 1, &owner)?;
     Ok(WriteOutcome {
         status: if current.is_some() {
             WriteStatus::Updated
@@ -312,6 +337,7 @@ pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -
             current.version
         )));
     }
+    check_may_change(tx, &current)?;
     if current.deleted {
         return Ok(WriteOutcome {
             status: WriteStatus::AlreadyDeleted,
@@ -319,7 +345,7 @@ pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -
         });
     }
     let (now, now_ms) = tx.now();
-    let owner = tx.actor().principal.to_string();
+    let owner = current.owner.clone();
     tx.release_unique(rules::PATIENT_IDENTIFIER_SCOPE, ty, id)?;
     let version = current.version + 1;
     tx.put_version(NewVersion {

@@ -42,17 +42,6 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/{type}/{id}/_history/{vid}", get(vread))
 }
 
-/// Shared master data (DESIGN.md "Record ownership and sharing"): directory records, not patient data, so a
-/// client without an acting user may use them.
-const MASTER_DATA: [&str; 6] = [
-    "Organization",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Location",
-    "Endpoint",
-];
-
 /// Checks that the caller's scopes allow `interaction` on `ty` and, for patient data, that the token names an
 /// acting user or belongs to a system integration (spec/auth.md); answers the actor the store calls take.
 pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<Actor, ApiError> {
@@ -62,7 +51,7 @@ pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<
 
 fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
     caller.require(ty, interaction)?;
-    if !MASTER_DATA.contains(&ty) {
+    if !crate::fhir::DIRECTORY_TYPES.contains(&ty) {
         caller.require_patient_data_access()?;
     }
     Ok(())

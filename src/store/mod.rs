@@ -40,6 +40,11 @@ impl Actor {
         }
     }
 
+    /// Whether this is navet itself rather than a client.
+    pub fn is_system(&self) -> bool {
+        self.client_id.is_none() && &*self.principal == SYSTEM_PRINCIPAL
+    }
+
     /// The caller of an authenticated request.
     pub fn from_caller(caller: &crate::auth::Caller) -> Self {
         Actor {
