@@ -28,7 +28,20 @@ pub struct FileConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub demo: DemoSection,
+    #[serde(default)]
+    pub audit: AuditSection,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// How long access-log records are kept, in years. At least 5 (spec/timeline-and-audit.md); default 10.
+    pub retention_years: Option<u32>,
+}
+
+/// The access log is kept at least this long (HSLF-FS 2016:40 practice, spec/timeline-and-audit.md).
+pub const MIN_AUDIT_RETENTION_YEARS: u32 = 5;
+pub const DEFAULT_AUDIT_RETENTION_YEARS: u32 = 10;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +108,8 @@ pub struct Settings {
     /// Where the clients' key files are read from (the config file's folder, or the embedded demo files).
     pub auth_files: FileSource,
     pub tls: Option<TlsFiles>,
+    /// Access-log retention in years (nothing is purged yet: records are only ever appended).
+    pub audit_retention_years: u32,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -213,6 +228,13 @@ impl Settings {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             errors.push(format!("base_url '{base_url}' must start with http:// or https://"));
         }
+        let audit_retention_years = file.audit.retention_years.unwrap_or(DEFAULT_AUDIT_RETENTION_YEARS);
+        if audit_retention_years < MIN_AUDIT_RETENTION_YEARS {
+            errors.push(format!(
+                "audit.retention_years = {audit_retention_years}; the access log is kept at least \
+                 {MIN_AUDIT_RETENTION_YEARS} years"
+            ));
+        }
         let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes < 1024 {
             errors.push(format!("server.max_body_bytes {max_body_bytes} is below the minimum of 1024"));
@@ -240,6 +262,7 @@ impl Settings {
             auth,
             auth_files,
             tls,
+            audit_retention_years,
         })
     }
 }
@@ -263,7 +286,8 @@ mod tests {
         let path = dir.path().join("navet.toml");
         std::fs::write(
             &path,
-            "[server]\nlisten = \"nowhere\"\nbase_url = \"ftp://x\"\nlog_format = \"xml\"\nmax_body_bytes = 1\n",
+            "[server]\nlisten = \"nowhere\"\nbase_url = \"ftp://x\"\nlog_format = \"xml\"\nmax_body_bytes = 1\n\
+             [audit]\nretention_years = 2\n",
         )
         .expect("write");
         let err = Settings::load(&Overrides {
@@ -271,7 +295,8 @@ mod tests {
             ..Overrides::default()
         })
         .unwrap_err();
-        assert_eq!(err.0.len(), 4, "{err}");
+        assert_eq!(err.0.len(), 5, "{err}");
+        assert!(err.to_string().contains("retention_years"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! FHIR R4 REST on an embedded SQLite store (PostgreSQL to follow), with SVPL/SIP XML and itACiH to come.
 //!
 //! # Layout
+//! - [`audit`]: the access log: AuditEvents in the same transaction, hash-chained.
 //! - [`auth`]: SMART Backend Services tokens, principals, clients and the acting user.
 //! - [`config`]: flags, environment and `navet.toml`; the embedded demo configuration.
 //! - [`startup`]: `app(state) -> Router` (reused by the tests) and the serve loop.
@@ -15,6 +16,7 @@
 //! - [`http`]: thin axum handlers.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod domain;

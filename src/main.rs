@@ -27,6 +27,22 @@ enum Command {
     /// Start signing tokens with a new key; the old key keeps verifying until its tokens have expired.
     /// A running navet picks the new key up on SIGHUP or restart.
     RotateKey(ConfigArgs),
+    /// The access log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the access log's hash chain offline; exit 0 when intact, 1 naming the first broken record.
+    Verify(DataDirArgs),
+}
+
+#[derive(clap::Args)]
+struct DataDirArgs {
+    /// Data directory (SQLite database and keys) [default: ./navet-data]
+    #[arg(long, env = "NAVET_DATA_DIR", default_value = "./navet-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +156,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Token(args) => token(args),
         Command::RotateKey(args) => rotate_key(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,4 +267,21 @@ fn rotate_key(args: ConfigArgs) -> CmdResult {
         dir.display()
     );
     Ok(())
+}
+
+fn audit_verify(args: DataDirArgs) -> CmdResult {
+    let report = navet::audit::chain::verify_data_dir(&args.data_dir).map_err(|e| (2, e))?;
+    match report.first_broken {
+        None => {
+            println!("intact: {} records", report.records);
+            Ok(())
+        }
+        Some(broken) => Err((
+            1,
+            format!(
+                "the access log is broken at record {} (AuditEvent/{}): {}",
+                broken.seq, broken.id, broken.reason
+            ),
+        )),
+    }
 }

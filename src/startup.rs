@@ -25,9 +25,14 @@ pub const DEMO_SEED: &str = include_str!("demo/demo-seed.json");
 const SEEDED_KEY: &str = "demo_seeded";
 
 pub fn app(state: AppState) -> Router {
+    let fhir = crate::http::fhir::routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::http::audit::audit_requests,
+    ));
     Router::new()
-        .merge(crate::http::fhir::routes())
+        .merge(fhir)
         .merge(crate::auth::router())
+        .merge(crate::http::auditor::routes())
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(crate::http::health::readyz))
         .fallback(fallback)
@@ -96,6 +101,7 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
         state.store.as_ref(),
         &Actor::system(),
         &unrestricted,
+        None,
         DEMO_SEED.as_bytes(),
     )
         .await

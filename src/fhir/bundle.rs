@@ -11,7 +11,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::audit::{AuditRecord, Outcome};
 use crate::auth::Interaction;
+use crate::http::audit::note_version;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::fhir::json::IncomingResource;
@@ -315,6 +317,7 @@ pub async fn process(
     store: &dyn Store,
     actor: &Actor,
     authorize: Authorize<'_>,
+    audit: Option<AuditRecord>,
     bytes: &[u8],
 ) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
     let kind = kind_of(bytes)?;
@@ -328,26 +331,65 @@ pub async fn process(
             }
             let job_ctx = ctx.clone();
             let results = store
-                .transact(actor, move |tx| run_transaction(&job_ctx, tx, ops_list))
+                .transact(actor, move |tx| {
+                    let results = run_transaction(&job_ctx, tx, ops_list)?;
+                    // One record for the whole transaction, in its transaction.
+                    if let Some(mut record) = audit {
+                        for version in results.iter().filter_map(|r| r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())) {
+                            note_version(&mut record, version);
+                        }
+                        crate::audit::append(&job_ctx, tx, &record)?;
+                    }
+                    Ok(results)
+                })
                 .await?;
             Ok((kind, results))
         }
         BundleKind::Batch => {
             let mut results = Vec::with_capacity(bundle.entry.len());
             for e in &bundle.entry {
+                // Each entry is its own transaction, with its own record (batch entries are independent).
+                let mut record = audit.clone().map(|mut r| {
+                    r.operation = "batch".into();
+                    r
+                });
                 let result = match authorized_entry(&ctx, e, authorize) {
                     Err(err) => error_result(&err),
                     Ok(op) => {
                         let job_ctx = ctx.clone();
+                        let entry_record = record.take();
                         let run = store
                             .transact(actor, move |tx| {
                                 let mut map = HashMap::new();
-                                run_op(&job_ctx, tx, op, &mut map)
+                                let result = run_op(&job_ctx, tx, op, &mut map)?;
+                                if let Some(mut record) = entry_record {
+                                    if let Some(v) = result.outcome.as_ref().map(|o| &o.version).or(result.read.as_ref()) {
+                                        note_version(&mut record, v);
+                                    }
+                                    record.status = result.status;
+                                    crate::audit::append(&job_ctx, tx, &record)?;
+                                }
+                                Ok(result)
                             })
                             .await;
+                        if run.is_err() {
+                            record = audit.clone().map(|mut r| {
+                                r.operation = "batch".into();
+                                r
+                            });
+                        }
                         run.unwrap_or_else(|err| error_result(&err))
                     }
                 };
+                // A refused or failed entry changed nothing; its record is written on its own.
+                if let (Some(mut record), Some(error)) = (record, result.error.as_ref()) {
+                    record.status = error.status;
+                    record.outcome = Outcome::from_status(error.status);
+                    let job_ctx = ctx.clone();
+                    store
+                        .transact(actor, move |tx| crate::audit::append(&job_ctx, tx, &record))
+                        .await?;
+                }
                 results.push(result);
             }
             Ok((kind, results))

@@ -200,7 +200,10 @@ mod tests {
         assert!(text.contains("+00:00"));
         assert!(text.contains("12500.00"));
         assert!(text.contains(r#""versionId":"2""#));
-        assert!(text.contains(r#""tag":[{"code":"a"}]"#));
+        assert!(
+            text.contains(r#""tag":[{"code":"a"},{"system":"urn:navet:owner","code":"SE2321000255-MTN01"}]"#),
+            "the client's tag stays, the owner tag follows it: {text}"
+        );
         assert!(text.contains(r#""id":"new""#));
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["meta"]["versionId"], "2");

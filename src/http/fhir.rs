@@ -4,13 +4,15 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::header::IF_NONE_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::auth::{Authenticated, Caller, Interaction};
+use crate::audit::{Action, AuditRecord};
+use crate::auth::{Authenticated, Caller, Interaction, PrincipalKind, PurposeOfUse};
+use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, BundleKind, EntryResult};
 use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
@@ -50,7 +52,29 @@ pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<
 }
 
 fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
+    if ty == "AuditEvent" && interaction != Interaction::Read && interaction != Interaction::Search {
+        // Append-only: only navet writes the access log.
+        return Err(ApiError::MethodNotAllowed(
+            "the access log is append-only and written by navet; AuditEvent cannot be created, changed or deleted"
+                .into(),
+        ));
+    }
     caller.require(ty, interaction)?;
+    let auditor = caller.principal.kind == PrincipalKind::Auditor;
+    if ty == "AuditEvent" {
+        // spec/timeline-and-audit.md: the log is read by auditor principals doing audit work (HOPERAT).
+        let hoperat = caller.user.as_ref().is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
+        if !(auditor && hoperat) {
+            return Err(ApiError::Forbidden(
+                "the access log is read by auditor principals with purpose of use HOPERAT".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if auditor && !(ty == "Patient" || crate::fhir::DIRECTORY_TYPES.contains(&ty)) {
+        // Auditors read the log, not clinical content (they may look up who a patient is).
+        return Err(ApiError::Forbidden(format!("auditor principals do not read clinical records ({ty})")));
+    }
     if !crate::fhir::DIRECTORY_TYPES.contains(&ty) {
         caller.require_patient_data_access()?;
     }
@@ -85,6 +109,7 @@ async fn capability(State(state): State<AppState>, headers: HeaderMap, raw: RawQ
 async fn read(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -92,7 +117,40 @@ async fn read(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
-    read_resource(&state, &actor, &ty, &id, &headers).await
+    let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
+    let mut record = rc.record(&caller, Action::Read, "read");
+    note_version(&mut record, &version);
+    Ok(with_note(response, &ty, record))
+}
+
+/// Hands a read's record to the access-log middleware; directory reads are not patient data.
+pub fn with_note(mut response: Response, ty: &str, record: AuditRecord) -> Response {
+    if !crate::fhir::DIRECTORY_TYPES.contains(&ty) {
+        response.extensions_mut().insert(AuditNote(record));
+    }
+    response
+}
+
+/// Marks a response whose record was written in its own transaction.
+fn audited(mut response: Response) -> Response {
+    response.extensions_mut().insert(Audited);
+    response
+}
+
+/// Completes a write's record with what was written and appends it inside the write's transaction.
+fn append_write(
+    ctx: &crate::fhir::FhirContext,
+    tx: &mut dyn crate::store::WriteTx,
+    mut record: AuditRecord,
+    outcome: &WriteOutcome,
+) -> Result<(), ApiError> {
+    note_version(&mut record, &outcome.version);
+    record.status = match outcome.status {
+        WriteStatus::Created => 201,
+        WriteStatus::Updated | WriteStatus::Existing => 200,
+        WriteStatus::Deleted | WriteStatus::AlreadyDeleted => 204,
+    };
+    crate::audit::append(ctx, tx, &record)
 }
 
 /// read (§3.1.0.2) once the caller is authorized; public so the benchmarks can measure what authentication
@@ -103,7 +161,7 @@ pub async fn read_resource(
     ty: &str,
     id: &str,
     headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<(Response, StoredVersion), ApiError> {
     let v = state
         .store
         .read(actor, ty, id, None)
@@ -118,14 +176,15 @@ pub async fn read_resource(
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         r.headers_mut().extend(respond::version_headers(&v));
-        return Ok(r);
+        return Ok((r, v));
     }
-    Ok(respond::resource(StatusCode::OK, &v, Return::Representation, None))
+    Ok((respond::resource(StatusCode::OK, &v, Return::Representation, None), v))
 }
 
 async fn vread(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path((ty, id, vid)): Path<(String, String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -144,7 +203,9 @@ async fn vread(
     if v.deleted {
         return Err(ApiError::Gone(format!("{ty}/{id} version {version} is a deletion")));
     }
-    Ok(respond::resource(StatusCode::OK, &v, Return::Representation, None))
+    let mut record = rc.record(&caller, Action::Read, "vread");
+    note_version(&mut record, &v);
+    Ok(with_note(respond::resource(StatusCode::OK, &v, Return::Representation, None), &ty, record))
 }
 
 fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> Response {
@@ -172,6 +233,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -180,6 +242,7 @@ async fn create(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Create)?;
+    let record = rc.record(&caller, Action::Create, "create");
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
@@ -197,14 +260,19 @@ async fn create(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| ops::create(&ctx, tx, &prepared, None, condition.as_ref()))
+        .transact(&actor, move |tx| {
+            let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
+            append_write(&ctx, tx, record, &outcome)?;
+            Ok(outcome)
+        })
         .await?;
-    Ok(write_response(&state, &outcome, prefer))
+    Ok(audited(write_response(&state, &outcome, prefer)))
 }
 
 async fn update(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
@@ -213,6 +281,7 @@ async fn update(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Update)?;
+    let record = rc.record(&caller, Action::Update, "update");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -221,14 +290,19 @@ async fn update(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| ops::update(&ctx, tx, &prepared, &id, expected))
+        .transact(&actor, move |tx| {
+            let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
+            append_write(&ctx, tx, record, &outcome)?;
+            Ok(outcome)
+        })
         .await?;
-    Ok(write_response(&state, &outcome, prefer))
+    Ok(audited(write_response(&state, &outcome, prefer)))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -236,6 +310,7 @@ async fn conditional_update(
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Update)?;
+    let record = rc.record(&caller, Action::Update, "update");
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
@@ -249,50 +324,77 @@ async fn conditional_update(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| ops::conditional_update(&ctx, tx, &prepared, &condition, options))
+        .transact(&actor, move |tx| {
+            let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
+            append_write(&ctx, tx, record, &outcome)?;
+            Ok(outcome)
+        })
         .await?;
-    Ok(write_response(&state, &outcome, prefer))
+    Ok(audited(write_response(&state, &outcome, prefer)))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
+    let record = rc.record(&caller, Action::Delete, "delete");
     let expected = if_match(&headers)?;
+    let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| ops::delete(tx, &ty, &id, expected))
+        .transact(&actor, move |tx| {
+            let outcome = ops::delete(tx, &ty, &id, expected)?;
+            append_write(&ctx, tx, record, &outcome)?;
+            Ok(outcome)
+        })
         .await?;
-    Ok(write_response(&state, &outcome, Prefer::from_headers(&headers)))
+    Ok(audited(write_response(&state, &outcome, Prefer::from_headers(&headers))))
 }
 
 async fn conditional_delete(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
+    let record = rc.record(&caller, Action::Delete, "delete");
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
+    let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| ops::conditional_delete(tx, &ty, &condition))
+        .transact(&actor, move |tx| {
+            let outcome = ops::conditional_delete(tx, &ty, &condition)?;
+            match &outcome {
+                Some(o) => append_write(&ctx, tx, record, o)?,
+                None => {
+                    let mut record = record;
+                    record.status = 204;
+                    crate::audit::append(&ctx, tx, &record)?;
+                }
+            }
+            Ok(outcome)
+        })
         .await?;
-    match outcome {
-        Some(o) => Ok(write_response(&state, &o, Prefer::from_headers(&headers))),
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
-    }
+    let response = match outcome {
+        Some(o) => write_response(&state, &o, Prefer::from_headers(&headers)),
+        None => StatusCode::NO_CONTENT.into_response(),
+    };
+    Ok(audited(response))
 }
 
 async fn transaction(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
@@ -302,7 +404,9 @@ async fn transaction(
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
     let actor = Actor::from_caller(&caller);
     let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
-    let (kind, results) = bundle::process(state.fhir.clone(), state.store.as_ref(), &actor, &authorize, &bytes).await?;
+    let record = rc.record(&caller, Action::Execute, "transaction");
+    let (kind, results) =
+        bundle::process(state.fhir.clone(), state.store.as_ref(), &actor, &authorize, Some(record), &bytes).await?;
     let kind_name = match kind {
         BundleKind::Transaction => "transaction-response",
         BundleKind::Batch => "batch-response",
@@ -311,7 +415,7 @@ async fn transaction(
     for r in &results {
         entry_response(&state, &mut out, r, prefer.ret);
     }
-    Ok(respond::json_response(StatusCode::OK, out.finish()))
+    Ok(audited(respond::json_response(StatusCode::OK, out.finish())))
 }
 
 fn status_text(status: u16) -> String {

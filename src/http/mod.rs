@@ -1,5 +1,7 @@
 //! Thin HTTP handlers: they decode the request, call `fhir/` operations or the store, and encode the answer.
 
+pub mod audit;
+pub mod auditor;
 pub mod fhir;
 pub mod health;
 pub mod negotiate;

@@ -2,7 +2,7 @@
 //! with `self`/`next`/`previous` links. Paging uses an opaque `_cursor`; the first page needs none.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,8 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ApiError;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
+use crate::audit::Action;
 use crate::auth::{Authenticated, Caller, Interaction};
-use crate::http::fhir::{authorize, known_type};
+use crate::http::audit::{RequestContext, note_version};
+use crate::http::fhir::{authorize, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
 use crate::http::respond::{self, BundleText, Link};
 use crate::search::query::{SearchQuery, TotalMode, parse_query};
@@ -73,18 +75,20 @@ fn links(base: &str, pairs: &[(String, String)], offset: usize, count: usize, ha
 pub async fn search_get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    search(&state, &caller, &ty, &headers, pairs).await
+    search(&state, &caller, &rc, &ty, &headers, pairs).await
 }
 
 /// `POST [type]/_search` with `application/x-www-form-urlencoded` parameters (§3.1.0.9.1).
 pub async fn search_post(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -102,12 +106,13 @@ pub async fn search_post(
     let bytes = read_limited(body, state.max_body_bytes).await?;
     let mut pairs = query_pairs(raw.as_deref());
     pairs.extend(query_pairs(std::str::from_utf8(&bytes).ok()));
-    search(&state, &caller, &ty, &headers, pairs).await
+    search(&state, &caller, &rc, &ty, &headers, pairs).await
 }
 
 async fn search(
     state: &AppState,
     caller: &Caller,
+    rc: &RequestContext,
     ty: &str,
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
@@ -185,7 +190,16 @@ async fn search(
             &[("search", serde_json::json!({"mode": "outcome"}))],
         );
     }
-    Ok(respond::json_response(StatusCode::OK, bundle.finish()))
+    let mut record = rc.record(caller, Action::Read, "search-type");
+    record.query = Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept.iter())
+            .finish(),
+    );
+    for v in page.matches.iter().chain(page.included.iter()) {
+        note_version(&mut record, v);
+    }
+    Ok(with_note(respond::json_response(StatusCode::OK, bundle.finish()), ty, record))
 }
 
 fn add_entry(state: &AppState, bundle: &mut BundleText, v: &StoredVersion, mode: &str) {
@@ -200,6 +214,7 @@ fn add_entry(state: &AppState, bundle: &mut BundleText, v: &StoredVersion, mode:
 pub async fn system_history(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -210,36 +225,42 @@ pub async fn system_history(
         ));
     }
     caller.require_patient_data_access()?;
-    history(&state, &Actor::from_caller(&caller), None, None, &headers, raw).await
+    let record = rc.record(&caller, Action::Read, "history-system");
+    history(&state, &Actor::from_caller(&caller), record, None, None, &headers, raw).await
 }
 
 pub async fn type_history(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Search)?;
-    history(&state, &actor, Some(ty), None, &headers, raw).await
+    let record = rc.record(&caller, Action::Read, "history-type");
+    history(&state, &actor, record, Some(ty), None, &headers, raw).await
 }
 
 pub async fn instance_history(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
-    history(&state, &actor, Some(ty), Some(id), &headers, raw).await
+    let record = rc.record(&caller, Action::Read, "history-instance");
+    history(&state, &actor, record, Some(ty), Some(id), &headers, raw).await
 }
 
 async fn history(
     state: &AppState,
     actor: &Actor,
+    mut record: crate::audit::AuditRecord,
     ty: Option<String>,
     id: Option<String>,
     headers: &HeaderMap,
@@ -322,5 +343,10 @@ async fn history(
             ],
         );
     }
-    Ok(respond::json_response(StatusCode::OK, bundle.finish()))
+    for v in &versions {
+        note_version(&mut record, v);
+    }
+    // The system history mixes every type, so it is always logged.
+    let noted_as = ty.as_deref().unwrap_or("*");
+    Ok(with_note(respond::json_response(StatusCode::OK, bundle.finish()), noted_as, record))
 }

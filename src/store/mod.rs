@@ -151,6 +151,8 @@ pub trait WriteTx {
     /// Records `key` in `scope` until `expires_at_unix`; `true` the first time, `false` while it is remembered.
     /// The primary key makes it atomic: of two concurrent calls exactly one gets `true`.
     fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError>;
+    /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
+    fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
 }
 
 pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
@@ -182,6 +184,9 @@ pub trait Store: Send + Sync {
 
     /// A small key/value area for navet's own state (seeding done, schema version, cursors).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Walks the access log's hash chain.
+    async fn verify_audit(&self, actor: &Actor) -> Result<crate::audit::chain::Verification, StoreError>;
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

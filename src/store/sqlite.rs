@@ -319,6 +319,25 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError> {
+        let last: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (seq, prev) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, crate::audit::chain::GENESIS.to_owned()),
+        };
+        let hash = crate::audit::chain::link_hash(&prev, seq, id, recorded_ms, json);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_log (seq, id, recorded_ms, json, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![seq, id, recorded_ms, json, prev, hash])?;
+        Ok(())
+    }
+
     fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError> {
         // Forget what has expired first (an indexed range delete), so the table holds only live entries.
         let now = jiff::Timestamp::now().as_second();
@@ -430,6 +449,10 @@ impl Store for SqliteStore {
                 .optional()?)
         })
         .await
+    }
+
+    async fn verify_audit(&self, _actor: &Actor) -> Result<crate::audit::chain::Verification, StoreError> {
+        self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?)).await
     }
 
     async fn close(&self) {
