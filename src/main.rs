@@ -197,6 +197,7 @@ fn keygen(args: KeygenArgs) -> CmdResult {
         Alg::Rs384 => KeyAlg::Rs384,
     };
     let out = auth_cli::keygen(&args.client, &args.principal, alg).map_err(|e| (2, e.to_string()))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| (1, format!("{}: {e}", args.out.display())))?;
     let private_path = args.out.join(format!("{}.key.pem", args.client));
     let public_path = args.out.join(format!("{}.pub.pem", args.client));
     write_private(&private_path, &out.private_pem).map_err(|e| (1, format!("{}: {e}", private_path.display())))?;

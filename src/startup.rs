@@ -96,13 +96,18 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
     }
     // navet itself loads the seed: no caller, nothing to authorize.
     let unrestricted = |_: &str, _: crate::auth::Interaction| Ok(());
+    // The seed file is pretty-printed for people; stored resources are kept as written, so it is compacted
+    // first (it holds no decimals whose written precision a re-serialisation could change).
+    let seed: serde_json::Value =
+        serde_json::from_str(DEMO_SEED).map_err(|e| format!("the embedded demo seed is not JSON: {e}"))?;
+    let seed = seed.to_string();
     let (_, results) = crate::fhir::bundle::process(
         state.fhir.clone(),
         state.store.as_ref(),
         &Actor::system(),
         &unrestricted,
         None,
-        DEMO_SEED.as_bytes(),
+        seed.as_bytes(),
     )
         .await
         .map_err(|e| format!("the demo seed failed: {e}"))?;
@@ -120,10 +125,11 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
 pub async fn run(settings: Settings) -> StartResult<()> {
     // Read the TLS files before opening anything, so a bad file stops start-up cleanly.
     let tls = settings.tls.as_ref().map(crate::tls::server_config).transpose()?;
-    let state = build_state(&settings).await?;
-    let store = state.store.clone();
+    // Bind before touching the data directory: a busy port must not leave a half-initialised one behind.
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let state = build_state(&settings).await?;
+    let store = state.store.clone();
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(

@@ -186,7 +186,7 @@ impl IntoResponse for AuthError {
         let headers = response.headers_mut();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("application/fhir+json"),
+            HeaderValue::from_static(crate::fhir::FHIR_JSON),
         );
         if let Ok(challenge) = HeaderValue::from_str(&self.www_authenticate()) {
             headers.insert(WWW_AUTHENTICATE, challenge);

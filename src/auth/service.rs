@@ -230,7 +230,7 @@ pub enum AuthError {
         interaction: Interaction,
     },
     #[error(
-        "reading patient data needs an acting user (extensions.ihe_iua) unless the client is registered as a \
+        "patient data needs an acting user (extensions.ihe_iua) unless the client is registered as a \
          system integration"
     )]
     UserRequired,

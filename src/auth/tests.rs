@@ -1239,7 +1239,7 @@ mod over_http {
             missing.headers()["www-authenticate"],
             r#"Bearer realm="navet""#
         );
-        assert_eq!(missing.headers()["content-type"], "application/fhir+json");
+        assert_eq!(missing.headers()["content-type"], crate::fhir::FHIR_JSON);
         let outcome: Value = missing.json().await.unwrap();
         assert_eq!(outcome["resourceType"], "OperationOutcome");
         assert_eq!(outcome["issue"][0]["code"], "login");
