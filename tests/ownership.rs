@@ -28,6 +28,8 @@ fn service_request(patient_id: &str) -> Value {
         "status": "active",
         "intent": "order",
         "subject": {"reference": format!("Patient/{patient_id}")},
+        // Addressed to Vårdcentralen Näsby, which therefore takes part in it (and may read it).
+        "performer": [{"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": "SE2321000255-VC101"}}],
         "meta": {"tag": [
             {"system": OWNER_SYSTEM, "code": "SE2321000255-VC101"},
             {"system": "http://example.org/own-tags", "code": "kept"}

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 
-/// HSA-ids are identifiers under this OID (Inera, HSA-id).
-const HSA_SYSTEM: &str = "urn:oid:1.2.752.129.2.1.4.1";
+/// HSA-ids are identifiers under this system.
+const HSA_SYSTEM: &str = crate::domain::HSA_ID_SYSTEM;
 /// navet's registered client ids.
 pub const CLIENT_SYSTEM: &str = "urn:navet:client";
 /// The request id, to match a log record with navet's operational log line.

@@ -625,6 +625,7 @@ fn run_op(
             }),
         },
         Op::Read { ty, id } => match tx.current(&ty, &id)? {
+            Some(_) if !tx.visible(&ty, &id)? => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
             None => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
             Some(v) if v.deleted => Err(ApiError::Gone(format!("{ty}/{id} was deleted"))),
             Some(v) => Ok(EntryResult {

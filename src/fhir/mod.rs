@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod capability;
 pub mod json;
 pub mod ops;
+pub mod participants;
 pub mod outcome;
 pub mod rules;
 pub mod structure;

@@ -173,6 +173,8 @@ fn write_version(
     let (now, now_ms) = tx.now();
     let json = prepared.resource.render(id, version, &now, owner);
     let owner = owner.to_owned();
+    let participants = crate::fhir::participants::collect(tx, &value)?;
+    tx.set_participants(&ty, id, &participants)?;
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),
@@ -265,6 +267,9 @@ pub fn update(
         )));
     }
     let current = tx.current(&ty, id)?;
+    if current.is_some() && !tx.visible(&ty, id)? {
+        return Err(ApiError::NotFound(format!("{ty}/{id} does not exist")));
+    }
     let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
     if let Some(expected) = if_match
         && expected != current_version
@@ -326,8 +331,9 @@ pub fn conditional_update(
 
 /// delete (§3.1.0.7): a new version marked deleted; nothing is physically removed.
 pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, ApiError> {
-    let Some(current) = tx.current(ty, id)? else {
-        return Err(ApiError::NotFound(format!("{ty}/{id} does not exist")));
+    let current = match tx.current(ty, id)? {
+        Some(current) if tx.visible(ty, id)? => current,
+        _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
     };
     if let Some(expected) = if_match
         && expected != current.version

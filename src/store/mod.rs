@@ -28,6 +28,9 @@ pub struct Actor {
     pub client_id: Option<Arc<str>>,
     /// The acting user's HSA-id (IUA `subject_id`), when the token names one.
     pub user: Option<Arc<str>>,
+    /// The HSA-ids this actor reads as: its principal and the principal's care units. A resource another
+    /// principal owns is visible when one of them takes part in it. `None`: navet itself, which sees all.
+    pub sees: Option<Arc<[String]>>,
 }
 
 impl Actor {
@@ -37,6 +40,7 @@ impl Actor {
             principal: Arc::from(SYSTEM_PRINCIPAL),
             client_id: None,
             user: None,
+            sees: None,
         }
     }
 
@@ -51,6 +55,11 @@ impl Actor {
             principal: Arc::from(caller.principal.hsa_id.as_str()),
             client_id: Some(caller.client_id.clone()),
             user: caller.user.as_ref().map(|u| Arc::from(u.hsa_id.as_str())),
+            sees: Some(
+                std::iter::once(caller.principal.hsa_id.as_str().to_owned())
+                    .chain(caller.principal.units.iter().map(|u| u.as_str().to_owned()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -151,6 +160,11 @@ pub trait WriteTx {
     /// Records `key` in `scope` until `expires_at_unix`; `true` the first time, `false` while it is remembered.
     /// The primary key makes it atomic: of two concurrent calls exactly one gets `true`.
     fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError>;
+    /// Replaces the participant HSA-ids of a resource ([`crate::fhir::participants`]).
+    fn set_participants(&mut self, resource_type: &str, id: &str, hsa_ids: &[String]) -> Result<(), StoreError>;
+    fn participants_of(&mut self, resource_type: &str, id: &str) -> Result<Vec<String>, StoreError>;
+    /// Whether the transaction's actor may see the resource (owner, participant, or shared master data).
+    fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError>;
     /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
 }

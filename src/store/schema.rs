@@ -41,6 +41,15 @@ CREATE INDEX IF NOT EXISTS search_index_value ON search_index (type, param, valu
 CREATE INDEX IF NOT EXISTS search_index_date ON search_index (type, param, lo);
 CREATE INDEX IF NOT EXISTS search_index_resource ON search_index (type, id);
 
+-- Who takes part in a resource (fhir/participants.rs): HSA-ids of principals or care units. With the owner
+-- column, what decides whether another principal sees the resource (search_sql::visibility_sql).
+CREATE TABLE IF NOT EXISTS participants (
+    type TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    hsa  TEXT NOT NULL,
+    PRIMARY KEY (type, id, hsa)
+) WITHOUT ROWID;
+
 -- Uniqueness the database guarantees: conditional-create keys and national identity numbers.
 CREATE TABLE IF NOT EXISTS unique_keys (
     scope TEXT NOT NULL,

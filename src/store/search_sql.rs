@@ -3,13 +3,37 @@
 //! so the `(type, param, value)` index does the work; values inside one filter are ORed, filters ANDed.
 
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::{SearchPage, StoreError, StoredVersion};
 use crate::search::params::ParamType;
 use crate::search::query::{
     Filter, FilterValue, Modifier, ReferenceValue, SearchQuery, TotalMode, date_condition,
 };
+
+/// Resource types every care principal sees (shared master data), and the access log (whose readers the
+/// HTTP layer restricts to auditors).
+pub const SHARED_TYPES_SQL: &str =
+    "('Patient','Organization','Practitioner','PractitionerRole','HealthcareService','Location','Endpoint','AuditEvent')";
+
+/// ` AND (…)`: the resources (alias `c`, resources_current) an actor with `sees` may see: shared types, what a
+/// principal among `sees` owns, and what one of them takes part in. Empty for navet itself.
+pub fn visibility_sql(sees: Option<&[String]>, args: &mut Vec<Sql>) -> String {
+    let Some(sees) = sees else { return String::new() };
+    let ph = placeholders(sees.len().max(1));
+    let push = |args: &mut Vec<Sql>| {
+        if sees.is_empty() {
+            args.push(Sql::Null);
+        }
+        args.extend(sees.iter().map(|h| Sql::Text(h.clone())));
+    };
+    push(args);
+    push(args);
+    format!(
+        " AND (c.type IN {SHARED_TYPES_SQL} OR c.owner IN ({ph}) OR EXISTS \
+         (SELECT 1 FROM participants p WHERE p.type = c.type AND p.id = c.id AND p.hsa IN ({ph})))"
+    )
+}
 
 /// Past every other character: `value >= s AND value < s || MAX_CHAR` is "starts with s", index-friendly.
 const MAX_CHAR: char = '\u{10FFFF}';
@@ -235,13 +259,20 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
 }
 
 /// Ids of current, non-deleted matches (conditional operations), at most `limit`.
-pub fn matching_ids(conn: &Connection, ty: &str, query: &SearchQuery, limit: usize) -> Result<Vec<String>, StoreError> {
+pub fn matching_ids(
+    conn: &Connection,
+    sees: Option<&[String]>,
+    ty: &str,
+    query: &SearchQuery,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
     let f = filters_sql(ty, query);
+    let mut args = vec![Sql::Text(ty.to_owned())];
+    let vis = visibility_sql(sees, &mut args);
     let sql = format!(
-        "SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0{} ORDER BY c.id LIMIT ?",
+        "SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{} ORDER BY c.id LIMIT ?",
         f.text
     );
-    let mut args = vec![Sql::Text(ty.to_owned())];
     args.extend(f.args);
     args.push(Sql::Integer(limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -254,6 +285,7 @@ pub fn matching_ids(conn: &Connection, ty: &str, query: &SearchQuery, limit: usi
 /// One page of matches with `_include`s and, when asked, the total.
 pub fn search_page(
     conn: &Connection,
+    sees: Option<&[String]>,
     ty: &str,
     query: &SearchQuery,
     offset: usize,
@@ -262,11 +294,12 @@ pub fn search_page(
     let f = filters_sql(ty, query);
     let mut page = SearchPage::default();
     if matches!(query.total, TotalMode::Accurate) {
+        let mut args = vec![Sql::Text(ty.to_owned())];
+        let vis = visibility_sql(sees, &mut args);
         let sql = format!(
-            "SELECT COUNT(*) FROM resources_current c WHERE c.type = ? AND c.deleted = 0{}",
+            "SELECT COUNT(*) FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{}",
             f.text
         );
-        let mut args = vec![Sql::Text(ty.to_owned())];
         args.extend(f.args.iter().cloned());
         let total: i64 = conn.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0))?;
         page.total = Some(total as u64);
@@ -275,13 +308,14 @@ pub fn search_page(
         return Ok(page);
     }
     let mut args = vec![Sql::Text(ty.to_owned())];
+    let vis = visibility_sql(sees, &mut args);
     args.extend(f.args);
     let order = order_sql(query, &mut args);
     let sql = format!(
         "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
          FROM resources_current c JOIN resource_versions v \
            ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-         WHERE c.type = ? AND c.deleted = 0{}{order} LIMIT ? OFFSET ?",
+         WHERE c.type = ? AND c.deleted = 0{vis}{}{order} LIMIT ? OFFSET ?",
         f.text
     );
     args.push(Sql::Integer(count as i64 + 1));
@@ -293,12 +327,18 @@ pub fn search_page(
     page.has_more = rows.len() > count;
     rows.truncate(count);
     page.matches = rows;
-    page.included = includes(conn, ty, query, &page.matches)?;
+    page.included = includes(conn, sees, ty, query, &page.matches)?;
     Ok(page)
 }
 
 /// `_include`: the current, non-deleted resources the matches reference through the named parameters.
-fn includes(conn: &Connection, ty: &str, query: &SearchQuery, matches: &[StoredVersion]) -> Result<Vec<StoredVersion>, StoreError> {
+fn includes(
+    conn: &Connection,
+    sees: Option<&[String]>,
+    ty: &str,
+    query: &SearchQuery,
+    matches: &[StoredVersion],
+) -> Result<Vec<StoredVersion>, StoreError> {
     if query.include.is_empty() || matches.is_empty() {
         return Ok(Vec::new());
     }
@@ -323,17 +363,35 @@ fn includes(conn: &Connection, ty: &str, query: &SearchQuery, matches: &[StoredV
                 continue;
             }
             seen.insert(target.clone());
+            // A referenced resource the caller may not see is left out, as if it did not exist.
+            let mut args = vec![Sql::Text(target_type.to_owned()), Sql::Text(target_id.to_owned())];
+            let vis = visibility_sql(sees, &mut args);
             let found = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
                      FROM resources_current c JOIN resource_versions v \
                        ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-                     WHERE c.type = ?1 AND c.id = ?2 AND c.deleted = 0",
-                )?
-                .query_map(rusqlite::params![target_type, target_id], row_to_version)?
+                     WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"
+                ))?
+                .query_map(params_from_iter(args), row_to_version)?
                 .collect::<Result<Vec<_>, _>>()?;
             out.extend(found);
         }
     }
     Ok(out)
+}
+
+/// Whether the resource exists for an actor with `sees` (see [`visibility_sql`]).
+pub fn visible(conn: &Connection, sees: Option<&[String]>, ty: &str, id: &str) -> Result<bool, StoreError> {
+    let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
+    let vis = visibility_sql(sees, &mut args);
+    if vis.is_empty() {
+        return Ok(true);
+    }
+    let sql = format!("SELECT 1 FROM resources_current c WHERE c.type = ? AND c.id = ?{vis}");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(args), |_| Ok(()))
+        .optional()?
+        .is_some())
 }

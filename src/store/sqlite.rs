@@ -223,7 +223,7 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: usize) -> Result<Vec<String>, StoreError> {
-        search_sql::matching_ids(self.conn, resource_type, query, limit)
+        search_sql::matching_ids(self.conn, self.actor.sees.as_deref(), resource_type, query, limit)
     }
 
     fn put_version(&mut self, v: NewVersion) -> Result<(), StoreError> {
@@ -319,6 +319,33 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_participants(&mut self, resource_type: &str, id: &str, hsa_ids: &[String]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM participants WHERE type = ?1 AND id = ?2")?
+            .execute(params![resource_type, id])?;
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO participants (type, id, hsa) VALUES (?1, ?2, ?3)")?;
+        for hsa in hsa_ids {
+            insert.execute(params![resource_type, id, hsa])?;
+        }
+        Ok(())
+    }
+
+    fn participants_of(&mut self, resource_type: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hsa FROM participants WHERE type = ?1 AND id = ?2 ORDER BY hsa")?;
+        let rows = stmt
+            .query_map(params![resource_type, id], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        search_sql::visible(self.conn, self.actor.sees.as_deref(), resource_type, id)
+    }
+
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError> {
         let last: Option<(i64, String)> = self
             .conn
@@ -356,13 +383,16 @@ impl WriteTx for SqliteTx<'_> {
 impl Store for SqliteStore {
     async fn read(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         resource_type: &str,
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<StoredVersion>, StoreError> {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        let sees = actor.sees.clone();
         self.read_blocking(move |conn| match version {
+            // A resource the actor may not see reads as absent: a 404, never a 403 that confirms it exists.
+            _ if !search_sql::visible(conn, sees.as_deref(), &ty, &id)? => Ok(None),
             None => read_current(conn, &ty, &id),
             Some(v) => Ok(conn
                 .prepare_cached(
@@ -375,25 +405,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, _actor: &Actor, q: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError> {
+    async fn history(&self, actor: &Actor, q: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError> {
+        let sees = actor.sees.clone();
         self.read_blocking(move |conn| {
-            let mut sql = String::from(
-                "SELECT type, id, version, last_updated, owner, deleted, json FROM resource_versions WHERE 1 = 1",
-            );
+            // Versions of resources the actor may see now (the join gives the visibility filter its `c`).
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let vis = search_sql::visibility_sql(sees.as_deref(), &mut args);
+            let mut sql = format!(
+                "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+                 FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
+                 WHERE 1 = 1{vis}"
+            );
             if let Some(ty) = &q.resource_type {
-                sql.push_str(" AND type = ?");
+                sql.push_str(" AND v.type = ?");
                 args.push(ty.clone().into());
             }
             if let Some(id) = &q.id {
-                sql.push_str(" AND id = ?");
+                sql.push_str(" AND v.id = ?");
                 args.push(id.clone().into());
             }
             if let Some(since) = q.since_ms {
-                sql.push_str(" AND lu_ms >= ?");
+                sql.push_str(" AND v.lu_ms >= ?");
                 args.push(since.into());
             }
-            sql.push_str(" ORDER BY seq DESC LIMIT ? OFFSET ?");
+            sql.push_str(" ORDER BY v.seq DESC LIMIT ? OFFSET ?");
             args.push(((q.count + 1) as i64).into());
             args.push((q.offset as i64).into());
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -409,14 +444,15 @@ impl Store for SqliteStore {
 
     async fn search(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         resource_type: &str,
         query: SearchQuery,
         offset: usize,
         count: usize,
     ) -> Result<SearchPage, StoreError> {
         let ty = resource_type.to_owned();
-        self.read_blocking(move |conn| search_sql::search_page(conn, &ty, &query, offset, count))
+        let sees = actor.sees.clone();
+        self.read_blocking(move |conn| search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count))
             .await
     }
 
