@@ -129,3 +129,29 @@ async fn an_outsider_sees_none_of_it_anywhere() {
     let still = json(w.app.get(&format!("ServiceRequest/{}", w.private)).await).await;
     assert_eq!(still["meta"]["versionId"], "1");
 }
+
+#[tokio::test]
+async fn a_protected_identity_shows_address_and_telecom_only_to_the_principal_that_entered_it() {
+    let app = spawn_app().await;
+    let mut body = patient("19121212-1212", "Tolvansson");
+    body["meta"] = json!({"security": [{"system": "http://hl7.se/fhir/ig/base/CodeSystem/SecurityLabel",
+                                        "code": "skyddadFolkbokforing"}]});
+    body["address"] = json!([{"line": ["Hemliga vägen 1"], "city": "Kristianstad"}]);
+    body["telecom"] = json!([{"system": "phone", "value": "0701234567"}]);
+    let created = app.create(&body).await;
+    let id = created["id"].as_str().unwrap();
+    let own = app.get(&format!("Patient/{id}")).await.text().await.unwrap();
+    assert!(own.contains("Hemliga") && own.contains("0701234567"), "the entering principal sees it");
+
+    let vc = app.client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds").await;
+    for path in [format!("Patient/{id}"), format!("Patient/{id}/_history/1"), format!("Patient?_id={id}"), format!("Patient/{id}/_history")] {
+        let text = vc.get(format!("{}/{path}", app.fhir)).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("Tolvansson"), "{path}: {text}");
+        assert!(!text.contains("Hemliga") && !text.contains("0701234567"), "{path} leaks: {text}");
+    }
+    // No search by address or phone points at the patient, for anyone.
+    for q in ["Patient?address-city=Kristianstad&_total=accurate", "Patient?phone=0701234567&_total=accurate"] {
+        let found = json(vc.get(format!("{}/{q}", app.fhir)).send().await.unwrap()).await;
+        assert_eq!(found["total"], 0, "{q}");
+    }
+}

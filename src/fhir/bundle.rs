@@ -628,12 +628,15 @@ fn run_op(
             Some(_) if !tx.visible(&ty, &id)? => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
             None => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
             Some(v) if v.deleted => Err(ApiError::Gone(format!("{ty}/{id} was deleted"))),
-            Some(v) => Ok(EntryResult {
-                status: 200,
-                outcome: None,
-                read: Some(v),
-                error: None,
-            }),
+            Some(mut v) => {
+                crate::fhir::protected::redact_for(tx.actor().sees.as_deref(), &mut v);
+                Ok(EntryResult {
+                    status: 200,
+                    outcome: None,
+                    read: Some(v),
+                    error: None,
+                })
+            }
         },
     }
 }

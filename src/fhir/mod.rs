@@ -6,6 +6,7 @@ pub mod capability;
 pub mod json;
 pub mod ops;
 pub mod participants;
+pub mod protected;
 pub mod outcome;
 pub mod rules;
 pub mod structure;

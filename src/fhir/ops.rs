@@ -169,7 +169,10 @@ fn write_version(
             )));
         }
     }
-    let index = index_resource(&ctx.params, &ty, &value);
+    let mut index = index_resource(&ctx.params, &ty, &value);
+    if ty == "Patient" && crate::fhir::protected::is_protected(&value) {
+        index = crate::fhir::protected::unindexed(index);
+    }
     let (now, now_ms) = tx.now();
     let json = prepared.resource.render(id, version, &now, owner);
     let owner = owner.to_owned();

@@ -393,14 +393,21 @@ impl Store for SqliteStore {
         self.read_blocking(move |conn| match version {
             // A resource the actor may not see reads as absent: a 404, never a 403 that confirms it exists.
             _ if !search_sql::visible(conn, sees.as_deref(), &ty, &id)? => Ok(None),
-            None => read_current(conn, &ty, &id),
+            None => Ok(read_current(conn, &ty, &id)?.map(|mut v| {
+                crate::fhir::protected::redact_for(sees.as_deref(), &mut v);
+                v
+            })),
             Some(v) => Ok(conn
                 .prepare_cached(
                     "SELECT type, id, version, last_updated, owner, deleted, json FROM resource_versions \
                      WHERE type = ?1 AND id = ?2 AND version = ?3",
                 )?
                 .query_row(params![ty, id, v], row_to_version)
-                .optional()?),
+                .optional()?
+                .map(|mut v| {
+                    crate::fhir::protected::redact_for(sees.as_deref(), &mut v);
+                    v
+                })),
         })
         .await
     }
@@ -437,6 +444,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let more = rows.len() > q.count;
             rows.truncate(q.count);
+            rows.iter_mut().for_each(|v| crate::fhir::protected::redact_for(sees.as_deref(), v));
             Ok((rows, more))
         })
         .await
@@ -452,7 +460,14 @@ impl Store for SqliteStore {
     ) -> Result<SearchPage, StoreError> {
         let ty = resource_type.to_owned();
         let sees = actor.sees.clone();
-        self.read_blocking(move |conn| search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count))
+        self.read_blocking(move |conn| {
+            let mut page = search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count)?;
+            page.matches
+                .iter_mut()
+                .chain(page.included.iter_mut())
+                .for_each(|v| crate::fhir::protected::redact_for(sees.as_deref(), v));
+            Ok(page)
+        })
             .await
     }
 
