@@ -133,13 +133,25 @@ impl Settings {
         let mut errors = Vec::new();
         let (text, config_dir) = match &o.config {
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(t) => (t, Some(path.parent().map(Path::to_path_buf).unwrap_or_default())),
-                Err(e) => return Err(ConfigErrors(vec![format!("cannot read {}: {e}", path.display())])),
+                Ok(t) => (
+                    t,
+                    Some(path.parent().map(Path::to_path_buf).unwrap_or_default()),
+                ),
+                Err(e) => {
+                    return Err(ConfigErrors(vec![format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )]));
+                }
             },
             None => (DEMO_CONFIG.to_owned(), None),
         };
         let (file, auth): (FileConfig, AuthConfig) = match toml::from_str::<toml::Table>(&text) {
-            Err(e) => return Err(ConfigErrors(vec![format!("navet.toml is not valid TOML: {e}")])),
+            Err(e) => {
+                return Err(ConfigErrors(vec![format!(
+                    "navet.toml is not valid TOML: {e}"
+                )]));
+            }
             Ok(mut table) => {
                 // Sections owned by other modules are checked there.
                 let mut auth_table = toml::Table::new();
@@ -172,15 +184,26 @@ impl Settings {
         }
         let lifetime = auth.auth.token_lifetime_secs;
         if !(60..=3600).contains(&lifetime) {
-            errors.push(format!("[auth] token_lifetime_secs = {lifetime}; must be 60 to 3600"));
+            errors.push(format!(
+                "[auth] token_lifetime_secs = {lifetime}; must be 60 to 3600"
+            ));
         }
         let resolve = |p: &PathBuf| match &config_dir {
             Some(base) if p.is_relative() => base.join(p),
             _ => p.clone(),
         };
-        let tls_cert = o.tls_cert.clone().or(file.server.tls_cert.as_ref().map(resolve));
-        let tls_key = o.tls_key.clone().or(file.server.tls_key.as_ref().map(resolve));
-        let tls_client_ca = o.tls_client_ca.clone().or(file.server.tls_client_ca.as_ref().map(resolve));
+        let tls_cert = o
+            .tls_cert
+            .clone()
+            .or(file.server.tls_cert.as_ref().map(resolve));
+        let tls_key = o
+            .tls_key
+            .clone()
+            .or(file.server.tls_key.as_ref().map(resolve));
+        let tls_client_ca =
+            o.tls_client_ca
+                .clone()
+                .or(file.server.tls_client_ca.as_ref().map(resolve));
         let tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,
@@ -189,7 +212,10 @@ impl Settings {
             }),
             (None, None) => {
                 if tls_client_ca.is_some() {
-                    errors.push("tls_client_ca needs tls_cert and tls_key (mutual TLS is on top of HTTPS)".into());
+                    errors.push(
+                        "tls_client_ca needs tls_cert and tls_key (mutual TLS is on top of HTTPS)"
+                            .into(),
+                    );
                 }
                 None
             }
@@ -204,7 +230,9 @@ impl Settings {
             .or(file.server.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
-            errors.push(format!("listen address '{listen_text}' is not host:port (e.g. 127.0.0.1:8080)"));
+            errors.push(format!(
+                "listen address '{listen_text}' is not host:port (e.g. 127.0.0.1:8080)"
+            ));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
         let data_dir = o
@@ -226,9 +254,14 @@ impl Settings {
             .trim_end_matches('/')
             .to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            errors.push(format!("base_url '{base_url}' must start with http:// or https://"));
+            errors.push(format!(
+                "base_url '{base_url}' must start with http:// or https://"
+            ));
         }
-        let audit_retention_years = file.audit.retention_years.unwrap_or(DEFAULT_AUDIT_RETENTION_YEARS);
+        let audit_retention_years = file
+            .audit
+            .retention_years
+            .unwrap_or(DEFAULT_AUDIT_RETENTION_YEARS);
         if audit_retention_years < MIN_AUDIT_RETENTION_YEARS {
             errors.push(format!(
                 "audit.retention_years = {audit_retention_years}; the access log is kept at least \
@@ -237,7 +270,9 @@ impl Settings {
         }
         let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes < 1024 {
-            errors.push(format!("server.max_body_bytes {max_body_bytes} is below the minimum of 1024"));
+            errors.push(format!(
+                "server.max_body_bytes {max_body_bytes} is below the minimum of 1024"
+            ));
         }
         let log_format = match file.server.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,

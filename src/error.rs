@@ -95,7 +95,9 @@ impl ApiError {
             ApiError::NotFound(_) => IssueCode::NotFound,
             ApiError::Gone(_) => IssueCode::Deleted,
             ApiError::MethodNotAllowed(_) | ApiError::NotSupported(_) => IssueCode::NotSupported,
-            ApiError::NotAcceptable(_) | ApiError::UnsupportedMediaType(_) => IssueCode::NotSupported,
+            ApiError::NotAcceptable(_) | ApiError::UnsupportedMediaType(_) => {
+                IssueCode::NotSupported
+            }
             ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
             ApiError::PreconditionFailed(_) | ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::Unauthorized(_) => IssueCode::Login,
@@ -149,9 +151,9 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             crate::store::StoreError::Busy => ApiError::Unavailable,
             // Two writers raced for the same version: the loser retries after reading the new one.
-            crate::store::StoreError::VersionConflict(what) => {
-                ApiError::Conflict(format!("{what} was changed by another request at the same time; read it and retry"))
-            }
+            crate::store::StoreError::VersionConflict(what) => ApiError::Conflict(format!(
+                "{what} was changed by another request at the same time; read it and retry"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

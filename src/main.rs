@@ -10,7 +10,11 @@ use navet::auth::{AuthConfig, PurposeOfUse};
 use navet::config::{LogFormat, Overrides, Settings};
 
 #[derive(Parser)]
-#[command(name = "navet", version, about = "navet: FHIR R4 gateway for coordinated care in the patient's home")]
+#[command(
+    name = "navet",
+    version,
+    about = "navet: FHIR R4 gateway for coordinated care in the patient's home"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,7 +140,9 @@ struct TokenArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NAVET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -196,12 +202,15 @@ fn keygen(args: KeygenArgs) -> CmdResult {
         Alg::Es384 => KeyAlg::Es384,
         Alg::Rs384 => KeyAlg::Rs384,
     };
-    let out = auth_cli::keygen(&args.client, &args.principal, alg).map_err(|e| (2, e.to_string()))?;
+    let out =
+        auth_cli::keygen(&args.client, &args.principal, alg).map_err(|e| (2, e.to_string()))?;
     std::fs::create_dir_all(&args.out).map_err(|e| (1, format!("{}: {e}", args.out.display())))?;
     let private_path = args.out.join(format!("{}.key.pem", args.client));
     let public_path = args.out.join(format!("{}.pub.pem", args.client));
-    write_private(&private_path, &out.private_pem).map_err(|e| (1, format!("{}: {e}", private_path.display())))?;
-    std::fs::write(&public_path, &out.public_pem).map_err(|e| (1, format!("{}: {e}", public_path.display())))?;
+    write_private(&private_path, &out.private_pem)
+        .map_err(|e| (1, format!("{}: {e}", private_path.display())))?;
+    std::fs::write(&public_path, &out.public_pem)
+        .map_err(|e| (1, format!("{}: {e}", public_path.display())))?;
     eprintln!(
         "wrote {} (keep it with the client) and {} (copy it next to navet.toml)",
         private_path.display(),
@@ -223,8 +232,12 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 
 fn token(args: TokenArgs) -> CmdResult {
     let key = match &args.key {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| (2, format!("{}: {e}", path.display())))?,
-        None => auth_cli::demo_private_key(&args.client).map_err(|e| (2, e.to_string()))?.to_owned(),
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| (2, format!("{}: {e}", path.display())))?
+        }
+        None => auth_cli::demo_private_key(&args.client)
+            .map_err(|e| (2, e.to_string()))?
+            .to_owned(),
     };
     let user = match &args.user {
         None => None,
@@ -238,12 +251,21 @@ fn token(args: TokenArgs) -> CmdResult {
                 Purpose::Etreat => PurposeOfUse::Etreat,
                 Purpose::Hoperat => PurposeOfUse::Hoperat,
             };
-            Some(auth_cli::user_claims(&settings.auth, user, purpose).map_err(|e| (2, e.to_string()))?)
+            Some(
+                auth_cli::user_claims(&settings.auth, user, purpose)
+                    .map_err(|e| (2, e.to_string()))?,
+            )
         }
     };
     let token = runtime()
         .map_err(|e| (1, e))?
-        .block_on(auth_cli::fetch_token(&args.server, &args.client, &key, &args.scope, user.as_ref()))
+        .block_on(auth_cli::fetch_token(
+            &args.server,
+            &args.client,
+            &key,
+            &args.scope,
+            user.as_ref(),
+        ))
         .map_err(|e| (1, e.to_string()))?;
     // Only the token on stdout, so `TOKEN=$(navet token …)` works.
     println!("{token}");

@@ -66,9 +66,14 @@ pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
 
 /// [`build_state`] with a given clock for token times (tests move time forward to expire tokens).
 pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> StartResult<AppState> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?);
-    let auth_settings = AuthSettings::new(settings.base_url.clone(), settings.data_dir.clone(), settings.auth_files.clone())
-        .with_clock(clock);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?);
+    let auth_settings = AuthSettings::new(
+        settings.base_url.clone(),
+        settings.data_dir.clone(),
+        settings.auth_files.clone(),
+    )
+    .with_clock(clock);
     let jti = Arc::new(DatabaseJtiStore::new(store.clone()));
     let auth = crate::auth::build(&settings.auth, auth_settings, jti).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -91,15 +96,21 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
 
 /// Loads the demo seed once per data directory (a setting marks it done, in the same transaction).
 async fn seed_demo(state: &AppState) -> StartResult<()> {
-    if state.store.get_setting(SEEDED_KEY).await.map_err(|e| e.to_string())?.is_some() {
+    if state
+        .store
+        .get_setting(SEEDED_KEY)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         return Ok(());
     }
     // navet itself loads the seed: no caller, nothing to authorize.
     let unrestricted = |_: &str, _: crate::auth::Interaction| Ok(());
     // The seed file is pretty-printed for people; stored resources are kept as written, so it is compacted
     // first (it holds no decimals whose written precision a re-serialisation could change).
-    let seed: serde_json::Value =
-        serde_json::from_str(DEMO_SEED).map_err(|e| format!("the embedded demo seed is not JSON: {e}"))?;
+    let seed: serde_json::Value = serde_json::from_str(DEMO_SEED)
+        .map_err(|e| format!("the embedded demo seed is not JSON: {e}"))?;
     let seed = seed.to_string();
     let (_, results) = crate::fhir::bundle::process(
         state.fhir.clone(),
@@ -109,14 +120,17 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
         None,
         seed.as_bytes(),
     )
-        .await
-        .map_err(|e| format!("the demo seed failed: {e}"))?;
+    .await
+    .map_err(|e| format!("the demo seed failed: {e}"))?;
     state
         .store
         .transact(&Actor::system(), |tx| Ok(tx.set_setting(SEEDED_KEY, "1")?))
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(resources = results.len(), "demo region loaded into the data directory");
+    tracing::info!(
+        resources = results.len(),
+        "demo region loaded into the data directory"
+    );
     Ok(())
 }
 
@@ -124,7 +138,11 @@ async fn seed_demo(state: &AppState) -> StartResult<()> {
 /// settings name a certificate and key.
 pub async fn run(settings: Settings) -> StartResult<()> {
     // Read the TLS files before opening anything, so a bad file stops start-up cleanly.
-    let tls = settings.tls.as_ref().map(crate::tls::server_config).transpose()?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
     // Bind before touching the data directory: a busy port must not leave a half-initialised one behind.
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -145,7 +163,8 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     let app = app(state);
     match tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+            let listener =
+                tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
@@ -159,12 +178,15 @@ pub async fn run(settings: Settings) -> StartResult<()> {
                 // In-flight requests get this long to finish; new connections are refused at once.
                 on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
             });
-            axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(config))
-                .map_err(|e| e.to_string())?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .map_err(|e| e.to_string())?;
+            axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .map_err(|e| e.to_string())?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+            .map_err(|e| e.to_string())?;
         }
     }
     store.close().await;
@@ -176,13 +198,17 @@ pub async fn run(settings: Settings) -> StartResult<()> {
 fn reload_keys_on_hangup(auth: Arc<crate::auth::AuthService>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         while hangups.recv().await.is_some() {
             match auth.reload_signing_keys() {
                 Ok(()) => tracing::info!("signing keys reloaded"),
-                Err(e) => tracing::error!(error = %e, "reloading the signing keys failed; the old keys stay in use"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reloading the signing keys failed; the old keys stay in use")
+                }
             }
         }
     });

@@ -21,22 +21,46 @@ async fn every_fhir_endpoint_needs_a_token_and_the_public_ones_do_not() {
         anonymous.get(format!("{fhir}/Patient/x/_history/1")),
         anonymous.get(format!("{fhir}/Patient/_history")),
         anonymous.get(format!("{fhir}/_history")),
-        anonymous.post(format!("{fhir}/Patient")).header("content-type", FHIR_JSON).body("{}"),
+        anonymous
+            .post(format!("{fhir}/Patient"))
+            .header("content-type", FHIR_JSON)
+            .body("{}"),
         anonymous.post(format!("{fhir}/Patient/_search")),
-        anonymous.put(format!("{fhir}/Patient/x")).header("content-type", FHIR_JSON).body("{}"),
+        anonymous
+            .put(format!("{fhir}/Patient/x"))
+            .header("content-type", FHIR_JSON)
+            .body("{}"),
         anonymous.delete(format!("{fhir}/Patient/x")),
-        anonymous.post(fhir.clone()).header("content-type", FHIR_JSON).body("{}"),
+        anonymous
+            .post(fhir.clone())
+            .header("content-type", FHIR_JSON)
+            .body("{}"),
     ];
     for request in protected {
         let r = request.send().await.expect("request");
         let url = r.url().to_string();
         assert_eq!(r.status(), 401, "{url}");
-        assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="navet""#, "{url}");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            r#"Bearer realm="navet""#,
+            "{url}"
+        );
         let body = json(r).await;
         assert_eq!(body["issue"][0]["code"], "login", "{url}: {body}");
     }
-    for path in ["/metadata", "/fhir/metadata", "/.well-known/smart-configuration", "/auth/jwks", "/healthz", "/readyz"] {
-        let r = anonymous.get(format!("{}{path}", app.base)).send().await.expect("request");
+    for path in [
+        "/metadata",
+        "/fhir/metadata",
+        "/.well-known/smart-configuration",
+        "/auth/jwks",
+        "/healthz",
+        "/readyz",
+    ] {
+        let r = anonymous
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 200, "{path} is public");
     }
 }
@@ -45,20 +69,46 @@ async fn every_fhir_endpoint_needs_a_token_and_the_public_ones_do_not() {
 async fn a_malformed_or_foreign_authorization_header_is_refused_without_echoing_it() {
     let app = spawn_app().await;
     let url = format!("{}/Organization", app.fhir);
-    let basic = app.anonymous.get(&url).header("authorization", "Basic c2VjcmV0OnNlY3JldA==").send().await.unwrap();
+    let basic = app
+        .anonymous
+        .get(&url)
+        .header("authorization", "Basic c2VjcmV0OnNlY3JldA==")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(basic.status(), 400);
-    let garbage = app.anonymous.get(&url).header("authorization", "Bearer not a token").send().await.unwrap();
+    let garbage = app
+        .anonymous
+        .get(&url)
+        .header("authorization", "Bearer not a token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(garbage.status(), 400);
-    let forged = app.anonymous.get(&url).header("authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").send().await.unwrap();
+    let forged = app
+        .anonymous
+        .get(&url)
+        .header(
+            "authorization",
+            "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
     let text = forged.text().await.unwrap();
-    assert!(!text.contains("eyJhbGciOiJub25lIn0"), "the token is not echoed: {text}");
+    assert!(
+        !text.contains("eyJhbGciOiJub25lIn0"),
+        "the token is not echoed: {text}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_scope_is_403_with_an_operation_outcome_and_changes_nothing() {
     let app = spawn_app().await;
-    let reader = app.client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.rs").await;
+    let reader = app
+        .client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.rs")
+        .await;
     let r = reader
         .post(format!("{}/Patient", app.fhir))
         .header("content-type", FHIR_JSON)
@@ -70,17 +120,30 @@ async fn a_missing_scope_is_403_with_an_operation_outcome_and_changes_nothing() 
     let body = json(r).await;
     assert_eq!(body["issue"][0]["code"], "forbidden");
     assert!(outcome_text(&body).contains("create on Patient"), "{body}");
-    let count = json(reader.get(format!("{}/Patient?_summary=count", app.fhir)).send().await.unwrap()).await;
+    let count = json(
+        reader
+            .get(format!("{}/Patient?_summary=count", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(count["total"], 0, "nothing was stored");
     // The same token may read what its scope names, and nothing else.
-    let other = reader.get(format!("{}/ServiceRequest", app.fhir)).send().await.unwrap();
+    let other = reader
+        .get(format!("{}/ServiceRequest", app.fhir))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 403);
 }
 
 #[tokio::test]
 async fn a_transaction_with_one_entry_beyond_the_scopes_is_refused_whole() {
     let app = spawn_app().await;
-    let limited = app.client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.cruds").await;
+    let limited = app
+        .client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.cruds")
+        .await;
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:0b7c1a52-0000-4000-8000-000000000001",
          "resource": patient("19121212-1212", "Tolvansson"),
@@ -89,17 +152,28 @@ async fn a_transaction_with_one_entry_beyond_the_scopes_is_refused_whole() {
                       "subject": {"reference": "urn:uuid:0b7c1a52-0000-4000-8000-000000000001"}},
          "request": {"method": "POST", "url": "ServiceRequest"}}
     ]});
-    let r = limited.post(&app.fhir).header("content-type", FHIR_JSON).body(bundle.to_string()).send().await.unwrap();
+    let r = limited
+        .post(&app.fhir)
+        .header("content-type", FHIR_JSON)
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(outcome_text(&json(r).await).contains("Bundle.entry[1]"));
     let count = json(app.get("Patient?_summary=count").await).await;
-    assert_eq!(count["total"], 0, "the allowed entry was rolled back with the refused one");
+    assert_eq!(
+        count["total"], 0,
+        "the allowed entry was rolled back with the refused one"
+    );
 }
 
 #[tokio::test]
 async fn a_conditional_update_that_would_create_needs_the_create_scope() {
     let app = spawn_app().await;
-    let updater = app.client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.rus").await;
+    let updater = app
+        .client_as(DEFAULT_CLIENT, Some(DEFAULT_USER), "system/Patient.rus")
+        .await;
     let r = updater
         .put(format!(
             "{}/Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212",
@@ -130,15 +204,29 @@ async fn a_conditional_update_that_would_create_needs_the_create_scope() {
 async fn patient_data_needs_an_acting_user_unless_the_client_is_a_system_integration() {
     let app = spawn_app_with_demo().await;
     let no_user = app.client_as(DEFAULT_CLIENT, None, "system/*.cruds").await;
-    let r = no_user.get(format!("{}/Patient", app.fhir)).send().await.unwrap();
+    let r = no_user
+        .get(format!("{}/Patient", app.fhir))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(outcome_text(&json(r).await).contains("acting user"));
     // Master data is not patient data.
-    let r = no_user.get(format!("{}/Organization", app.fhir)).send().await.unwrap();
+    let r = no_user
+        .get(format!("{}/Organization", app.fhir))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // itACiH is registered as a system integration: it reads patients without a user.
-    let itacih = app.client_as("demo-itacih", None, "system/Patient.rs").await;
-    let r = itacih.get(format!("{}/Patient?_summary=count", app.fhir)).send().await.unwrap();
+    let itacih = app
+        .client_as("demo-itacih", None, "system/Patient.rs")
+        .await;
+    let r = itacih
+        .get(format!("{}/Patient?_summary=count", app.fhir))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(json(r).await["total"], 7);
 }
@@ -158,7 +246,11 @@ async fn every_demo_client_gets_a_token_through_http_and_reads_the_directory() {
         "demo-asih",
     ] {
         let c = app.client_as(client, None, "system/Organization.rs").await;
-        let r = c.get(format!("{}/Organization?_summary=count", app.fhir)).send().await.unwrap();
+        let r = c
+            .get(format!("{}/Organization?_summary=count", app.fhir))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{client}");
         assert_eq!(json(r).await["total"], 11, "{client}");
     }
@@ -183,10 +275,25 @@ async fn a_write_records_the_callers_principal_as_owner() {
 async fn a_token_from_another_navet_instance_is_refused() {
     let a = spawn_app().await;
     let b = spawn_app().await;
-    let token_of_a = token_for(&a.base, DEFAULT_CLIENT, Some(DEFAULT_USER), "system/*.cruds").await;
-    let r = authorized_client(&token_of_a).get(format!("{}/Organization", b.fhir)).send().await.unwrap();
+    let token_of_a = token_for(
+        &a.base,
+        DEFAULT_CLIENT,
+        Some(DEFAULT_USER),
+        "system/*.cruds",
+    )
+    .await;
+    let r = authorized_client(&token_of_a)
+        .get(format!("{}/Organization", b.fhir))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
 }
 
 #[tokio::test]
@@ -196,8 +303,14 @@ async fn a_replayed_client_assertion_is_refused_after_a_restart() {
     s.base_url = "http://navet.test".into();
     let key = navet::auth::cli::demo_private_key("demo-csk").expect("key");
     let now = jiff::Timestamp::now().as_second();
-    let assertion = navet::auth::cli::client_assertion("demo-csk", "http://navet.test/auth/token", key, None, now)
-        .expect("assertion");
+    let assertion = navet::auth::cli::client_assertion(
+        "demo-csk",
+        "http://navet.test/auth/token",
+        key,
+        None,
+        now,
+    )
+    .expect("assertion");
     let request = || TokenRequest {
         grant_type: Some("client_credentials".into()),
         scope: Some("system/Organization.rs".into()),
@@ -209,8 +322,14 @@ async fn a_replayed_client_assertion_is_refused_after_a_restart() {
     assert!(first.auth.issue_token(request()).await.is_ok());
     first.store.close().await;
     drop(first);
-    let restarted = navet::startup::build_state(&s).await.expect("state after restart");
-    let refused = restarted.auth.issue_token(request()).await.expect_err("a replay");
+    let restarted = navet::startup::build_state(&s)
+        .await
+        .expect("state after restart");
+    let refused = restarted
+        .auth
+        .issue_token(request())
+        .await
+        .expect_err("a replay");
     assert_eq!(refused.code.as_str(), "invalid_client", "{refused}");
     assert!(refused.description.contains("jti"), "{refused}");
 }
@@ -218,7 +337,9 @@ async fn a_replayed_client_assertion_is_refused_after_a_restart() {
 // ------------------------------------------------------------------------------------------- HTTPS, mTLS
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
 }
 
 struct Served {
@@ -236,7 +357,11 @@ impl Drop for Served {
 
 fn serve_tls(client_ca: bool) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_navet"));
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -270,7 +395,10 @@ fn tls_client(identity: Option<&str>) -> reqwest::Client {
     builder.build().expect("client")
 }
 
-async fn wait_for(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, reqwest::Error> {
+async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         match client.get(url).send().await {
@@ -278,7 +406,9 @@ async fn wait_for(client: &reqwest::Client, url: &str) -> Result<reqwest::Respon
             // Refused until the server listens; after that the error is the TLS handshake's.
             Err(e) if e.is_connect() && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                if e.to_string().contains("refused") || format!("{e:?}").contains("ConnectionRefused") {
+                if e.to_string().contains("refused")
+                    || format!("{e:?}").contains("ConnectionRefused")
+                {
                     continue;
                 }
                 return Err(e);
@@ -292,28 +422,66 @@ async fn wait_for(client: &reqwest::Client, url: &str) -> Result<reqwest::Respon
 async fn navet_serves_https_and_still_requires_the_token() {
     let served = serve_tls(false);
     let client = tls_client(None);
-    let r = wait_for(&client, &format!("{}/metadata", served.base)).await.expect("HTTPS answers");
+    let r = wait_for(&client, &format!("{}/metadata", served.base))
+        .await
+        .expect("HTTPS answers");
     assert_eq!(r.status(), 200);
     let body = json(r).await;
-    assert_eq!(body["implementation"]["url"], format!("{}/fhir", served.base), "the base URL follows the scheme");
-    let r = client.get(format!("{}/fhir/Organization", served.base)).send().await.unwrap();
+    assert_eq!(
+        body["implementation"]["url"],
+        format!("{}/fhir", served.base),
+        "the base URL follows the scheme"
+    );
+    let r = client
+        .get(format!("{}/fhir/Organization", served.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // The token endpoint's audience is the https URL; navet token talks to it over TLS too.
-    let token_url = json(client.get(format!("{}/.well-known/smart-configuration", served.base)).send().await.unwrap()).await;
-    assert_eq!(token_url["token_endpoint"], format!("{}/auth/token", served.base));
+    let token_url = json(
+        client
+            .get(format!("{}/.well-known/smart-configuration", served.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        token_url["token_endpoint"],
+        format!("{}/auth/token", served.base)
+    );
 }
 
 #[tokio::test]
 async fn with_a_client_ca_only_a_certificate_it_signed_gets_through() {
     let served = serve_tls(true);
     let with_cert = tls_client(Some("client"));
-    let r = wait_for(&with_cert, &format!("{}/metadata", served.base)).await.expect("mutual TLS works");
+    let r = wait_for(&with_cert, &format!("{}/metadata", served.base))
+        .await
+        .expect("mutual TLS works");
     assert_eq!(r.status(), 200);
     // The certificate is on top of the token, not instead of it.
-    let r = with_cert.get(format!("{}/fhir/Organization", served.base)).send().await.unwrap();
+    let r = with_cert
+        .get(format!("{}/fhir/Organization", served.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let without = tls_client(None).get(format!("{}/metadata", served.base)).send().await;
-    assert!(without.is_err(), "no client certificate: the handshake fails");
-    let stranger = tls_client(Some("stranger")).get(format!("{}/metadata", served.base)).send().await;
-    assert!(stranger.is_err(), "a certificate no trusted CA signed: the handshake fails");
+    let without = tls_client(None)
+        .get(format!("{}/metadata", served.base))
+        .send()
+        .await;
+    assert!(
+        without.is_err(),
+        "no client certificate: the handshake fails"
+    );
+    let stranger = tls_client(Some("stranger"))
+        .get(format!("{}/metadata", served.base))
+        .send()
+        .await;
+    assert!(
+        stranger.is_err(),
+        "a certificate no trusted CA signed: the handshake fails"
+    );
 }

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The real binary on the embedded demo configuration (its clients, keys and seed).
@@ -47,15 +51,19 @@ async fn every_acknowledged_write_survives_kill_9() {
     wait_ready(&reqwest::Client::new(), &base).await;
     // Organizations are master data: the hospital's integration needs no acting user to write them.
     let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
-    let token = navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
-        .await
-        .expect("token");
+    let token =
+        navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
+            .await
+            .expect("token");
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
     );
-    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -79,7 +87,8 @@ async fn every_acknowledged_write_survives_kill_9() {
                             Ok(v) => v,
                             Err(_) => break,
                         };
-                        acknowledged.push((v["id"].as_str().unwrap().to_owned(), format!("w{w}-{n}")));
+                        acknowledged
+                            .push((v["id"].as_str().unwrap().to_owned(), format!("w{w}-{n}")));
                     }
                     _ => break,
                 }
@@ -95,14 +104,22 @@ async fn every_acknowledged_write_survives_kill_9() {
     for w in writers {
         acknowledged.extend(w.await.expect("writer"));
     }
-    assert!(acknowledged.len() > 50, "too few writes to prove anything: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "too few writes to prove anything: {}",
+        acknowledged.len()
+    );
 
     // The token stays valid across the restart: the signing key is in the data directory.
     let mut child = start(&data, port);
     wait_ready(&client, &base).await;
     let mut missing = 0;
     for (id, name) in &acknowledged {
-        let r = client.get(format!("{base}/fhir/Organization/{id}")).send().await.expect("read");
+        let r = client
+            .get(format!("{base}/fhir/Organization/{id}"))
+            .send()
+            .await
+            .expect("read");
         if r.status() != 200 {
             missing += 1;
             continue;
@@ -112,7 +129,10 @@ async fn every_acknowledged_write_survives_kill_9() {
     }
     child.kill().ok();
     child.wait().ok();
-    println!("acknowledged {} writes before kill -9, missing after restart {missing}", acknowledged.len());
+    println!(
+        "acknowledged {} writes before kill -9, missing after restart {missing}",
+        acknowledged.len()
+    );
     assert_eq!(missing, 0);
 }
 
@@ -125,9 +145,10 @@ async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
     let mut child = start(&data, port);
     wait_ready(&reqwest::Client::new(), &base).await;
     let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
-    let token = navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
-        .await
-        .expect("token");
+    let token =
+        navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
+            .await
+            .expect("token");
     let client = reqwest::Client::new();
     // A burst of writes in flight when the signal arrives: each either completes (201) or is never accepted
     // (connection refused/closed); none gets a 5xx.
@@ -147,7 +168,10 @@ async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let mut created = 0;
     for w in writes {
@@ -173,5 +197,9 @@ async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
     child.kill().ok();
     child.wait().ok();
     // The demo seed's 11 organisations plus exactly the writes that were answered 201.
-    assert_eq!(total["total"].as_u64().expect("total"), 11 + created as u64, "{total}");
+    assert_eq!(
+        total["total"].as_u64().expect("total"),
+        11 + created as u64,
+        "{total}"
+    );
 }

@@ -44,7 +44,10 @@ async fn a_failing_entry_rolls_back_the_whole_transaction() {
     let r = app.post("", &bundle).await;
     assert_eq!(r.status(), 422);
     let text = outcome_text(&json(r).await);
-    assert!(text.contains("Bundle.entry[1].resource.identifier[0].value"), "{text}");
+    assert!(
+        text.contains("Bundle.entry[1].resource.identifier[0].value"),
+        "{text}"
+    );
     let orgs = json(app.get("Organization?_summary=count").await).await;
     assert_eq!(orgs["total"], 0, "the first entry was rolled back");
 }
@@ -70,8 +73,14 @@ async fn conditional_entries_reuse_existing_resources_and_resolve_conditional_re
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["entry"][0]["response"]["status"], "200 OK");
     let pid = existing["id"].as_str().unwrap();
-    assert_eq!(resp["entry"][1]["resource"]["for"]["reference"], format!("Patient/{pid}"));
-    assert_eq!(resp["entry"][2]["resource"]["subject"]["reference"], format!("Patient/{pid}"));
+    assert_eq!(
+        resp["entry"][1]["resource"]["for"]["reference"],
+        format!("Patient/{pid}")
+    );
+    assert_eq!(
+        resp["entry"][2]["resource"]["subject"]["reference"],
+        format!("Patient/{pid}")
+    );
 }
 
 #[tokio::test]
@@ -87,9 +96,22 @@ async fn a_batch_answers_each_entry_on_its_own() {
     let resp = json(r).await;
     assert_eq!(resp["type"], "batch-response");
     assert_eq!(resp["entry"][0]["response"]["status"], "201 Created");
-    assert!(resp["entry"][1]["response"]["status"].as_str().unwrap().starts_with("422"));
-    assert_eq!(resp["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
-    assert!(resp["entry"][2]["response"]["status"].as_str().unwrap().starts_with("404"));
+    assert!(
+        resp["entry"][1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("422")
+    );
+    assert_eq!(
+        resp["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert!(
+        resp["entry"][2]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404")
+    );
     let orgs = json(app.get("Organization?_summary=count").await).await;
     assert_eq!(orgs["total"], 1);
 }
@@ -97,7 +119,9 @@ async fn a_batch_answers_each_entry_on_its_own() {
 #[tokio::test]
 async fn a_bundle_of_another_type_is_refused() {
     let app = spawn_app().await;
-    let r = app.post("", &json!({"resourceType": "Bundle", "type": "collection"})).await;
+    let r = app
+        .post("", &json!({"resourceType": "Bundle", "type": "collection"}))
+        .await;
     assert_eq!(r.status(), 422);
     let r = app.post("", &json!({"resourceType": "Patient"})).await;
     assert_eq!(r.status(), 400);
@@ -108,7 +132,11 @@ async fn the_demo_region_is_loaded_into_a_fresh_data_directory() {
     let app = spawn_app_with_demo().await;
     let patients = json(app.get("Patient?_summary=count").await).await;
     assert_eq!(patients["total"], 7);
-    let orgs = json(app.get("Organization?identifier=urn:oid:1.2.752.29.4.19|SE2321000255-MTN01").await).await;
+    let orgs = json(
+        app.get("Organization?identifier=urn:oid:1.2.752.29.4.19|SE2321000255-MTN01")
+            .await,
+    )
+    .await;
     assert_eq!(orgs["entry"][0]["resource"]["name"], "MTN Kristianstad");
     let teams = json(app.get("HealthcareService?_summary=count").await).await;
     assert_eq!(teams["total"], 3);

@@ -12,7 +12,13 @@ fn ids(bundle: &Value, mode: &str) -> Vec<String> {
             entries
                 .iter()
                 .filter(|e| e["search"]["mode"] == mode)
-                .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap(),
+                        e["resource"]["id"].as_str().unwrap()
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -32,22 +38,40 @@ async fn setup(app: &TestApp) -> (String, String, String) {
             "authoredOn": "2026-11-23T09:00:00+01:00"
         }))
         .await;
-    (p1_id, p2["id"].as_str().unwrap().to_owned(), sr["id"].as_str().unwrap().to_owned())
+    (
+        p1_id,
+        p2["id"].as_str().unwrap().to_owned(),
+        sr["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[tokio::test]
 async fn search_by_identifier_name_id_and_last_updated_finds_the_right_patients() {
     let app = spawn_app().await;
     let (p1, p2, _) = setup(&app).await;
-    let by_id = json(app.get("Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212").await).await;
+    let by_id = json(
+        app.get(
+            "Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212",
+        )
+        .await,
+    )
+    .await;
     assert_eq!(ids(&by_id, "match"), [format!("Patient/{p1}")]);
     let by_name = json(app.get("Patient?name=nils").await).await;
     assert_eq!(ids(&by_name, "match"), [format!("Patient/{p2}")]);
     let by_logical = json(app.get(&format!("Patient?_id={p2}")).await).await;
     assert_eq!(ids(&by_logical, "match"), [format!("Patient/{p2}")]);
-    let recent = json(app.get("Patient?_lastUpdated=gt2020-01-01&_total=accurate").await).await;
+    let recent = json(
+        app.get("Patient?_lastUpdated=gt2020-01-01&_total=accurate")
+            .await,
+    )
+    .await;
     assert_eq!(recent["total"], 2);
-    let future = json(app.get("Patient?_lastUpdated=gt2100-01-01&_total=accurate").await).await;
+    let future = json(
+        app.get("Patient?_lastUpdated=gt2100-01-01&_total=accurate")
+            .await,
+    )
+    .await;
     assert_eq!(future["total"], 0);
 }
 
@@ -83,7 +107,11 @@ async fn search_by_patient_subject_status_code_and_date() {
 async fn include_adds_the_referenced_patient_once() {
     let app = spawn_app().await;
     let (p1, _, sr) = setup(&app).await;
-    let b = json(app.get("ServiceRequest?_include=ServiceRequest:subject").await).await;
+    let b = json(
+        app.get("ServiceRequest?_include=ServiceRequest:subject")
+            .await,
+    )
+    .await;
     assert_eq!(ids(&b, "match"), [format!("ServiceRequest/{sr}")]);
     assert_eq!(ids(&b, "include"), [format!("Patient/{p1}")]);
 }
@@ -105,25 +133,48 @@ async fn an_unknown_search_parameter_is_an_error_unless_handling_is_lenient() {
     assert_eq!(lenient.status(), 200);
     let b = json(lenient).await;
     assert_eq!(b["total"], 2);
-    let self_link = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "self").unwrap();
-    assert!(!self_link["url"].as_str().unwrap().contains("colour"), "ignored parameters leave the self link");
-    assert!(b["entry"].as_array().unwrap().iter().any(|e| e["search"]["mode"] == "outcome"));
+    let self_link = b["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "self")
+        .unwrap();
+    assert!(
+        !self_link["url"].as_str().unwrap().contains("colour"),
+        "ignored parameters leave the self link"
+    );
+    assert!(
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["search"]["mode"] == "outcome")
+    );
 }
 
 #[tokio::test]
 async fn search_pages_follow_next_links_without_repeats_and_sort_is_honoured() {
     let app = spawn_app().await;
     for i in 0..7 {
-        app.create(&json!({"resourceType": "Organization", "name": format!("Org {i}")})).await;
+        app.create(&json!({"resourceType": "Organization", "name": format!("Org {i}")}))
+            .await;
     }
     let mut seen = Vec::new();
-    let mut url = Some(format!("{}/Organization?_count=3&_sort=-_lastUpdated", app.fhir));
+    let mut url = Some(format!(
+        "{}/Organization?_count=3&_sort=-_lastUpdated",
+        app.fhir
+    ));
     while let Some(u) = url {
         let b = json(app.client.get(&u).send().await.unwrap()).await;
         let page: Vec<String> = ids(&b, "match");
         assert!(page.len() <= 3);
         seen.extend(page);
-        url = b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| l["url"].as_str().unwrap().to_owned());
+        url = b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
     }
     assert_eq!(seen.len(), 7);
     let unique: std::collections::HashSet<_> = seen.iter().collect();
@@ -138,7 +189,11 @@ async fn deleted_resources_are_not_found_by_search() {
     let app = spawn_app().await;
     let (p1, _, _) = setup(&app).await;
     assert_eq!(app.delete(&format!("Patient/{p1}")).await.status(), 204);
-    let b = json(app.get("Patient?identifier=191212121212&_total=accurate").await).await;
+    let b = json(
+        app.get("Patient?identifier=191212121212&_total=accurate")
+            .await,
+    )
+    .await;
     assert_eq!(b["total"], 0);
     // The national identity number is free again once its Patient is deleted.
     app.create(&patient("19121212-1212", "Ny")).await;

@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 fn examples_path() -> std::path::PathBuf {
     let dir = std::env::var("NAVET_SHARED_FHIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir"));
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir")
+        });
     let path = dir.join("hl7.fhir.r4.examples-4.0.1.tgz");
     assert!(
         path.exists(),
@@ -57,7 +59,9 @@ fn leaves_without_owner_tag(text: &str, name: &str) -> Vec<(String, String)> {
     let mut out = leaves(text);
     let owner = out
         .iter()
-        .find(|(p, v)| p.starts_with(".meta.tag[") && p.ends_with("].system") && v == "\"urn:navet:owner\"")
+        .find(|(p, v)| {
+            p.starts_with(".meta.tag[") && p.ends_with("].system") && v == "\"urn:navet:owner\""
+        })
         .map(|(p, _)| p.trim_end_matches("system").to_owned())
         .unwrap_or_else(|| panic!("{name}: the stored version has no owner tag"));
     out.retain(|(p, _)| !p.starts_with(&owner));
@@ -67,7 +71,10 @@ fn leaves_without_owner_tag(text: &str, name: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_official_example_reads_back_identical() {
     // The default 10 MiB body limit, as `navet serve` runs.
-    let app = common::spawn_with(false, |s| s.max_body_bytes = navet::config::DEFAULT_MAX_BODY).await;
+    let app = common::spawn_with(false, |s| {
+        s.max_body_bytes = navet::config::DEFAULT_MAX_BODY
+    })
+    .await;
     let file = std::fs::File::open(examples_path()).expect("open tgz");
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let (mut posted, mut identical, mut refused) = (0usize, 0usize, Vec::new());
@@ -76,17 +83,27 @@ async fn every_accepted_official_example_reads_back_identical() {
         let mut entry = entry.expect("entry");
         let name = entry.path().expect("path").to_string_lossy().into_owned();
         // package.json and .index.json describe the package, they are not resources.
-        if !name.ends_with(".json") || name.ends_with("package.json") || name.ends_with(".index.json") {
+        if !name.ends_with(".json")
+            || name.ends_with("package.json")
+            || name.ends_with(".index.json")
+        {
             continue;
         }
         let mut text = String::new();
         entry.read_to_string(&mut text).expect("read");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-        let Some(ty) = v["resourceType"].as_str() else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let Some(ty) = v["resourceType"].as_str() else {
+            continue;
+        };
         // A body over the server's limit is refused with 413 before it is read; sending it only to watch the
         // connection close would test the HTTP client, not navet.
         if text.len() > app.state.max_body_bytes {
-            refused.push(format!("{name}: over the {} byte body limit", app.state.max_body_bytes));
+            refused.push(format!(
+                "{name}: over the {} byte body limit",
+                app.state.max_body_bytes
+            ));
             continue;
         }
         let r = app
@@ -102,7 +119,10 @@ async fn every_accepted_official_example_reads_back_identical() {
             continue;
         }
         posted += 1;
-        let location = r.headers()["location"].to_str().expect("location").to_owned();
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
         let back = app
             .client
             .get(location.trim_end_matches("/_history/1"))
@@ -116,13 +136,32 @@ async fn every_accepted_official_example_reads_back_identical() {
         if want == got {
             identical += 1;
         } else {
-            let first = want.iter().zip(got.iter()).find(|(a, b)| a != b).map(|(a, b)| format!("{a:?} vs {b:?}"));
-            differences.push(format!("{name}: {}", first.unwrap_or_else(|| "different number of leaves".into())));
+            let first = want
+                .iter()
+                .zip(got.iter())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("{a:?} vs {b:?}"));
+            differences.push(format!(
+                "{name}: {}",
+                first.unwrap_or_else(|| "different number of leaves".into())
+            ));
         }
     }
     println!("posted {posted}, identical {identical}");
-    println!("refused {}: {:?}", refused.len(), refused.iter().take(20).collect::<Vec<_>>());
-    assert!(differences.is_empty(), "{} examples changed: {:?}", differences.len(), &differences[..differences.len().min(10)]);
-    assert!(posted > 2500, "suspiciously few examples accepted: {posted}");
+    println!(
+        "refused {}: {:?}",
+        refused.len(),
+        refused.iter().take(20).collect::<Vec<_>>()
+    );
+    assert!(
+        differences.is_empty(),
+        "{} examples changed: {:?}",
+        differences.len(),
+        &differences[..differences.len().min(10)]
+    );
+    assert!(
+        posted > 2500,
+        "suspiciously few examples accepted: {posted}"
+    );
     assert_eq!(posted, identical);
 }

@@ -41,10 +41,27 @@ fn service_request(patient_id: &str) -> Value {
 async fn every_version_names_its_owner_and_a_client_cannot_forge_it() {
     let app = spawn_app().await;
     let patient = app.create(&patient("19121212-1212", "Tolvansson")).await;
-    let sr = app.create(&service_request(patient["id"].as_str().unwrap())).await;
-    assert_eq!(owner_of(&sr), [DEFAULT_PRINCIPAL], "the forged owner tag was replaced: {sr}");
-    assert!(sr["meta"]["tag"].as_array().unwrap().iter().any(|t| t["code"] == "kept"), "other tags stay");
-    let read = json(app.get(&format!("ServiceRequest/{}", sr["id"].as_str().unwrap())).await).await;
+    let sr = app
+        .create(&service_request(patient["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        owner_of(&sr),
+        [DEFAULT_PRINCIPAL],
+        "the forged owner tag was replaced: {sr}"
+    );
+    assert!(
+        sr["meta"]["tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["code"] == "kept"),
+        "other tags stay"
+    );
+    let read = json(
+        app.get(&format!("ServiceRequest/{}", sr["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
     assert_eq!(owner_of(&read), [DEFAULT_PRINCIPAL]);
 }
 
@@ -52,13 +69,23 @@ async fn every_version_names_its_owner_and_a_client_cannot_forge_it() {
 async fn only_the_owner_changes_or_deletes_a_clinical_record() {
     let app = spawn_app().await;
     let patient = app.create(&patient("19121212-1212", "Tolvansson")).await;
-    let sr = app.create(&service_request(patient["id"].as_str().unwrap())).await;
+    let sr = app
+        .create(&service_request(patient["id"].as_str().unwrap()))
+        .await;
     let path = format!("{}/ServiceRequest/{}", app.fhir, sr["id"].as_str().unwrap());
-    let other = app.client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds").await;
+    let other = app
+        .client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds")
+        .await;
 
     let mut changed = sr.clone();
     changed["status"] = json!("revoked");
-    let r = other.put(&path).header("content-type", FHIR_JSON).body(changed.to_string()).send().await.unwrap();
+    let r = other
+        .put(&path)
+        .header("content-type", FHIR_JSON)
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let text = outcome_text(&json(r).await);
     assert!(text.contains("only its owner"), "{text}");
@@ -67,7 +94,14 @@ async fn only_the_owner_changes_or_deletes_a_clinical_record() {
     let current = json(app.client.get(&path).send().await.unwrap()).await;
     assert_eq!(current["meta"]["versionId"], "1", "nothing changed");
 
-    let r = app.client.put(&path).header("content-type", FHIR_JSON).body(changed.to_string()).send().await.unwrap();
+    let r = app
+        .client
+        .put(&path)
+        .header("content-type", FHIR_JSON)
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the owner may");
     assert_eq!(app.client.delete(&path).send().await.unwrap().status(), 204);
 }
@@ -77,10 +111,18 @@ async fn shared_master_data_may_be_changed_by_another_principal_and_keeps_its_ow
     let app = spawn_app().await;
     let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
     let path = format!("{}/Patient/{}", app.fhir, created["id"].as_str().unwrap());
-    let other = app.client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds").await;
+    let other = app
+        .client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds")
+        .await;
     let mut changed = created.clone();
     changed["name"] = json!([{"family": "Tolvansson", "given": ["Tolvan", "Tolvsson"]}]);
-    let r = other.put(&path).header("content-type", FHIR_JSON).body(changed.to_string()).send().await.unwrap();
+    let r = other
+        .put(&path)
+        .header("content-type", FHIR_JSON)
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(owner_of(&json(r).await), [DEFAULT_PRINCIPAL]);
 }

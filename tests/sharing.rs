@@ -25,7 +25,10 @@ struct World {
 
 async fn world() -> World {
     let app = spawn_app_with_demo().await;
-    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"].as_str().unwrap().to_owned();
+    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let sr = |performer: Option<&str>| {
         let mut v = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
                            "subject": {"reference": format!("Patient/{patient}")}});
@@ -34,17 +37,31 @@ async fn world() -> World {
         }
         v
     };
-    let addressed = app.create(&sr(Some("SE2321000255-VC101"))).await["id"].as_str().unwrap().to_owned();
-    let private = app.create(&sr(None)).await["id"].as_str().unwrap().to_owned();
+    let addressed = app.create(&sr(Some("SE2321000255-VC101"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let private = app.create(&sr(None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let child = app
-        .create(&json!({"resourceType": "Task", "status": "requested", "intent": "order",
+        .create(
+            &json!({"resourceType": "Task", "status": "requested", "intent": "order",
                          "basedOn": [{"reference": format!("ServiceRequest/{addressed}")}],
-                         "for": {"reference": format!("Patient/{patient}")}}))
+                         "for": {"reference": format!("Patient/{patient}")}}),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    World { app, patient, addressed, private, child }
+    World {
+        app,
+        patient,
+        addressed,
+        private,
+        child,
+    }
 }
 
 fn ids(bundle: &Value) -> Vec<String> {
@@ -53,7 +70,11 @@ fn ids(bundle: &Value) -> Vec<String> {
         .map(|e| {
             e.iter()
                 .filter_map(|e| {
-                    Some(format!("{}/{}", e["resource"]["resourceType"].as_str()?, e["resource"]["id"].as_str()?))
+                    Some(format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str()?,
+                        e["resource"]["id"].as_str()?
+                    ))
                 })
                 .collect()
         })
@@ -63,54 +84,120 @@ fn ids(bundle: &Value) -> Vec<String> {
 #[tokio::test]
 async fn a_participant_reads_what_is_addressed_to_it_and_what_belongs_to_it_but_nothing_else() {
     let w = world().await;
-    let vc = w.app.client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds").await;
+    let vc = w
+        .app
+        .client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds")
+        .await;
     let get = |path: String| {
         let vc = vc.clone();
         async move { vc.get(path).send().await.unwrap() }
     };
     let fhir = &w.app.fhir;
-    assert_eq!(get(format!("{fhir}/ServiceRequest/{}", w.addressed)).await.status(), 200);
-    assert_eq!(get(format!("{fhir}/Task/{}", w.child)).await.status(), 200, "belongs to the referral");
+    assert_eq!(
+        get(format!("{fhir}/ServiceRequest/{}", w.addressed))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(format!("{fhir}/Task/{}", w.child)).await.status(),
+        200,
+        "belongs to the referral"
+    );
     let hidden = get(format!("{fhir}/ServiceRequest/{}", w.private)).await;
     assert_eq!(hidden.status(), 404, "hidden reads as absent");
     let text = hidden.text().await.unwrap();
-    assert!(!text.contains("owned") && !text.contains("SE2321000255-MTN01"), "{text}");
-    assert_eq!(get(format!("{fhir}/ServiceRequest/{}/_history/1", w.private)).await.status(), 404);
-    assert_eq!(get(format!("{fhir}/ServiceRequest/{}/_history", w.private)).await.status(), 404);
+    assert!(
+        !text.contains("owned") && !text.contains("SE2321000255-MTN01"),
+        "{text}"
+    );
+    assert_eq!(
+        get(format!("{fhir}/ServiceRequest/{}/_history/1", w.private))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("{fhir}/ServiceRequest/{}/_history", w.private))
+            .await
+            .status(),
+        404
+    );
     // The patient is shared master data.
-    assert_eq!(get(format!("{fhir}/Patient/{}", w.patient)).await.status(), 200);
+    assert_eq!(
+        get(format!("{fhir}/Patient/{}", w.patient)).await.status(),
+        200
+    );
 
-    let search = json(get(format!("{fhir}/ServiceRequest?patient={}&_total=accurate", w.patient)).await).await;
+    let search = json(
+        get(format!(
+            "{fhir}/ServiceRequest?patient={}&_total=accurate",
+            w.patient
+        ))
+        .await,
+    )
+    .await;
     assert_eq!(ids(&search), [format!("ServiceRequest/{}", w.addressed)]);
-    assert_eq!(search["total"], 1, "the total does not count the hidden one");
+    assert_eq!(
+        search["total"], 1,
+        "the total does not count the hidden one"
+    );
     let history = json(get(format!("{fhir}/ServiceRequest/_history")).await).await;
     assert_eq!(ids(&history), [format!("ServiceRequest/{}", w.addressed)]);
     // _include of a hidden target leaves it out.
-    let included = json(get(format!("{fhir}/Task?_id={}&_include=Task:based-on", w.child)).await).await;
+    let included = json(
+        get(format!(
+            "{fhir}/Task?_id={}&_include=Task:based-on",
+            w.child
+        ))
+        .await,
+    )
+    .await;
     assert!(ids(&included).contains(&format!("ServiceRequest/{}", w.addressed)));
 }
 
 #[tokio::test]
 async fn an_outsider_sees_none_of_it_anywhere() {
     let w = world().await;
-    let kommun = w.app.client_as(KOMMUN, Some(KOMMUN_USER), "system/*.cruds").await;
+    let kommun = w
+        .app
+        .client_as(KOMMUN, Some(KOMMUN_USER), "system/*.cruds")
+        .await;
     let fhir = &w.app.fhir;
     for path in [
         format!("ServiceRequest/{}", w.addressed),
         format!("ServiceRequest/{}", w.private),
         format!("Task/{}", w.child),
     ] {
-        assert_eq!(kommun.get(format!("{fhir}/{path}")).send().await.unwrap().status(), 404, "{path}");
+        assert_eq!(
+            kommun
+                .get(format!("{fhir}/{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404,
+            "{path}"
+        );
     }
     let search = json(
-        kommun.get(format!("{fhir}/ServiceRequest?patient={}&_total=accurate", w.patient)).send().await.unwrap(),
+        kommun
+            .get(format!(
+                "{fhir}/ServiceRequest?patient={}&_total=accurate",
+                w.patient
+            ))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(search["total"], 0);
     assert!(ids(&search).is_empty());
     let history = json(kommun.get(format!("{fhir}/_history")).send().await.unwrap()).await;
     assert!(
-        ids(&history).iter().all(|i| !i.starts_with("ServiceRequest/") && !i.starts_with("Task/")),
+        ids(&history)
+            .iter()
+            .all(|i| !i.starts_with("ServiceRequest/") && !i.starts_with("Task/")),
         "{:?}",
         ids(&history)
     );
@@ -124,7 +211,16 @@ async fn an_outsider_sees_none_of_it_anywhere() {
     let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": format!("ServiceRequest/{}", w.private)}}
     ]});
-    let r = json(kommun.post(fhir).header("content-type", FHIR_JSON).body(bundle.to_string()).send().await.unwrap()).await;
+    let r = json(
+        kommun
+            .post(fhir)
+            .header("content-type", FHIR_JSON)
+            .body(bundle.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r["entry"][0]["response"]["status"], "404 Not Found", "{r}");
     let still = json(w.app.get(&format!("ServiceRequest/{}", w.private)).await).await;
     assert_eq!(still["meta"]["versionId"], "1");
@@ -140,17 +236,45 @@ async fn a_protected_identity_shows_address_and_telecom_only_to_the_principal_th
     body["telecom"] = json!([{"system": "phone", "value": "0701234567"}]);
     let created = app.create(&body).await;
     let id = created["id"].as_str().unwrap();
-    let own = app.get(&format!("Patient/{id}")).await.text().await.unwrap();
-    assert!(own.contains("Hemliga") && own.contains("0701234567"), "the entering principal sees it");
+    let own = app
+        .get(&format!("Patient/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        own.contains("Hemliga") && own.contains("0701234567"),
+        "the entering principal sees it"
+    );
 
-    let vc = app.client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds").await;
-    for path in [format!("Patient/{id}"), format!("Patient/{id}/_history/1"), format!("Patient?_id={id}"), format!("Patient/{id}/_history")] {
-        let text = vc.get(format!("{}/{path}", app.fhir)).send().await.unwrap().text().await.unwrap();
+    let vc = app
+        .client_as(VC_NASBY, Some(VC_NASBY_USER), "system/*.cruds")
+        .await;
+    for path in [
+        format!("Patient/{id}"),
+        format!("Patient/{id}/_history/1"),
+        format!("Patient?_id={id}"),
+        format!("Patient/{id}/_history"),
+    ] {
+        let text = vc
+            .get(format!("{}/{path}", app.fhir))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(text.contains("Tolvansson"), "{path}: {text}");
-        assert!(!text.contains("Hemliga") && !text.contains("0701234567"), "{path} leaks: {text}");
+        assert!(
+            !text.contains("Hemliga") && !text.contains("0701234567"),
+            "{path} leaks: {text}"
+        );
     }
     // No search by address or phone points at the patient, for anyone.
-    for q in ["Patient?address-city=Kristianstad&_total=accurate", "Patient?phone=0701234567&_total=accurate"] {
+    for q in [
+        "Patient?address-city=Kristianstad&_total=accurate",
+        "Patient?phone=0701234567&_total=accurate",
+    ] {
         let found = json(vc.get(format!("{}/{q}", app.fhir)).send().await.unwrap()).await;
         assert_eq!(found["total"], 0, "{q}");
     }

@@ -49,14 +49,22 @@ pub struct Broken {
 
 /// Walks the whole chain in order. Reads only; works on a copy of the database too (`navet audit verify`).
 pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare("SELECT seq, id, recorded_ms, json, prev_hash, hash FROM audit_log ORDER BY seq")?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, id, recorded_ms, json, prev_hash, hash FROM audit_log ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut expected_prev = GENESIS.to_owned();
     let mut expected_seq = 1i64;
     let mut records = 0u64;
     while let Some(row) = rows.next()? {
-        let (seq, id, recorded_ms, json, prev, hash): (i64, String, i64, String, String, String) =
-            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+        let (seq, id, recorded_ms, json, prev, hash): (i64, String, i64, String, String, String) = (
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        );
         records += 1;
         let broken = |reason: String| Verification {
             records,
@@ -72,10 +80,14 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
             )));
         }
         if prev != expected_prev {
-            return Ok(broken("its predecessor hash does not match the record before it".into()));
+            return Ok(broken(
+                "its predecessor hash does not match the record before it".into(),
+            ));
         }
         if link_hash(&prev, seq, &id, recorded_ms, &json) != hash {
-            return Ok(broken("its content does not match its hash: it was changed".into()));
+            return Ok(broken(
+                "its content does not match its hash: it was changed".into(),
+            ));
         }
         expected_prev = hash;
         expected_seq += 1;

@@ -21,12 +21,16 @@ use crate::store::{NewVersion, WriteTx};
 pub const AUDIT_OWNER: &str = crate::store::SYSTEM_PRINCIPAL;
 
 /// Appends `record` to the log inside the caller's transaction: if this fails, so does the transaction.
-pub fn append(ctx: &FhirContext, tx: &mut dyn WriteTx, record: &AuditRecord) -> Result<(), ApiError> {
+pub fn append(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    record: &AuditRecord,
+) -> Result<(), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (now, now_ms) = tx.now();
     let json = record.to_audit_event(&id, &now);
-    let value: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| ApiError::internal(format!("audit event JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| ApiError::internal(format!("audit event JSON: {e}")))?;
     tx.put_version(NewVersion {
         resource_type: "AuditEvent".into(),
         id: id.clone(),

@@ -86,7 +86,11 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn new(action: Action, operation: impl Into<String>, request_id: impl Into<String>) -> Self {
+    pub fn new(
+        action: Action,
+        operation: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> Self {
         AuditRecord {
             action,
             operation: operation.into(),
@@ -109,7 +113,10 @@ impl AuditRecord {
             return;
         }
         for key in ["subject", "patient", "beneficiary", "for"] {
-            if let Some(reference) = value.get(key).and_then(|r| r.get("reference")).and_then(Value::as_str)
+            if let Some(reference) = value
+                .get(key)
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str)
                 && let Some(rest) = reference.strip_prefix("Patient/")
             {
                 let id = rest.split('/').next().unwrap_or(rest);

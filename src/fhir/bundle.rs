@@ -13,11 +13,11 @@ use serde_json::value::RawValue;
 
 use crate::audit::{AuditRecord, Outcome};
 use crate::auth::Interaction;
-use crate::http::audit::note_version;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::fhir::json::IncomingResource;
 use crate::fhir::ops::{self, Condition, Prepared, WriteOutcome, WriteStatus};
+use crate::http::audit::note_version;
 use crate::store::{Actor, Store, StoredVersion, WriteTx};
 
 #[derive(Debug, Deserialize)]
@@ -203,10 +203,9 @@ fn parse_if_match(v: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
-    let request = e
-        .request
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("request", "every entry needs a request (method and url)"))?;
+    let request = e.request.as_ref().ok_or_else(|| {
+        ApiError::invalid("request", "every entry needs a request (method and url)")
+    })?;
     let url = request.url.trim_start_matches('/');
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -215,17 +214,21 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let if_match = parse_if_match(request.if_match.as_deref())?;
     let resource = |expected: &str| -> Result<Prepared, ApiError> {
-        let raw = e
-            .resource
-            .as_ref()
-            .ok_or_else(|| ApiError::invalid("resource", format!("a {} entry needs a resource", request.method)))?;
+        let raw = e.resource.as_ref().ok_or_else(|| {
+            ApiError::invalid(
+                "resource",
+                format!("a {} entry needs a resource", request.method),
+            )
+        })?;
         ops::prepare_parsed(ctx, IncomingResource::from_raw(raw)?, Some(expected))
     };
     let known = |ty: &str| -> Result<(), ApiError> {
         if ctx.structure.is_resource_type(ty) {
             Ok(())
         } else {
-            Err(ApiError::NotFound(format!("'{ty}' is not a FHIR R4 resource type")))
+            Err(ApiError::NotFound(format!(
+                "'{ty}' is not a FHIR R4 resource type"
+            )))
         }
     };
     match (request.method.as_str(), segments.as_slice(), query) {
@@ -297,12 +300,18 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
 pub type Authorize<'a> = &'a (dyn Fn(&str, Interaction) -> Result<(), ApiError> + Sync);
 
 /// Parses one entry and checks the caller may do what it asks.
-fn authorized_entry(ctx: &FhirContext, e: &EntryIn, authorize: Authorize<'_>) -> Result<Op, ApiError> {
+fn authorized_entry(
+    ctx: &FhirContext,
+    e: &EntryIn,
+    authorize: Authorize<'_>,
+) -> Result<Op, ApiError> {
     let mut op = prepare_entry(ctx, e)?;
     let (ty, interaction) = op.needs();
     authorize(ty, interaction)?;
     if let Op::ConditionalUpdate {
-        prepared, may_create, ..
+        prepared,
+        may_create,
+        ..
     } = &mut op
     {
         *may_create = authorize(prepared.resource.resource_type(), Interaction::Create).is_ok();
@@ -321,13 +330,15 @@ pub async fn process(
     bytes: &[u8],
 ) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
     let kind = kind_of(bytes)?;
-    let bundle: BundleIn =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
+    let bundle: BundleIn = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
     match kind {
         BundleKind::Transaction => {
             let mut ops_list = Vec::with_capacity(bundle.entry.len());
             for (i, e) in bundle.entry.iter().enumerate() {
-                ops_list.push(authorized_entry(&ctx, e, authorize).map_err(|err| prefix_paths(err, i))?);
+                ops_list.push(
+                    authorized_entry(&ctx, e, authorize).map_err(|err| prefix_paths(err, i))?,
+                );
             }
             let job_ctx = ctx.clone();
             let results = store
@@ -335,7 +346,9 @@ pub async fn process(
                     let results = run_transaction(&job_ctx, tx, ops_list)?;
                     // One record for the whole transaction, in its transaction.
                     if let Some(mut record) = audit {
-                        for version in results.iter().filter_map(|r| r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())) {
+                        for version in results.iter().filter_map(|r| {
+                            r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())
+                        }) {
                             note_version(&mut record, version);
                         }
                         crate::audit::append(&job_ctx, tx, &record)?;
@@ -363,7 +376,12 @@ pub async fn process(
                                 let mut map = HashMap::new();
                                 let result = run_op(&job_ctx, tx, op, &mut map)?;
                                 if let Some(mut record) = entry_record {
-                                    if let Some(v) = result.outcome.as_ref().map(|o| &o.version).or(result.read.as_ref()) {
+                                    if let Some(v) = result
+                                        .outcome
+                                        .as_ref()
+                                        .map(|o| &o.version)
+                                        .or(result.read.as_ref())
+                                    {
                                         note_version(&mut record, v);
                                     }
                                     record.status = result.status;
@@ -406,7 +424,11 @@ fn error_result(err: &ApiError) -> EntryResult {
     }
 }
 
-fn run_transaction(ctx: &Arc<FhirContext>, tx: &mut dyn WriteTx, ops_list: Vec<Op>) -> Result<Vec<EntryResult>, ApiError> {
+fn run_transaction(
+    ctx: &Arc<FhirContext>,
+    tx: &mut dyn WriteTx,
+    ops_list: Vec<Op>,
+) -> Result<Vec<EntryResult>, ApiError> {
     // 1. Pre-assign ids to creates, resolving conditional creates first, so references can be rewritten.
     let mut map: HashMap<String, String> = HashMap::new();
     let mut ordered: Vec<(usize, Op)> = ops_list.into_iter().enumerate().collect();
@@ -420,7 +442,10 @@ fn run_transaction(ctx: &Arc<FhirContext>, tx: &mut dyn WriteTx, ops_list: Vec<O
             ..
         } = op
         {
-            map.insert(full_url.clone(), format!("{}/{id}", prepared.resource.resource_type()));
+            map.insert(
+                full_url.clone(),
+                format!("{}/{id}", prepared.resource.resource_type()),
+            );
             continue;
         }
         if let Op::ConditionalUpdate {
@@ -462,7 +487,10 @@ fn run_transaction(ctx: &Arc<FhirContext>, tx: &mut dyn WriteTx, ops_list: Vec<O
                     let ids = tx.search_ids(&ty, &c.query, 2)?;
                     if ids.len() > 1 {
                         return Err(prefix_paths(
-                            ApiError::PreconditionFailed(format!("ifNoneExist '{}' matches more than one {ty}", c.key)),
+                            ApiError::PreconditionFailed(format!(
+                                "ifNoneExist '{}' matches more than one {ty}",
+                                c.key
+                            )),
                             *i,
                         ));
                     }
@@ -520,18 +548,18 @@ fn run_transaction(ctx: &Arc<FhirContext>, tx: &mut dyn WriteTx, ops_list: Vec<O
 
 fn op_prepared(op: &Op) -> Option<&Prepared> {
     match op {
-        Op::Create { prepared, .. } | Op::Update { prepared, .. } | Op::ConditionalUpdate { prepared, .. } => {
-            Some(prepared)
-        }
+        Op::Create { prepared, .. }
+        | Op::Update { prepared, .. }
+        | Op::ConditionalUpdate { prepared, .. } => Some(prepared),
         _ => None,
     }
 }
 
 fn op_prepared_mut(op: &mut Op) -> Option<&mut Prepared> {
     match op {
-        Op::Create { prepared, .. } | Op::Update { prepared, .. } | Op::ConditionalUpdate { prepared, .. } => {
-            Some(prepared)
-        }
+        Op::Create { prepared, .. }
+        | Op::Update { prepared, .. }
+        | Op::ConditionalUpdate { prepared, .. } => Some(prepared),
         _ => None,
     }
 }
@@ -554,7 +582,9 @@ fn collect_conditional_refs(value: &serde_json::Value, out: &mut Vec<String>) {
                 }
             }
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_conditional_refs(v, out)),
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|v| collect_conditional_refs(v, out))
+        }
         _ => {}
     }
 }
@@ -594,7 +624,10 @@ fn run_op(
             Ok(written(outcome))
         }
         Op::Update {
-            prepared, id, if_match, ..
+            prepared,
+            id,
+            if_match,
+            ..
         } => Ok(written(ops::update(ctx, tx, &prepared, &id, if_match)?)),
         Op::ConditionalUpdate {
             prepared,
@@ -615,17 +648,21 @@ fn run_op(
             },
         )?)),
         Op::Delete { ty, id, if_match } => Ok(written(ops::delete(tx, &ty, &id, if_match)?)),
-        Op::ConditionalDelete { ty, condition } => match ops::conditional_delete(tx, &ty, &condition)? {
-            Some(outcome) => Ok(written(outcome)),
-            None => Ok(EntryResult {
-                status: 204,
-                outcome: None,
-                read: None,
-                error: None,
-            }),
-        },
+        Op::ConditionalDelete { ty, condition } => {
+            match ops::conditional_delete(tx, &ty, &condition)? {
+                Some(outcome) => Ok(written(outcome)),
+                None => Ok(EntryResult {
+                    status: 204,
+                    outcome: None,
+                    read: None,
+                    error: None,
+                }),
+            }
+        }
         Op::Read { ty, id } => match tx.current(&ty, &id)? {
-            Some(_) if !tx.visible(&ty, &id)? => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
+            Some(_) if !tx.visible(&ty, &id)? => {
+                Err(ApiError::NotFound(format!("{ty}/{id} does not exist")))
+            }
             None => Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
             Some(v) if v.deleted => Err(ApiError::Gone(format!("{ty}/{id} was deleted"))),
             Some(mut v) => {

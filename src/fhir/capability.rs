@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn the_committed_capability_statement_matches_what_is_served() {
         let generated = generate(&FhirContext::embedded());
-        let committed: Value = serde_json::from_str(COMMITTED).expect("committed statement is JSON");
+        let committed: Value =
+            serde_json::from_str(COMMITTED).expect("committed statement is JSON");
         assert!(
             generated == committed,
             "conformance/capability-statement.json is stale: run \
@@ -122,7 +123,10 @@ mod tests {
     #[ignore = "rewrites conformance/capability-statement.json"]
     fn the_committed_capability_statement_is_regenerated() {
         let generated = generate(&FhirContext::embedded());
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/capability-statement.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/conformance/capability-statement.json"
+        );
         let text = serde_json::to_string_pretty(&generated).expect("serialises") + "\n";
         std::fs::write(path, text).expect("writes the statement");
     }

@@ -59,7 +59,12 @@ impl IncomingResource {
                 .filter(|(k, _)| !SERVER_META.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            Some(_) => return Err(ApiError::invalid(format!("{resource_type}.meta"), "meta must be an object")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("{resource_type}.meta"),
+                    "meta must be an object",
+                ));
+            }
         };
         let members = raw
             .into_iter()
@@ -134,14 +139,22 @@ impl IncomingResource {
         for (k, v) in &self.meta {
             meta.insert(k.clone(), v.clone());
         }
-        let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+        let tags = meta
+            .entry("tag")
+            .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(items) = tags {
             items.retain(|c| c.get("system").and_then(Value::as_str) != Some(OWNER_TAG_SYSTEM));
             items.push(serde_json::json!({"system": OWNER_TAG_SYSTEM, "code": owner}));
         } else {
             *tags = serde_json::json!([{"system": OWNER_TAG_SYSTEM, "code": owner}]);
         }
-        let mut out = String::with_capacity(256 + self.members.iter().map(|(_, r)| r.get().len() + 32).sum::<usize>());
+        let mut out = String::with_capacity(
+            256 + self
+                .members
+                .iter()
+                .map(|(_, r)| r.get().len() + 32)
+                .sum::<usize>(),
+        );
         out.push_str("{\"resourceType\":");
         out.push_str(&json_string(&self.resource_type));
         out.push_str(",\"id\":");
@@ -201,7 +214,9 @@ mod tests {
         assert!(text.contains("12500.00"));
         assert!(text.contains(r#""versionId":"2""#));
         assert!(
-            text.contains(r#""tag":[{"code":"a"},{"system":"urn:navet:owner","code":"SE2321000255-MTN01"}]"#),
+            text.contains(
+                r#""tag":[{"code":"a"},{"system":"urn:navet:owner","code":"SE2321000255-MTN01"}]"#
+            ),
             "the client's tag stays, the owner tag follows it: {text}"
         );
         assert!(text.contains(r#""id":"new""#));
@@ -230,7 +245,10 @@ mod tests {
             "Patient/p1".to_string(),
         )]);
         r.rewrite_references(&map);
-        assert!(r.render("o", 1, "t", "SE2321000255-MTN01").contains(r#""reference":"Patient/p1""#));
+        assert!(
+            r.render("o", 1, "t", "SE2321000255-MTN01")
+                .contains(r#""reference":"Patient/p1""#)
+        );
         assert_eq!(r.value()["subject"]["reference"], "Patient/p1");
     }
 }

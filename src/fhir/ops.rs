@@ -19,7 +19,11 @@ pub struct Prepared {
 }
 
 /// Parses, validates and checks a resource body for `expected_type` (the URL's type, if any).
-pub fn prepare(ctx: &FhirContext, bytes: &[u8], expected_type: Option<&str>) -> Result<Prepared, ApiError> {
+pub fn prepare(
+    ctx: &FhirContext,
+    bytes: &[u8],
+    expected_type: Option<&str>,
+) -> Result<Prepared, ApiError> {
     let resource = IncomingResource::parse(bytes)?;
     prepare_parsed(ctx, resource, expected_type)
 }
@@ -91,7 +95,11 @@ pub struct Condition {
 }
 
 impl Condition {
-    pub fn parse(ctx: &FhirContext, resource_type: &str, query_string: &str) -> Result<Self, ApiError> {
+    pub fn parse(
+        ctx: &FhirContext,
+        resource_type: &str,
+        query_string: &str,
+    ) -> Result<Self, ApiError> {
         let query_string = query_string.trim_start_matches('?');
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query_string.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -124,11 +132,17 @@ fn new_id() -> String {
 
 /// A valid FHIR id (R4 §2.24.0.1 id: `[A-Za-z0-9\-\.]{1,64}`).
 pub fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!("'{id}' is not a valid FHIR id")))
+        Err(ApiError::BadRequest(format!(
+            "'{id}' is not a valid FHIR id"
+        )))
     }
 }
 
@@ -241,7 +255,11 @@ pub fn create(
 }
 
 /// The one current resource matching a condition; 412 when several do (§3.1.0.8.1).
-fn find_single(tx: &mut dyn WriteTx, ty: &str, cond: &Condition) -> Result<Option<StoredVersion>, ApiError> {
+fn find_single(
+    tx: &mut dyn WriteTx,
+    ty: &str,
+    cond: &Condition,
+) -> Result<Option<StoredVersion>, ApiError> {
     let ids = tx.search_ids(ty, &cond.query, 2)?;
     match ids.as_slice() {
         [] => Ok(None),
@@ -323,7 +341,9 @@ pub fn conditional_update(
             "no {ty} matches the condition and the access token's scopes do not allow create on {ty}"
         ))),
         None => {
-            let id = options.id.or_else(|| prepared.resource.body_id().map(str::to_owned));
+            let id = options
+                .id
+                .or_else(|| prepared.resource.body_id().map(str::to_owned));
             if let Some(id) = &id {
                 check_id(id)?;
             }
@@ -333,7 +353,12 @@ pub fn conditional_update(
 }
 
 /// delete (§3.1.0.7): a new version marked deleted; nothing is physically removed.
-pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, ApiError> {
+pub fn delete(
+    tx: &mut dyn WriteTx,
+    ty: &str,
+    id: &str,
+    if_match: Option<i64>,
+) -> Result<WriteOutcome, ApiError> {
     let current = match tx.current(ty, id)? {
         Some(current) if tx.visible(ty, id)? => current,
         _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
@@ -383,7 +408,11 @@ pub fn delete(tx: &mut dyn WriteTx, ty: &str, id: &str, if_match: Option<i64>) -
 }
 
 /// Conditional delete (§3.1.0.7.1), single-match form: several matches are 412.
-pub fn conditional_delete(tx: &mut dyn WriteTx, ty: &str, condition: &Condition) -> Result<Option<WriteOutcome>, ApiError> {
+pub fn conditional_delete(
+    tx: &mut dyn WriteTx,
+    ty: &str,
+    condition: &Condition,
+) -> Result<Option<WriteOutcome>, ApiError> {
     match find_single(tx, ty, condition)? {
         Some(existing) => delete(tx, ty, &existing.id, None).map(Some),
         None => Ok(None),

@@ -1,8 +1,8 @@
 //! OperationOutcome, built with fhir-sdk's typed model (FHIR R4 4.0.1 §2.36 OperationOutcome; R4B's model is
 //! identical for it). Every error and informational answer of the FHIR API goes through here.
 
-use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use fhir_sdk::r4b::codes::{IssueSeverity, IssueType};
 use fhir_sdk::r4b::resources::{OperationOutcome as SdkOutcome, OperationOutcomeIssue};

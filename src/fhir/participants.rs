@@ -19,8 +19,16 @@ use crate::store::{StoreError, WriteTx};
 
 /// Top-level members that name participants (FHIR R4 element names across ServiceRequest, Task, CarePlan,
 /// CareTeam, Encounter, Appointment, Communication, MedicationRequest, MedicationAdministration, Consent).
-const PARTICIPANT_MEMBERS: [&str; 8] =
-    ["requester", "performer", "owner", "recipient", "author", "sender", "participant", "careTeam"];
+const PARTICIPANT_MEMBERS: [&str; 8] = [
+    "requester",
+    "performer",
+    "owner",
+    "recipient",
+    "author",
+    "sender",
+    "participant",
+    "careTeam",
+];
 
 /// Members that point at the referral, plan, task or ordination a resource belongs to.
 const PARENT_MEMBERS: [&str; 4] = ["basedOn", "partOf", "focus", "request"];
@@ -42,7 +50,9 @@ pub fn collect(tx: &mut dyn WriteTx, value: &Value) -> Result<Vec<String>, Store
     for member in PARENT_MEMBERS {
         if let Some(v) = value.get(member) {
             for reference in references_in(v) {
-                let Reference::Literal(ty, id) = &reference else { continue };
+                let Reference::Literal(ty, id) = &reference else {
+                    continue;
+                };
                 if !PARENT_TYPES.contains(&ty.as_str()) {
                     continue;
                 }
@@ -106,7 +116,12 @@ fn push(out: &mut Vec<String>, hsa: &str) {
     }
 }
 
-fn resolve(tx: &mut dyn WriteTx, reference: &Reference, depth: u8, out: &mut Vec<String>) -> Result<(), StoreError> {
+fn resolve(
+    tx: &mut dyn WriteTx,
+    reference: &Reference,
+    depth: u8,
+    out: &mut Vec<String>,
+) -> Result<(), StoreError> {
     let (ty, id) = match reference {
         Reference::Hsa(hsa) => {
             push(out, hsa);
@@ -114,15 +129,31 @@ fn resolve(tx: &mut dyn WriteTx, reference: &Reference, depth: u8, out: &mut Vec
         }
         Reference::Literal(ty, id) => (ty, id),
     };
-    if depth >= MAX_DEPTH || !matches!(ty.as_str(), "Organization" | "PractitionerRole" | "HealthcareService" | "CareTeam") {
+    if depth >= MAX_DEPTH
+        || !matches!(
+            ty.as_str(),
+            "Organization" | "PractitionerRole" | "HealthcareService" | "CareTeam"
+        )
+    {
         return Ok(());
     }
-    let Some(found) = tx.current(ty, id)? else { return Ok(()) };
-    let Some(json) = found.json.as_deref() else { return Ok(()) };
-    let Ok(target) = serde_json::from_str::<Value>(json) else { return Ok(()) };
+    let Some(found) = tx.current(ty, id)? else {
+        return Ok(());
+    };
+    let Some(json) = found.json.as_deref() else {
+        return Ok(());
+    };
+    let Ok(target) = serde_json::from_str::<Value>(json) else {
+        return Ok(());
+    };
     let next: Vec<&str> = match ty.as_str() {
         "Organization" => {
-            for identifier in target.get("identifier").and_then(Value::as_array).into_iter().flatten() {
+            for identifier in target
+                .get("identifier")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if identifier.get("system").and_then(Value::as_str) == Some(HSA_ID_SYSTEM)
                     && let Some(value) = identifier.get("value").and_then(Value::as_str)
                 {

@@ -25,14 +25,19 @@ pub fn is_protected(value: &Value) -> bool {
         .flatten()
         .any(|c| {
             c.get("system").and_then(Value::as_str) == Some(SECURITY_LABEL_SYSTEM)
-                && c.get("code").and_then(Value::as_str).is_some_and(|code| PROTECTED_CODES.contains(&code))
+                && c.get("code")
+                    .and_then(Value::as_str)
+                    .is_some_and(|code| PROTECTED_CODES.contains(&code))
         })
 }
 
 /// Drops the index rows that would let a search by address or telecom find a protected Patient.
 pub fn unindexed(rows: Vec<IndexRow>) -> Vec<IndexRow> {
     rows.into_iter()
-        .filter(|r| !(r.param.starts_with("address") || matches!(r.param.as_str(), "phone" | "email" | "telecom")))
+        .filter(|r| {
+            !(r.param.starts_with("address")
+                || matches!(r.param.as_str(), "phone" | "email" | "telecom"))
+        })
         .collect()
 }
 
@@ -44,12 +49,16 @@ pub fn redacted(json: &str) -> Option<String> {
         return None;
     }
     let mut members: IndexMap<String, Box<RawValue>> = serde_json::from_str(json).ok()?;
-    let meta: Value = members.get("meta").and_then(|m| serde_json::from_str(m.get()).ok())?;
+    let meta: Value = members
+        .get("meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())?;
     if !is_protected(&serde_json::json!({ "meta": meta })) {
         return None;
     }
     let before = members.len();
-    members.retain(|k, _| !WITHHELD.contains(&k.as_str()) && !WITHHELD.iter().any(|w| k == &format!("_{w}")));
+    members.retain(|k, _| {
+        !WITHHELD.contains(&k.as_str()) && !WITHHELD.iter().any(|w| k == &format!("_{w}"))
+    });
     if members.len() == before {
         return None;
     }
@@ -76,13 +85,19 @@ mod tests {
     fn a_protected_patient_loses_address_and_telecom_and_keeps_the_rest_verbatim() {
         let json = r#"{"resourceType":"Patient","id":"p","meta":{"security":[{"system":"http://hl7.se/fhir/ig/base/CodeSystem/SecurityLabel","code":"skyddadFolkbokforing"}]},"name":[{"family":"Berg"}],"address":[{"city":"Kristianstad"}],"telecom":[{"value":"070"}],"extension":[{"url":"u","valueDecimal":1.50}]}"#;
         let out = redacted(json).expect("redacted");
-        assert!(!out.contains("Kristianstad") && !out.contains("070"), "{out}");
+        assert!(
+            !out.contains("Kristianstad") && !out.contains("070"),
+            "{out}"
+        );
         assert!(out.contains("1.50") && out.contains("Berg"), "{out}");
     }
 
     #[test]
     fn an_unlabelled_patient_or_another_system_is_left_alone() {
-        assert_eq!(redacted(r#"{"resourceType":"Patient","address":[{"city":"X"}]}"#), None);
+        assert_eq!(
+            redacted(r#"{"resourceType":"Patient","address":[{"city":"X"}]}"#),
+            None
+        );
         let other = r#"{"resourceType":"Patient","meta":{"security":[{"system":"x","code":"skyddadFolkbokforing"}]},"address":[]}"#;
         assert_eq!(redacted(other), None);
     }

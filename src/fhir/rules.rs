@@ -63,7 +63,9 @@ mod tests {
         let p = json!({"resourceType": "Patient", "identifier": [
             {"system": "http://electronichealth.se/identifier/personnummer", "value": "191212121213"}]});
         match check("Patient", &p) {
-            Err(ApiError::Invalid(issues)) => assert_eq!(issues[0].path, "Patient.identifier[0].value"),
+            Err(ApiError::Invalid(issues)) => {
+                assert_eq!(issues[0].path, "Patient.identifier[0].value")
+            }
             other => panic!("expected invalid, got {other:?}"),
         }
     }

@@ -54,9 +54,10 @@ pub struct Audited;
 
 /// Adds what a stored version contributes to a record: the version as entity, its patients.
 pub fn note_version(record: &mut AuditRecord, v: &StoredVersion) {
-    record
-        .entities
-        .push(format!("{}/{}/_history/{}", v.resource_type, v.id, v.version));
+    record.entities.push(format!(
+        "{}/{}/_history/{}",
+        v.resource_type, v.id, v.version
+    ));
     if let Some(json) = &v.json {
         for patient in patients_in(&v.resource_type, &v.id, json) {
             record.add_patient(patient);
@@ -103,7 +104,10 @@ pub fn patients_in(resource_type: &str, id: &str, json: &str) -> Vec<String> {
 }
 
 /// `/fhir/{type}[/{id}…]`: the type and id a path names, and the interaction.
-fn describe(method: &Method, path: &str) -> Option<(Action, &'static str, Option<String>, Option<String>)> {
+fn describe(
+    method: &Method,
+    path: &str,
+) -> Option<(Action, &'static str, Option<String>, Option<String>)> {
     let rest = path.strip_prefix("/fhir")?.trim_start_matches('/');
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let owned = |s: &str| Some(s.to_owned());
@@ -128,7 +132,11 @@ fn describe(method: &Method, path: &str) -> Option<(Action, &'static str, Option
 }
 
 /// The middleware on every `/fhir` route. See the module documentation.
-pub async fn audit_requests(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn audit_requests(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let context = RequestContext {
         request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
         source_address: request
@@ -163,11 +171,17 @@ pub async fn audit_requests(State(state): State<AppState>, mut request: Request,
                 return response;
             };
             // Directory reads that failed are not patient data either.
-            if action == Action::Read && ty.as_deref().is_some_and(|t| crate::fhir::DIRECTORY_TYPES.contains(&t)) {
+            if action == Action::Read
+                && ty
+                    .as_deref()
+                    .is_some_and(|t| crate::fhir::DIRECTORY_TYPES.contains(&t))
+            {
                 return response;
             }
             let mut record = AuditRecord::new(action, operation, &*context.request_id);
-            record.caller = header.as_deref().and_then(|h| state.auth.authenticate(Some(h)).ok());
+            record.caller = header
+                .as_deref()
+                .and_then(|h| state.auth.authenticate(Some(h)).ok());
             record.source_address = context.source_address.clone();
             record.status = status;
             record.outcome = Outcome::from_status(status);
@@ -187,7 +201,11 @@ pub async fn audit_requests(State(state): State<AppState>, mut request: Request,
             record
         }
     };
-    let actor = record.caller.as_ref().map(Actor::from_caller).unwrap_or_else(Actor::system);
+    let actor = record
+        .caller
+        .as_ref()
+        .map(Actor::from_caller)
+        .unwrap_or_else(Actor::system);
     let ctx = state.fhir.clone();
     let written = state
         .store

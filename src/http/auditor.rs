@@ -18,14 +18,23 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Walks the hash chain: `{"records": n, "intact": true}` or the first broken record.
-async fn verify(State(state): State<AppState>, Authenticated(caller): Authenticated) -> Result<Response, ApiError> {
-    let hoperat = caller.user.as_ref().is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
+async fn verify(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Response, ApiError> {
+    let hoperat = caller
+        .user
+        .as_ref()
+        .is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
     if caller.principal.kind != PrincipalKind::Auditor || !hoperat {
         return Err(ApiError::Forbidden(
             "the access log is verified by auditor principals with purpose of use HOPERAT".into(),
         ));
     }
-    let report = state.store.verify_audit(&Actor::from_caller(&caller)).await?;
+    let report = state
+        .store
+        .verify_audit(&Actor::from_caller(&caller))
+        .await?;
     let body = serde_json::json!({
         "records": report.records,
         "intact": report.first_broken.is_none(),

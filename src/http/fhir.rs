@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{Authenticated, Caller, Interaction, PrincipalKind, PurposeOfUse};
-use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, BundleKind, EntryResult};
 use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
+use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::http::negotiate::{Prefer, Return, check_accept, json_body, query_pairs};
 use crate::http::respond::{self, BundleText, etag};
 use crate::http::search;
@@ -52,7 +52,8 @@ pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<
 }
 
 fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
-    if ty == "AuditEvent" && interaction != Interaction::Read && interaction != Interaction::Search {
+    if ty == "AuditEvent" && interaction != Interaction::Read && interaction != Interaction::Search
+    {
         // Append-only: only navet writes the access log.
         return Err(ApiError::MethodNotAllowed(
             "the access log is append-only and written by navet; AuditEvent cannot be created, changed or deleted"
@@ -63,7 +64,10 @@ fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiE
     let auditor = caller.principal.kind == PrincipalKind::Auditor;
     if ty == "AuditEvent" {
         // spec/timeline-and-audit.md: the log is read by auditor principals doing audit work (HOPERAT).
-        let hoperat = caller.user.as_ref().is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
+        let hoperat = caller
+            .user
+            .as_ref()
+            .is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
         if !(auditor && hoperat) {
             return Err(ApiError::Forbidden(
                 "the access log is read by auditor principals with purpose of use HOPERAT".into(),
@@ -73,7 +77,9 @@ fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiE
     }
     if auditor && !(ty == "Patient" || crate::fhir::DIRECTORY_TYPES.contains(&ty)) {
         // Auditors read the log, not clinical content (they may look up who a patient is).
-        return Err(ApiError::Forbidden(format!("auditor principals do not read clinical records ({ty})")));
+        return Err(ApiError::Forbidden(format!(
+            "auditor principals do not read clinical records ({ty})"
+        )));
     }
     if !crate::fhir::DIRECTORY_TYPES.contains(&ty) {
         caller.require_patient_data_access()?;
@@ -93,17 +99,32 @@ pub fn known_type(state: &AppState, ty: &str) -> Result<(), ApiError> {
     if state.fhir.structure.is_resource_type(ty) {
         Ok(())
     } else {
-        Err(ApiError::NotFound(format!("'{ty}' is not a FHIR R4 resource type")))
+        Err(ApiError::NotFound(format!(
+            "'{ty}' is not a FHIR R4 resource type"
+        )))
     }
 }
 
 fn location(state: &AppState, v: &StoredVersion) -> String {
-    format!("{}/{}/{}/_history/{}", state.fhir_base(), v.resource_type, v.id, v.version)
+    format!(
+        "{}/{}/{}/_history/{}",
+        state.fhir_base(),
+        v.resource_type,
+        v.id,
+        v.version
+    )
 }
 
-async fn capability(State(state): State<AppState>, headers: HeaderMap, raw: RawQuery) -> Result<Response, ApiError> {
+async fn capability(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: RawQuery,
+) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
-    Ok(respond::json_response(StatusCode::OK, state.capability.to_string()))
+    Ok(respond::json_response(
+        StatusCode::OK,
+        state.capability.to_string(),
+    ))
 }
 
 async fn read(
@@ -168,17 +189,25 @@ pub async fn read_resource(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} does not exist")))?;
     if v.deleted {
-        return Err(ApiError::Gone(format!("{ty}/{id} was deleted (version {})", v.version)));
+        return Err(ApiError::Gone(format!(
+            "{ty}/{id} was deleted (version {})",
+            v.version
+        )));
     }
     // A client holding the current version gets 304 and no body (RFC 9110 §13.1.2).
     if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|h| h.to_str().ok())
-        && inm.split(',').any(|t| ops::parse_etag(t).ok() == Some(v.version))
+        && inm
+            .split(',')
+            .any(|t| ops::parse_etag(t).ok() == Some(v.version))
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         r.headers_mut().extend(respond::version_headers(&v));
         return Ok((r, v));
     }
-    Ok((respond::resource(StatusCode::OK, &v, Return::Representation, None), v))
+    Ok((
+        respond::resource(StatusCode::OK, &v, Return::Representation, None),
+        v,
+    ))
 }
 
 async fn vread(
@@ -201,11 +230,17 @@ async fn vread(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} has no version {version}")))?;
     if v.deleted {
-        return Err(ApiError::Gone(format!("{ty}/{id} version {version} is a deletion")));
+        return Err(ApiError::Gone(format!(
+            "{ty}/{id} version {version} is a deletion"
+        )));
     }
     let mut record = rc.record(&caller, Action::Read, "vread");
     note_version(&mut record, &v);
-    Ok(with_note(respond::resource(StatusCode::OK, &v, Return::Representation, None), &ty, record))
+    Ok(with_note(
+        respond::resource(StatusCode::OK, &v, Return::Representation, None),
+        &ty,
+        record,
+    ))
 }
 
 fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> Response {
@@ -214,8 +249,11 @@ fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> R
         WriteStatus::Updated | WriteStatus::Existing => StatusCode::OK,
         WriteStatus::Deleted | WriteStatus::AlreadyDeleted => StatusCode::NO_CONTENT,
     };
-    let loc = matches!(outcome.status, WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing)
-        .then(|| location(state, &outcome.version));
+    let loc = matches!(
+        outcome.status,
+        WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing
+    )
+    .then(|| location(state, &outcome.version));
     respond::resource(status, &outcome.version, prefer.ret, loc)
 }
 
@@ -353,7 +391,11 @@ async fn delete(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &outcome, Prefer::from_headers(&headers))))
+    Ok(audited(write_response(
+        &state,
+        &outcome,
+        Prefer::from_headers(&headers),
+    )))
 }
 
 async fn conditional_delete(
@@ -405,8 +447,15 @@ async fn transaction(
     let actor = Actor::from_caller(&caller);
     let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
     let record = rc.record(&caller, Action::Execute, "transaction");
-    let (kind, results) =
-        bundle::process(state.fhir.clone(), state.store.as_ref(), &actor, &authorize, Some(record), &bytes).await?;
+    let (kind, results) = bundle::process(
+        state.fhir.clone(),
+        state.store.as_ref(),
+        &actor,
+        &authorize,
+        Some(record),
+        &bytes,
+    )
+    .await?;
     let kind_name = match kind {
         BundleKind::Transaction => "transaction-response",
         BundleKind::Batch => "batch-response",
@@ -415,7 +464,10 @@ async fn transaction(
     for r in &results {
         entry_response(&state, &mut out, r, prefer.ret);
     }
-    Ok(audited(respond::json_response(StatusCode::OK, out.finish())))
+    Ok(audited(respond::json_response(
+        StatusCode::OK,
+        out.finish(),
+    )))
 }
 
 fn status_text(status: u16) -> String {
@@ -447,7 +499,10 @@ fn entry_response(state: &AppState, out: &mut BundleText, r: &EntryResult, ret: 
                 "lastModified": v.last_updated,
             });
             if r.status != 204 {
-                response["location"] = serde_json::Value::String(format!("{}/{}/_history/{}", v.resource_type, v.id, v.version));
+                response["location"] = serde_json::Value::String(format!(
+                    "{}/{}/_history/{}",
+                    v.resource_type, v.id, v.version
+                ));
             }
             let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
             let resource = match ret {
@@ -460,6 +515,13 @@ fn entry_response(state: &AppState, out: &mut BundleText, r: &EntryResult, ret: 
                 &[("response", response)],
             );
         }
-        None => out.entry(None, None, &[("response", serde_json::json!({"status": status_text(r.status)}))]),
+        None => out.entry(
+            None,
+            None,
+            &[(
+                "response",
+                serde_json::json!({"status": status_text(r.status)}),
+            )],
+        ),
     }
 }

@@ -11,20 +11,31 @@ pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), Api
     if let Some(f) = format {
         return match f {
             "json" | "application/json" | "application/fhir+json" => Ok(()),
-            "xml" | "application/xml" | "application/fhir+xml" | "text/xml" => Err(ApiError::NotAcceptable(
-                "FHIR XML is not served; use _format=json".into(),
-            )),
-            other => Err(ApiError::NotAcceptable(format!("unsupported _format '{other}'"))),
+            "xml" | "application/xml" | "application/fhir+xml" | "text/xml" => Err(
+                ApiError::NotAcceptable("FHIR XML is not served; use _format=json".into()),
+            ),
+            other => Err(ApiError::NotAcceptable(format!(
+                "unsupported _format '{other}'"
+            ))),
         };
     }
     let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
     let acceptable = accept.split(',').any(|part| {
-        let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         matches!(
             media.as_str(),
-            "" | "*/*" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir"
+            "" | "*/*"
+                | "application/*"
+                | "application/json"
+                | "application/fhir+json"
+                | "application/json+fhir"
         )
     });
     if acceptable {
@@ -93,7 +104,11 @@ pub struct Prefer {
 impl Prefer {
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut prefer = Prefer::default();
-        for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for value in headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
             for token in value.split([',', ';']).map(str::trim) {
                 match token {
                     "return=minimal" => prefer.ret = Return::Minimal,
@@ -127,17 +142,26 @@ mod tests {
     #[test]
     fn fhir_json_and_wildcards_are_acceptable_and_xml_is_not() {
         let mut h = HeaderMap::new();
-        h.insert(ACCEPT, HeaderValue::from_static("application/fhir+json;q=0.9, */*;q=0.1"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/fhir+json;q=0.9, */*;q=0.1"),
+        );
         assert!(check_accept(&h, None).is_ok());
         h.insert(ACCEPT, HeaderValue::from_static("application/fhir+xml"));
-        assert!(matches!(check_accept(&h, None), Err(ApiError::NotAcceptable(_))));
+        assert!(matches!(
+            check_accept(&h, None),
+            Err(ApiError::NotAcceptable(_))
+        ));
         assert!(check_accept(&h, Some("json")).is_ok());
     }
 
     #[test]
     fn prefer_reads_return_and_handling() {
         let mut h = HeaderMap::new();
-        h.insert("prefer", HeaderValue::from_static("return=minimal, handling=lenient"));
+        h.insert(
+            "prefer",
+            HeaderValue::from_static("return=minimal, handling=lenient"),
+        );
         let p = Prefer::from_headers(&h);
         assert_eq!(p.ret, Return::Minimal);
         assert!(p.lenient);

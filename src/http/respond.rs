@@ -35,16 +35,28 @@ pub fn version_headers(v: &StoredVersion) -> HeaderMap {
 
 pub fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
 }
 
 /// The answer to a read or write of one resource, honouring `Prefer: return=`.
-pub fn resource(status: StatusCode, v: &StoredVersion, ret: Return, location: Option<String>) -> Response {
+pub fn resource(
+    status: StatusCode,
+    v: &StoredVersion,
+    ret: Return,
+    location: Option<String>,
+) -> Response {
     let mut response = match ret {
         Return::Minimal => status.into_response(),
         Return::OperationOutcome => {
-            let text = format!("{} {}/{} version {}", status.as_str(), v.resource_type, v.id, v.version);
+            let text = format!(
+                "{} {}/{} version {}",
+                status.as_str(),
+                v.resource_type,
+                v.id,
+                v.version
+            );
             let mut r = OperationOutcome::new(vec![Issue::information(&text)]).into_response();
             *r.status_mut() = status;
             r
@@ -80,7 +92,9 @@ impl BundleText {
         out.push_str("{\"resourceType\":\"Bundle\",\"id\":\"");
         out.push_str(&uuid::Uuid::new_v4().to_string());
         out.push_str("\",\"meta\":{\"lastUpdated\":");
-        out.push_str(&json(&crate::store::sqlite::format_instant(jiff::Timestamp::now().as_millisecond())));
+        out.push_str(&json(&crate::store::sqlite::format_instant(
+            jiff::Timestamp::now().as_millisecond(),
+        )));
         out.push_str("},\"type\":");
         out.push_str(&json(kind));
         if let Some(total) = total {
@@ -93,7 +107,9 @@ impl BundleText {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::json!({"relation": l.relation, "url": l.url}).to_string());
+                out.push_str(
+                    &serde_json::json!({"relation": l.relation, "url": l.url}).to_string(),
+                );
             }
             out.push(']');
         }
@@ -102,7 +118,12 @@ impl BundleText {
     }
 
     /// One entry. `members` are the entry's other members (search, request, response) as JSON values.
-    pub fn entry(&mut self, full_url: Option<&str>, resource: Option<&str>, members: &[(&str, serde_json::Value)]) {
+    pub fn entry(
+        &mut self,
+        full_url: Option<&str>,
+        resource: Option<&str>,
+        members: &[(&str, serde_json::Value)],
+    ) {
         if self.entries > 0 {
             self.out.push(',');
         }
@@ -166,7 +187,11 @@ mod tests {
     #[test]
     fn stored_text_is_spliced_in_verbatim() {
         let mut b = BundleText::new("searchset", None, &[]);
-        b.entry(Some("http://x/fhir/Observation/1"), Some(r#"{"resourceType":"Observation","v":1.50}"#), &[]);
+        b.entry(
+            Some("http://x/fhir/Observation/1"),
+            Some(r#"{"resourceType":"Observation","v":1.50}"#),
+            &[],
+        );
         let text = b.finish();
         assert!(text.contains(r#""v":1.50"#));
         let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");

@@ -9,10 +9,10 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::ApiError;
-use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::audit::Action;
 use crate::auth::{Authenticated, Caller, Interaction};
+use crate::error::ApiError;
+use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
@@ -37,11 +37,21 @@ fn decode_cursor(cursor: &str) -> Result<usize, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix('o').and_then(|n| n.parse().ok()))
-        .ok_or_else(|| ApiError::BadRequest("_cursor is not one navet issued; follow the Bundle's links".into()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "_cursor is not one navet issued; follow the Bundle's links".into(),
+            )
+        })
 }
 
 /// `self`, `next` and `previous` links for a page at `offset`.
-fn links(base: &str, pairs: &[(String, String)], offset: usize, count: usize, has_more: bool) -> Vec<Link<'static>> {
+fn links(
+    base: &str,
+    pairs: &[(String, String)],
+    offset: usize,
+    count: usize,
+    has_more: bool,
+) -> Vec<Link<'static>> {
     let url_with = |cursor: Option<usize>| {
         let mut ser = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs.iter().filter(|(k, _)| k != "_cursor") {
@@ -51,7 +61,11 @@ fn links(base: &str, pairs: &[(String, String)], offset: usize, count: usize, ha
             ser.append_pair("_cursor", &encode_cursor(c));
         }
         let q = ser.finish();
-        if q.is_empty() { base.to_owned() } else { format!("{base}?{q}") }
+        if q.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{q}")
+        }
     };
     let mut out = vec![Link {
         relation: "self",
@@ -117,7 +131,10 @@ async fn search(
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.clone());
+    let format = pairs
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.clone());
     check_accept(headers, format.as_deref())?;
     known_type(state, ty)?;
     let actor = authorize(caller, ty, Interaction::Search)?;
@@ -136,15 +153,16 @@ async fn search(
         .filter(|(k, _)| !PASSTHROUGH.contains(&k.as_str()))
         .cloned()
         .collect();
-    let query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient).map_err(|errors| {
-        ApiError::BadRequest(
-            errors
-                .into_iter()
-                .map(|e| format!("{}: {}", e.param, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)
+        .map_err(|errors| {
+            ApiError::BadRequest(
+                errors
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.param, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
     let summary_count = match query.summary.as_deref() {
         None | Some("false") => false,
         Some("count") => true,
@@ -155,7 +173,9 @@ async fn search(
         }
     };
     if query.elements.is_some() {
-        return Err(ApiError::NotSupported("_elements is not supported yet".into()));
+        return Err(ApiError::NotSupported(
+            "_elements is not supported yet".into(),
+        ));
     }
     let count = if summary_count {
         0
@@ -170,20 +190,41 @@ async fn search(
     }
     let page = state.store.search(&actor, ty, query, offset, count).await?;
     // Links keep what the client asked, minus parameters ignored under lenient handling.
-    let kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| !ignored.contains(k)).collect();
+    let kept: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| !ignored.contains(k))
+        .collect();
     let base = format!("{}/{ty}", state.fhir_base());
-    let page_links = links(&base, &kept, offset, count.max(1), page.has_more && !summary_count);
-    let mut bundle = BundleText::new("searchset", if want_total { page.total } else { None }, &page_links);
+    let page_links = links(
+        &base,
+        &kept,
+        offset,
+        count.max(1),
+        page.has_more && !summary_count,
+    );
+    let mut bundle = BundleText::new(
+        "searchset",
+        if want_total { page.total } else { None },
+        &page_links,
+    );
     for v in &page.matches {
         add_entry(state, &mut bundle, v, "match");
     }
     // An included resource of a type the caller may not read is left out, as if it were not referenced.
-    for v in page.included.iter().filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok()) {
+    for v in page
+        .included
+        .iter()
+        .filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok())
+    {
         add_entry(state, &mut bundle, v, "include");
     }
     if !ignored.is_empty() {
-        let text = format!("ignored unknown search parameters (Prefer: handling=lenient): {}", ignored.join(", "));
-        let oo = OperationOutcome::new(vec![Issue::warning(IssueCode::NotSupported, &text)]).to_json();
+        let text = format!(
+            "ignored unknown search parameters (Prefer: handling=lenient): {}",
+            ignored.join(", ")
+        );
+        let oo =
+            OperationOutcome::new(vec![Issue::warning(IssueCode::NotSupported, &text)]).to_json();
         bundle.entry(
             None,
             Some(&oo.to_string()),
@@ -199,7 +240,11 @@ async fn search(
     for v in page.matches.iter().chain(page.included.iter()) {
         note_version(&mut record, v);
     }
-    Ok(with_note(respond::json_response(StatusCode::OK, bundle.finish()), ty, record))
+    Ok(with_note(
+        respond::json_response(StatusCode::OK, bundle.finish()),
+        ty,
+        record,
+    ))
 }
 
 fn add_entry(state: &AppState, bundle: &mut BundleText, v: &StoredVersion, mode: &str) {
@@ -226,7 +271,16 @@ pub async fn system_history(
     }
     caller.require_patient_data_access()?;
     let record = rc.record(&caller, Action::Read, "history-system");
-    history(&state, &Actor::from_caller(&caller), record, None, None, &headers, raw).await
+    history(
+        &state,
+        &Actor::from_caller(&caller),
+        record,
+        None,
+        None,
+        &headers,
+        raw,
+    )
+    .await
 }
 
 pub async fn type_history(
@@ -325,7 +379,11 @@ async fn history(
     for v in &versions {
         let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
         let (method, url, status) = if v.deleted {
-            ("DELETE", format!("{}/{}", v.resource_type, v.id), "204 No Content")
+            (
+                "DELETE",
+                format!("{}/{}", v.resource_type, v.id),
+                "204 No Content",
+            )
         } else if v.version == 1 {
             ("POST", v.resource_type.clone(), "201 Created")
         } else {
@@ -348,5 +406,9 @@ async fn history(
     }
     // The system history mixes every type, so it is always logged.
     let noted_as = ty.as_deref().unwrap_or("*");
-    Ok(with_note(respond::json_response(StatusCode::OK, bundle.finish()), noted_as, record))
+    Ok(with_note(
+        respond::json_response(StatusCode::OK, bundle.finish()),
+        noted_as,
+        record,
+    ))
 }

@@ -135,7 +135,11 @@ pub trait WriteTx {
     fn actor(&self) -> &Actor;
     /// The timestamp of this transaction: FHIR instant text and epoch milliseconds.
     fn now(&self) -> (String, i64);
-    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError>;
+    fn current(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredVersion>, StoreError>;
     /// Ids of current, non-deleted resources matching a search (for conditional operations); at most `limit`.
     fn search_ids(
         &mut self,
@@ -153,23 +157,46 @@ pub trait WriteTx {
         id: &str,
     ) -> Result<Option<String>, StoreError>;
     /// Points `key` at the resource even if another held it (that holder no longer qualifies).
-    fn reassign_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<(), StoreError>;
+    fn reassign_unique(
+        &mut self,
+        scope: &str,
+        key: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), StoreError>;
     /// Releases every key the resource holds in `scope`.
-    fn release_unique(&mut self, scope: &str, resource_type: &str, id: &str) -> Result<(), StoreError>;
+    fn release_unique(
+        &mut self,
+        scope: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), StoreError>;
     fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Records `key` in `scope` until `expires_at_unix`; `true` the first time, `false` while it is remembered.
     /// The primary key makes it atomic: of two concurrent calls exactly one gets `true`.
-    fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError>;
+    fn remember_once(
+        &mut self,
+        scope: &str,
+        key: &str,
+        expires_at_unix: i64,
+    ) -> Result<bool, StoreError>;
     /// Replaces the participant HSA-ids of a resource ([`crate::fhir::participants`]).
-    fn set_participants(&mut self, resource_type: &str, id: &str, hsa_ids: &[String]) -> Result<(), StoreError>;
-    fn participants_of(&mut self, resource_type: &str, id: &str) -> Result<Vec<String>, StoreError>;
+    fn set_participants(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        hsa_ids: &[String],
+    ) -> Result<(), StoreError>;
+    fn participants_of(&mut self, resource_type: &str, id: &str)
+    -> Result<Vec<String>, StoreError>;
     /// Whether the transaction's actor may see the resource (owner, participant, or shared master data).
     fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError>;
     /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
 }
 
-pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
+pub type WriteJob =
+    Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -182,7 +209,11 @@ pub trait Store: Send + Sync {
         version: Option<i64>,
     ) -> Result<Option<StoredVersion>, StoreError>;
 
-    async fn history(&self, actor: &Actor, query: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError>;
+    async fn history(
+        &self,
+        actor: &Actor,
+        query: HistoryQuery,
+    ) -> Result<(Vec<StoredVersion>, bool), StoreError>;
 
     async fn search(
         &self,
@@ -194,13 +225,20 @@ pub trait Store: Send + Sync {
     ) -> Result<SearchPage, StoreError>;
 
     /// Runs a job in a transaction on the writer; the job's error rolls back only that job.
-    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<Box<dyn Any + Send>, ApiError>;
+    async fn write_boxed(
+        &self,
+        actor: &Actor,
+        job: WriteJob,
+    ) -> Result<Box<dyn Any + Send>, ApiError>;
 
     /// A small key/value area for navet's own state (seeding done, schema version, cursors).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     /// Walks the access log's hash chain.
-    async fn verify_audit(&self, actor: &Actor) -> Result<crate::audit::chain::Verification, StoreError>;
+    async fn verify_audit(
+        &self,
+        actor: &Actor,
+    ) -> Result<crate::audit::chain::Verification, StoreError>;
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

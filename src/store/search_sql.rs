@@ -13,13 +13,14 @@ use crate::search::query::{
 
 /// Resource types every care principal sees (shared master data), and the access log (whose readers the
 /// HTTP layer restricts to auditors).
-pub const SHARED_TYPES_SQL: &str =
-    "('Patient','Organization','Practitioner','PractitionerRole','HealthcareService','Location','Endpoint','AuditEvent')";
+pub const SHARED_TYPES_SQL: &str = "('Patient','Organization','Practitioner','PractitionerRole','HealthcareService','Location','Endpoint','AuditEvent')";
 
 /// ` AND (…)`: the resources (alias `c`, resources_current) an actor with `sees` may see: shared types, what a
 /// principal among `sees` owns, and what one of them takes part in. Empty for navet itself.
 pub fn visibility_sql(sees: Option<&[String]>, args: &mut Vec<Sql>) -> String {
-    let Some(sees) = sees else { return String::new() };
+    let Some(sees) = sees else {
+        return String::new();
+    };
     let ph = placeholders(sees.len().max(1));
     let push = |args: &mut Vec<Sql>| {
         if sees.is_empty() {
@@ -63,7 +64,9 @@ fn id_filter(f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
         .values
         .iter()
         .filter_map(|v| match v {
-            FilterValue::Token { code: Some(code), .. } => Some(code),
+            FilterValue::Token {
+                code: Some(code), ..
+            } => Some(code),
             _ => None,
         })
         .collect();
@@ -71,7 +74,11 @@ fn id_filter(f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
         text.push_str("0 = 1");
         return;
     }
-    let not = if f.modifier == Some(Modifier::Not) { "NOT " } else { "" };
+    let not = if f.modifier == Some(Modifier::Not) {
+        "NOT "
+    } else {
+        ""
+    };
     text.push_str(&format!("c.id {not}IN ({})", placeholders(ids.len())));
     args.extend(ids.into_iter().map(|i| Sql::Text(i.clone())));
 }
@@ -108,7 +115,11 @@ fn index_filter(ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
             return;
         }
         let presence = f.presence_params();
-        let not = if wants.first() == Some(&true) { "NOT " } else { "" };
+        let not = if wants.first() == Some(&true) {
+            "NOT "
+        } else {
+            ""
+        };
         text.push_str(&format!(
             "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param IN ({}))",
             placeholders(presence.len())
@@ -117,7 +128,11 @@ fn index_filter(ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
         args.extend(presence.into_iter().map(Sql::Text));
         return;
     }
-    let not = if f.modifier == Some(Modifier::Not) { "NOT " } else { "" };
+    let not = if f.modifier == Some(Modifier::Not) {
+        "NOT "
+    } else {
+        ""
+    };
     text.push_str(&format!(
         "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND ("
     ));
@@ -301,7 +316,9 @@ pub fn search_page(
             f.text
         );
         args.extend(f.args.iter().cloned());
-        let total: i64 = conn.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0))?;
+        let total: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(params_from_iter(args), |r| r.get(0))?;
         page.total = Some(total as u64);
     }
     if count == 0 {
@@ -342,8 +359,10 @@ fn includes(
     if query.include.is_empty() || matches.is_empty() {
         return Ok(Vec::new());
     }
-    let mut seen: std::collections::HashSet<String> =
-        matches.iter().map(|m| format!("{}/{}", m.resource_type, m.id)).collect();
+    let mut seen: std::collections::HashSet<String> = matches
+        .iter()
+        .map(|m| format!("{}/{}", m.resource_type, m.id))
+        .collect();
     let mut out = Vec::new();
     let ids: Vec<Sql> = matches.iter().map(|m| Sql::Text(m.id.clone())).collect();
     for inc in query.include.iter().filter(|i| i.source_type == ty) {
@@ -358,13 +377,20 @@ fn includes(
             .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         for target in targets {
-            let Some((target_type, target_id)) = target.split_once('/') else { continue };
-            if inc.target_type.as_deref().is_some_and(|t| t != target_type) || seen.contains(&target) {
+            let Some((target_type, target_id)) = target.split_once('/') else {
+                continue;
+            };
+            if inc.target_type.as_deref().is_some_and(|t| t != target_type)
+                || seen.contains(&target)
+            {
                 continue;
             }
             seen.insert(target.clone());
             // A referenced resource the caller may not see is left out, as if it did not exist.
-            let mut args = vec![Sql::Text(target_type.to_owned()), Sql::Text(target_id.to_owned())];
+            let mut args = vec![
+                Sql::Text(target_type.to_owned()),
+                Sql::Text(target_id.to_owned()),
+            ];
             let vis = visibility_sql(sees, &mut args);
             let found = conn
                 .prepare_cached(&format!(
@@ -382,7 +408,12 @@ fn includes(
 }
 
 /// Whether the resource exists for an actor with `sees` (see [`visibility_sql`]).
-pub fn visible(conn: &Connection, sees: Option<&[String]>, ty: &str, id: &str) -> Result<bool, StoreError> {
+pub fn visible(
+    conn: &Connection,
+    sees: Option<&[String]>,
+    ty: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
     let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
     let vis = visibility_sql(sees, &mut args);
     if vis.is_empty() {

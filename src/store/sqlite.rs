@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 use super::schema::SQLITE_SCHEMA;
 use super::search_sql;
 use super::{
-    Actor, HistoryQuery, NewVersion, SearchPage, Store, StoreError, StoredVersion, WriteJob, WriteTx,
+    Actor, HistoryQuery, NewVersion, SearchPage, Store, StoreError, StoredVersion, WriteJob,
+    WriteTx,
 };
 use crate::error::ApiError;
 use crate::search::query::SearchQuery;
@@ -45,7 +46,10 @@ struct ReaderPool {
 }
 
 impl ReaderPool {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self.idle.lock().map_err(|_| StoreError::Busy)?.pop();
         let conn = match conn {
             Some(c) => c,
@@ -78,7 +82,9 @@ impl SqliteStore {
         // power loss (https://sqlite.org/pragma.html#pragma_synchronous).
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Open(format!("could not enable WAL (got {mode})")));
+            return Err(StoreError::Open(format!(
+                "could not enable WAL (got {mode})"
+            )));
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
         conn.execute_batch(SQLITE_SCHEMA)?;
@@ -143,7 +149,10 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: &(String, i64)) -
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
-        let run = std::mem::replace(&mut job.run, Box::new(|_| Err(ApiError::internal("job ran twice"))));
+        let run = std::mem::replace(
+            &mut job.run,
+            Box::new(|_| Err(ApiError::internal("job ran twice"))),
+        );
         let result = (|| {
             conn.execute_batch("SAVEPOINT job")?;
             let mut tx = SqliteTx {
@@ -176,7 +185,11 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: &(String, i64)) -
 /// FHIR instant with millisecond precision in UTC (FHIR R4 §2.24.0.0 instant).
 pub fn format_instant(ms: i64) -> String {
     let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    format!("{}.{:03}Z", ts.strftime("%Y-%m-%dT%H:%M:%S"), ms.rem_euclid(1000))
+    format!(
+        "{}.{:03}Z",
+        ts.strftime("%Y-%m-%dT%H:%M:%S"),
+        ms.rem_euclid(1000)
+    )
 }
 
 struct SqliteTx<'a> {
@@ -202,7 +215,11 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
     })
 }
 
-fn read_current(conn: &Connection, ty: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+fn read_current(
+    conn: &Connection,
+    ty: &str,
+    id: &str,
+) -> Result<Option<StoredVersion>, StoreError> {
     Ok(conn
         .prepare_cached(CURRENT_SQL)?
         .query_row(params![ty, id], row_to_version)
@@ -218,12 +235,27 @@ impl WriteTx for SqliteTx<'_> {
         self.now.clone()
     }
 
-    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+    fn current(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredVersion>, StoreError> {
         read_current(self.conn, resource_type, id)
     }
 
-    fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: usize) -> Result<Vec<String>, StoreError> {
-        search_sql::matching_ids(self.conn, self.actor.sees.as_deref(), resource_type, query, limit)
+    fn search_ids(
+        &mut self,
+        resource_type: &str,
+        query: &SearchQuery,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        search_sql::matching_ids(
+            self.conn,
+            self.actor.sees.as_deref(),
+            resource_type,
+            query,
+            limit,
+        )
     }
 
     fn put_version(&mut self, v: NewVersion) -> Result<(), StoreError> {
@@ -233,7 +265,10 @@ impl WriteTx for SqliteTx<'_> {
             .query_row(params![v.resource_type, v.id], |r| r.get(0))
             .optional()?;
         if current.unwrap_or(0) + 1 != v.version {
-            return Err(StoreError::VersionConflict(format!("{}/{}", v.resource_type, v.id)));
+            return Err(StoreError::VersionConflict(format!(
+                "{}/{}",
+                v.resource_type, v.id
+            )));
         }
         self.conn
             .prepare_cached(
@@ -272,12 +307,26 @@ impl WriteTx for SqliteTx<'_> {
             "INSERT INTO search_index (type, id, param, system, value, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for row in &v.index {
-            insert.execute(params![v.resource_type, v.id, row.param, row.system, row.value, row.lo, row.hi])?;
+            insert.execute(params![
+                v.resource_type,
+                v.id,
+                row.param,
+                row.system,
+                row.value,
+                row.lo,
+                row.hi
+            ])?;
         }
         Ok(())
     }
 
-    fn claim_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<Option<String>, StoreError> {
+    fn claim_unique(
+        &mut self,
+        scope: &str,
+        key: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
         // INSERT … ON CONFLICT DO NOTHING, then read the holder: the primary key decides, not a prior read,
         // so the same code is race-free on a database with concurrent writers (PostgreSQL).
         self.conn
@@ -292,7 +341,13 @@ impl WriteTx for SqliteTx<'_> {
         Ok((holder != id).then_some(holder))
     }
 
-    fn reassign_unique(&mut self, scope: &str, key: &str, resource_type: &str, id: &str) -> Result<(), StoreError> {
+    fn reassign_unique(
+        &mut self,
+        scope: &str,
+        key: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT INTO unique_keys (scope, key, type, id) VALUES (?1, ?2, ?3, ?4) \
@@ -302,7 +357,12 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn release_unique(&mut self, scope: &str, resource_type: &str, id: &str) -> Result<(), StoreError> {
+    fn release_unique(
+        &mut self,
+        scope: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM unique_keys WHERE scope = ?1 AND type = ?2 AND id = ?3")?
             .execute(params![scope, resource_type, id])?;
@@ -319,23 +379,32 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn set_participants(&mut self, resource_type: &str, id: &str, hsa_ids: &[String]) -> Result<(), StoreError> {
+    fn set_participants(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        hsa_ids: &[String],
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM participants WHERE type = ?1 AND id = ?2")?
             .execute(params![resource_type, id])?;
-        let mut insert = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO participants (type, id, hsa) VALUES (?1, ?2, ?3)")?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO participants (type, id, hsa) VALUES (?1, ?2, ?3)",
+        )?;
         for hsa in hsa_ids {
             insert.execute(params![resource_type, id, hsa])?;
         }
         Ok(())
     }
 
-    fn participants_of(&mut self, resource_type: &str, id: &str) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT hsa FROM participants WHERE type = ?1 AND id = ?2 ORDER BY hsa")?;
+    fn participants_of(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hsa FROM participants WHERE type = ?1 AND id = ?2 ORDER BY hsa",
+        )?;
         let rows = stmt
             .query_map(params![resource_type, id], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -365,7 +434,12 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn remember_once(&mut self, scope: &str, key: &str, expires_at_unix: i64) -> Result<bool, StoreError> {
+    fn remember_once(
+        &mut self,
+        scope: &str,
+        key: &str,
+        expires_at_unix: i64,
+    ) -> Result<bool, StoreError> {
         // Forget what has expired first (an indexed range delete), so the table holds only live entries.
         let now = jiff::Timestamp::now().as_second();
         self.conn
@@ -373,7 +447,9 @@ impl WriteTx for SqliteTx<'_> {
             .execute(params![now])?;
         let inserted = self
             .conn
-            .prepare_cached("INSERT OR IGNORE INTO seen_once (scope, key, expires_at) VALUES (?1, ?2, ?3)")?
+            .prepare_cached(
+                "INSERT OR IGNORE INTO seen_once (scope, key, expires_at) VALUES (?1, ?2, ?3)",
+            )?
             .execute(params![scope, key, expires_at_unix])?;
         Ok(inserted == 1)
     }
@@ -412,7 +488,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, actor: &Actor, q: HistoryQuery) -> Result<(Vec<StoredVersion>, bool), StoreError> {
+    async fn history(
+        &self,
+        actor: &Actor,
+        q: HistoryQuery,
+    ) -> Result<(Vec<StoredVersion>, bool), StoreError> {
         let sees = actor.sees.clone();
         self.read_blocking(move |conn| {
             // Versions of resources the actor may see now (the join gives the visibility filter its `c`).
@@ -461,17 +541,22 @@ impl Store for SqliteStore {
         let ty = resource_type.to_owned();
         let sees = actor.sees.clone();
         self.read_blocking(move |conn| {
-            let mut page = search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count)?;
+            let mut page =
+                search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count)?;
             page.matches
                 .iter_mut()
                 .chain(page.included.iter_mut())
                 .for_each(|v| crate::fhir::protected::redact_for(sees.as_deref(), v));
             Ok(page)
         })
-            .await
+        .await
     }
 
-    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<Box<dyn Any + Send>, ApiError> {
+    async fn write_boxed(
+        &self,
+        actor: &Actor,
+        job: WriteJob,
+    ) -> Result<Box<dyn Any + Send>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             actor: actor.clone(),
@@ -502,8 +587,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn verify_audit(&self, _actor: &Actor) -> Result<crate::audit::chain::Verification, StoreError> {
-        self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?)).await
+    async fn verify_audit(
+        &self,
+        _actor: &Actor,
+    ) -> Result<crate::audit::chain::Verification, StoreError> {
+        self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?))
+            .await
     }
 
     async fn close(&self) {
@@ -525,6 +614,9 @@ mod tests {
     #[test]
     fn instants_have_millisecond_precision_in_utc() {
         assert_eq!(format_instant(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_instant(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+        assert_eq!(
+            format_instant(1_795_000_000_123),
+            "2026-11-18T11:06:40.123Z"
+        );
     }
 }

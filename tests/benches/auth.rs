@@ -12,8 +12,8 @@ use navet::auth::access_token::{self, AccessTokenClaims};
 use navet::auth::keys::KeyRing;
 use navet::auth::service::JWT_BEARER;
 use navet::auth::{
-    AuthConfig, AuthService, AuthSettings, FileSource, ManualClock, MemoryJtiStore, TokenRequest, build, cli,
-    demo,
+    AuthConfig, AuthService, AuthSettings, FileSource, ManualClock, MemoryJtiStore, TokenRequest,
+    build, cli, demo,
 };
 
 const BASE: &str = "https://navet.bench";
@@ -60,11 +60,19 @@ fn benches(c: &mut Criterion) {
     let header = format!("Bearer {token}");
 
     c.bench_function("access token verify, cold (no cache)", |b| {
-        b.iter(|| service.verify_uncached(std::hint::black_box(&token), NOW + 1).expect("valid"))
+        b.iter(|| {
+            service
+                .verify_uncached(std::hint::black_box(&token), NOW + 1)
+                .expect("valid")
+        })
     });
     service.authenticate(Some(&header)).expect("valid");
     c.bench_function("access token verify, warm (cache hit)", |b| {
-        b.iter(|| service.authenticate(Some(std::hint::black_box(&header))).expect("valid"))
+        b.iter(|| {
+            service
+                .authenticate(Some(std::hint::black_box(&header)))
+                .expect("valid")
+        })
     });
 
     let ring = KeyRing::ephemeral(NOW).expect("key");

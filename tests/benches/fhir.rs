@@ -1,6 +1,8 @@
-//! Criterion benchmarks of the FHIR core, in process through the real router (no sockets): read by id with
-//! authentication and without it (same store, same handler body, in the same run), create, search by
-//! identifier. The HTTP load figures come from `tests/load/run.sh` (wrk).
+//! Criterion benchmarks of the FHIR core, in process through the real router (no sockets), in one run:
+//! read by id as served (authentication + access log), with authentication but without the access-log
+//! middleware, and with neither (the handler body alone); search by identifier with and without the log;
+//! create (durable commit, its AuditEvent in the same transaction). The HTTP load figures come from
+//! `tests/load/run.sh` (wrk).
 //!
 //! Run: `cargo bench --bench fhir`.
 
@@ -8,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, Request};
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -17,6 +19,7 @@ use tower::ServiceExt;
 use navet::auth::TokenRequest;
 use navet::auth::service::JWT_BEARER;
 use navet::config::{Overrides, Settings};
+use navet::http::audit::RequestContext;
 use navet::state::AppState;
 use navet::store::Actor;
 
@@ -37,11 +40,19 @@ fn settings(dir: &std::path::Path) -> Settings {
 
 /// A token issued by the app's own auth service, as `POST /auth/token` would.
 async fn token(state: &AppState, settings: &Settings) -> String {
-    let user = navet::auth::cli::user_claims(&settings.auth, USER, navet::auth::PurposeOfUse::Treat).expect("user");
+    let user =
+        navet::auth::cli::user_claims(&settings.auth, USER, navet::auth::PurposeOfUse::Treat)
+            .expect("user");
     let key = navet::auth::cli::demo_private_key(CLIENT).expect("key");
     let now = jiff::Timestamp::now().as_second();
-    let assertion =
-        navet::auth::cli::client_assertion(CLIENT, &format!("{BASE}/auth/token"), key, Some(&user), now).expect("assertion");
+    let assertion = navet::auth::cli::client_assertion(
+        CLIENT,
+        &format!("{BASE}/auth/token"),
+        key,
+        Some(&user),
+        now,
+    )
+    .expect("assertion");
     state
         .auth
         .issue_token(TokenRequest {
@@ -61,19 +72,38 @@ const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"urn:
   "address":[{"line":["Storgatan 1"],"postalCode":"29131","city":"Kristianstad"}]}"#;
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings(dir.path());
-    let state = rt.block_on(navet::startup::build_state(&settings)).expect("state");
+    let state = rt
+        .block_on(navet::startup::build_state(&settings))
+        .expect("state");
     let bearer = Arc::new(format!("Bearer {}", rt.block_on(token(&state, &settings))));
     let app = navet::startup::app(state.clone());
-    // The same read without the extractor and the scope check: what authentication adds is the difference.
+    // The same routes without the access-log middleware (reads' records are not written): what the log adds.
+    let unaudited: Router = navet::http::fhir::routes()
+        .layer(Extension(RequestContext {
+            request_id: Arc::from("bench"),
+            source_address: None,
+        }))
+        .with_state(state.clone());
+    // The read without the extractor, the scope check and the log: what authentication adds on top of it.
     let unauthenticated: Router = Router::new()
         .route(
             "/fhir/{type}/{id}",
-            get(|State(s): State<AppState>, Path((ty, id)): Path<(String, String)>, headers: HeaderMap| async move {
-                navet::http::fhir::read_resource(&s, &Actor::system(), &ty, &id, &headers).await
-            }),
+            get(
+                |State(s): State<AppState>,
+                 Path((ty, id)): Path<(String, String)>,
+                 headers: HeaderMap| async move {
+                    navet::http::fhir::read_resource(&s, &Actor::system(), &ty, &id, &headers)
+                        .await
+                        .map(|(response, _)| response)
+                },
+            ),
         )
         .with_state(state);
 
@@ -89,36 +119,78 @@ fn benches(c: &mut Criterion) {
             .await
             .expect("response");
         assert_eq!(r.status(), 201);
-        r.headers()["location"].to_str().expect("location").to_owned()
+        r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned()
     };
     let location = rt.block_on(post(app.clone(), bearer.clone()));
-    let path = Arc::new(location.trim_start_matches(BASE).trim_end_matches("/_history/1").to_owned());
+    let path = Arc::new(
+        location
+            .trim_start_matches(BASE)
+            .trim_end_matches("/_history/1")
+            .to_owned(),
+    );
 
     let mut group = c.benchmark_group("read by id");
-    group.bench_function("authentication on", |b| {
+    group.bench_function("as served (authentication and access log)", |b| {
         b.to_async(&rt).iter(|| {
             let (app, path, bearer) = (app.clone(), path.clone(), bearer.clone());
             async move {
-                let request = Request::get(path.as_str()).header("authorization", bearer.as_str()).body(Body::empty());
-                let r = app.oneshot(request.expect("request")).await.expect("response");
+                let request = Request::get(path.as_str())
+                    .header("authorization", bearer.as_str())
+                    .body(Body::empty());
+                let r = app
+                    .oneshot(request.expect("request"))
+                    .await
+                    .expect("response");
                 assert_eq!(r.status(), 200);
             }
         })
     });
-    group.bench_function("authentication off", |b| {
+    group.bench_function("authentication, no access log", |b| {
+        b.to_async(&rt).iter(|| {
+            let (app, path, bearer) = (unaudited.clone(), path.clone(), bearer.clone());
+            async move {
+                let request = Request::get(path.as_str())
+                    .header("authorization", bearer.as_str())
+                    .body(Body::empty());
+                let r = app
+                    .oneshot(request.expect("request"))
+                    .await
+                    .expect("response");
+                assert_eq!(r.status(), 200);
+            }
+        })
+    });
+    group.bench_function("neither (handler body only)", |b| {
         b.to_async(&rt).iter(|| {
             let (app, path) = (unauthenticated.clone(), path.clone());
             async move {
-                let r = app.oneshot(Request::get(path.as_str()).body(Body::empty()).expect("request")).await.expect("response");
+                let r = app
+                    .oneshot(
+                        Request::get(path.as_str())
+                            .body(Body::empty())
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("response");
                 assert_eq!(r.status(), 200);
             }
         })
     });
     group.finish();
-    c.bench_function("create (durable commit)", |b| b.to_async(&rt).iter(|| post(app.clone(), bearer.clone())));
-    c.bench_function("search by identifier", |b| {
+    c.bench_function("create (durable commit)", |b| {
+        b.to_async(&rt).iter(|| post(app.clone(), bearer.clone()))
+    });
+    let mut search = c.benchmark_group("search by identifier");
+    for (name, router) in [
+        ("as served (access log)", app.clone()),
+        ("no access log", unaudited.clone()),
+    ] {
+        search.bench_function(name, |b| {
         b.to_async(&rt).iter(|| {
-            let (app, bearer) = (app.clone(), bearer.clone());
+            let (app, bearer) = (router.clone(), bearer.clone());
             async move {
                 let r = app
                     .oneshot(
@@ -132,7 +204,9 @@ fn benches(c: &mut Criterion) {
                 assert_eq!(r.status(), 200);
             }
         })
-    });
+        });
+    }
+    search.finish();
 }
 
 criterion_group!(fhir, benches);

@@ -46,7 +46,9 @@ pub async fn spawn_app_with_demo() -> TestApp {
 /// Starts the app on `data_dir`'s settings after `adjust` has changed them.
 pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     let mut s = settings(data_dir.path().to_path_buf(), seed_demo);
@@ -83,15 +85,24 @@ pub async fn token_for(base: &str, client_id: &str, user: Option<&str>, scope: &
 /// A client that sends `Authorization: Bearer <token>` on every request.
 pub fn authorized_client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
     value.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder().default_headers(headers).build().expect("client")
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl TestApp {
     /// A client acting as another demo client (and user).
-    pub async fn client_as(&self, client_id: &str, user: Option<&str>, scope: &str) -> reqwest::Client {
+    pub async fn client_as(
+        &self,
+        client_id: &str,
+        user: Option<&str>,
+        scope: &str,
+    ) -> reqwest::Client {
         authorized_client(&token_for(&self.base, client_id, user, scope).await)
     }
 }
@@ -153,12 +164,21 @@ pub async fn json(r: reqwest::Response) -> Value {
 
 /// The diagnostics and expressions of an OperationOutcome, for assertions.
 pub fn outcome_text(v: &Value) -> String {
-    assert_eq!(v["resourceType"], "OperationOutcome", "not an OperationOutcome: {v}");
+    assert_eq!(
+        v["resourceType"], "OperationOutcome",
+        "not an OperationOutcome: {v}"
+    );
     v["issue"]
         .as_array()
         .expect("issues")
         .iter()
-        .map(|i| format!("{} @ {}", i["diagnostics"].as_str().unwrap_or(""), i["expression"]))
+        .map(|i| {
+            format!(
+                "{} @ {}",
+                i["diagnostics"].as_str().unwrap_or(""),
+                i["expression"]
+            )
+        })
         .collect::<Vec<_>>()
         .join(" | ")
 }
