@@ -222,6 +222,23 @@ async fn only_auditors_doing_audit_work_read_the_log_and_they_read_no_clinical_r
     assert_eq!(r.status(), 200);
     let bundle = json(r).await;
     assert_eq!(bundle["total"], 1, "the create: {bundle}");
+    let by_user = auditor
+        .get(format!(
+            "{}/AuditEvent?agent:identifier=urn:oid:1.2.752.29.4.19|{DEFAULT_USER}&_total=accurate",
+            app.fhir
+        ))
+        .send()
+        .await
+        .unwrap();
+    let by_user = json(by_user).await;
+    assert_eq!(by_user["total"], 2, "the create and the refused log read: {by_user}");
+    let refused = auditor
+        .get(format!("{}/AuditEvent?outcome=4&_total=accurate", app.fhir))
+        .send()
+        .await
+        .unwrap();
+    let refused = json(refused).await;
+    assert_eq!(refused["total"], 1, "{refused}");
     let r = auditor
         .get(format!("{}/ServiceRequest", app.fhir))
         .send()
