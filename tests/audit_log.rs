@@ -231,7 +231,10 @@ async fn only_auditors_doing_audit_work_read_the_log_and_they_read_no_clinical_r
         .await
         .unwrap();
     let by_user = json(by_user).await;
-    assert_eq!(by_user["total"], 2, "the create and the refused log read: {by_user}");
+    assert_eq!(
+        by_user["total"], 2,
+        "the create and the refused log read: {by_user}"
+    );
     let refused = auditor
         .get(format!("{}/AuditEvent?outcome=4&_total=accurate", app.fhir))
         .send()

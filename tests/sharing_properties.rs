@@ -1,0 +1,219 @@
+//! Property test of the sharing rules (issue 4): random referrals and tasks among three principals, with random
+//! addressees and parent links; every principal reads, searches, lists history and batch-reads exactly what it
+//! owns or takes part in (directly or through the referral a task belongs to), and nothing else.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// (client, user, principal HSA-id)
+const PRINCIPALS: [(&str, &str, &str); 3] = [
+    (
+        "demo-mtn-kristianstad",
+        "SE2321000255-P0101",
+        "SE2321000255-MTN01",
+    ),
+    ("demo-vc-nasby", "SE2321000255-P0301", "SE2321000255-VC101"),
+    (
+        "demo-kommun-kristianstad",
+        "SE2120000999-P1290A",
+        "SE2120000999-HSJ1290",
+    ),
+];
+
+#[derive(Debug, Clone)]
+struct Spec {
+    owner: usize,
+    /// Bit i: principal i is named as performer (ServiceRequest) or owner (Task).
+    named: u8,
+    /// A Task based on an earlier resource (index into the list), else a ServiceRequest.
+    parent: Option<usize>,
+}
+
+fn specs() -> impl Strategy<Value = Vec<Spec>> {
+    prop::collection::vec((0usize..3, 0u8..8, prop::option::of(0usize..8)), 1..7).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (owner, named, parent))| Spec {
+                owner,
+                named,
+                parent: parent.filter(|p| *p < i),
+            })
+            .collect()
+    })
+}
+
+/// Which principals may see each resource, by the rule in DESIGN.md.
+fn expected(specs: &[Spec]) -> Vec<BTreeSet<usize>> {
+    let mut out: Vec<BTreeSet<usize>> = Vec::new();
+    for s in specs {
+        let mut seers: BTreeSet<usize> = (0..3).filter(|i| s.named & (1 << i) != 0).collect();
+        seers.insert(s.owner);
+        if let Some(p) = s.parent {
+            seers.extend(out[p].iter().copied());
+        }
+        out.push(seers);
+    }
+    out
+}
+
+fn ids(bundle: &Value) -> BTreeSet<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some(format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str()?,
+                e["resource"]["id"].as_str()?
+            ))
+        })
+        .collect()
+}
+
+async fn check(specs: Vec<Spec>) {
+    let app = spawn_app().await;
+    let mut clients = Vec::new();
+    for (client, user, _) in PRINCIPALS {
+        clients.push(app.client_as(client, Some(user), "system/*.cruds").await);
+    }
+    let patient = app.create(&patient("19121212-1212", "Tolvansson")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut refs: Vec<String> = Vec::new();
+    for s in &specs {
+        let named: Vec<Value> = (0..3)
+            .filter(|i| s.named & (1 << i) != 0)
+            .map(|i| json!({"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": PRINCIPALS[i].2}}))
+            .collect();
+        let body = match s.parent {
+            None => {
+                let mut sr = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                                    "subject": {"reference": format!("Patient/{patient}")}});
+                // FHIR arrays are never empty.
+                if !named.is_empty() {
+                    sr["performer"] = Value::Array(named.clone());
+                }
+                sr
+            }
+            Some(p) => {
+                let mut t = json!({"resourceType": "Task", "status": "requested", "intent": "order",
+                                   "for": {"reference": format!("Patient/{patient}")},
+                                   "basedOn": [{"reference": refs[p]}]});
+                if let Some(first) = named.first() {
+                    t["owner"] = first.clone();
+                }
+                t
+            }
+        };
+        let ty = body["resourceType"].as_str().unwrap().to_owned();
+        let r = clients[s.owner]
+            .post(format!("{}/{ty}", app.fhir))
+            .header("content-type", FHIR_JSON)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let created = json(r).await;
+        assert_eq!(status, 201, "{body}: {created}");
+        refs.push(format!("{ty}/{}", created["id"].as_str().unwrap()));
+    }
+    // A Task names at most one owner: recompute what was really named.
+    let specs: Vec<Spec> = specs
+        .into_iter()
+        .map(|mut s| {
+            if s.parent.is_some() {
+                s.named &= s.named.wrapping_neg(); // keep the lowest bit: the first named principal
+            }
+            s
+        })
+        .collect();
+    let seers = expected(&specs);
+    for (c, client) in clients.iter().enumerate() {
+        let visible: BTreeSet<String> = refs
+            .iter()
+            .zip(&seers)
+            .filter(|(_, s)| s.contains(&c))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in &refs {
+            let status = client
+                .get(format!("{}/{r}", app.fhir))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(
+                status == 200,
+                visible.contains(r),
+                "principal {c} reading {r}: {status}"
+            );
+        }
+        let mut found = BTreeSet::new();
+        for ty in ["ServiceRequest", "Task"] {
+            let page = json(
+                client
+                    .get(format!("{}/{ty}?_total=accurate&_count=100", app.fhir))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            let page_ids = ids(&page);
+            assert_eq!(
+                page["total"].as_u64().unwrap() as usize,
+                page_ids.len(),
+                "total agrees with the page"
+            );
+            found.extend(page_ids);
+            let history = json(
+                client
+                    .get(format!("{}/{ty}/_history?_count=100", app.fhir))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            for h in ids(&history) {
+                assert!(
+                    visible.contains(&h),
+                    "principal {c}: history shows hidden {h}"
+                );
+            }
+        }
+        assert_eq!(found, visible, "principal {c}: search");
+        let batch = json!({"resourceType": "Bundle", "type": "batch",
+            "entry": refs.iter().map(|r| json!({"request": {"method": "GET", "url": r}})).collect::<Vec<_>>()});
+        let answer = json(
+            client
+                .post(&app.fhir)
+                .header("content-type", FHIR_JSON)
+                .body(batch.to_string())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        for (r, entry) in refs.iter().zip(answer["entry"].as_array().unwrap()) {
+            let ok = entry["response"]["status"] == "200 OK";
+            assert_eq!(ok, visible.contains(r), "principal {c}: batch read of {r}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_principal_reads_what_it_should_not_and_each_reads_what_it_should(specs in specs()) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(check(specs));
+    }
+}
