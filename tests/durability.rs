@@ -41,20 +41,49 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_write_survives_kill_9() {
+/// The real binary on a fresh data directory, ready, with a token of the hospital's integration (Organizations
+/// are master data: it needs no acting user to write them).
+struct Running {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    port: u16,
+    base: String,
+    child: Child,
+    token: String,
+}
+
+async fn run_fresh() -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(&data, port);
+    let child = start(&data, port);
     wait_ready(&reqwest::Client::new(), &base).await;
-    // Organizations are master data: the hospital's integration needs no acting user to write them.
     let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
     let token =
         navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
             .await
             .expect("token");
+    Running {
+        _dir: dir,
+        data,
+        port,
+        base,
+        child,
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_kill_9() {
+    let Running {
+        _dir,
+        data,
+        port,
+        base,
+        mut child,
+        token,
+    } = run_fresh().await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
@@ -138,17 +167,14 @@ async fn every_acknowledged_write_survives_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(&data, port);
-    wait_ready(&reqwest::Client::new(), &base).await;
-    let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
-    let token =
-        navet::auth::cli::fetch_token(&base, "demo-csk", key, "system/Organization.cruds", None)
-            .await
-            .expect("token");
+    let Running {
+        _dir,
+        data,
+        port,
+        base,
+        mut child,
+        token,
+    } = run_fresh().await;
     let client = reqwest::Client::new();
     // A burst of writes in flight when the signal arrives: each either completes (201) or is never accepted
     // (connection refused/closed); none gets a 5xx.

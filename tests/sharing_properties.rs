@@ -61,21 +61,6 @@ fn expected(specs: &[Spec]) -> Vec<BTreeSet<usize>> {
     out
 }
 
-fn ids(bundle: &Value) -> BTreeSet<String> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some(format!(
-                "{}/{}",
-                e["resource"]["resourceType"].as_str()?,
-                e["resource"]["id"].as_str()?
-            ))
-        })
-        .collect()
-}
-
 async fn check(specs: Vec<Spec>) {
     let app = spawn_app().await;
     let mut clients = Vec::new();
@@ -166,7 +151,7 @@ async fn check(specs: Vec<Spec>) {
                     .unwrap(),
             )
             .await;
-            let page_ids = ids(&page);
+            let page_ids = entry_ids(&page);
             assert_eq!(
                 page["total"].as_u64().unwrap() as usize,
                 page_ids.len(),
@@ -181,7 +166,7 @@ async fn check(specs: Vec<Spec>) {
                     .unwrap(),
             )
             .await;
-            for h in ids(&history) {
+            for h in entry_ids(&history) {
                 assert!(
                     visible.contains(&h),
                     "principal {c}: history shows hidden {h}"

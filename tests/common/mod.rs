@@ -192,3 +192,19 @@ pub fn patient(pnr: &str, family: &str) -> Value {
         "birthDate": "1940-05-12"
     })
 }
+
+/// `Type/id` of every resource entry of a Bundle.
+pub fn entry_ids(bundle: &Value) -> std::collections::BTreeSet<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some(format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str()?,
+                e["resource"]["id"].as_str()?
+            ))
+        })
+        .collect()
+}
