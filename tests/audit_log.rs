@@ -357,3 +357,80 @@ async fn navet_audit_verify_works_offline_and_fails_on_a_broken_chain() {
         "{bad:?}"
     );
 }
+
+#[tokio::test]
+async fn the_auditor_gets_the_patients_log_extract_a_reproducible_sample_and_an_ndjson_export() {
+    let app = spawn_app().await;
+    let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let pid = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
+    }
+    let auditor = authorized_client(&auditor_token(&app).await);
+    // A care principal may not use the auditor API.
+    let r = app
+        .client
+        .get(format!("{}/audit/extract?patient=191212121212", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let extract = json(
+        auditor
+            .get(format!("{}/audit/extract?patient=19121212-1212", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let accesses = extract["accesses"].as_array().expect("accesses");
+    assert_eq!(accesses.len(), 6, "the create and five reads: {extract}");
+    assert!(accesses.iter().all(
+        |a| a["careUnit"] == DEFAULT_PRINCIPAL && a["principal"]["hsaId"] == DEFAULT_PRINCIPAL
+    ));
+    assert!(
+        !extract.to_string().contains(DEFAULT_USER),
+        "staff are named by role, not identity"
+    );
+
+    let sample = |seed: u32| {
+        let auditor = auditor.clone();
+        let url = format!("{}/audit/sample?n=3&seed={seed}&from=2020-01-01", app.base);
+        async move { json(auditor.get(url).send().await.unwrap()).await }
+    };
+    let (a, b) = (sample(7).await, sample(7).await);
+    let ids = |s: &Value| -> Vec<String> {
+        s["sample"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&a).len(), 3);
+    assert_eq!(ids(&a), ids(&b), "the same seed gives the same sample");
+
+    let export = auditor
+        .get(format!("{}/audit/export?from=2020-01-01", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let text = export.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one AuditEvent per line"))
+        .collect();
+    assert!(lines.len() >= 8, "{}", lines.len());
+    assert!(lines.iter().all(|l| l["resourceType"] == "AuditEvent"));
+    let empty = auditor
+        .get(format!(
+            "{}/audit/export?from=2020-01-01&to=2020-01-02",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.text().await.unwrap(), "");
+}

@@ -447,6 +447,20 @@ def extract(definitions: Path):
     return table, patient_compartment, dropped
 
 
+# Parameters navet defines itself (not in R4), added after extraction. The access log's auditor API searches
+# by purpose of use (spec/timeline-and-audit.md: `AuditEvent?purpose=`), which R4 has no parameter for.
+NAVET_PARAMETERS = {
+    "AuditEvent": {
+        "purpose": {
+            "description": "Purpose of use of the access (navet): the event's or an agent's purposeOfUse",
+            "paths": ["purposeOfEvent", "agent.purposeOfUse"],
+            "type": "token",
+            "url": "urn:navet:SearchParameter/AuditEvent-purpose",
+        }
+    }
+}
+
+
 def write_compact(path: Path, table, patient_compartment) -> None:
     """Compact JSON with one top-level key per line, so diffs stay readable."""
     items = [(k, table[k]) for k in sorted(table)]
@@ -464,6 +478,9 @@ def main(argv: list[str]) -> int:
         return 2
     definitions, output = Path(argv[1]), Path(argv[2])
     table, patient_compartment, dropped = extract(definitions)
+    for type_name, extra in NAVET_PARAMETERS.items():
+        if type_name in table:
+            table[type_name].update(extra)
     write_compact(output, table, patient_compartment)
     for line in dropped:
         print(f"dropped: {line}", file=sys.stderr)

@@ -1,44 +1,352 @@
-//! The auditor API outside `/fhir` (spec/timeline-and-audit.md "Auditor API"). So far: `GET /audit/verify`.
-//! Searching the log is the ordinary FHIR search on `/fhir/AuditEvent`, restricted to auditors.
+//! The auditor API outside `/fhir` (spec/timeline-and-audit.md "Auditor API"): `/audit/verify`,
+//! `/audit/extract`, `/audit/sample`, `/audit/export`. Searching the log is the ordinary FHIR search on
+//! `/fhir/AuditEvent` (restricted to auditors there). Every endpoint needs an auditor principal acting with
+//! purpose `HOPERAT`, and every use of them is itself logged.
+
+use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::body::Body;
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde_json::{Value, json};
 
-use crate::auth::{Authenticated, PrincipalKind, PurposeOfUse};
+use crate::audit::{Action, AuditRecord};
+use crate::auth::{Authenticated, Caller, PrincipalKind, PurposeOfUse};
 use crate::error::ApiError;
+use crate::http::audit::RequestContext;
+use crate::http::negotiate::query_pairs;
 use crate::http::respond;
+use crate::search::query::parse_query;
 use crate::state::AppState;
 use crate::store::Actor;
 
+/// Export pages are read this many records at a time, so memory stays flat whatever the period.
+const EXPORT_PAGE: usize = 1000;
+const MAX_SAMPLE: usize = 1000;
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/audit/verify", get(verify))
+    Router::new()
+        .route("/audit/verify", get(verify))
+        .route("/audit/extract", get(extract))
+        .route("/audit/sample", get(sample))
+        .route("/audit/export", get(export))
+        .layer(axum::middleware::from_fn(add_context))
 }
 
-/// Walks the hash chain: `{"records": n, "intact": true}` or the first broken record.
-async fn verify(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-) -> Result<Response, ApiError> {
+/// The request id these endpoints' own records carry (they sit outside the `/fhir` middleware).
+async fn add_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request.extensions_mut().insert(RequestContext {
+        request_id: std::sync::Arc::from(uuid::Uuid::new_v4().to_string()),
+        source_address: None,
+    });
+    next.run(request).await
+}
+
+fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
     let hoperat = caller
         .user
         .as_ref()
         .is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
-    if caller.principal.kind != PrincipalKind::Auditor || !hoperat {
-        return Err(ApiError::Forbidden(
-            "the access log is verified by auditor principals with purpose of use HOPERAT".into(),
-        ));
+    if caller.principal.kind == PrincipalKind::Auditor && hoperat {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "the access log is for auditor principals acting with purpose of use HOPERAT".into(),
+        ))
     }
+}
+
+/// Reading the log is itself logged.
+async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
+    let ctx = state.fhir.clone();
+    state
+        .store
+        .transact(&Actor::from_caller(caller), move |tx| {
+            crate::audit::append(&ctx, tx, &record)
+        })
+        .await
+}
+
+fn param(raw: &Option<String>, name: &str) -> Option<String> {
+    query_pairs(raw.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn instant_ms(raw: &Option<String>, name: &str, default: i64) -> Result<i64, ApiError> {
+    match param(raw, name) {
+        None => Ok(default),
+        Some(v) => {
+            // A date means its first instant (UTC); an instant is taken as given.
+            let ts = match v.parse::<jiff::Timestamp>() {
+                Ok(ts) => Some(ts),
+                Err(_) => v
+                    .parse::<jiff::civil::Date>()
+                    .ok()
+                    .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                    .map(|z| z.timestamp()),
+            };
+            ts.map(|ts| ts.as_millisecond()).ok_or_else(|| {
+                ApiError::BadRequest(format!("{name} '{v}' is not a date or an instant"))
+            })
+        }
+    }
+}
+
+/// `GET /audit/verify`: walks the hash chain: `{"records": n, "intact": true}` or the first broken record.
+async fn verify(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Response, ApiError> {
+    require_auditor(&caller)?;
     let report = state
         .store
         .verify_audit(&Actor::from_caller(&caller))
         .await?;
-    let body = serde_json::json!({
+    let body = json!({
         "records": report.records,
         "intact": report.first_broken.is_none(),
         "firstBroken": report.first_broken,
     });
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
+}
+
+/// `GET /audit/extract?patient=<personnummer>` (or `system|value`): the patient's log extract (loggutdrag,
+/// PDL 8 kap. 5 §): which care units of which principals accessed the record, when, how and why. Staff are
+/// named by role only.
+async fn extract(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_auditor(&caller)?;
+    let wanted = param(&raw, "patient").ok_or_else(|| {
+        ApiError::BadRequest("patient=<personnummer> (or system|value) is required".into())
+    })?;
+    let token = if wanted.contains('|') {
+        wanted.clone()
+    } else {
+        format!("{}|{wanted}", crate::domain::PERSONNUMMER_SYSTEM)
+    };
+    let query = parse_query(
+        &state.fhir.params,
+        "Patient",
+        &[("identifier".to_owned(), token)],
+        false,
+    )
+    .map_err(|_| ApiError::BadRequest(format!("'{wanted}' is not an identifier")))?;
+    // The auditor looks the patient up as navet: the extract covers the whole record, whoever owns it.
+    let page = state
+        .store
+        .search(&Actor::system(), "Patient", query, 0, 2)
+        .await?;
+    let patient = match page.matches.as_slice() {
+        [one] => format!("Patient/{}", one.id),
+        [] => return Err(ApiError::NotFound("no Patient has that identifier".into())),
+        _ => {
+            return Err(ApiError::PreconditionFailed(
+                "the identifier names more than one Patient".into(),
+            ));
+        }
+    };
+    let events = state
+        .store
+        .audit_for_patient(&Actor::from_caller(&caller), &patient)
+        .await?;
+    let accesses: Vec<Value> = events
+        .iter()
+        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+        .map(|e| extract_line(&e))
+        .collect();
+    let mut record = rc.record(&caller, Action::Read, "extract");
+    record.add_patient(patient.clone());
+    log_use(&state, &caller, record).await?;
+    let body = json!({"patient": patient, "identifier": wanted, "accesses": accesses});
+    Ok(respond::json_response(StatusCode::OK, body.to_string()))
+}
+
+/// One line of a log extract, from an AuditEvent navet wrote.
+fn extract_line(e: &Value) -> Value {
+    let agents = e["agent"].as_array().cloned().unwrap_or_default();
+    let user = agents
+        .iter()
+        .find(|a| a["requestor"] == true && a["location"].is_object());
+    let principal = agents
+        .iter()
+        .find(|a| a["type"]["coding"][0]["code"] == "datacollector")
+        .map(|a| json!({"hsaId": a["who"]["identifier"]["value"], "name": a["who"]["display"]}));
+    json!({
+        "recorded": e["recorded"],
+        "action": e["action"],
+        "operation": e["subtype"][0]["code"],
+        "outcome": e["outcome"],
+        "principal": principal,
+        "careUnit": user.map(|u| u["location"]["identifier"]["value"].clone()),
+        "role": user.map(|u| u["role"][0]["coding"][0]["code"].clone()),
+        "purpose": e["purposeOfEvent"][0]["coding"][0]["code"],
+    })
+}
+
+/// `GET /audit/sample?from=&to=&n=50&seed=`: a reproducible random sample of the period's accesses for the
+/// systematic log check, weighted toward emergency access (`ETREAT`, weight 4) and refused accesses (weight 2:
+/// trying records one has no part in ends as a refusal). The same log, period, n and seed give the same sample.
+async fn sample(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_auditor(&caller)?;
+    let from = instant_ms(&raw, "from", 0)?;
+    let to = instant_ms(&raw, "to", i64::MAX)?;
+    let n: usize = param(&raw, "n")
+        .map(|v| {
+            v.parse()
+                .map_err(|_| ApiError::BadRequest(format!("n '{v}' is not a number")))
+        })
+        .transpose()?
+        .unwrap_or(50)
+        .min(MAX_SAMPLE);
+    let seed: u64 = param(&raw, "seed")
+        .map(|v| {
+            v.parse()
+                .map_err(|_| ApiError::BadRequest(format!("seed '{v}' is not a number")))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let actor = Actor::from_caller(&caller);
+    // Weighted sampling without replacement (Efraimidis–Spirakis): key = u^(1/w), keep the n largest keys.
+    let mut rng = SplitMix64(seed);
+    let mut chosen: BTreeMap<(u64, i64), String> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = state
+            .store
+            .audit_page(&actor, from, to, after, EXPORT_PAGE)
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (seq, json) in page {
+            let weight = access_weight(&json);
+            let u = rng.next_unit();
+            let key = u.powf(1.0 / weight);
+            // Ordered by key (as integer bits of a positive float, which order like the floats), then seq.
+            chosen.insert((key.to_bits(), seq), json);
+            if chosen.len() > n {
+                chosen.pop_first();
+            }
+        }
+    }
+    let sample: Vec<Value> = chosen
+        .into_values()
+        .rev()
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect();
+    log_use(&state, &caller, rc.record(&caller, Action::Read, "sample")).await?;
+    let body = json!({"from": from, "to": to, "n": n, "seed": seed, "sample": sample});
+    Ok(respond::json_response(StatusCode::OK, body.to_string()))
+}
+
+fn access_weight(json: &str) -> f64 {
+    if json.contains(r#""code":"ETREAT""#) {
+        4.0
+    } else if json.contains(r#""outcome":"4""#) {
+        2.0
+    } else {
+        1.0
+    }
+}
+
+/// A small deterministic generator (SplitMix64, Steele et al. 2014): a sample must be reproducible from its
+/// seed on any machine and any navet version, which a library's default RNG does not promise.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn next_unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+}
+
+/// `GET /audit/export?from=&to=`: the period's records as NDJSON (one AuditEvent per line, chain order), read
+/// and sent a page at a time, for an external log-analysis tool.
+async fn export(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_auditor(&caller)?;
+    let from = instant_ms(&raw, "from", 0)?;
+    let to = instant_ms(&raw, "to", i64::MAX)?;
+    log_use(
+        &state,
+        &caller,
+        rc.record(&caller, Action::Execute, "export"),
+    )
+    .await?;
+    let actor = Actor::from_caller(&caller);
+    let store = state.store.clone();
+    let stream = futures_util::stream::unfold(Some(0i64), move |after| {
+        let (store, actor) = (store.clone(), actor.clone());
+        async move {
+            let after = after?;
+            match store.audit_page(&actor, from, to, after, EXPORT_PAGE).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = page.last().map(|(seq, _)| *seq);
+                    let mut chunk = String::new();
+                    for (_, json) in page {
+                        chunk.push_str(&json);
+                        chunk.push('\n');
+                    }
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), next))
+                }
+                // The status line is already sent: end the stream with an error so the client sees a broken
+                // transfer rather than a silently short export.
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_is_reproducible_and_in_range() {
+        let a: Vec<f64> = {
+            let mut r = SplitMix64(42);
+            (0..100).map(|_| r.next_unit()).collect()
+        };
+        let mut r = SplitMix64(42);
+        let b: Vec<f64> = (0..100).map(|_| r.next_unit()).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|u| *u > 0.0 && *u <= 1.0));
+        assert_ne!(SplitMix64(1).next_u64(), SplitMix64(2).next_u64());
+    }
 }

@@ -234,6 +234,24 @@ pub trait Store: Send + Sync {
     /// A small key/value area for navet's own state (seeding done, schema version, cursors).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
+    /// Access-log records (sequence number, AuditEvent JSON) recorded in `[from_ms, to_ms)` after `after_seq`,
+    /// in chain order, at most `limit`.
+    async fn audit_page(
+        &self,
+        actor: &Actor,
+        from_ms: i64,
+        to_ms: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// The AuditEvents naming `patient` (`Patient/{id}`), oldest first.
+    async fn audit_for_patient(
+        &self,
+        actor: &Actor,
+        patient: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Walks the access log's hash chain.
     async fn verify_audit(
         &self,

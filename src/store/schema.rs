@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash   TEXT    NOT NULL,
     hash        TEXT    NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded_ms, seq);
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log

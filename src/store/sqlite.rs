@@ -587,6 +587,46 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_page(
+        &self,
+        _actor: &Actor,
+        from_ms: i64,
+        to_ms: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.read_blocking(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, json FROM audit_log WHERE seq > ?1 AND recorded_ms >= ?2 AND recorded_ms < ?3 \
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(params![after_seq, from_ms, to_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn audit_for_patient(
+        &self,
+        _actor: &Actor,
+        patient: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let patient = patient.to_owned();
+        self.read_blocking(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.json FROM search_index s JOIN audit_log a ON a.id = s.id \
+                 WHERE s.type = 'AuditEvent' AND s.param = 'patient' AND s.value = ?1 ORDER BY a.seq",
+            )?;
+            let rows = stmt
+                .query_map(params![patient], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn verify_audit(
         &self,
         _actor: &Actor,
