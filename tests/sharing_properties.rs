@@ -1,6 +1,8 @@
 //! Property test of the sharing rules (issue 4): random referrals and tasks among three principals, with random
-//! addressees and parent links; every principal reads, searches, lists history and batch-reads exactly what it
-//! owns or takes part in (directly or through the referral a task belongs to), and nothing else.
+//! addressees and parent links, and random consents and blocks of the patient; every principal reads, searches,
+//! lists history and batch-reads exactly what it owns or takes part in (directly or through the referral a task
+//! belongs to) or may read through sammanhållen dokumentation (a care relationship, the patient's consent, no
+//! block on the owner), and nothing else.
 
 mod common;
 
@@ -34,6 +36,22 @@ struct Spec {
     parent: Option<usize>,
 }
 
+/// The patient's consent decisions: permits (`None`: for all, else a mask of principals) and blocks (of the
+/// principal whose records are hidden).
+#[derive(Debug, Clone)]
+struct Consents {
+    permits: Vec<Option<u8>>,
+    blocks: Vec<usize>,
+}
+
+fn consents() -> impl Strategy<Value = Consents> {
+    (
+        prop::collection::vec(prop::option::of(1u8..8), 0..3),
+        prop::collection::vec(0usize..3, 0..2),
+    )
+        .prop_map(|(permits, blocks)| Consents { permits, blocks })
+}
+
 fn specs() -> impl Strategy<Value = Vec<Spec>> {
     prop::collection::vec((0usize..3, 0u8..8, prop::option::of(0usize..8)), 1..7).prop_map(|raw| {
         raw.into_iter()
@@ -47,21 +65,39 @@ fn specs() -> impl Strategy<Value = Vec<Spec>> {
     })
 }
 
-/// Which principals may see each resource, by the rule in DESIGN.md.
-fn expected(specs: &[Spec]) -> Vec<BTreeSet<usize>> {
-    let mut out: Vec<BTreeSet<usize>> = Vec::new();
+/// Which principals may see each resource, by the rules in DESIGN.md.
+fn expected(specs: &[Spec], consents: &Consents) -> Vec<BTreeSet<usize>> {
+    // Owner and participants (a task inherits its referral's).
+    let mut direct: Vec<BTreeSet<usize>> = Vec::new();
     for s in specs {
         let mut seers: BTreeSet<usize> = (0..3).filter(|i| s.named & (1 << i) != 0).collect();
         seers.insert(s.owner);
         if let Some(p) = s.parent {
-            seers.extend(out[p].iter().copied());
+            seers.extend(direct[p].iter().copied());
         }
-        out.push(seers);
+        direct.push(seers);
     }
-    out
+    // Every referral and task is active: each links its owner and participants to the patient.
+    let related: BTreeSet<usize> = direct.iter().flatten().copied().collect();
+    let permitted = |c: usize| {
+        consents
+            .permits
+            .iter()
+            .any(|p| p.is_none_or(|mask| mask & (1 << c) != 0))
+    };
+    specs
+        .iter()
+        .zip(direct)
+        .map(|(s, mut seers)| {
+            if !consents.blocks.contains(&s.owner) {
+                seers.extend((0..3).filter(|c| related.contains(c) && permitted(*c)));
+            }
+            seers
+        })
+        .collect()
 }
 
-async fn check(specs: Vec<Spec>) {
+async fn check(specs: Vec<Spec>, consents: Consents) {
     let app = spawn_app().await;
     let mut clients = Vec::new();
     for (client, user, _) in PRINCIPALS {
@@ -110,6 +146,29 @@ async fn check(specs: Vec<Spec>) {
         assert_eq!(status, 201, "{body}: {created}");
         refs.push(format!("{ty}/{}", created["id"].as_str().unwrap()));
     }
+    let hsa = |i: usize| json!({"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": PRINCIPALS[i].2}});
+    let consent = |provision: Value| {
+        json!({"resourceType": "Consent", "status": "active",
+               "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+               "patient": {"reference": format!("Patient/{patient}")}, "provision": provision})
+    };
+    for permit in &consents.permits {
+        let mut provision = json!({"type": "permit"});
+        if let Some(mask) = permit {
+            let actors: Vec<Value> = (0..3)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| json!({"role": {"text": "recipient"}, "reference": hsa(i)}))
+                .collect();
+            provision["actor"] = Value::Array(actors);
+        }
+        app.create(&consent(provision)).await;
+    }
+    for blocked in &consents.blocks {
+        // A permit for no one in particular would open everything; the block rides on a deny-only consent.
+        let provision = json!({"type": "deny", "actor": [{"role": {"text": "blocked"}, "reference": hsa(*blocked)}]});
+        app.create(&consent(provision)).await;
+    }
     // A Task names at most one owner: recompute what was really named.
     let specs: Vec<Spec> = specs
         .into_iter()
@@ -120,7 +179,7 @@ async fn check(specs: Vec<Spec>) {
             s
         })
         .collect();
-    let seers = expected(&specs);
+    let seers = expected(&specs, &consents);
     for (c, client) in clients.iter().enumerate() {
         let visible: BTreeSet<String> = refs
             .iter()
@@ -194,11 +253,11 @@ async fn check(specs: Vec<Spec>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     #[test]
-    fn no_principal_reads_what_it_should_not_and_each_reads_what_it_should(specs in specs()) {
+    fn no_principal_reads_what_it_should_not_and_each_reads_what_it_should(specs in specs(), consents in consents()) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(check(specs));
+        rt.block_on(check(specs, consents));
     }
 }

@@ -9,6 +9,7 @@ pub mod outcome;
 pub mod participants;
 pub mod protected;
 pub mod rules;
+pub mod sharing;
 pub mod structure;
 pub mod typed;
 

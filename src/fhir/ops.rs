@@ -192,6 +192,7 @@ fn write_version(
     let owner = owner.to_owned();
     let participants = crate::fhir::participants::collect(tx, &value)?;
     tx.set_participants(&ty, id, &participants)?;
+    crate::fhir::sharing::record(tx, &ty, id, &json, &value, &owner, &participants)?;
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),
@@ -381,6 +382,7 @@ pub fn delete(
     let (now, now_ms) = tx.now();
     let owner = current.owner.clone();
     tx.release_unique(rules::PATIENT_IDENTIFIER_SCOPE, ty, id)?;
+    crate::fhir::sharing::forget(tx, ty, id)?;
     let version = current.version + 1;
     tx.put_version(NewVersion {
         resource_type: ty.to_owned(),

@@ -12,7 +12,9 @@
 //! Limit: what a resource inherits from its parent is taken when the resource is written; a participant added
 //! to the parent later sees the children written after that.
 
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::domain::HSA_ID_SYSTEM;
 use crate::store::{StoreError, WriteTx};
@@ -36,6 +38,16 @@ const PARENT_TYPES: [&str; 4] = ["ServiceRequest", "CarePlan", "Task", "Medicati
 
 /// How deep literal references are followed (CareTeam → PractitionerRole → Organization).
 const MAX_DEPTH: u8 = 3;
+
+/// The HSA-ids the references inside `v` name (logical HSA identifiers, Organizations and the resources that
+/// lead to one), deduplicated.
+pub fn named_in(tx: &mut dyn WriteTx, v: &Value) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for reference in references_in(v) {
+        resolve(tx, &reference, 0, &mut out)?;
+    }
+    Ok(out)
+}
 
 /// The participant HSA-ids of `value` (deduplicated, upper-case).
 pub fn collect(tx: &mut dyn WriteTx, value: &Value) -> Result<Vec<String>, StoreError> {
@@ -100,8 +112,10 @@ fn walk(v: &Value, out: &mut Vec<Reference>) {
             {
                 out.push(Reference::Hsa(value.to_ascii_uppercase()));
             }
+            // Into every member (a Consent actor's `reference` is itself a Reference object), except
+            // extensions and an identifier's issuing organisation, which name no participant.
             for (key, child) in map {
-                if key != "reference" && key != "identifier" && key != "extension" {
+                if key != "extension" && key != "assigner" {
                     walk(child, out);
                 }
             }
@@ -174,4 +188,42 @@ fn resolve(
         }
     }
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct PatientLinks<'a> {
+    #[serde(borrow)]
+    subject: Option<&'a RawValue>,
+    #[serde(borrow)]
+    patient: Option<&'a RawValue>,
+    #[serde(borrow)]
+    beneficiary: Option<&'a RawValue>,
+    #[serde(borrow, rename = "for")]
+    for_: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ReferenceOnly {
+    reference: Option<String>,
+}
+
+/// `Patient/{id}` references of a stored resource: itself for a Patient, else its subject/patient/
+/// beneficiary/for. Only those members are parsed (the rest is skipped), so a read stays cheap.
+pub fn patients_in(resource_type: &str, id: &str, json: &str) -> Vec<String> {
+    if resource_type == "Patient" {
+        return vec![format!("Patient/{id}")];
+    }
+    let Ok(links) = serde_json::from_str::<PatientLinks<'_>>(json) else {
+        return Vec::new();
+    };
+    [links.subject, links.patient, links.beneficiary, links.for_]
+        .into_iter()
+        .flatten()
+        .filter_map(|raw| serde_json::from_str::<ReferenceOnly>(raw.get()).ok())
+        .filter_map(|r| r.reference)
+        .filter_map(|r| {
+            r.strip_prefix("Patient/")
+                .map(|rest| format!("Patient/{}", rest.split('/').next().unwrap_or(rest)))
+        })
+        .collect()
 }

@@ -19,8 +19,6 @@ use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::audit::{Action, AuditRecord, Outcome};
 use crate::auth::Caller;
@@ -59,48 +57,10 @@ pub fn note_version(record: &mut AuditRecord, v: &StoredVersion) {
         v.resource_type, v.id, v.version
     ));
     if let Some(json) = &v.json {
-        for patient in patients_in(&v.resource_type, &v.id, json) {
+        for patient in crate::fhir::participants::patients_in(&v.resource_type, &v.id, json) {
             record.add_patient(patient);
         }
     }
-}
-
-#[derive(Deserialize)]
-struct PatientLinks<'a> {
-    #[serde(borrow)]
-    subject: Option<&'a RawValue>,
-    #[serde(borrow)]
-    patient: Option<&'a RawValue>,
-    #[serde(borrow)]
-    beneficiary: Option<&'a RawValue>,
-    #[serde(borrow, rename = "for")]
-    for_: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ReferenceOnly {
-    reference: Option<String>,
-}
-
-/// `Patient/{id}` references of a stored resource: itself for a Patient, else its subject/patient/
-/// beneficiary/for. Only those members are parsed (the rest is skipped), so a read stays cheap.
-pub fn patients_in(resource_type: &str, id: &str, json: &str) -> Vec<String> {
-    if resource_type == "Patient" {
-        return vec![format!("Patient/{id}")];
-    }
-    let Ok(links) = serde_json::from_str::<PatientLinks<'_>>(json) else {
-        return Vec::new();
-    };
-    [links.subject, links.patient, links.beneficiary, links.for_]
-        .into_iter()
-        .flatten()
-        .filter_map(|raw| serde_json::from_str::<ReferenceOnly>(raw.get()).ok())
-        .filter_map(|r| r.reference)
-        .filter_map(|r| {
-            r.strip_prefix("Patient/")
-                .map(|rest| format!("Patient/{}", rest.split('/').next().unwrap_or(rest)))
-        })
-        .collect()
 }
 
 /// `/fhir/{type}[/{id}…]`: the type and id a path names, and the interaction.
@@ -189,6 +149,11 @@ pub async fn audit_requests(
                 (Some(ty), Some(id)) => {
                     if ty == "Patient" {
                         record.add_patient(format!("Patient/{id}"));
+                    } else if let Ok(patients) =
+                        state.store.patients_of(&Actor::system(), &ty, &id).await
+                    {
+                        // The log names whose record was tried, even when the caller may not see it.
+                        patients.into_iter().for_each(|p| record.add_patient(p));
                     }
                     record.entities.push(format!("{ty}/{id}"));
                 }

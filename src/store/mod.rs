@@ -31,6 +31,8 @@ pub struct Actor {
     /// The HSA-ids this actor reads as: its principal and the principal's care units. A resource another
     /// principal owns is visible when one of them takes part in it. `None`: navet itself, which sees all.
     pub sees: Option<Arc<[String]>>,
+    /// Emergency access (purpose of use `ETREAT`): passes consent and blocks (DESIGN.md).
+    pub emergency: bool,
 }
 
 impl Actor {
@@ -41,6 +43,7 @@ impl Actor {
             client_id: None,
             user: None,
             sees: None,
+            emergency: false,
         }
     }
 
@@ -60,6 +63,10 @@ impl Actor {
                     .chain(caller.principal.units.iter().map(|u| u.as_str().to_owned()))
                     .collect(),
             ),
+            emergency: caller
+                .user
+                .as_ref()
+                .is_some_and(|u| u.purpose == crate::auth::PurposeOfUse::Etreat),
         }
     }
 }
@@ -189,6 +196,27 @@ pub trait WriteTx {
     ) -> Result<(), StoreError>;
     fn participants_of(&mut self, resource_type: &str, id: &str)
     -> Result<Vec<String>, StoreError>;
+    /// Replaces the `Patient/{id}` references a resource is about ([`crate::fhir::sharing`]).
+    fn set_patient_links(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        patients: &[String],
+    ) -> Result<(), StoreError>;
+    /// Replaces the (patient, HSA-id) care relationships a resource establishes.
+    fn set_care_relations(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        relations: &[(String, String)],
+    ) -> Result<(), StoreError>;
+    /// Replaces the (patient, kind, principal) consent decisions a Consent makes.
+    fn set_consents(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        decisions: &[(String, String, String)],
+    ) -> Result<(), StoreError>;
     /// Whether the transaction's actor may see the resource (owner, participant, or shared master data).
     fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError>;
     /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
@@ -244,6 +272,15 @@ pub trait Store: Send + Sync {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// The `Patient/{id}` references a stored resource is about (for the access log of a refused request: the
+    /// record names the patient even when the caller was not allowed to see the resource).
+    async fn patients_of(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// The AuditEvents naming `patient` (`Patient/{id}`), oldest first.
     async fn audit_for_patient(

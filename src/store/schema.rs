@@ -50,6 +50,32 @@ CREATE TABLE IF NOT EXISTS participants (
     PRIMARY KEY (type, id, hsa)
 ) WITHOUT ROWID;
 
+-- Sammanhållen dokumentation (fhir/sharing.rs): the patient a resource is about, the care relationships an
+-- active Task/ServiceRequest/CarePlan/EpisodeOfCare establishes, and the decisions of active Consents.
+CREATE TABLE IF NOT EXISTS patient_links (
+    type    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    patient TEXT NOT NULL,             -- Patient/{id}
+    PRIMARY KEY (type, id, patient)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS care_relations (
+    type    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    patient TEXT NOT NULL,
+    hsa     TEXT NOT NULL,
+    PRIMARY KEY (type, id, patient, hsa)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS care_relations_patient ON care_relations (patient, hsa);
+CREATE TABLE IF NOT EXISTS consents (
+    type      TEXT NOT NULL,           -- always Consent
+    id        TEXT NOT NULL,
+    patient   TEXT NOT NULL,
+    kind      TEXT NOT NULL,           -- permit | block
+    principal TEXT NOT NULL,           -- HSA-id, or * (a permit for all)
+    PRIMARY KEY (type, id, patient, kind, principal)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS consents_patient ON consents (patient, kind, principal);
+
 -- Uniqueness the database guarantees: conditional-create keys and national identity numbers.
 CREATE TABLE IF NOT EXISTS unique_keys (
     scope TEXT NOT NULL,

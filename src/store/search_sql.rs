@@ -5,7 +5,7 @@
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
-use super::{SearchPage, StoreError, StoredVersion};
+use super::{Actor, SearchPage, StoreError, StoredVersion};
 use crate::search::params::ParamType;
 use crate::search::query::{
     Filter, FilterValue, Modifier, ReferenceValue, SearchQuery, TotalMode, date_condition,
@@ -15,10 +15,14 @@ use crate::search::query::{
 /// HTTP layer restricts to auditors).
 pub const SHARED_TYPES_SQL: &str = "('Patient','Organization','Practitioner','PractitionerRole','HealthcareService','Location','Endpoint','AuditEvent')";
 
-/// ` AND (…)`: the resources (alias `c`, resources_current) an actor with `sees` may see: shared types, what a
-/// principal among `sees` owns, and what one of them takes part in. Empty for navet itself.
-pub fn visibility_sql(sees: Option<&[String]>, args: &mut Vec<Sql>) -> String {
-    let Some(sees) = sees else {
+/// ` AND (…)`: the resources (alias `c`, resources_current) `actor` may see (empty for navet itself):
+/// - shared master data and the access log;
+/// - what a principal among `actor.sees` owns, or takes part in (the `participants` table);
+/// - sammanhållen dokumentation (fhir/sharing.rs): another principal's record about a patient with whom the
+///   actor has a care relationship, when the patient's consent names the actor or all and no block covers
+///   the record's owner; emergency access (`ETREAT`) passes consent and blocks.
+pub fn visibility_sql(actor: &Actor, args: &mut Vec<Sql>) -> String {
+    let Some(sees) = actor.sees.as_deref() else {
         return String::new();
     };
     let ph = placeholders(sees.len().max(1));
@@ -28,11 +32,25 @@ pub fn visibility_sql(sees: Option<&[String]>, args: &mut Vec<Sql>) -> String {
         }
         args.extend(sees.iter().map(|h| Sql::Text(h.clone())));
     };
-    push(args);
-    push(args);
+    push(args); // owner
+    push(args); // participants
+    push(args); // care relationship
+    let consent = if actor.emergency {
+        String::new()
+    } else {
+        push(args); // consent
+        format!(
+            " AND EXISTS (SELECT 1 FROM consents k WHERE k.patient = pl.patient AND k.kind = 'permit' \
+               AND (k.principal = '*' OR k.principal IN ({ph}))) \
+             AND NOT EXISTS (SELECT 1 FROM consents b WHERE b.patient = pl.patient AND b.kind = 'block' \
+               AND b.principal = c.owner)"
+        )
+    };
     format!(
-        " AND (c.type IN {SHARED_TYPES_SQL} OR c.owner IN ({ph}) OR EXISTS \
-         (SELECT 1 FROM participants p WHERE p.type = c.type AND p.id = c.id AND p.hsa IN ({ph})))"
+        " AND (c.type IN {SHARED_TYPES_SQL} OR c.owner IN ({ph}) \
+         OR EXISTS (SELECT 1 FROM participants p WHERE p.type = c.type AND p.id = c.id AND p.hsa IN ({ph})) \
+         OR EXISTS (SELECT 1 FROM patient_links pl WHERE pl.type = c.type AND pl.id = c.id \
+           AND EXISTS (SELECT 1 FROM care_relations cr WHERE cr.patient = pl.patient AND cr.hsa IN ({ph})){consent}))"
     )
 }
 
@@ -276,14 +294,14 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
 /// Ids of current, non-deleted matches (conditional operations), at most `limit`.
 pub fn matching_ids(
     conn: &Connection,
-    sees: Option<&[String]>,
+    actor: &Actor,
     ty: &str,
     query: &SearchQuery,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     let f = filters_sql(ty, query);
     let mut args = vec![Sql::Text(ty.to_owned())];
-    let vis = visibility_sql(sees, &mut args);
+    let vis = visibility_sql(actor, &mut args);
     let sql = format!(
         "SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{} ORDER BY c.id LIMIT ?",
         f.text
@@ -300,7 +318,7 @@ pub fn matching_ids(
 /// One page of matches with `_include`s and, when asked, the total.
 pub fn search_page(
     conn: &Connection,
-    sees: Option<&[String]>,
+    actor: &Actor,
     ty: &str,
     query: &SearchQuery,
     offset: usize,
@@ -310,7 +328,7 @@ pub fn search_page(
     let mut page = SearchPage::default();
     if matches!(query.total, TotalMode::Accurate) {
         let mut args = vec![Sql::Text(ty.to_owned())];
-        let vis = visibility_sql(sees, &mut args);
+        let vis = visibility_sql(actor, &mut args);
         let sql = format!(
             "SELECT COUNT(*) FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{}",
             f.text
@@ -325,7 +343,7 @@ pub fn search_page(
         return Ok(page);
     }
     let mut args = vec![Sql::Text(ty.to_owned())];
-    let vis = visibility_sql(sees, &mut args);
+    let vis = visibility_sql(actor, &mut args);
     args.extend(f.args);
     let order = order_sql(query, &mut args);
     let sql = format!(
@@ -344,14 +362,14 @@ pub fn search_page(
     page.has_more = rows.len() > count;
     rows.truncate(count);
     page.matches = rows;
-    page.included = includes(conn, sees, ty, query, &page.matches)?;
+    page.included = includes(conn, actor, ty, query, &page.matches)?;
     Ok(page)
 }
 
 /// `_include`: the current, non-deleted resources the matches reference through the named parameters.
 fn includes(
     conn: &Connection,
-    sees: Option<&[String]>,
+    actor: &Actor,
     ty: &str,
     query: &SearchQuery,
     matches: &[StoredVersion],
@@ -391,7 +409,7 @@ fn includes(
                 Sql::Text(target_type.to_owned()),
                 Sql::Text(target_id.to_owned()),
             ];
-            let vis = visibility_sql(sees, &mut args);
+            let vis = visibility_sql(actor, &mut args);
             let found = conn
                 .prepare_cached(&format!(
                     "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
@@ -407,15 +425,10 @@ fn includes(
     Ok(out)
 }
 
-/// Whether the resource exists for an actor with `sees` (see [`visibility_sql`]).
-pub fn visible(
-    conn: &Connection,
-    sees: Option<&[String]>,
-    ty: &str,
-    id: &str,
-) -> Result<bool, StoreError> {
+/// Whether the resource exists for `actor` (see [`visibility_sql`]).
+pub fn visible(conn: &Connection, actor: &Actor, ty: &str, id: &str) -> Result<bool, StoreError> {
     let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
-    let vis = visibility_sql(sees, &mut args);
+    let vis = visibility_sql(actor, &mut args);
     if vis.is_empty() {
         return Ok(true);
     }

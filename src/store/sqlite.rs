@@ -249,13 +249,7 @@ impl WriteTx for SqliteTx<'_> {
         query: &SearchQuery,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        search_sql::matching_ids(
-            self.conn,
-            self.actor.sees.as_deref(),
-            resource_type,
-            query,
-            limit,
-        )
+        search_sql::matching_ids(self.conn, self.actor, resource_type, query, limit)
     }
 
     fn put_version(&mut self, v: NewVersion) -> Result<(), StoreError> {
@@ -411,8 +405,62 @@ impl WriteTx for SqliteTx<'_> {
         Ok(rows)
     }
 
+    fn set_patient_links(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        patients: &[String],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM patient_links WHERE type = ?1 AND id = ?2")?
+            .execute(params![resource_type, id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO patient_links (type, id, patient) VALUES (?1, ?2, ?3)",
+        )?;
+        for patient in patients {
+            insert.execute(params![resource_type, id, patient])?;
+        }
+        Ok(())
+    }
+
+    fn set_care_relations(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        relations: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM care_relations WHERE type = ?1 AND id = ?2")?
+            .execute(params![resource_type, id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO care_relations (type, id, patient, hsa) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (patient, hsa) in relations {
+            insert.execute(params![resource_type, id, patient, hsa])?;
+        }
+        Ok(())
+    }
+
+    fn set_consents(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        decisions: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM consents WHERE type = ?1 AND id = ?2")?
+            .execute(params![resource_type, id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO consents (type, id, patient, kind, principal) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (patient, kind, principal) in decisions {
+            insert.execute(params![resource_type, id, patient, kind, principal])?;
+        }
+        Ok(())
+    }
+
     fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
-        search_sql::visible(self.conn, self.actor.sees.as_deref(), resource_type, id)
+        search_sql::visible(self.conn, self.actor, resource_type, id)
     }
 
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError> {
@@ -465,12 +513,12 @@ impl Store for SqliteStore {
         version: Option<i64>,
     ) -> Result<Option<StoredVersion>, StoreError> {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
-        let sees = actor.sees.clone();
+        let actor = actor.clone();
         self.read_blocking(move |conn| match version {
             // A resource the actor may not see reads as absent: a 404, never a 403 that confirms it exists.
-            _ if !search_sql::visible(conn, sees.as_deref(), &ty, &id)? => Ok(None),
+            _ if !search_sql::visible(conn, &actor, &ty, &id)? => Ok(None),
             None => Ok(read_current(conn, &ty, &id)?.map(|mut v| {
-                crate::fhir::protected::redact_for(sees.as_deref(), &mut v);
+                crate::fhir::protected::redact_for(actor.sees.as_deref(), &mut v);
                 v
             })),
             Some(v) => Ok(conn
@@ -481,7 +529,7 @@ impl Store for SqliteStore {
                 .query_row(params![ty, id, v], row_to_version)
                 .optional()?
                 .map(|mut v| {
-                    crate::fhir::protected::redact_for(sees.as_deref(), &mut v);
+                    crate::fhir::protected::redact_for(actor.sees.as_deref(), &mut v);
                     v
                 })),
         })
@@ -493,11 +541,11 @@ impl Store for SqliteStore {
         actor: &Actor,
         q: HistoryQuery,
     ) -> Result<(Vec<StoredVersion>, bool), StoreError> {
-        let sees = actor.sees.clone();
+        let actor = actor.clone();
         self.read_blocking(move |conn| {
             // Versions of resources the actor may see now (the join gives the visibility filter its `c`).
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let vis = search_sql::visibility_sql(sees.as_deref(), &mut args);
+            let vis = search_sql::visibility_sql(&actor, &mut args);
             let mut sql = format!(
                 "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
                  FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
@@ -524,7 +572,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let more = rows.len() > q.count;
             rows.truncate(q.count);
-            rows.iter_mut().for_each(|v| crate::fhir::protected::redact_for(sees.as_deref(), v));
+            rows.iter_mut().for_each(|v| crate::fhir::protected::redact_for(actor.sees.as_deref(), v));
             Ok((rows, more))
         })
         .await
@@ -539,14 +587,13 @@ impl Store for SqliteStore {
         count: usize,
     ) -> Result<SearchPage, StoreError> {
         let ty = resource_type.to_owned();
-        let sees = actor.sees.clone();
+        let actor = actor.clone();
         self.read_blocking(move |conn| {
-            let mut page =
-                search_sql::search_page(conn, sees.as_deref(), &ty, &query, offset, count)?;
+            let mut page = search_sql::search_page(conn, &actor, &ty, &query, offset, count)?;
             page.matches
                 .iter_mut()
                 .chain(page.included.iter_mut())
-                .for_each(|v| crate::fhir::protected::redact_for(sees.as_deref(), v));
+                .for_each(|v| crate::fhir::protected::redact_for(actor.sees.as_deref(), v));
             Ok(page)
         })
         .await
@@ -602,6 +649,25 @@ impl Store for SqliteStore {
             )?;
             let rows = stmt
                 .query_map(params![after_seq, from_ms, to_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn patients_of(
+        &self,
+        _actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        self.read_blocking(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT patient FROM patient_links WHERE type = ?1 AND id = ?2 ORDER BY patient",
+            )?;
+            let rows = stmt
+                .query_map(params![ty, id], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
