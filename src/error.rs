@@ -170,3 +170,16 @@ impl From<crate::auth::AuthError> for ApiError {
         }
     }
 }
+
+impl From<Vec<crate::search::query::QueryError>> for ApiError {
+    /// Every problem of a search query, in one 400.
+    fn from(errors: Vec<crate::search::query::QueryError>) -> Self {
+        ApiError::BadRequest(
+            errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.param, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+}

@@ -109,15 +109,7 @@ impl Condition {
                 "a conditional operation needs search parameters".into(),
             ));
         }
-        let query = parse_query(&ctx.params, resource_type, &pairs, false).map_err(|errors| {
-            ApiError::BadRequest(
-                errors
-                    .into_iter()
-                    .map(|e| format!("{}: {}", e.param, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let query = parse_query(&ctx.params, resource_type, &pairs, false)?;
         pairs.sort();
         let key = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)

@@ -153,16 +153,7 @@ async fn search(
         .filter(|(k, _)| !PASSTHROUGH.contains(&k.as_str()))
         .cloned()
         .collect();
-    let query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)
-        .map_err(|errors| {
-            ApiError::BadRequest(
-                errors
-                    .into_iter()
-                    .map(|e| format!("{}: {}", e.param, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+    let query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)?;
     let summary_count = match query.summary.as_deref() {
         None | Some("false") => false,
         Some("count") => true,
