@@ -98,6 +98,18 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     })
 }
 
+/// Verifies the chain of the database in `data_dir`, opened read-only: `navet audit verify` runs this
+/// offline, on a live data directory or a copy of one.
+pub fn verify_data_dir(data_dir: &std::path::Path) -> Result<Verification, String> {
+    let path = data_dir.join("navet.db");
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    verify(&conn).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,16 +124,4 @@ mod tests {
         assert_ne!(base, link_hash(GENESIS, 1, "a", 5, "{ }"));
         assert_ne!(base, link_hash(&base, 1, "a", 5, "{}"));
     }
-}
-
-/// Verifies the chain of the database in `data_dir`, opened read-only: `navet audit verify` runs this
-/// offline, on a live data directory or a copy of one.
-pub fn verify_data_dir(data_dir: &std::path::Path) -> Result<Verification, String> {
-    let path = data_dir.join("navet.db");
-    if !path.exists() {
-        return Err(format!("{} does not exist", path.display()));
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    verify(&conn).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -78,25 +78,6 @@ impl JtiStore for MemoryJtiStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_jti_is_accepted_once_and_refused_the_second_time() {
-        let store = MemoryJtiStore::new();
-        assert!(store.remember("c1", "j1", 100).await.unwrap());
-        assert!(!store.remember("c1", "j1", 100).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn the_same_jti_from_two_clients_is_two_different_records() {
-        let store = MemoryJtiStore::new();
-        assert!(store.remember("c1", "j1", 100).await.unwrap());
-        assert!(store.remember("c2", "j1", 100).await.unwrap());
-    }
-}
-
 /// The production [`JtiStore`]: the `seen_once` table of navet's database, written through the store's
 /// writer, so a replay is refused after a restart and the record is durable before the token is issued.
 pub struct DatabaseJtiStore {
@@ -126,5 +107,24 @@ impl JtiStore for DatabaseJtiStore {
             })
             .await
             .map_err(|e| JtiStoreError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_jti_is_accepted_once_and_refused_the_second_time() {
+        let store = MemoryJtiStore::new();
+        assert!(store.remember("c1", "j1", 100).await.unwrap());
+        assert!(!store.remember("c1", "j1", 100).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_same_jti_from_two_clients_is_two_different_records() {
+        let store = MemoryJtiStore::new();
+        assert!(store.remember("c1", "j1", 100).await.unwrap());
+        assert!(store.remember("c2", "j1", 100).await.unwrap());
     }
 }

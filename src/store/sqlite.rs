@@ -143,7 +143,7 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>) {
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: &(String, i64)) -> Vec<JobResult> {
+fn run_batch(conn: &mut Connection, batch: &mut [Job], now: &(String, i64)) -> Vec<JobResult> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         return batch.iter().map(|_| Err(ApiError::internal(&e))).collect();
     }
