@@ -160,6 +160,7 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         settings.base_url
     );
     reload_keys_on_hangup(state.auth.clone());
+    index_audit_in_background(&state);
     let app = app(state);
     match tls {
         None => {
@@ -192,6 +193,19 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())
+}
+
+/// Keeps the AuditEvent search index close behind the chain (auditor reads catch up fully themselves).
+fn index_audit_in_background(state: &AppState) {
+    let (ctx, store) = (state.fhir.clone(), state.store.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if let Err(e) = crate::audit::catch_up(&ctx, store.as_ref()).await {
+                tracing::warn!(error = %e, "indexing the access log failed; retrying");
+            }
+        }
+    });
 }
 
 /// `navet rotate-key` writes a new signing key; SIGHUP makes the running server sign with it.

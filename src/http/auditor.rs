@@ -158,6 +158,7 @@ async fn extract(
             ));
         }
     };
+    crate::http::fhir::fresh_log(&state, Some("AuditEvent")).await?;
     let events = state
         .store
         .audit_for_patient(&Actor::from_caller(&caller), &patient)

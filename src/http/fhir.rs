@@ -138,10 +138,20 @@ async fn read(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
+    fresh_log(&state, Some(&ty)).await?;
     let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
     let mut record = rc.record(&caller, Action::Read, "read");
     note_version(&mut record, &version);
     Ok(with_note(response, &ty, record))
+}
+
+/// Before the access log is read: every record logged so far becomes searchable first (see
+/// [`crate::audit::append`]), so an auditor never misses one.
+pub async fn fresh_log(state: &AppState, ty: Option<&str>) -> Result<(), ApiError> {
+    if ty.is_none_or(|t| t == "AuditEvent") {
+        crate::audit::catch_up(&state.fhir, state.store.as_ref()).await?;
+    }
+    Ok(())
 }
 
 /// Hands a read's record to the access-log middleware; directory reads are not patient data.
@@ -221,6 +231,7 @@ async fn vread(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
+    fresh_log(&state, Some(&ty)).await?;
     let version: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;

@@ -14,7 +14,7 @@ use crate::auth::{Authenticated, Caller, Interaction};
 use crate::error::ApiError;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::http::audit::{RequestContext, note_version};
-use crate::http::fhir::{authorize, known_type, with_note};
+use crate::http::fhir::{authorize, fresh_log, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
 use crate::http::respond::{self, BundleText, Link};
 use crate::search::query::{SearchQuery, TotalMode, parse_query};
@@ -138,6 +138,7 @@ async fn search(
     check_accept(headers, format.as_deref())?;
     known_type(state, ty)?;
     let actor = authorize(caller, ty, Interaction::Search)?;
+    fresh_log(state, Some(ty)).await?;
     if !state.fhir.is_searchable(ty) {
         return Err(ApiError::MethodNotAllowed(format!(
             "search is not served for {ty}; the CapabilityStatement lists the searchable types"
@@ -311,6 +312,7 @@ async fn history(
     headers: &HeaderMap,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
+    fresh_log(state, ty.as_deref()).await?;
     let pairs = query_pairs(raw.as_deref());
     let mut count = DEFAULT_COUNT;
     let mut since_ms = None;

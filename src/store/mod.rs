@@ -219,6 +219,13 @@ pub trait WriteTx {
     ) -> Result<(), StoreError>;
     /// Whether the transaction's actor may see the resource (owner, participant, or shared master data).
     fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError>;
+    fn setting(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Access-log records (seq, id, recorded_ms, json) after `after_seq`, in chain order.
+    fn audit_after(
+        &mut self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, i64, String)>, StoreError>;
     /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
 }
