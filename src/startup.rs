@@ -166,10 +166,14 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         None => {
             let listener =
                 tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())?;
+            // Connect info gives the access log each request's source address.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())?;
         }
         Some(config) => {
             let handle = axum_server::Handle::new();
@@ -185,7 +189,7 @@ pub async fn run(settings: Settings) -> StartResult<()> {
             )
             .map_err(|e| e.to_string())?
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .await
             .map_err(|e| e.to_string())?;
         }

@@ -96,6 +96,16 @@ async fn a_read_a_search_and_a_write_each_leave_one_record_naming_user_principal
             "{agents:?}"
         );
         assert_eq!(e["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
+        let addresses: Vec<&Value> = e["agent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["network"]["address"])
+            .collect();
+        assert!(
+            addresses.contains(&&json!("127.0.0.1")),
+            "the source address is logged: {e}"
+        );
     }
     let sr_id = sr["id"].as_str().unwrap();
     assert!(

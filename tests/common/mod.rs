@@ -57,7 +57,9 @@ pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> 
     let state = navet::startup::build_state(&s).await.expect("state");
     let app = navet::startup::app(state.clone());
     tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
+        // As `navet serve` does: connect info gives the access log the source address.
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).await.expect("serve");
     });
     let token = token_for(&base, DEFAULT_CLIENT, Some(DEFAULT_USER), "system/*.cruds").await;
     TestApp {
