@@ -141,3 +141,48 @@ async fn the_demo_region_is_loaded_into_a_fresh_data_directory() {
     let teams = json(app.get("HealthcareService?_summary=count").await).await;
     assert_eq!(teams["total"], 3);
 }
+
+#[tokio::test]
+async fn urn_uuid_full_urls_on_conditional_updates_resolve_and_the_transaction_is_logged_once() {
+    let app = spawn_app().await;
+    let bundle = transaction(json!([
+        {"fullUrl": "urn:uuid:5a1d7e2b-0000-4000-8000-000000000001",
+         "resource": patient("19121212-1212", "Tolvansson"),
+         "request": {"method": "PUT",
+                     "url": "Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212"}},
+        {"resource": {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                      "subject": {"reference": "urn:uuid:5a1d7e2b-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "ServiceRequest"}}
+    ]));
+    for round in 0..2 {
+        let r = app.post("", &bundle).await;
+        assert_eq!(r.status(), 200);
+        let resp = json(r).await;
+        let patient_id = resp["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sr_location = resp["entry"][1]["response"]["location"].as_str().unwrap();
+        let sr = json(app.get(sr_location.trim_end_matches("/_history/1")).await).await;
+        assert_eq!(
+            sr["subject"]["reference"],
+            format!("Patient/{patient_id}"),
+            "round {round}"
+        );
+    }
+    let patients = json(app.get("Patient?_summary=count").await).await;
+    assert_eq!(
+        patients["total"], 1,
+        "the second round updated the same patient"
+    );
+    // One access-log record per transaction (plus one per read above).
+    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
+    let executes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE json LIKE '%\"action\":\"E\"%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(executes, 2);
+}
