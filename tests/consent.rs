@@ -28,18 +28,7 @@ async fn client(app: &TestApp, who: (&str, &str, &str), purpose: PurposeOfUse) -
 }
 
 async fn post(c: &reqwest::Client, app: &TestApp, body: Value) -> Value {
-    let ty = body["resourceType"].as_str().unwrap().to_owned();
-    let r = c
-        .post(format!("{}/{ty}", app.fhir))
-        .header("content-type", FHIR_JSON)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v = json(r).await;
-    assert_eq!(status, 201, "{v}");
-    v
+    create_with(c, &app.fhir, &body).await
 }
 
 fn consent(patient: &str, actor: Option<&str>, deny: Option<&str>) -> Value {
@@ -60,6 +49,24 @@ fn consent(patient: &str, actor: Option<&str>, deny: Option<&str>) -> Value {
            "provision": provision})
 }
 
+/// A patient and the mobile team's own clinical record about them (an Encounter naming no one else): the
+/// record the other principals try to read.
+async fn patient_with_encounter(app: &TestApp) -> (String, String) {
+    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let encounter = app
+        .create(&json!({"resourceType": "Encounter", "status": "finished",
+                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
+                         "subject": {"reference": format!("Patient/{patient}")}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (patient, format!("Encounter/{encounter}"))
+}
+
 async fn status(c: &reqwest::Client, app: &TestApp, path: &str) -> u16 {
     c.get(format!("{}/{path}", app.fhir))
         .send()
@@ -72,20 +79,7 @@ async fn status(c: &reqwest::Client, app: &TestApp, path: &str) -> u16 {
 #[tokio::test]
 async fn consent_care_relationship_blocks_and_emergency_access() {
     let app = spawn_app_with_demo().await;
-    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // The mobile team's own clinical record about the patient, naming no one else.
-    let encounter = app
-        .create(&json!({"resourceType": "Encounter", "status": "finished",
-                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
-                         "subject": {"reference": format!("Patient/{patient}")}}))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = format!("Encounter/{encounter}");
+    let (patient, path) = patient_with_encounter(&app).await;
     let vc = client(&app, VC, PurposeOfUse::Treat).await;
     assert_eq!(
         status(&vc, &app, &path).await,

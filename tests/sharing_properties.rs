@@ -133,18 +133,12 @@ async fn check(specs: Vec<Spec>, consents: Consents) {
                 t
             }
         };
-        let ty = body["resourceType"].as_str().unwrap().to_owned();
-        let r = clients[s.owner]
-            .post(format!("{}/{ty}", app.fhir))
-            .header("content-type", FHIR_JSON)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let created = json(r).await;
-        assert_eq!(status, 201, "{body}: {created}");
-        refs.push(format!("{ty}/{}", created["id"].as_str().unwrap()));
+        let created = create_with(&clients[s.owner], &app.fhir, &body).await;
+        refs.push(format!(
+            "{}/{}",
+            created["resourceType"].as_str().unwrap(),
+            created["id"].as_str().unwrap()
+        ));
     }
     let hsa = |i: usize| json!({"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": PRINCIPALS[i].2}});
     let consent = |provision: Value| {

@@ -150,12 +150,7 @@ impl TestApp {
 
     /// Creates a resource and answers its JSON as stored.
     pub async fn create(&self, body: &Value) -> Value {
-        let ty = body["resourceType"].as_str().expect("resourceType");
-        let r = self.post(ty, body).await;
-        let status = r.status();
-        let text = r.text().await.expect("body");
-        assert_eq!(status, 201, "create {ty} failed: {text}");
-        serde_json::from_str(&text).expect("json")
+        create_with(&self.client, &self.fhir, body).await
     }
 }
 
@@ -209,4 +204,20 @@ pub fn entry_ids(bundle: &Value) -> std::collections::BTreeSet<String> {
             ))
         })
         .collect()
+}
+
+/// Creates a resource through `client` (any caller) and answers its JSON as stored; anything but 201 fails.
+pub async fn create_with(client: &reqwest::Client, fhir: &str, body: &Value) -> Value {
+    let ty = body["resourceType"].as_str().expect("resourceType");
+    let r = client
+        .post(format!("{fhir}/{ty}"))
+        .header("content-type", FHIR_JSON)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    assert_eq!(status, 201, "create {ty} failed: {text}");
+    serde_json::from_str(&text).expect("json")
 }
