@@ -461,6 +461,15 @@ NAVET_PARAMETERS = {
 }
 
 
+# AuditEvent parameters navet serves: what the auditor API searches by. Every logged access writes one index
+# row per value, so the other R4 AuditEvent parameters (about 15 more rows per access) are not served; a search
+# by them is refused as unknown rather than answered from an index that is not there.
+NAVET_SERVED = {
+    "AuditEvent": {"_id", "_lastUpdated", "action", "address", "agent", "date", "entity", "entity-type",
+                   "outcome", "patient", "purpose", "subtype"},
+}
+
+
 def write_compact(path: Path, table, patient_compartment) -> None:
     """Compact JSON with one top-level key per line, so diffs stay readable."""
     items = [(k, table[k]) for k in sorted(table)]
@@ -481,6 +490,9 @@ def main(argv: list[str]) -> int:
     for type_name, extra in NAVET_PARAMETERS.items():
         if type_name in table:
             table[type_name].update(extra)
+    for type_name, served in NAVET_SERVED.items():
+        if type_name in table:
+            table[type_name] = {k: v for k, v in table[type_name].items() if k in served}
     write_compact(output, table, patient_compartment)
     for line in dropped:
         print(f"dropped: {line}", file=sys.stderr)

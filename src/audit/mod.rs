@@ -40,8 +40,9 @@ pub fn append(
 
 /// Setting holding the last chain sequence number whose AuditEvent is searchable.
 const INDEXED_UP_TO: &str = "audit_indexed_seq";
-/// How many records one indexing job takes.
-pub const INDEX_BATCH: usize = 500;
+/// How many records one indexing job takes: small, so a job never holds the writer (and the requests queued
+/// behind it) for long.
+pub const INDEX_BATCH: usize = 64;
 
 /// Makes up to [`INDEX_BATCH`] logged records searchable as AuditEvent resources; answers how many it did.
 pub fn index_pending(ctx: &FhirContext, tx: &mut dyn WriteTx) -> Result<usize, ApiError> {
