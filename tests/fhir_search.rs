@@ -57,6 +57,11 @@ async fn search_by_identifier_name_id_and_last_updated_finds_the_right_patients(
     )
     .await;
     assert_eq!(ids(&by_id, "match"), [format!("Patient/{p1}")]);
+    // Without a system, either written form of the number finds the patient.
+    for written in ["19121212-1212", "191212121212"] {
+        let found = json(app.get(&format!("Patient?identifier={written}")).await).await;
+        assert_eq!(ids(&found, "match"), [format!("Patient/{p1}")], "{written}");
+    }
     let by_name = json(app.get("Patient?name=nils").await).await;
     assert_eq!(ids(&by_name, "match"), [format!("Patient/{p2}")]);
     let by_logical = json(app.get(&format!("Patient?_id={p2}")).await).await;

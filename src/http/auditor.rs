@@ -101,6 +101,27 @@ fn instant_ms(raw: &Option<String>, name: &str, default: i64) -> Result<i64, Api
     }
 }
 
+/// `from` and `to` (dates or instants) as epoch milliseconds, open-ended when absent.
+fn period(raw: &Option<String>) -> Result<(i64, i64), ApiError> {
+    Ok((
+        instant_ms(raw, "from", 0)?,
+        instant_ms(raw, "to", i64::MAX)?,
+    ))
+}
+
+fn number<T: std::str::FromStr>(
+    raw: &Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ApiError> {
+    match param(raw, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("{name} '{v}' is not a number"))),
+    }
+}
+
 /// `GET /audit/verify`: walks the hash chain: `{"records": n, "intact": true}` or the first broken record.
 async fn verify(
     State(state): State<AppState>,
@@ -207,23 +228,9 @@ async fn sample(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     require_auditor(&caller)?;
-    let from = instant_ms(&raw, "from", 0)?;
-    let to = instant_ms(&raw, "to", i64::MAX)?;
-    let n: usize = param(&raw, "n")
-        .map(|v| {
-            v.parse()
-                .map_err(|_| ApiError::BadRequest(format!("n '{v}' is not a number")))
-        })
-        .transpose()?
-        .unwrap_or(50)
-        .min(MAX_SAMPLE);
-    let seed: u64 = param(&raw, "seed")
-        .map(|v| {
-            v.parse()
-                .map_err(|_| ApiError::BadRequest(format!("seed '{v}' is not a number")))
-        })
-        .transpose()?
-        .unwrap_or(0);
+    let (from, to) = period(&raw)?;
+    let n: usize = number(&raw, "n", 50)?.min(MAX_SAMPLE);
+    let seed: u64 = number(&raw, "seed", 0)?;
     let actor = Actor::from_caller(&caller);
     // Weighted sampling without replacement (Efraimidis–Spirakis): key = u^(1/w), keep the n largest keys.
     let mut rng = SplitMix64(seed);
@@ -295,8 +302,7 @@ async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     require_auditor(&caller)?;
-    let from = instant_ms(&raw, "from", 0)?;
-    let to = instant_ms(&raw, "to", i64::MAX)?;
+    let (from, to) = period(&raw)?;
     log_use(
         &state,
         &caller,

@@ -648,12 +648,36 @@ fn parse_filter(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
+    let values = with_canonical_national_ids(values);
     Ok(Filter {
         param: name.to_owned(),
         kind,
         modifier,
         values,
     })
+}
+
+/// A token without a system that reads as a personnummer or samordningsnummer also matches its canonical
+/// 12-digit form (the index holds both), so `identifier=19121212-1212` finds what `|191212121212` finds.
+fn with_canonical_national_ids(mut values: Vec<FilterValue>) -> Vec<FilterValue> {
+    let extra: Vec<FilterValue> = values
+        .iter()
+        .filter_map(|v| match v {
+            FilterValue::Token {
+                system: None,
+                code: Some(code),
+            } => {
+                let id = crate::domain::NationalId::parse(code).ok()?;
+                (id.canonical() != code).then(|| FilterValue::Token {
+                    system: None,
+                    code: Some(id.canonical().to_owned()),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    values.extend(extra);
+    values
 }
 
 enum ModifierProblem {
