@@ -45,6 +45,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 because the access token lacks a scope or an acting user: RFC 6750 §3.1 `insufficient_scope`.
+    #[error("{0}")]
+    InsufficientScope(String),
     #[error("{0}")]
     NotSupported(String),
     /// Something broke inside navet. The detail is logged, never sent: 5xx bodies stay generic.
@@ -80,7 +83,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,7 +104,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
             ApiError::PreconditionFailed(_) | ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::Unauthorized(_) => IssueCode::Login,
-            ApiError::Forbidden(_) => IssueCode::Forbidden,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => IssueCode::Forbidden,
             ApiError::Internal(_) => IssueCode::Exception,
             ApiError::Unavailable => IssueCode::Transient,
         }
@@ -136,10 +139,17 @@ impl IntoResponse for ApiError {
         }
         let mut response = self.to_outcome().into_response();
         *response.status_mut() = status;
-        if matches!(self, ApiError::Unauthorized(_)) {
+        let challenge = match self {
+            ApiError::Unauthorized(_) => Some(r#"Bearer realm="navet""#),
+            ApiError::InsufficientScope(_) => {
+                Some(r#"Bearer realm="navet", error="insufficient_scope""#)
+            }
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
+                axum::http::HeaderValue::from_static(challenge),
             );
         }
         response
@@ -164,7 +174,7 @@ impl From<crate::auth::AuthError> for ApiError {
     /// extractors answer token problems themselves, with the RFC 6750 challenge.
     fn from(e: crate::auth::AuthError) -> Self {
         match e.status() {
-            StatusCode::FORBIDDEN => ApiError::Forbidden(e.to_string()),
+            StatusCode::FORBIDDEN => ApiError::InsufficientScope(e.to_string()),
             StatusCode::BAD_REQUEST => ApiError::BadRequest(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }

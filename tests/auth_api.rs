@@ -117,6 +117,10 @@ async fn a_missing_scope_is_403_with_an_operation_outcome_and_changes_nothing() 
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer realm="navet", error="insufficient_scope""#
+    );
     let body = json(r).await;
     assert_eq!(body["issue"][0]["code"], "forbidden");
     assert!(outcome_text(&body).contains("create on Patient"), "{body}");

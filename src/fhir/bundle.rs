@@ -194,6 +194,7 @@ fn prefix_paths(e: ApiError, index: usize) -> ApiError {
         ApiError::Conflict(m) => ApiError::Conflict(format!("{at}: {m}")),
         ApiError::Gone(m) => ApiError::Gone(format!("{at}: {m}")),
         ApiError::Forbidden(m) => ApiError::Forbidden(format!("{at}: {m}")),
+        ApiError::InsufficientScope(m) => ApiError::InsufficientScope(format!("{at}: {m}")),
         other => other,
     }
 }
