@@ -135,6 +135,15 @@ struct TokenArgs {
     /// navet.toml whose [[users]] --user is looked up in [default: the embedded demo configuration]
     #[arg(long, env = "NAVET_CONFIG")]
     config: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for the server (a private CA), besides the system's
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// PEM client certificate to present, for a navet that requires mutual TLS (needs --client-key)
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert
+    #[arg(long)]
+    client_key: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -257,9 +266,11 @@ fn token(args: TokenArgs) -> CmdResult {
             )
         }
     };
+    let http = token_http_client(&args)?;
     let token = runtime()
         .map_err(|e| (1, e))?
-        .block_on(auth_cli::fetch_token(
+        .block_on(auth_cli::fetch_token_with(
+            &http,
             &args.server,
             &args.client,
             &key,
@@ -270,6 +281,33 @@ fn token(args: TokenArgs) -> CmdResult {
     // Only the token on stdout, so `TOKEN=$(navet token …)` works.
     println!("{token}");
     Ok(())
+}
+
+/// The HTTP client `navet token` uses: the system's roots plus `--ca`, and `--client-cert` for mutual TLS.
+fn token_http_client(args: &TokenArgs) -> Result<reqwest::Client, (u8, String)> {
+    let read =
+        |path: &PathBuf| std::fs::read(path).map_err(|e| (2, format!("{}: {e}", path.display())));
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    if let Some(ca) = &args.ca {
+        for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .map_err(|e| (2, format!("{}: {e}", ca.display())))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| (2, format!("{}: {e}", cert.display())))?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => return Err((2, "--client-cert and --client-key go together".into())),
+    }
+    builder.build().map_err(|e| (1, e.to_string()))
 }
 
 fn rotate_key(args: ConfigArgs) -> CmdResult {

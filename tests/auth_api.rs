@@ -472,6 +472,38 @@ async fn with_a_client_ca_only_a_certificate_it_signed_gets_through() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // `navet token` presents the client certificate too, and its token opens the API over mutual TLS.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_navet"))
+        .args([
+            "token",
+            "--server",
+            &served.base,
+            "--client",
+            "demo-csk",
+            "--scope",
+            "system/Organization.rs",
+        ])
+        .arg("--ca")
+        .arg(fixture("ca.pem"))
+        .arg("--client-cert")
+        .arg(fixture("client.pem"))
+        .arg("--client-key")
+        .arg(fixture("client.key.pem"))
+        .output()
+        .expect("navet token runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = with_cert
+        .get(format!("{}/fhir/Organization", served.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let without = tls_client(None)
         .get(format!("{}/metadata", served.base))
         .send()

@@ -241,11 +241,24 @@ pub async fn fetch_token(
             url: server_base_url.to_owned(),
             source,
         })?;
+    fetch_token_with(&http, server_base_url, client_id, key_pem, scope, user).await
+}
+
+/// [`fetch_token`] over a given HTTP client: one that trusts a private CA or presents a client certificate
+/// (a navet that requires mutual TLS).
+pub async fn fetch_token_with(
+    http: &reqwest::Client,
+    server_base_url: &str,
+    client_id: &str,
+    key_pem: &str,
+    scope: &str,
+    user: Option<&ActingUserClaims>,
+) -> Result<String, CliError> {
     let discovery_url = format!(
         "{}/.well-known/smart-configuration",
         server_base_url.trim_end_matches('/')
     );
-    let discovery: Discovery = get_json(&http, &discovery_url).await?;
+    let discovery: Discovery = get_json(http, &discovery_url).await?;
     let now = jiff::Timestamp::now().as_second();
     let assertion = client_assertion(client_id, &discovery.token_endpoint, key_pem, user, now)?;
     let url = discovery.token_endpoint;
