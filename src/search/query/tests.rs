@@ -1,0 +1,852 @@
+use super::*;
+use crate::search::index::index_resource;
+use serde_json::json;
+
+fn params() -> SearchParams {
+    SearchParams::embedded()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn parse(resource_type: &str, items: &[(&str, &str)]) -> Result<SearchQuery, Vec<QueryError>> {
+    parse_query(&params(), resource_type, &pairs(items), false)
+}
+
+fn parse_ok(resource_type: &str, items: &[(&str, &str)]) -> SearchQuery {
+    match parse(resource_type, items) {
+        Ok(query) => query,
+        Err(errors) => panic!("{items:?}: {errors:?}"),
+    }
+}
+
+fn one_filter(resource_type: &str, key: &str, value: &str) -> Filter {
+    let mut query = parse_ok(resource_type, &[(key, value)]);
+    assert_eq!(query.filters.len(), 1);
+    query.filters.remove(0)
+}
+
+fn errors(resource_type: &str, items: &[(&str, &str)]) -> Vec<QueryError> {
+    match parse(resource_type, items) {
+        Ok(query) => panic!("{items:?} parsed: {query:?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn token(system: Option<Option<&str>>, code: Option<&str>) -> FilterValue {
+    FilterValue::Token {
+        system: system.map(|s| s.map(str::to_owned)),
+        code: code.map(str::to_owned),
+    }
+}
+
+fn ms(text: &str) -> i64 {
+    text.parse::<jiff::Timestamp>()
+        .expect("timestamp")
+        .as_millisecond()
+}
+
+const PNR: &str = "http://electronichealth.se/identifier/personnummer";
+
+#[test]
+fn token_values_take_every_system_form() {
+    let filter = one_filter(
+        "Patient",
+        "identifier",
+        &format!("{PNR}|191212121212,|local,sys|,plain"),
+    );
+    assert_eq!(filter.kind, ParamType::Token);
+    assert_eq!(filter.modifier, None);
+    assert_eq!(
+        filter.values,
+        [
+            token(Some(Some(PNR)), Some("191212121212")),
+            token(Some(None), Some("local")),
+            token(Some(Some("sys")), None),
+            token(None, Some("plain")),
+        ]
+    );
+}
+
+#[test]
+fn escaped_commas_and_bars_stay_in_the_value() {
+    let filter = one_filter("ServiceRequest", "code", r"a\,b,sys\|x|c\\d");
+    assert_eq!(
+        filter.values,
+        [
+            token(None, Some("a,b")),
+            token(Some(Some("sys|x")), Some(r"c\d"))
+        ]
+    );
+}
+
+#[test]
+fn a_lone_bar_is_not_a_token() {
+    let errors = errors("Patient", &[("gender", "|")]);
+    assert_eq!(errors[0].param, "gender");
+}
+
+#[test]
+fn token_not_and_text_modifiers_are_parsed() {
+    let not = one_filter("Task", "status:not", "completed,cancelled");
+    assert_eq!(not.modifier, Some(Modifier::Not));
+    assert_eq!(not.values.len(), 2);
+    let text = one_filter("ServiceRequest", "code:text", "  Hospice   CARE ");
+    assert_eq!(text.modifier, Some(Modifier::Text));
+    assert_eq!(
+        text.values,
+        [FilterValue::String("hospice care".to_owned())]
+    );
+    assert_eq!(text.index_param(), "code:text");
+}
+
+#[test]
+fn string_values_are_normalised_unless_exact() {
+    let plain = one_filter("Patient", "family", "ÅBERG");
+    assert_eq!(plain.values, [FilterValue::String("åberg".to_owned())]);
+    assert_eq!(plain.index_param(), "family");
+    let exact = one_filter("Patient", "family:exact", "Åberg");
+    assert_eq!(exact.values, [FilterValue::String("Åberg".to_owned())]);
+    assert_eq!(exact.index_param(), "family:exact");
+    let contains = one_filter("Patient", "name:contains", "BER");
+    assert_eq!(contains.modifier, Some(Modifier::Contains));
+    assert_eq!(contains.values, [FilterValue::String("ber".to_owned())]);
+}
+
+#[test]
+fn a_bare_id_gets_the_type_of_a_single_target_parameter() {
+    let filter = one_filter("ServiceRequest", "patient", "123");
+    assert_eq!(
+        filter.values,
+        [FilterValue::Reference(ReferenceValue::Local {
+            resource_type: "Patient".to_owned(),
+            id: "123".to_owned()
+        })]
+    );
+}
+
+#[test]
+fn a_bare_id_for_a_many_target_parameter_matches_any_of_them() {
+    let filter = one_filter("Encounter", "subject", "123");
+    assert_eq!(
+        filter.values,
+        [FilterValue::Reference(ReferenceValue::AnyType {
+            id: "123".to_owned(),
+            types: vec!["Group".to_owned(), "Patient".to_owned()]
+        })]
+    );
+    let FilterValue::Reference(reference) = &filter.values[0] else {
+        panic!("reference")
+    };
+    assert_eq!(
+        reference.candidates(),
+        Some(vec!["Group/123".to_owned(), "Patient/123".to_owned()])
+    );
+    let any = one_filter("Task", "subject", "123");
+    let FilterValue::Reference(reference) = &any.values[0] else {
+        panic!("reference")
+    };
+    assert_eq!(reference.candidates(), None);
+    assert!(reference.matches("Patient/123"));
+    assert!(!reference.matches("Patient/1234"));
+}
+
+#[test]
+fn typed_absolute_and_literal_references_are_normalised() {
+    let filter = one_filter(
+        "Task",
+        "subject",
+        "Patient/1,https://navet.example/fhir/Patient/2/_history/3,urn:uuid:0b5e2b9c-1a2b-4c3d-9e8f-001122334455",
+    );
+    assert_eq!(
+        filter.values,
+        [
+            FilterValue::Reference(ReferenceValue::Local {
+                resource_type: "Patient".to_owned(),
+                id: "1".to_owned()
+            }),
+            FilterValue::Reference(ReferenceValue::Local {
+                resource_type: "Patient".to_owned(),
+                id: "2".to_owned()
+            }),
+            FilterValue::Reference(ReferenceValue::Literal(
+                "urn:uuid:0b5e2b9c-1a2b-4c3d-9e8f-001122334455".to_owned()
+            )),
+        ]
+    );
+}
+
+#[test]
+fn a_type_modifier_names_the_reference_type() {
+    let filter = one_filter("Encounter", "subject:Patient", "123");
+    assert_eq!(filter.modifier, Some(Modifier::Type("Patient".to_owned())));
+    assert_eq!(
+        filter.values,
+        [FilterValue::Reference(ReferenceValue::Local {
+            resource_type: "Patient".to_owned(),
+            id: "123".to_owned()
+        })]
+    );
+}
+
+#[test]
+fn a_reference_to_a_type_the_parameter_cannot_point_to_is_an_error() {
+    assert_eq!(
+        errors("ServiceRequest", &[("patient", "Organization/1")]).len(),
+        1
+    );
+    assert_eq!(
+        errors("Encounter", &[("subject:Organization", "1")]).len(),
+        1
+    );
+    assert_eq!(
+        errors("Encounter", &[("subject:Patient", "Group/1")]).len(),
+        1
+    );
+}
+
+#[test]
+fn the_identifier_modifier_takes_a_token() {
+    let filter = one_filter(
+        "Encounter",
+        "subject:identifier",
+        &format!("{PNR}|191212121212"),
+    );
+    assert_eq!(filter.modifier, Some(Modifier::Identifier));
+    assert_eq!(
+        filter.values,
+        [token(Some(Some(PNR)), Some("191212121212"))]
+    );
+    assert_eq!(filter.index_param(), "subject:identifier");
+    assert_eq!(
+        errors("Encounter", &[("subject:identifier", "sys|")]).len(),
+        1
+    );
+}
+
+#[test]
+fn dates_take_every_prefix() {
+    let cases = [
+        ("2026-11-24", Prefix::Eq),
+        ("eq2026-11-24", Prefix::Eq),
+        ("ne2026-11-24", Prefix::Ne),
+        ("gt2026-11-24", Prefix::Gt),
+        ("lt2026-11-24", Prefix::Lt),
+        ("ge2026-11-24", Prefix::Ge),
+        ("le2026-11-24", Prefix::Le),
+        ("sa2026-11-24", Prefix::Sa),
+        ("eb2026-11-24", Prefix::Eb),
+        ("ap2026-11-24", Prefix::Ap),
+    ];
+    for (text, prefix) in cases {
+        let filter = one_filter("ServiceRequest", "authored", text);
+        assert_eq!(
+            filter.values,
+            [FilterValue::Date {
+                prefix,
+                lo: ms("2026-11-24T00:00:00Z"),
+                hi: ms("2026-11-25T00:00:00Z") - 1
+            }],
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_date_time_with_offset_is_converted_to_utc() {
+    let filter = one_filter("Encounter", "date", "ge2026-11-24T10:00:00+01:00");
+    assert_eq!(
+        filter.values,
+        [FilterValue::Date {
+            prefix: Prefix::Ge,
+            lo: ms("2026-11-24T09:00:00Z"),
+            hi: ms("2026-11-24T09:00:00Z") + 999
+        }]
+    );
+}
+
+#[test]
+fn malformed_dates_and_unknown_prefixes_are_errors() {
+    let errors = errors(
+        "Patient",
+        &[
+            ("birthdate", "1912-13-01"),
+            ("birthdate", "xx1912"),
+            ("_lastUpdated", "yesterday"),
+        ],
+    );
+    assert_eq!(errors.len(), 3);
+    assert!(errors[1].message.contains("prefix"), "{errors:?}");
+    assert_eq!(errors[2].param, "_lastUpdated");
+}
+
+#[test]
+fn uri_values_are_exact_and_take_below_and_above() {
+    let exact = one_filter(
+        "ServiceRequest",
+        "instantiates-uri",
+        "http://example.org/protocol/iv",
+    );
+    assert_eq!(
+        exact.values,
+        [FilterValue::Uri(
+            "http://example.org/protocol/iv".to_owned()
+        )]
+    );
+    assert_eq!(
+        one_filter("Patient", "_profile:below", "http://x/").modifier,
+        Some(Modifier::Below)
+    );
+    assert_eq!(
+        one_filter("Patient", "_profile:above", "http://x/a/b").modifier,
+        Some(Modifier::Above)
+    );
+}
+
+#[test]
+fn missing_takes_true_or_false_on_any_type() {
+    let filter = one_filter("Task", "owner:missing", "true");
+    assert_eq!(filter.modifier, Some(Modifier::Missing));
+    assert_eq!(filter.values, [FilterValue::Missing(true)]);
+    assert_eq!(filter.presence_params(), ["owner", "owner:identifier"]);
+    assert_eq!(
+        one_filter("Patient", "birthdate:missing", "false").values,
+        [FilterValue::Missing(false)]
+    );
+    assert_eq!(
+        errors("Patient", &[("birthdate:missing", "maybe")]).len(),
+        1
+    );
+    assert_eq!(
+        errors("Patient", &[("birthdate:missing", "true,false")]).len(),
+        1
+    );
+}
+
+#[test]
+fn id_and_last_updated_are_accepted_without_modifiers() {
+    let query = parse_ok(
+        "Patient",
+        &[("_id", "p1,p2"), ("_lastUpdated", "gt2026-01-01")],
+    );
+    assert_eq!(query.filters[0].param, "_id");
+    assert_eq!(query.filters[0].kind, ParamType::Token);
+    assert_eq!(
+        query.filters[0].values,
+        [token(None, Some("p1")), token(None, Some("p2"))]
+    );
+    assert_eq!(query.filters[1].kind, ParamType::Date);
+    assert_eq!(errors("Patient", &[("_id", "not an id")]).len(), 1);
+    assert_eq!(errors("Patient", &[("_id:not", "p1")]).len(), 1);
+}
+
+#[test]
+fn repeated_parameters_are_separate_anded_filters() {
+    let query = parse_ok(
+        "Encounter",
+        &[("date", "ge2026-01-01"), ("date", "lt2027-01-01")],
+    );
+    assert_eq!(query.filters.len(), 2);
+}
+
+#[test]
+fn an_unknown_parameter_is_an_error_naming_it_and_the_type() {
+    let errors = errors("Patient", &[("foo", "bar")]);
+    assert_eq!(
+        errors,
+        [QueryError {
+            param: "foo".to_owned(),
+            message: "unknown search parameter 'foo' for Patient".to_owned()
+        }]
+    );
+}
+
+#[test]
+fn unsupported_parameter_types_are_unknown_parameters() {
+    assert_eq!(errors("Encounter", &[("length", "gt5")]).len(), 1);
+    assert_eq!(errors("Location", &[("near", "1|2|3|km")]).len(), 1);
+    assert_eq!(errors("Patient", &[("_text", "x")]).len(), 1);
+    assert_eq!(
+        errors("Patient", &[("_has:Observation:patient:code", "x")]).len(),
+        1
+    );
+}
+
+#[test]
+fn lenient_handling_lists_unknown_and_unsupported_parameters_as_ignored() {
+    let query = parse_query(
+        &params(),
+        "Patient",
+        &pairs(&[
+            ("foo", "bar"),
+            ("name:phonetic", "x"),
+            ("general-practitioner.name", "y"),
+            ("_revinclude", "Encounter:patient"),
+            ("family", "Åberg"),
+        ]),
+        true,
+    )
+    .expect("lenient");
+    assert_eq!(
+        query.ignored,
+        [
+            "foo",
+            "name:phonetic",
+            "general-practitioner.name",
+            "_revinclude"
+        ]
+    );
+    assert_eq!(query.filters.len(), 1);
+}
+
+#[test]
+fn lenient_handling_still_rejects_malformed_values() {
+    let result = parse_query(&params(), "Patient", &pairs(&[("birthdate", "soon")]), true);
+    assert!(result.is_err());
+}
+
+#[test]
+fn unsupported_modifiers_and_chains_are_errors() {
+    for key in [
+        "name:text",
+        "code:in",
+        "code:below",
+        "birthdate:exact",
+        "subject:foo",
+        "subject.name",
+    ] {
+        let resource_type = if key.starts_with("code") || key.starts_with("subject") {
+            "ServiceRequest"
+        } else {
+            "Patient"
+        };
+        assert_eq!(errors(resource_type, &[(key, "x")]).len(), 1, "{key}");
+    }
+}
+
+#[test]
+fn an_empty_value_restricts_nothing_and_is_listed_as_ignored() {
+    let query = parse_ok("Patient", &[("name", ""), ("_count", "")]);
+    assert!(query.filters.is_empty());
+    assert_eq!(query.count, None);
+    assert_eq!(query.ignored, ["name", "_count"]);
+}
+
+#[test]
+fn an_empty_item_in_a_list_is_an_error() {
+    assert_eq!(errors("Patient", &[("gender", "male,,female")]).len(), 1);
+}
+
+#[test]
+fn count_is_kept_as_requested_and_must_be_a_non_negative_integer() {
+    assert_eq!(parse_ok("Patient", &[("_count", "1000")]).count, Some(1000));
+    assert_eq!(parse_ok("Patient", &[("_count", "0")]).count, Some(0));
+    for bad in ["-1", "+5", "ten", "1.5", "99999999999999999999999"] {
+        assert_eq!(errors("Patient", &[("_count", bad)]).len(), 1, "{bad}");
+    }
+}
+
+#[test]
+fn single_valued_result_parameters_may_not_repeat() {
+    assert_eq!(
+        errors("Patient", &[("_count", "1"), ("_count", "2")]).len(),
+        1
+    );
+    assert_eq!(
+        errors("Patient", &[("_cursor", "a"), ("_page", "b")]).len(),
+        1
+    );
+}
+
+#[test]
+fn sort_takes_a_comma_list_with_descending_keys() {
+    let query = parse_ok("Encounter", &[("_sort", "-date,status,_id,-_lastUpdated")]);
+    let keys: Vec<(&str, ParamType, bool)> = query
+        .sort
+        .iter()
+        .map(|k| (k.param.as_str(), k.kind, k.descending))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("date", ParamType::Date, true),
+            ("status", ParamType::Token, false),
+            ("_id", ParamType::Token, false),
+            ("_lastUpdated", ParamType::Date, true),
+        ]
+    );
+    assert_eq!(
+        parse_ok("Patient", &[("_sort", "family")]).sort[0].kind,
+        ParamType::String
+    );
+}
+
+#[test]
+fn sort_rejects_unknown_keys_and_reference_parameters() {
+    let unknown = errors("Patient", &[("_sort", "shoe-size")]);
+    assert!(
+        unknown[0].message.contains("unknown _sort key"),
+        "{unknown:?}"
+    );
+    assert_eq!(errors("Encounter", &[("_sort", "subject")]).len(), 1);
+    assert_eq!(errors("Encounter", &[("_sort", "date,")]).len(), 1);
+}
+
+#[test]
+fn include_names_a_reference_parameter_and_an_optional_target() {
+    let query = parse_ok(
+        "ServiceRequest",
+        &[
+            ("_include", "ServiceRequest:patient"),
+            ("_include", "ServiceRequest:requester:Organization"),
+        ],
+    );
+    assert_eq!(
+        query.include,
+        [
+            Include {
+                source_type: "ServiceRequest".to_owned(),
+                param: "patient".to_owned(),
+                target_type: None
+            },
+            Include {
+                source_type: "ServiceRequest".to_owned(),
+                param: "requester".to_owned(),
+                target_type: Some("Organization".to_owned())
+            },
+        ]
+    );
+}
+
+#[test]
+fn include_rejects_unknown_non_reference_foreign_and_wildcard_forms() {
+    for value in [
+        "ServiceRequest:foo",
+        "ServiceRequest:status",
+        "Patient:organization",
+        "ServiceRequest:patient:Organization",
+        "ServiceRequest",
+        "*",
+    ] {
+        assert_eq!(
+            errors("ServiceRequest", &[("_include", value)]).len(),
+            1,
+            "{value}"
+        );
+    }
+    assert_eq!(
+        errors(
+            "ServiceRequest",
+            &[("_include:iterate", "ServiceRequest:patient")]
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn revinclude_is_not_supported() {
+    let errors = errors("Patient", &[("_revinclude", "Encounter:patient")]);
+    assert!(errors[0].message.contains("not supported"));
+}
+
+#[test]
+fn result_parameters_are_kept() {
+    let query = parse_ok(
+        "Patient",
+        &[
+            ("_total", "accurate"),
+            ("_summary", "count"),
+            ("_elements", "identifier,name"),
+            ("_elements", "gender"),
+            ("_format", "application/fhir+json"),
+            ("_page", "opaque-token"),
+            ("_pretty", "true"),
+        ],
+    );
+    assert_eq!(query.total, TotalMode::Accurate);
+    assert_eq!(query.summary.as_deref(), Some("count"));
+    assert_eq!(
+        query.elements,
+        Some(vec![
+            "identifier".to_owned(),
+            "name".to_owned(),
+            "gender".to_owned()
+        ])
+    );
+    assert_eq!(query.format.as_deref(), Some("application/fhir+json"));
+    assert_eq!(query.cursor.as_deref(), Some("opaque-token"));
+    assert!(query.ignored.is_empty());
+    assert_eq!(parse_ok("Patient", &[]).total, TotalMode::Unspecified);
+}
+
+#[test]
+fn bad_total_summary_and_elements_are_errors() {
+    let errors = errors(
+        "Patient",
+        &[
+            ("_total", "all"),
+            ("_summary", "brief"),
+            ("_elements", "name,,x"),
+            ("_count:x", "1"),
+        ],
+    );
+    assert_eq!(errors.len(), 4);
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let errors = errors(
+        "Patient",
+        &[
+            ("foo", "1"),
+            ("birthdate", "x"),
+            ("_count", "-1"),
+            ("family", "ok"),
+        ],
+    );
+    let params: Vec<&str> = errors.iter().map(|e| e.param.as_str()).collect();
+    assert_eq!(params, ["foo", "birthdate", "_count"]);
+}
+
+// --- date conditions (search.html#prefix) ---
+
+const DAY_LO: i64 = 1_000;
+const DAY_HI: i64 = 1_999;
+
+fn holds(prefix: Prefix, row: (i64, i64)) -> bool {
+    date_condition_at(prefix, DAY_LO, DAY_HI, DAY_LO).matches(row.0, row.1)
+}
+
+#[test]
+fn eq_needs_the_row_inside_the_search_range() {
+    assert!(holds(Prefix::Eq, (1_000, 1_999)));
+    assert!(holds(Prefix::Eq, (1_200, 1_300)));
+    assert!(!holds(Prefix::Eq, (900, 1_300)));
+    assert!(!holds(Prefix::Eq, (1_200, i64::MAX)));
+}
+
+#[test]
+fn ne_is_the_complement_of_eq() {
+    for row in [
+        (1_000, 1_999),
+        (1_200, 1_300),
+        (900, 1_300),
+        (1_200, 2_500),
+        (0, 10),
+    ] {
+        assert_eq!(holds(Prefix::Ne, row), !holds(Prefix::Eq, row), "{row:?}");
+    }
+}
+
+#[test]
+fn gt_and_lt_need_the_row_to_reach_beyond_the_range() {
+    assert!(holds(Prefix::Gt, (1_500, 2_000)));
+    assert!(!holds(Prefix::Gt, (1_500, 1_999)));
+    assert!(holds(Prefix::Lt, (999, 1_500)));
+    assert!(!holds(Prefix::Lt, (1_000, 1_500)));
+}
+
+#[test]
+fn ge_and_le_also_accept_rows_inside_the_range() {
+    assert!(holds(Prefix::Ge, (1_200, 1_300)));
+    assert!(holds(Prefix::Ge, (1_500, 3_000)));
+    assert!(!holds(Prefix::Ge, (500, 1_500)));
+    assert!(holds(Prefix::Le, (1_200, 1_300)));
+    assert!(holds(Prefix::Le, (500, 1_500)));
+    assert!(!holds(Prefix::Le, (1_500, 3_000)));
+}
+
+#[test]
+fn sa_and_eb_need_no_overlap() {
+    assert!(holds(Prefix::Sa, (2_000, 2_100)));
+    assert!(!holds(Prefix::Sa, (1_999, 2_100)));
+    assert!(holds(Prefix::Eb, (0, 999)));
+    assert!(!holds(Prefix::Eb, (0, 1_000)));
+}
+
+#[test]
+fn ap_widens_the_range_by_a_tenth_of_the_gap_to_now() {
+    let now = DAY_HI + 10_000;
+    let condition = date_condition_at(Prefix::Ap, DAY_LO, DAY_HI, now);
+    assert!(condition.matches(DAY_HI + 1_000, DAY_HI + 1_000));
+    assert!(!condition.matches(DAY_HI + 1_001, DAY_HI + 1_001));
+    assert!(condition.matches(DAY_LO - 1_000, DAY_LO - 1_000));
+    assert!(condition.matches(1_500, 1_500));
+}
+
+#[test]
+fn a_date_condition_renders_as_sql_with_binds() {
+    let (sql, binds) = date_condition_at(Prefix::Ge, 10, 20, 0).to_sql("lo", "hi");
+    assert_eq!(sql, "((hi > ?) OR (lo >= ? AND hi <= ?))");
+    assert_eq!(binds, [20, 10, 20]);
+}
+
+// --- index and query agree (the contract in index.rs) ---
+
+fn filter_matches(
+    resource_type: &str,
+    resource: &serde_json::Value,
+    key: &str,
+    value: &str,
+) -> bool {
+    let params = params();
+    let rows = index_resource(&params, resource_type, resource);
+    let query = parse_query(&params, resource_type, &pairs(&[(key, value)]), false).expect("query");
+    query.filters[0].matches_rows(&rows)
+}
+
+fn patient() -> serde_json::Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": PNR, "value": "191212121212"}],
+        "name": [{"family": "Åberg", "given": ["Anna"]}],
+        "gender": "female",
+        "birthDate": "1912-12-12"
+    })
+}
+
+#[test]
+fn a_patient_is_found_by_personnummer_name_gender_and_birthdate() {
+    let patient = patient();
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "identifier",
+        &format!("{PNR}|191212121212")
+    ));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "identifier",
+        "191212121212"
+    ));
+    assert!(!filter_matches(
+        "Patient",
+        &patient,
+        "identifier",
+        "|191212121212"
+    ));
+    assert!(filter_matches("Patient", &patient, "family", "åb"));
+    assert!(filter_matches("Patient", &patient, "name", "ANNA"));
+    assert!(
+        !filter_matches("Patient", &patient, "family", "ab"),
+        "å is not a"
+    );
+    assert!(filter_matches("Patient", &patient, "family:exact", "Åberg"));
+    assert!(!filter_matches(
+        "Patient",
+        &patient,
+        "family:exact",
+        "åberg"
+    ));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "family:contains",
+        "BER"
+    ));
+    assert!(filter_matches("Patient", &patient, "gender", "female"));
+    assert!(filter_matches("Patient", &patient, "gender:not", "male"));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "birthdate",
+        "1912-12-12"
+    ));
+    assert!(filter_matches("Patient", &patient, "birthdate", "1912"));
+    assert!(!filter_matches(
+        "Patient",
+        &patient,
+        "birthdate",
+        "1912-12-12T10:00:00Z"
+    ));
+    assert!(filter_matches("Patient", &patient, "birthdate", "lt1950"));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "birthdate:missing",
+        "false"
+    ));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "address:missing",
+        "true"
+    ));
+}
+
+#[test]
+fn a_task_is_found_by_patient_owner_and_period() {
+    let task = json!({
+        "resourceType": "Task",
+        "status": "requested",
+        "for": {"reference": "Patient/p1"},
+        "owner": {"reference": "Organization/mtn"},
+        "executionPeriod": {"start": "2026-11-25T08:00:00+01:00"}
+    });
+    assert!(filter_matches("Task", &task, "patient", "p1"));
+    assert!(filter_matches("Task", &task, "patient", "Patient/p1"));
+    assert!(!filter_matches("Task", &task, "patient", "p2"));
+    assert!(filter_matches("Task", &task, "subject", "p1"));
+    assert!(filter_matches("Task", &task, "owner", "Organization/mtn"));
+    assert!(
+        filter_matches("Task", &task, "period", "ge2026-12-01"),
+        "open end reaches past"
+    );
+    assert!(!filter_matches("Task", &task, "period", "eb2026-11-25"));
+    assert!(filter_matches("Task", &task, "status", "requested,ready"));
+}
+
+#[test]
+fn an_encounter_is_found_by_subject_identifier() {
+    let encounter = json!({
+        "resourceType": "Encounter",
+        "subject": {"type": "Patient", "identifier": {"system": PNR, "value": "191212121212"}}
+    });
+    assert!(filter_matches(
+        "Encounter",
+        &encounter,
+        "patient:identifier",
+        &format!("{PNR}|191212121212")
+    ));
+    assert!(filter_matches(
+        "Encounter",
+        &encounter,
+        "subject:missing",
+        "false"
+    ));
+    assert!(!filter_matches(
+        "Encounter",
+        &encounter,
+        "patient",
+        "191212121212"
+    ));
+}
+
+#[test]
+fn uri_below_and_above_match_by_prefix() {
+    let patient = json!({"resourceType": "Patient", "meta": {"profile": ["http://navet.se/fhir/StructureDefinition/patient"]}});
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "_profile:below",
+        "http://navet.se/fhir/"
+    ));
+    assert!(!filter_matches(
+        "Patient",
+        &patient,
+        "_profile",
+        "http://navet.se/fhir/"
+    ));
+    assert!(filter_matches(
+        "Patient",
+        &patient,
+        "_profile:above",
+        "http://navet.se/fhir/StructureDefinition/patient/v2"
+    ));
+}
