@@ -26,11 +26,7 @@ pub const AUDIT_OWNER: &str = crate::store::SYSTEM_PRINCIPAL;
 /// search index rows, which only auditors use, are written by [`index_pending`] a moment later, and always
 /// before an auditor searches or reads the log; a read of patient data so pays one small insert, not an
 /// indexed resource write.
-pub fn append(
-    _ctx: &FhirContext,
-    tx: &mut dyn WriteTx,
-    record: &AuditRecord,
-) -> Result<(), ApiError> {
+pub fn append(tx: &mut dyn WriteTx, record: &AuditRecord) -> Result<(), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (now, now_ms) = tx.now();
     let json = record.to_audit_event(&id, &now);

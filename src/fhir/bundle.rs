@@ -352,7 +352,7 @@ pub async fn process(
                         }) {
                             note_version(&mut record, version);
                         }
-                        crate::audit::append(&job_ctx, tx, &record)?;
+                        crate::audit::append(tx, &record)?;
                     }
                     Ok(results)
                 })
@@ -386,7 +386,7 @@ pub async fn process(
                                         note_version(&mut record, v);
                                     }
                                     record.status = result.status;
-                                    crate::audit::append(&job_ctx, tx, &record)?;
+                                    crate::audit::append(tx, &record)?;
                                 }
                                 Ok(result)
                             })
@@ -404,9 +404,8 @@ pub async fn process(
                 if let (Some(mut record), Some(error)) = (record, result.error.as_ref()) {
                     record.status = error.status;
                     record.outcome = Outcome::from_status(error.status);
-                    let job_ctx = ctx.clone();
                     store
-                        .transact(actor, move |tx| crate::audit::append(&job_ctx, tx, &record))
+                        .transact(actor, move |tx| crate::audit::append(tx, &record))
                         .await?;
                 }
                 results.push(result);

@@ -171,10 +171,9 @@ pub async fn audit_requests(
         .as_ref()
         .map(Actor::from_caller)
         .unwrap_or_else(Actor::system);
-    let ctx = state.fhir.clone();
     let written = state
         .store
-        .transact(&actor, move |tx| crate::audit::append(&ctx, tx, &record))
+        .transact(&actor, move |tx| crate::audit::append(tx, &record))
         .await;
     match written {
         Ok(()) => response,

@@ -65,11 +65,10 @@ fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
 
 /// Reading the log is itself logged.
 async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
-    let ctx = state.fhir.clone();
     state
         .store
         .transact(&Actor::from_caller(caller), move |tx| {
-            crate::audit::append(&ctx, tx, &record)
+            crate::audit::append(tx, &record)
         })
         .await
 }

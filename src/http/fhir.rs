@@ -170,7 +170,6 @@ fn audited(mut response: Response) -> Response {
 
 /// Completes a write's record with what was written and appends it inside the write's transaction.
 fn append_write(
-    ctx: &crate::fhir::FhirContext,
     tx: &mut dyn crate::store::WriteTx,
     mut record: AuditRecord,
     outcome: &WriteOutcome,
@@ -181,7 +180,7 @@ fn append_write(
         WriteStatus::Updated | WriteStatus::Existing => 200,
         WriteStatus::Deleted | WriteStatus::AlreadyDeleted => 204,
     };
-    crate::audit::append(ctx, tx, &record)
+    crate::audit::append(tx, &record)
 }
 
 /// read (§3.1.0.2) once the caller is authorized; public so the benchmarks can measure what authentication
@@ -311,7 +310,7 @@ async fn create(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
-            append_write(&ctx, tx, record, &outcome)?;
+            append_write(tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -341,7 +340,7 @@ async fn update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
-            append_write(&ctx, tx, record, &outcome)?;
+            append_write(tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -375,7 +374,7 @@ async fn conditional_update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
-            append_write(&ctx, tx, record, &outcome)?;
+            append_write(tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -393,12 +392,11 @@ async fn delete(
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let record = rc.record(&caller, Action::Delete, "delete");
     let expected = if_match(&headers)?;
-    let ctx = state.fhir.clone();
     let outcome = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::delete(tx, &ty, &id, expected)?;
-            append_write(&ctx, tx, record, &outcome)?;
+            append_write(tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -421,17 +419,16 @@ async fn conditional_delete(
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let record = rc.record(&caller, Action::Delete, "delete");
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
-    let ctx = state.fhir.clone();
     let outcome = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_delete(tx, &ty, &condition)?;
             match &outcome {
-                Some(o) => append_write(&ctx, tx, record, o)?,
+                Some(o) => append_write(tx, record, o)?,
                 None => {
                     let mut record = record;
                     record.status = 204;
-                    crate::audit::append(&ctx, tx, &record)?;
+                    crate::audit::append(tx, &record)?;
                 }
             }
             Ok(outcome)
