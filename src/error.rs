@@ -164,6 +164,7 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::VersionConflict(what) => ApiError::Conflict(format!(
                 "{what} was changed by another request at the same time; read it and retry"
             )),
+            crate::store::StoreError::NotPermitted(why) => ApiError::Forbidden(why),
             other => ApiError::Internal(other.to_string()),
         }
     }

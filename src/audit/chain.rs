@@ -98,6 +98,67 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     })
 }
 
+/// Verifies the newest `n` records: each one's hash, its link to the one before it, and no gap in the
+/// sequence. Start-up runs it, so navet neither appends to nor serves on a log whose end was changed.
+pub fn verify_tail(conn: &Connection, n: usize) -> rusqlite::Result<Verification> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, id, recorded_ms, json, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT ?1",
+    )?;
+    let mut rows: Vec<(i64, String, i64, String, String, String)> = stmt
+        .query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.reverse();
+    let mut before: Option<(i64, String)> = None;
+    let mut records = 0u64;
+    for (seq, id, recorded_ms, json, prev, hash) in rows {
+        records += 1;
+        let broken = |reason: String| Verification {
+            records,
+            first_broken: Some(Broken {
+                seq,
+                id: id.clone(),
+                reason,
+            }),
+        };
+        let expected_prev = match &before {
+            Some((s, _)) if s.checked_add(1) != Some(seq) => {
+                return Ok(broken(format!(
+                    "expected record {} here, found {seq}: records are missing",
+                    s.saturating_add(1)
+                )));
+            }
+            Some((_, h)) => Some(h.as_str()),
+            None if seq == 1 => Some(GENESIS),
+            // The oldest record checked: its predecessor is outside the tail.
+            None => None,
+        };
+        if expected_prev.is_some_and(|p| p != prev) {
+            return Ok(broken(
+                "its predecessor hash does not match the record before it".into(),
+            ));
+        }
+        if link_hash(&prev, seq, &id, recorded_ms, &json) != hash {
+            return Ok(broken(
+                "its content does not match its hash: it was changed".into(),
+            ));
+        }
+        before = Some((seq, hash));
+    }
+    Ok(Verification {
+        records,
+        first_broken: None,
+    })
+}
+
 /// Verifies the chain of the database in `data_dir`, opened read-only: `navet audit verify` runs this
 /// offline, on a live data directory or a copy of one.
 pub fn verify_data_dir(data_dir: &std::path::Path) -> Result<Verification, String> {

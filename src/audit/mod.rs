@@ -63,6 +63,7 @@ pub fn index_pending(ctx: &FhirContext, tx: &mut dyn WriteTx) -> Result<usize, A
             owner: AUDIT_OWNER.into(),
             deleted: false,
             index: index_resource(&ctx.params, "AuditEvent", &value),
+            protected: false,
             json: Some(json.clone()),
         })?;
     }

@@ -21,6 +21,8 @@
 //! jwks_file = "keys/mtn.jwks.json"        # a JWKS file (kid used for matching)
 //! scopes = ["system/*.cruds"]             # what it may be granted at most
 //! system_integration = false              # may read patient data without an acting user
+//! population_register = false             # the population-register feed: may change a Patient's
+//!                                         # security labels and protected address and contact data
 //!
 //! [[users]]                               # known users: `navet token --user` fills the IUA claims from here
 //! hsa_id = "SE2321000255-P0101"
@@ -103,6 +105,8 @@ pub struct ClientConfig {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub system_integration: bool,
+    #[serde(default)]
+    pub population_register: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +355,7 @@ pub fn build_registry(cfg: &AuthConfig, files: &FileSource) -> Result<Registry, 
                     keys,
                     allowed,
                     system_integration: c.system_integration,
+                    population_register: c.population_register,
                 }),
             );
         }

@@ -21,6 +21,8 @@ pub struct Client {
     pub allowed: Scopes,
     /// Registered as a system integration: may read patient data without an acting user (spec/auth.md).
     pub system_integration: bool,
+    /// The population-register integration: may change security labels and protected contact data.
+    pub population_register: bool,
 }
 
 /// A known user (`[[users]]`): the demo users, and what `navet token --user` fills the IUA claims from.

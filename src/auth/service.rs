@@ -178,6 +178,9 @@ pub struct Caller {
     pub user: Option<Arc<ActingUser>>,
     /// The client is registered as a system integration (may act without a user).
     pub system_integration: bool,
+    /// The client is the registered population-register integration (see `population_register` in the
+    /// configuration): it may set and remove a Patient's security labels.
+    pub population_register: bool,
     /// The access token's `jti`, for the audit record.
     pub token_id: Arc<str>,
     /// The access token's `exp` (unix seconds).
@@ -536,6 +539,7 @@ impl AuthService {
             scopes,
             user: user.map(Arc::new),
             system_integration: client.system_integration,
+            population_register: client.population_register,
             token_id: Arc::from(claims.jti),
             expires_at: claims.exp,
         })

@@ -30,7 +30,7 @@ pub fn generate(ctx: &FhirContext) -> Value {
                 "type": ty,
                 "versioning": "versioned-update",
                 "readHistory": true,
-                "updateCreate": true,
+                "updateCreate": false,
                 "conditionalCreate": true,
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": true,

@@ -104,6 +104,71 @@ impl IncomingResource {
         }
     }
 
+    /// Removes a `meta.security` or `meta.tag` coding (navet's own marks a client may echo back).
+    pub fn remove_meta_coding(&mut self, list: &str, system: &str, code: &str) {
+        let is_it = |c: &Value| {
+            c.get("system").and_then(Value::as_str) == Some(system)
+                && c.get("code").and_then(Value::as_str) == Some(code)
+        };
+        if let Some(Value::Array(items)) = self.meta.get_mut(list) {
+            items.retain(|c| !is_it(c));
+            if items.is_empty() {
+                self.meta.remove(list);
+            }
+        }
+        if let Some(Value::Object(meta)) = self.value.get_mut("meta")
+            && let Some(Value::Array(items)) = meta.get_mut(list)
+        {
+            items.retain(|c| !is_it(c));
+            if items.is_empty() {
+                meta.remove(list);
+            }
+        }
+    }
+
+    /// Puts back stored members the client could not see (protected identity, `fhir/protected.rs`): whole
+    /// top-level members, and entries appended to the named extension arrays. Raw text and parsed view alike.
+    pub fn restore(
+        &mut self,
+        members: Vec<(String, Box<RawValue>)>,
+        entries: Vec<(String, Box<RawValue>)>,
+    ) -> Result<(), ApiError> {
+        let corrupt = |e: serde_json::Error| ApiError::internal(format!("stored member: {e}"));
+        for (name, raw) in members {
+            let parsed: Value = serde_json::from_str(raw.get()).map_err(corrupt)?;
+            if let Value::Object(m) = &mut self.value {
+                m.insert(name.clone(), parsed);
+            }
+            self.members.retain(|(k, _)| *k != name);
+            self.members.push((name, raw));
+        }
+        for (name, entry) in entries {
+            let parsed: Value = serde_json::from_str(entry.get()).map_err(corrupt)?;
+            if let Value::Object(m) = &mut self.value {
+                match m
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::Array(Vec::new()))
+                {
+                    Value::Array(items) => items.push(parsed),
+                    other => *other = Value::Array(vec![parsed]),
+                }
+            }
+            let position = self.members.iter().position(|(k, _)| *k == name);
+            let mut array: Vec<Box<RawValue>> = position
+                .and_then(|i| serde_json::from_str(self.members[i].1.get()).ok())
+                .unwrap_or_default();
+            array.push(entry);
+            let raw = serde_json::to_string(&array)
+                .and_then(RawValue::from_string)
+                .map_err(corrupt)?;
+            match position {
+                Some(i) => self.members[i].1 = raw,
+                None => self.members.push((name, raw)),
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces reference strings (transaction `urn:uuid:` full URLs, conditional references) by the
     /// resolved `Type/id`, in both the raw text and the parsed view. A JSON string equal to the key is
     /// replaced as a whole; a key never needs escaping (uuids and search URLs are escaped alike in both).

@@ -12,6 +12,7 @@ pub mod rules;
 pub mod sharing;
 pub mod structure;
 pub mod typed;
+pub mod visibility;
 
 use std::sync::Arc;
 
@@ -41,22 +42,7 @@ impl FhirContext {
     }
 }
 
-/// Directory records (DESIGN.md "Record ownership and sharing"): shared master data that is not patient data,
-/// so a client without an acting user may use them.
-pub const DIRECTORY_TYPES: [&str; 6] = [
-    "Organization",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Location",
-    "Endpoint",
-];
-
-/// Shared master data: the directory and Patient. Any care principal may change it (the change is recorded
-/// with the changing principal); every other resource may be changed by its owner only.
-pub fn is_shared_master_data(resource_type: &str) -> bool {
-    resource_type == "Patient" || DIRECTORY_TYPES.contains(&resource_type)
-}
+pub use visibility::{DIRECTORY_TYPES, SHARED_MASTER_DATA, is_shared_master_data};
 
 /// `meta.tag` system of the owner coding navet puts on every stored version: the code is the owner
 /// principal's HSA-id (`navet-system` for what navet loaded itself). Clients cannot set or change it.

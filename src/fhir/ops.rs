@@ -47,6 +47,13 @@ pub fn prepare_parsed(
             resource.resource_type()
         )));
     }
+    let mut resource = resource;
+    // navet's mark on a redacted view is never stored: a client sending back what it read drops it here.
+    resource.remove_meta_coding(
+        "security",
+        crate::fhir::protected::REDACTED_SYSTEM,
+        crate::fhir::protected::REDACTED_CODE,
+    );
     validate(ctx, &resource)?;
     Ok(Prepared { resource })
 }
@@ -176,7 +183,8 @@ fn write_version(
         }
     }
     let mut index = index_resource(&ctx.params, &ty, &value);
-    if ty == "Patient" && crate::fhir::protected::is_protected(&value) {
+    let protected = ty == "Patient" && crate::fhir::protected::is_protected(&value);
+    if protected {
         index = crate::fhir::protected::unindexed(index);
     }
     let (now, now_ms) = tx.now();
@@ -195,6 +203,7 @@ fn write_version(
         deleted: false,
         json: Some(json.clone()),
         index,
+        protected,
     })?;
     Ok(StoredVersion {
         resource_type: ty,
@@ -204,6 +213,7 @@ fn write_version(
         owner,
         deleted: false,
         json: Some(json),
+        protected,
     })
 }
 
@@ -264,7 +274,9 @@ fn find_single(
     }
 }
 
-/// update (§3.1.0.4), creating the resource when the id is new (update as create), with `If-Match`.
+/// update (§3.1.0.4) with `If-Match`. No update as create: a `PUT` to an id that does not exist is a 404, the
+/// same answer as for a resource the caller may not see, so no id probe tells them apart (the
+/// CapabilityStatement says `updateCreate: false`). Resources are created by `POST`, with server ids.
 pub fn update(
     ctx: &FhirContext,
     tx: &mut dyn WriteTx,
@@ -280,42 +292,36 @@ pub fn update(
             "the body's id '{body_id}' does not match the URL's id '{id}'"
         )));
     }
-    let current = tx.current(&ty, id)?;
-    if current.is_some() && !tx.visible(&ty, id)? {
-        return Err(ApiError::NotFound(format!("{ty}/{id} does not exist")));
-    }
-    let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
+    let current = match tx.current(&ty, id)? {
+        Some(current) if tx.visible(&ty, id)? => current,
+        _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
+    };
     if let Some(expected) = if_match
-        && expected != current_version
+        && expected != current.version
     {
         return Err(ApiError::PreconditionFailed(format!(
-            "{ty}/{id} is at version {current_version}, not {expected} (If-Match)"
+            "{ty}/{id} is at version {}, not {expected} (If-Match)",
+            current.version
         )));
     }
-    let owner = match &current {
-        Some(current) => {
-            check_may_change(tx, current)?;
-            current.owner.clone()
-        }
-        None => tx.actor().principal.to_string(),
-    };
-    let version = write_version(ctx, tx, prepared, id, current_version + 1, &owner)?;
+    check_may_change(tx, &current)?;
+    let mut checked = prepared.clone();
+    crate::fhir::protected::check_update(tx.actor(), &current, &mut checked.resource)?;
+    let version = write_version(ctx, tx, &checked, id, current.version + 1, &current.owner)?;
     Ok(WriteOutcome {
-        status: if current.is_some() {
-            WriteStatus::Updated
-        } else {
-            WriteStatus::Created
-        },
+        status: WriteStatus::Updated,
         version,
     })
 }
 
 /// Conditional update (§3.1.0.4.3): no match creates, one match updates it, several are 412.
 /// How a conditional update behaves: the version it expects when it matches, and what it does when nothing
-/// matches (FHIR R4 §3.1.0.4.3: create, with the body's id or `id`; refused when the scopes do not allow it).
+/// matches (FHIR R4 §3.1.0.4.3: create with a server id; refused when the scopes do not allow it, or when
+/// the body names an id, since navet does no update as create).
 #[derive(Debug, Clone)]
 pub struct IfNew {
     pub if_match: Option<i64>,
+    /// The id navet chose for it while resolving a transaction's references (never the client's).
     pub id: Option<String>,
     pub may_create: bool,
 }
@@ -334,13 +340,15 @@ pub fn conditional_update(
             "no {ty} matches the condition and the access token's scopes do not allow create on {ty}"
         ))),
         None => {
-            let id = options
-                .id
-                .or_else(|| prepared.resource.body_id().map(str::to_owned));
-            if let Some(id) = &id {
-                check_id(id)?;
+            // FHIR R4 §3.1.0.4.3: no match with an id given is an update as create, which navet does not
+            // do (see [`update`]); without an id the server creates the resource.
+            if let Some(id) = prepared.resource.body_id() {
+                return Err(ApiError::BadRequest(format!(
+                    "no {ty} matches the condition, and navet does not create a resource with a client-chosen \
+                     id ('{id}'; no update as create): leave out the id, and navet assigns one"
+                )));
             }
-            create(ctx, tx, prepared, id, None)
+            create(ctx, tx, prepared, options.id, None)
         }
     }
 }
@@ -386,6 +394,7 @@ pub fn delete(
         deleted: true,
         json: None,
         index: Vec::new(),
+        protected: false,
     })?;
     Ok(WriteOutcome {
         status: WriteStatus::Deleted,
@@ -397,6 +406,7 @@ pub fn delete(
             owner,
             deleted: true,
             json: None,
+            protected: false,
         },
     })
 }

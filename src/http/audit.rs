@@ -169,7 +169,7 @@ pub async fn audit_requests(
     let actor = record
         .caller
         .as_ref()
-        .map(Actor::from_caller)
+        .map(crate::http::actor_of)
         .unwrap_or_else(Actor::system);
     let written = state
         .store

@@ -67,7 +67,7 @@ fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
 async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
     state
         .store
-        .transact(&Actor::from_caller(caller), move |tx| {
+        .transact(&crate::http::actor_of(caller), move |tx| {
             crate::audit::append(tx, &record)
         })
         .await
@@ -129,7 +129,7 @@ async fn verify(
     require_auditor(&caller)?;
     let report = state
         .store
-        .verify_audit(&Actor::from_caller(&caller))
+        .verify_audit(&crate::http::actor_of(&caller))
         .await?;
     let body = json!({
         "records": report.records,
@@ -181,7 +181,7 @@ async fn extract(
     crate::http::fhir::fresh_log(&state, Some("AuditEvent")).await?;
     let events = state
         .store
-        .audit_for_patient(&Actor::from_caller(&caller), &patient)
+        .audit_for_patient(&crate::http::actor_of(&caller), &patient)
         .await?;
     let accesses: Vec<Value> = events
         .iter()
@@ -230,7 +230,7 @@ async fn sample(
     let (from, to) = period(&raw)?;
     let n: usize = number(&raw, "n", 50)?.min(MAX_SAMPLE);
     let seed: u64 = number(&raw, "seed", 0)?;
-    let actor = Actor::from_caller(&caller);
+    let actor = crate::http::actor_of(&caller);
     // Weighted sampling without replacement (Efraimidis–Spirakis): key = u^(1/w), keep the n largest keys.
     let mut rng = SplitMix64(seed);
     let mut chosen: BTreeMap<(u64, i64), String> = BTreeMap::new();
@@ -308,7 +308,7 @@ async fn export(
         rc.record(&caller, Action::Execute, "export"),
     )
     .await?;
-    let actor = Actor::from_caller(&caller);
+    let actor = crate::http::actor_of(&caller);
     let store = state.store.clone();
     let stream = futures_util::stream::unfold(Some(0i64), move |after| {
         let (store, actor) = (store.clone(), actor.clone());

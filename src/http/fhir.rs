@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::audit::{Action, AuditRecord};
-use crate::auth::{Authenticated, Caller, Interaction, PrincipalKind, PurposeOfUse};
+use crate::auth::{Authenticated, Caller, Interaction};
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, BundleKind, EntryResult};
 use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
+use crate::fhir::protected::outgoing;
+use crate::fhir::visibility::ACCESS_LOG_TYPE;
 use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::http::negotiate::{Prefer, Return, check_accept, json_body, query_pairs};
 use crate::http::respond::{self, BundleText, etag};
@@ -48,11 +50,13 @@ pub fn routes() -> Router<AppState> {
 /// acting user or belongs to a system integration (spec/auth.md); answers the actor the store calls take.
 pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<Actor, ApiError> {
     check(caller, ty, interaction)?;
-    Ok(Actor::from_caller(caller))
+    Ok(crate::http::actor_of(caller))
 }
 
 fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
-    if ty == "AuditEvent" && interaction != Interaction::Read && interaction != Interaction::Search
+    if ty == ACCESS_LOG_TYPE
+        && interaction != Interaction::Read
+        && interaction != Interaction::Search
     {
         // Append-only: only navet writes the access log.
         return Err(ApiError::MethodNotAllowed(
@@ -61,25 +65,18 @@ fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiE
         ));
     }
     caller.require(ty, interaction)?;
-    let auditor = caller.principal.kind == PrincipalKind::Auditor;
-    if ty == "AuditEvent" {
-        // spec/timeline-and-audit.md: the log is read by auditor principals doing audit work (HOPERAT).
-        let hoperat = caller
-            .user
-            .as_ref()
-            .is_some_and(|u| u.purpose == PurposeOfUse::Hoperat);
-        if !(auditor && hoperat) {
-            return Err(ApiError::Forbidden(
-                "the access log is read by auditor principals with purpose of use HOPERAT".into(),
-            ));
-        }
-        return Ok(());
+    // The type-level part of the visibility rule answers 403 here, before any store work; which resources
+    // of the type are visible is the store's query under the same rule.
+    if !crate::http::visibility_of(caller).may_see_type(ty) {
+        return Err(ApiError::Forbidden(if ty == ACCESS_LOG_TYPE {
+            "the access log is read by auditor principals with purpose of use HOPERAT".into()
+        } else {
+            // Auditors read the log, not clinical content (they may look up who a patient is).
+            format!("auditor principals do not read clinical records ({ty})")
+        }));
     }
-    if auditor && !(ty == "Patient" || crate::fhir::DIRECTORY_TYPES.contains(&ty)) {
-        // Auditors read the log, not clinical content (they may look up who a patient is).
-        return Err(ApiError::Forbidden(format!(
-            "auditor principals do not read clinical records ({ty})"
-        )));
+    if ty == ACCESS_LOG_TYPE {
+        return Ok(());
     }
     if !crate::fhir::DIRECTORY_TYPES.contains(&ty) {
         caller.require_patient_data_access()?;
@@ -214,7 +211,7 @@ pub async fn read_resource(
         return Ok((r, v));
     }
     Ok((
-        respond::resource(StatusCode::OK, &v, Return::Representation, None),
+        respond::resource(actor, StatusCode::OK, &v, Return::Representation, None),
         v,
     ))
 }
@@ -247,13 +244,18 @@ async fn vread(
     let mut record = rc.record(&caller, Action::Read, "vread");
     note_version(&mut record, &v);
     Ok(with_note(
-        respond::resource(StatusCode::OK, &v, Return::Representation, None),
+        respond::resource(&actor, StatusCode::OK, &v, Return::Representation, None),
         &ty,
         record,
     ))
 }
 
-fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> Response {
+fn write_response(
+    state: &AppState,
+    actor: &Actor,
+    outcome: &WriteOutcome,
+    prefer: Prefer,
+) -> Response {
     let status = match outcome.status {
         WriteStatus::Created => StatusCode::CREATED,
         WriteStatus::Updated | WriteStatus::Existing => StatusCode::OK,
@@ -264,7 +266,7 @@ fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> R
         WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing
     )
     .then(|| location(state, &outcome.version));
-    respond::resource(status, &outcome.version, prefer.ret, loc)
+    respond::resource(actor, status, &outcome.version, prefer.ret, loc)
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
@@ -314,7 +316,7 @@ async fn create(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &outcome, prefer)))
+    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
 }
 
 async fn update(
@@ -344,7 +346,7 @@ async fn update(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &outcome, prefer)))
+    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
 }
 
 async fn conditional_update(
@@ -378,7 +380,7 @@ async fn conditional_update(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &outcome, prefer)))
+    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
 }
 
 async fn delete(
@@ -402,6 +404,7 @@ async fn delete(
         .await?;
     Ok(audited(write_response(
         &state,
+        &actor,
         &outcome,
         Prefer::from_headers(&headers),
     )))
@@ -435,7 +438,7 @@ async fn conditional_delete(
         })
         .await?;
     let response = match outcome {
-        Some(o) => write_response(&state, &o, Prefer::from_headers(&headers)),
+        Some(o) => write_response(&state, &actor, &o, Prefer::from_headers(&headers)),
         None => StatusCode::NO_CONTENT.into_response(),
     };
     Ok(audited(response))
@@ -452,7 +455,7 @@ async fn transaction(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&headers, body, state.max_body_bytes).await?;
-    let actor = Actor::from_caller(&caller);
+    let actor = crate::http::actor_of(&caller);
     let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
     let record = rc.record(&caller, Action::Execute, "transaction");
     let (kind, results) = bundle::process(
@@ -470,7 +473,7 @@ async fn transaction(
     };
     let mut out = BundleText::new(kind_name, None, &[]);
     for r in &results {
-        entry_response(&state, &mut out, r, prefer.ret);
+        entry_response(&state, &actor, &mut out, r, prefer.ret);
     }
     Ok(audited(respond::json_response(
         StatusCode::OK,
@@ -486,7 +489,13 @@ fn status_text(status: u16) -> String {
     format!("{status} {reason}").trim().to_owned()
 }
 
-fn entry_response(state: &AppState, out: &mut BundleText, r: &EntryResult, ret: Return) {
+fn entry_response(
+    state: &AppState,
+    actor: &Actor,
+    out: &mut BundleText,
+    r: &EntryResult,
+    ret: Return,
+) {
     if let Some(err) = &r.error {
         out.entry(
             None,
@@ -514,12 +523,12 @@ fn entry_response(state: &AppState, out: &mut BundleText, r: &EntryResult, ret: 
             }
             let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
             let resource = match ret {
-                Return::Representation if !v.deleted => v.json.as_deref(),
+                Return::Representation if !v.deleted => outgoing(actor, v),
                 _ => None,
             };
             out.entry(
                 (!v.deleted).then_some(full_url.as_str()),
-                resource,
+                resource.as_ref(),
                 &[("response", response)],
             );
         }

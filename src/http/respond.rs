@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::fhir::FHIR_JSON;
 use crate::fhir::outcome::{Issue, OperationOutcome};
+use crate::fhir::protected::{Outgoing, outgoing};
 use crate::http::negotiate::Return;
-use crate::store::StoredVersion;
+use crate::store::{Actor, StoredVersion};
 
 pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
@@ -40,8 +41,10 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
     r
 }
 
-/// The answer to a read or write of one resource, honouring `Prefer: return=`.
+/// The answer to a read or write of one resource for `actor`, honouring `Prefer: return=`. The body is what
+/// `actor` may see of the version ([`crate::fhir::protected::outgoing`]).
 pub fn resource(
+    actor: &Actor,
     status: StatusCode,
     v: &StoredVersion,
     ret: Return,
@@ -61,8 +64,8 @@ pub fn resource(
             *r.status_mut() = status;
             r
         }
-        Return::Representation => match &v.json {
-            Some(json) => json_response(status, json.clone()),
+        Return::Representation => match outgoing(actor, v) {
+            Some(json) => json_response(status, json.as_str().to_owned()),
             None => status.into_response(),
         },
     };
@@ -117,11 +120,12 @@ impl BundleText {
         BundleText { out, entries: 0 }
     }
 
-    /// One entry. `members` are the entry's other members (search, request, response) as JSON values.
+    /// One entry. `resource` comes from [`outgoing`] (what the caller may see) or is navet's own;
+    /// `members` are the entry's other members (search, request, response) as JSON values.
     pub fn entry(
         &mut self,
         full_url: Option<&str>,
-        resource: Option<&str>,
+        resource: Option<&Outgoing<'_>>,
         members: &[(&str, serde_json::Value)],
     ) {
         if self.entries > 0 {
@@ -144,7 +148,7 @@ impl BundleText {
         if let Some(resource) = resource {
             sep(&mut self.out);
             self.out.push_str("\"resource\":");
-            self.out.push_str(resource);
+            self.out.push_str(resource.as_str());
         }
         for (name, value) in members {
             sep(&mut self.out);
@@ -187,9 +191,20 @@ mod tests {
     #[test]
     fn stored_text_is_spliced_in_verbatim() {
         let mut b = BundleText::new("searchset", None, &[]);
+        let stored = StoredVersion {
+            resource_type: "Observation".into(),
+            id: "1".into(),
+            version: 1,
+            last_updated: "2026-12-01T00:00:00.000Z".into(),
+            owner: "SE1".into(),
+            deleted: false,
+            json: Some(r#"{"resourceType":"Observation","v":1.50}"#.into()),
+            protected: false,
+        };
+        let actor = Actor::system();
         b.entry(
             Some("http://x/fhir/Observation/1"),
-            Some(r#"{"resourceType":"Observation","v":1.50}"#),
+            outgoing(&actor, &stored).as_ref(),
             &[],
         );
         let text = b.finish();

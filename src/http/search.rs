@@ -13,6 +13,7 @@ use crate::audit::Action;
 use crate::auth::{Authenticated, Caller, Interaction};
 use crate::error::ApiError;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
+use crate::fhir::protected::{Outgoing, outgoing};
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, fresh_log, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
@@ -200,7 +201,7 @@ async fn search(
         &page_links,
     );
     for v in &page.matches {
-        add_entry(state, &mut bundle, v, "match");
+        add_entry(state, &actor, &mut bundle, v, "match");
     }
     // An included resource of a type the caller may not read is left out, as if it were not referenced.
     for v in page
@@ -208,7 +209,7 @@ async fn search(
         .iter()
         .filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok())
     {
-        add_entry(state, &mut bundle, v, "include");
+        add_entry(state, &actor, &mut bundle, v, "include");
     }
     if !ignored.is_empty() {
         let text = format!(
@@ -219,7 +220,7 @@ async fn search(
             OperationOutcome::new(vec![Issue::warning(IssueCode::NotSupported, &text)]).to_json();
         bundle.entry(
             None,
-            Some(&oo.to_string()),
+            Some(&Outgoing::navet_made(oo.to_string())),
             &[("search", serde_json::json!({"mode": "outcome"}))],
         );
     }
@@ -239,11 +240,17 @@ async fn search(
     ))
 }
 
-fn add_entry(state: &AppState, bundle: &mut BundleText, v: &StoredVersion, mode: &str) {
+fn add_entry(
+    state: &AppState,
+    actor: &Actor,
+    bundle: &mut BundleText,
+    v: &StoredVersion,
+    mode: &str,
+) {
     let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
     bundle.entry(
         Some(&full_url),
-        v.json.as_deref(),
+        outgoing(actor, v).as_ref(),
         &[("search", serde_json::json!({"mode": mode}))],
     );
 }
@@ -265,7 +272,7 @@ pub async fn system_history(
     let record = rc.record(&caller, Action::Read, "history-system");
     history(
         &state,
-        &Actor::from_caller(&caller),
+        &crate::http::actor_of(&caller),
         record,
         None,
         None,
@@ -384,7 +391,7 @@ async fn history(
         };
         bundle.entry(
             Some(&full_url),
-            v.json.as_deref(),
+            outgoing(&actor, v).as_ref(),
             &[
                 ("request", serde_json::json!({"method": method, "url": url})),
                 (

@@ -16,10 +16,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::ApiError;
+use crate::fhir::visibility::Visibility;
 use crate::search::index::IndexRow;
 use crate::search::query::SearchQuery;
 
-/// Who is acting: the authenticated caller's principal (and client and user), or navet itself.
+/// Who is acting: the authenticated caller's principal (and client and user), or navet itself. The store
+/// knows actors, not tokens: the HTTP layer turns a caller into an actor (`crate::http::actor_of`), and the
+/// store renders the actor's [`Visibility`] into its queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// HSA-id of the principal the client belongs to.
@@ -28,11 +31,11 @@ pub struct Actor {
     pub client_id: Option<Arc<str>>,
     /// The acting user's HSA-id (IUA `subject_id`), when the token names one.
     pub user: Option<Arc<str>>,
-    /// The HSA-ids this actor reads as: its principal and the principal's care units. A resource another
-    /// principal owns is visible when one of them takes part in it. `None`: navet itself, which sees all.
-    pub sees: Option<Arc<[String]>>,
-    /// Emergency access (purpose of use `ETREAT`): passes consent and blocks (DESIGN.md).
-    pub emergency: bool,
+    /// What this actor may see ([`crate::fhir::visibility`]).
+    pub visibility: Visibility,
+    /// The client is the registered population-register integration: it may set and remove a Patient's
+    /// security labels and its withheld address and contact data (`fhir/protected.rs`).
+    pub population_register: bool,
 }
 
 impl Actor {
@@ -42,32 +45,14 @@ impl Actor {
             principal: Arc::from(SYSTEM_PRINCIPAL),
             client_id: None,
             user: None,
-            sees: None,
-            emergency: false,
+            visibility: Visibility::Everything,
+            population_register: false,
         }
     }
 
     /// Whether this is navet itself rather than a client.
     pub fn is_system(&self) -> bool {
         self.client_id.is_none() && &*self.principal == SYSTEM_PRINCIPAL
-    }
-
-    /// The caller of an authenticated request.
-    pub fn from_caller(caller: &crate::auth::Caller) -> Self {
-        Actor {
-            principal: Arc::from(caller.principal.hsa_id.as_str()),
-            client_id: Some(caller.client_id.clone()),
-            user: caller.user.as_ref().map(|u| Arc::from(u.hsa_id.as_str())),
-            sees: Some(
-                std::iter::once(caller.principal.hsa_id.as_str().to_owned())
-                    .chain(caller.principal.units.iter().map(|u| u.as_str().to_owned()))
-                    .collect(),
-            ),
-            emergency: caller
-                .user
-                .as_ref()
-                .is_some_and(|u| u.purpose == crate::auth::PurposeOfUse::Etreat),
-        }
     }
 }
 
@@ -86,6 +71,9 @@ pub enum StoreError {
     VersionConflict(String),
     #[error("could not open the data directory: {0}")]
     Open(String),
+    /// The actor's visibility rule does not cover what was asked (the access log for a care principal).
+    #[error("{0}")]
+    NotPermitted(String),
 }
 
 /// One stored version of a resource, as read back.
@@ -100,6 +88,9 @@ pub struct StoredVersion {
     pub deleted: bool,
     /// The stored JSON text; `None` for a deletion version.
     pub json: Option<String>,
+    /// The resource's current version withholds data from other principals (protected identity): every
+    /// version of it is then served redacted to them (`fhir/protected.rs`).
+    pub protected: bool,
 }
 
 /// A version to write. `version` must be the current version + 1 (or 1 for a new resource).
@@ -115,6 +106,8 @@ pub struct NewVersion {
     pub json: Option<String>,
     /// Search index rows for the new current version (empty for a deletion).
     pub index: Vec<IndexRow>,
+    /// The new version withholds data from other principals (see [`StoredVersion::protected`]).
+    pub protected: bool,
 }
 
 /// A page of search results: the matches in order, and whether more follow.

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS resources_current (
     deleted INTEGER NOT NULL,
     owner   TEXT    NOT NULL,
     lu_ms   INTEGER NOT NULL,
+    protected INTEGER NOT NULL DEFAULT 0,   -- the current version withholds data (protected identity)
     PRIMARY KEY (type, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS resources_current_lu ON resources_current (type, lu_ms, id);

@@ -6,24 +6,47 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::{Actor, SearchPage, StoreError, StoredVersion};
+use crate::fhir::visibility::{ACCESS_LOG_TYPE, Visibility};
 use crate::search::params::ParamType;
 use crate::search::query::{
     Filter, FilterValue, Modifier, ReferenceValue, SearchQuery, TotalMode, date_condition,
 };
 
-/// Resource types every care principal sees (shared master data), and the access log (whose readers the
-/// HTTP layer restricts to auditors).
-pub const SHARED_TYPES_SQL: &str = "('Patient','Organization','Practitioner','PractitionerRole','HealthcareService','Location','Endpoint','AuditEvent')";
+/// `('Patient','Organization',…)`: [`crate::fhir::visibility::SHARED_MASTER_DATA`] as an SQL list, rendered
+/// once from the one list in code.
+fn shared_types_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| sql_list(&crate::fhir::visibility::SHARED_MASTER_DATA));
+    &SQL
+}
 
-/// ` AND (…)`: the resources (alias `c`, resources_current) `actor` may see (empty for navet itself):
-/// - shared master data and the access log;
-/// - what a principal among `actor.sees` owns, or takes part in (the `participants` table);
-/// - sammanhållen dokumentation (fhir/sharing.rs): another principal's record about a patient with whom the
-///   actor has a care relationship, when the patient's consent names the actor or all and no block covers
-///   the record's owner; emergency access (`ETREAT`) passes consent and blocks.
+/// `('A','B')` for type names (fixed identifiers from navet's own tables, never caller input).
+fn sql_list(types: &[&str]) -> String {
+    let quoted: Vec<String> = types.iter().map(|t| format!("'{t}'")).collect();
+    format!("({})", quoted.join(","))
+}
+
+/// ` AND (…)`: the resources (alias `c`, resources_current) `actor` may see, rendered from its
+/// [`Visibility`] (empty for navet itself):
+/// - an auditor: shared master data, and the access log when doing audit work; nothing else;
+/// - anyone else never the access log, and of the rest:
+///   - shared master data;
+///   - what a principal among `sees` owns, or takes part in (the `participants` table);
+///   - sammanhållen dokumentation (fhir/sharing.rs): another principal's record about a patient with whom the
+///     actor has a care relationship, when the patient's consent names the actor or all and no block covers
+///     the record's owner; emergency access (`ETREAT`) passes consent and blocks.
 pub fn visibility_sql(actor: &Actor, args: &mut Vec<Sql>) -> String {
-    let Some(sees) = actor.sees.as_deref() else {
-        return String::new();
+    let (sees, emergency) = match &actor.visibility {
+        Visibility::Everything => return String::new(),
+        Visibility::Auditor { reads_log } => {
+            let log = if *reads_log {
+                format!(" OR c.type = '{ACCESS_LOG_TYPE}'")
+            } else {
+                String::new()
+            };
+            return format!(" AND (c.type IN {}{log})", shared_types_sql());
+        }
+        Visibility::Care { sees, emergency } => (sees, *emergency),
     };
     let ph = placeholders(sees.len().max(1));
     let push = |args: &mut Vec<Sql>| {
@@ -35,7 +58,7 @@ pub fn visibility_sql(actor: &Actor, args: &mut Vec<Sql>) -> String {
     push(args); // owner
     push(args); // participants
     push(args); // care relationship
-    let consent = if actor.emergency {
+    let consent = if emergency {
         String::new()
     } else {
         push(args); // consent
@@ -47,10 +70,11 @@ pub fn visibility_sql(actor: &Actor, args: &mut Vec<Sql>) -> String {
         )
     };
     format!(
-        " AND (c.type IN {SHARED_TYPES_SQL} OR c.owner IN ({ph}) \
+        " AND c.type <> '{ACCESS_LOG_TYPE}' AND (c.type IN {shared} OR c.owner IN ({ph}) \
          OR EXISTS (SELECT 1 FROM participants p WHERE p.type = c.type AND p.id = c.id AND p.hsa IN ({ph})) \
          OR EXISTS (SELECT 1 FROM patient_links pl WHERE pl.type = c.type AND pl.id = c.id \
-           AND EXISTS (SELECT 1 FROM care_relations cr WHERE cr.patient = pl.patient AND cr.hsa IN ({ph})){consent}))"
+           AND EXISTS (SELECT 1 FROM care_relations cr WHERE cr.patient = pl.patient AND cr.hsa IN ({ph})){consent}))",
+        shared = shared_types_sql()
     )
 }
 
@@ -279,7 +303,9 @@ fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
     format!(" ORDER BY {}", keys.join(", "))
 }
 
-fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+/// A version from `SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected`
+/// (`v` resource_versions, `c` resources_current).
+pub(super) fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
     Ok(StoredVersion {
         resource_type: r.get(0)?,
         id: r.get(1)?,
@@ -288,6 +314,7 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
         owner: r.get(4)?,
         deleted: r.get::<_, i64>(5)? != 0,
         json: r.get(6)?,
+        protected: r.get::<_, i64>(7)? != 0,
     })
 }
 
@@ -347,7 +374,7 @@ pub fn search_page(
     args.extend(f.args);
     let order = order_sql(query, &mut args);
     let sql = format!(
-        "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+        "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
          FROM resources_current c JOIN resource_versions v \
            ON v.type = c.type AND v.id = c.id AND v.version = c.version \
          WHERE c.type = ? AND c.deleted = 0{vis}{}{order} LIMIT ? OFFSET ?",
@@ -412,7 +439,7 @@ fn includes(
             let vis = visibility_sql(actor, &mut args);
             let found = conn
                 .prepare_cached(&format!(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
                      FROM resources_current c JOIN resource_versions v \
                        ON v.type = c.type AND v.id = c.id AND v.version = c.version \
                      WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::schema::SQLITE_SCHEMA;
-use super::search_sql;
+use super::search_sql::{self, row_to_version};
 use super::{
     Actor, HistoryQuery, NewVersion, SearchPage, Store, StoreError, StoredVersion, WriteJob,
     WriteTx,
@@ -96,7 +96,36 @@ impl SqliteStore {
         conn.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
         )?;
+        // A data directory whose access log lost its append-only triggers was altered outside navet: the
+        // schema below would quietly recreate them, so they are checked first.
+        let existing_log = object_exists(&conn, "table", "audit_log")?;
+        if existing_log {
+            for trigger in APPEND_ONLY_TRIGGERS {
+                if !object_exists(&conn, "trigger", trigger)? {
+                    return Err(StoreError::Open(format!(
+                        "the access log's append-only trigger {trigger} is missing from {}: the database was \
+                         altered outside navet, so navet will not serve on it. Check the log with \
+                         `navet audit verify --data-dir {}` and restore the data directory from a backup",
+                        path.display(),
+                        data_dir.display()
+                    )));
+                }
+            }
+        }
         conn.execute_batch(SQLITE_SCHEMA)?;
+        migrate(&conn)?;
+        // The newest records must chain: navet does not append to (or serve on) a broken log.
+        let tail = crate::audit::chain::verify_tail(&conn, CHAIN_TAIL_CHECKED)?;
+        if let Some(broken) = tail.first_broken {
+            return Err(StoreError::Open(format!(
+                "the access log is broken at record {} (AuditEvent/{}): {}. navet will not serve on a broken \
+                 access log; `navet audit verify --data-dir {}` reports the whole chain",
+                broken.seq,
+                broken.id,
+                broken.reason,
+                data_dir.display()
+            )));
+        }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
         let mut idle = Vec::with_capacity(READERS);
@@ -202,28 +231,63 @@ pub fn format_instant(ms: i64) -> String {
     )
 }
 
+/// The triggers that make `audit_log` append-only (store/schema.rs).
+const APPEND_ONLY_TRIGGERS: [&str; 2] = ["audit_log_no_update", "audit_log_no_delete"];
+/// How many of the newest access-log records start-up verifies (the whole chain is `navet audit verify`).
+const CHAIN_TAIL_CHECKED: usize = 1000;
+
+fn object_exists(conn: &Connection, kind: &str, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2",
+            params![kind, name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Brings a data directory made by an earlier navet up to the current schema.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_protected = conn
+        .prepare("SELECT 1 FROM pragma_table_info('resources_current') WHERE name = 'protected'")?
+        .exists([])?;
+    if !has_protected {
+        // resources_current.protected: set from the current Patient versions that carry the label.
+        conn.execute_batch(
+            "ALTER TABLE resources_current ADD COLUMN protected INTEGER NOT NULL DEFAULT 0",
+        )?;
+        let mut stmt = conn.prepare(
+            "SELECT c.id, v.json FROM resources_current c JOIN resource_versions v \
+               ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+             WHERE c.type = 'Patient' AND v.json IS NOT NULL",
+        )?;
+        let protected: Vec<String> = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .filter_map(Result::ok)
+            .filter(|(_, json)| crate::fhir::protected::is_protected_text(json))
+            .map(|(id, _)| id)
+            .collect();
+        for id in protected {
+            conn.execute(
+                "UPDATE resources_current SET protected = 1 WHERE type = 'Patient' AND id = ?1",
+                params![id],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 struct SqliteTx<'a> {
     conn: &'a Connection,
     actor: &'a Actor,
     now: &'a (String, i64),
 }
 
-const CURRENT_SQL: &str = "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+const CURRENT_SQL: &str = "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
      FROM resources_current c JOIN resource_versions v \
        ON v.type = c.type AND v.id = c.id AND v.version = c.version \
      WHERE c.type = ?1 AND c.id = ?2";
-
-fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
-    Ok(StoredVersion {
-        resource_type: r.get(0)?,
-        id: r.get(1)?,
-        version: r.get(2)?,
-        last_updated: r.get(3)?,
-        owner: r.get(4)?,
-        deleted: r.get::<_, i64>(5)? != 0,
-        json: r.get(6)?,
-    })
-}
 
 fn read_current(
     conn: &Connection,
@@ -291,10 +355,11 @@ impl WriteTx for SqliteTx<'_> {
             ])?;
         self.conn
             .prepare_cached(
-                "INSERT INTO resources_current (type, id, version, deleted, owner, lu_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO resources_current (type, id, version, deleted, owner, lu_ms, protected) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, \
-                   deleted = excluded.deleted, owner = excluded.owner, lu_ms = excluded.lu_ms",
+                   deleted = excluded.deleted, owner = excluded.owner, lu_ms = excluded.lu_ms, \
+                   protected = excluded.protected",
             )?
             .execute(params![
                 v.resource_type,
@@ -302,7 +367,8 @@ impl WriteTx for SqliteTx<'_> {
                 v.version,
                 v.deleted as i64,
                 v.owner,
-                v.last_updated_ms
+                v.last_updated_ms,
+                v.protected as i64
             ])?;
         self.conn
             .prepare_cached("DELETE FROM search_index WHERE type = ?1 AND id = ?2")?
@@ -551,21 +617,15 @@ impl Store for SqliteStore {
         self.read_blocking(move |conn| match version {
             // A resource the actor may not see reads as absent: a 404, never a 403 that confirms it exists.
             _ if !search_sql::visible(conn, &actor, &ty, &id)? => Ok(None),
-            None => Ok(read_current(conn, &ty, &id)?.map(|mut v| {
-                crate::fhir::protected::redact_for(actor.sees.as_deref(), &mut v);
-                v
-            })),
+            None => read_current(conn, &ty, &id),
             Some(v) => Ok(conn
                 .prepare_cached(
-                    "SELECT type, id, version, last_updated, owner, deleted, json FROM resource_versions \
-                     WHERE type = ?1 AND id = ?2 AND version = ?3",
+                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
+                     FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
+                     WHERE v.type = ?1 AND v.id = ?2 AND v.version = ?3",
                 )?
                 .query_row(params![ty, id, v], row_to_version)
-                .optional()?
-                .map(|mut v| {
-                    crate::fhir::protected::redact_for(actor.sees.as_deref(), &mut v);
-                    v
-                })),
+                .optional()?),
         })
         .await
     }
@@ -581,7 +641,7 @@ impl Store for SqliteStore {
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             let vis = search_sql::visibility_sql(&actor, &mut args);
             let mut sql = format!(
-                "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json \
+                "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
                  FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
                  WHERE 1 = 1{vis}"
             );
@@ -606,7 +666,6 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let more = rows.len() > q.count;
             rows.truncate(q.count);
-            rows.iter_mut().for_each(|v| crate::fhir::protected::redact_for(actor.sees.as_deref(), v));
             Ok((rows, more))
         })
         .await
@@ -623,12 +682,7 @@ impl Store for SqliteStore {
         let ty = resource_type.to_owned();
         let actor = actor.clone();
         self.read_blocking(move |conn| {
-            let mut page = search_sql::search_page(conn, &actor, &ty, &query, offset, count)?;
-            page.matches
-                .iter_mut()
-                .chain(page.included.iter_mut())
-                .for_each(|v| crate::fhir::protected::redact_for(actor.sees.as_deref(), v));
-            Ok(page)
+            search_sql::search_page(conn, &actor, &ty, &query, offset, count)
         })
         .await
     }
@@ -670,12 +724,13 @@ impl Store for SqliteStore {
 
     async fn audit_page(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         from_ms: i64,
         to_ms: i64,
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
+        reads_access_log(actor)?;
         self.read_blocking(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, json FROM audit_log WHERE seq > ?1 AND recorded_ms >= ?2 AND recorded_ms < ?3 \
@@ -710,9 +765,10 @@ impl Store for SqliteStore {
 
     async fn audit_for_patient(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         patient: &str,
     ) -> Result<Vec<String>, StoreError> {
+        reads_access_log(actor)?;
         let patient = patient.to_owned();
         self.read_blocking(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -729,8 +785,9 @@ impl Store for SqliteStore {
 
     async fn verify_audit(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
     ) -> Result<crate::audit::chain::Verification, StoreError> {
+        reads_access_log(actor)?;
         self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?))
             .await
     }
@@ -744,6 +801,17 @@ impl Store for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+    }
+}
+
+/// The access log's own reads (pages, extracts, verification) follow the same rule as `AuditEvent` reads.
+fn reads_access_log(actor: &Actor) -> Result<(), StoreError> {
+    if actor.visibility.reads_access_log() {
+        Ok(())
+    } else {
+        Err(StoreError::NotPermitted(
+            "the access log is read by auditor principals doing audit work (HOPERAT) only".into(),
+        ))
     }
 }
 
