@@ -69,6 +69,25 @@ impl ReaderPool {
 /// statements, and re-preparing the evicted ones showed as 8% of the writer's time under load.
 const STATEMENT_CACHE: usize = 256;
 
+/// The one connection that writes: WAL + `synchronous=FULL`, so a commit is on disk before it is
+/// acknowledged and survives kill -9 and power loss (https://sqlite.org/pragma.html#pragma_synchronous).
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open(format!(
+            "could not enable WAL (got {mode})"
+        )));
+    }
+    // temp_store = MEMORY: each job's SAVEPOINT keeps its rollback pages in memory instead of a statement
+    // journal file (measured: 15% of the writer's time went to those writes).
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+/// Readers cannot write (`query_only`): the writer is the only connection that changes the database.
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")?;
@@ -82,20 +101,7 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("navet.db");
-        let conn = Connection::open(&path)?;
-        // WAL + synchronous=FULL: a commit is on disk before it is acknowledged, and survives kill -9 and
-        // power loss (https://sqlite.org/pragma.html#pragma_synchronous).
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Open(format!(
-                "could not enable WAL (got {mode})"
-            )));
-        }
-        // temp_store = MEMORY: each job's SAVEPOINT keeps its rollback pages in memory instead of a statement
-        // journal file (measured: 15% of the writer's time went to those writes).
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
-        )?;
+        let conn = open_writer(&path)?;
         // A data directory whose access log lost its append-only triggers was altered outside navet: the
         // schema below would quietly recreate them, so they are checked first.
         let existing_log = object_exists(&conn, "table", "audit_log")?;
@@ -818,6 +824,28 @@ fn reads_access_log(actor: &Actor) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writing_connection_syncs_every_commit_and_readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("navet.db");
+        let writer = open_writer(&path).unwrap();
+        // 2 = FULL (https://sqlite.org/pragma.html#pragma_synchronous).
+        let sync: i64 = writer
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        writer.execute_batch("CREATE TABLE t (x)").unwrap();
+        let reader = open_reader(&path).unwrap();
+        assert!(reader.execute_batch("INSERT INTO t VALUES (1)").is_err());
+        // The store's writer is this connection: a store opens on it.
+        drop(writer);
+        assert!(SqliteStore::open(dir.path()).is_ok());
+    }
 
     #[test]
     fn instants_have_millisecond_precision_in_utc() {
