@@ -18,13 +18,7 @@ const KOMMUN: (&str, &str, &str) = (
 const MTN: &str = "SE2321000255-MTN01";
 
 async fn client(app: &TestApp, who: (&str, &str, &str), purpose: PurposeOfUse) -> reqwest::Client {
-    let key = navet::auth::cli::demo_private_key(who.0).unwrap();
-    let cfg = settings(std::path::PathBuf::from("unused"), false).auth;
-    let user = navet::auth::cli::user_claims(&cfg, who.1, purpose).unwrap();
-    let token = navet::auth::cli::fetch_token(&app.base, who.0, key, "system/*.cruds", Some(&user))
-        .await
-        .unwrap();
-    authorized_client(&token)
+    user_client(app, who.0, who.1, purpose, "system/*.cruds").await
 }
 
 async fn post(c: &reqwest::Client, app: &TestApp, body: Value) -> Value {

@@ -23,13 +23,7 @@ async fn client(
     purpose: PurposeOfUse,
     scope: &str,
 ) -> reqwest::Client {
-    let key = navet::auth::cli::demo_private_key(who.0).unwrap();
-    let cfg = settings(std::path::PathBuf::from("unused"), false).auth;
-    let user = navet::auth::cli::user_claims(&cfg, who.1, purpose).unwrap();
-    let token = navet::auth::cli::fetch_token(&app.base, who.0, key, scope, Some(&user))
-        .await
-        .unwrap();
-    authorized_client(&token)
+    user_client(app, who.0, who.1, purpose, scope).await
 }
 
 async fn care(app: &TestApp, who: (&str, &str)) -> reqwest::Client {
@@ -95,6 +89,19 @@ fn history_ids(bundle: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A patient and the mobile team's Task about them (naming no one else): (patient id, task id).
+async fn patient_and_task(app: &TestApp) -> (String, String) {
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let pid = id(app.create(&patient("19121212-1212", "Tolvansson")).await);
+    let task = id(app
+        .create(
+            &json!({"resourceType": "Task", "status": "requested", "intent": "order",
+                         "for": {"reference": format!("Patient/{pid}")}}),
+        )
+        .await);
+    (pid, task)
+}
+
 /// Every access-log record id, straight from the database.
 fn chain_ids(app: &TestApp) -> BTreeSet<String> {
     let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
@@ -109,19 +116,7 @@ fn chain_ids(app: &TestApp) -> BTreeSet<String> {
 async fn the_access_log_is_read_by_auditors_only_on_every_path() {
     let app = spawn_app().await;
     let vc = care(&app, VC).await;
-    let pid = app.create(&patient("19121212-1212", "Tolvansson")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let task = app
-        .create(
-            &json!({"resourceType": "Task", "status": "requested", "intent": "order",
-                        "for": {"reference": format!("Patient/{pid}")}}),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (pid, task) = patient_and_task(&app).await;
     assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
     assert_eq!(app.get(&format!("Task/{task}")).await.status(), 200);
     let log = chain_ids(&app);
@@ -518,19 +513,7 @@ async fn only_the_entering_principal_or_the_population_register_changes_labels_o
 async fn a_put_to_an_unknown_id_and_to_a_hidden_one_answer_alike() {
     let app = spawn_app().await;
     let vc = care(&app, VC).await;
-    let pid = app.create(&patient("19121212-1212", "Tolvansson")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let hidden = app
-        .create(
-            &json!({"resourceType": "Task", "status": "requested", "intent": "order",
-                        "for": {"reference": format!("Patient/{pid}")}}),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (pid, hidden) = patient_and_task(&app).await;
     let mut answers = Vec::new();
     for id in [hidden.as_str(), "no-such-task"] {
         let body = json!({"resourceType": "Task", "id": id, "status": "requested", "intent": "order",

@@ -53,16 +53,6 @@ enum Kind {
     Appointment,
 }
 
-impl Kind {
-    fn type_name(self) -> &'static str {
-        match self {
-            Kind::ServiceRequest => "ServiceRequest",
-            Kind::Encounter => "Encounter",
-            Kind::Appointment => "Appointment",
-        }
-    }
-}
-
 const TYPES: [&str; 4] = ["ServiceRequest", "Task", "Encounter", "Appointment"];
 
 /// The patient's consent decisions: permits (`None`: for all, else a mask of principals) and blocks (of the
@@ -133,13 +123,7 @@ fn expected(specs: &[Spec], consents: &Consents, emergency: bool) -> Vec<BTreeSe
     let direct = direct_seers(specs);
     // An active referral or task links its owner and participants to the patient.
     let related = related(specs, &direct);
-    let permitted = |c: usize| {
-        emergency
-            || consents
-                .permits
-                .iter()
-                .any(|p| p.is_none_or(|mask| mask & (1 << c) != 0))
-    };
+    let permitted = |c: usize| permitted(consents, emergency, c);
     specs
         .iter()
         .zip(direct)
@@ -150,6 +134,16 @@ fn expected(specs: &[Spec], consents: &Consents, emergency: bool) -> Vec<BTreeSe
             seers
         })
         .collect()
+}
+
+/// Whether the patient's consent lets principal `c` read through sammanhållen dokumentation (always under
+/// emergency access).
+fn permitted(consents: &Consents, emergency: bool, c: usize) -> bool {
+    emergency
+        || consents
+            .permits
+            .iter()
+            .any(|p| p.is_none_or(|mask| mask & (1 << c) != 0))
 }
 
 fn direct_seers(specs: &[Spec]) -> Vec<BTreeSet<usize>> {
@@ -178,13 +172,7 @@ fn related(specs: &[Spec], direct: &[BTreeSet<usize>]) -> BTreeSet<usize> {
 /// dokumentation like any record of principal 0.
 fn consent_seers(specs: &[Spec], consents: &Consents, emergency: bool) -> BTreeSet<usize> {
     let related = related(specs, &direct_seers(specs));
-    let permitted = |c: usize| {
-        emergency
-            || consents
-                .permits
-                .iter()
-                .any(|p| p.is_none_or(|mask| mask & (1 << c) != 0))
-    };
+    let permitted = |c: usize| permitted(consents, emergency, c);
     let mut seers: BTreeSet<usize> = [0].into();
     if emergency || !consents.blocks.contains(&0) {
         seers.extend((0..3).filter(|c| related.contains(c) && permitted(*c)));
@@ -233,18 +221,8 @@ fn body(s: &Spec, patient: &str, named: &[Value], refs: &[String]) -> Value {
     }
 }
 
-async fn user_client(
-    app: &TestApp,
-    who: (&str, &str, &str),
-    purpose: PurposeOfUse,
-) -> reqwest::Client {
-    let key = navet::auth::cli::demo_private_key(who.0).unwrap();
-    let cfg = settings(std::path::PathBuf::from("unused"), false).auth;
-    let user = navet::auth::cli::user_claims(&cfg, who.1, purpose).unwrap();
-    let token = navet::auth::cli::fetch_token(&app.base, who.0, key, "system/*.cruds", Some(&user))
-        .await
-        .unwrap();
-    authorized_client(&token)
+async fn viewer(app: &TestApp, who: (&str, &str, &str), purpose: PurposeOfUse) -> reqwest::Client {
+    user_client(app, who.0, who.1, purpose, "system/*.cruds").await
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
@@ -269,7 +247,7 @@ async fn check(specs: Vec<Spec>, consents: Consents, protected: bool) {
     let app = spawn_app().await;
     let mut clients = Vec::new();
     for who in PRINCIPALS {
-        clients.push(user_client(&app, who, PurposeOfUse::Treat).await);
+        clients.push(viewer(&app, who, PurposeOfUse::Treat).await);
     }
     let mut patient_body = patient("19121212-1212", "Tolvansson");
     patient_body["address"] = json!([{"line": ["Ekgatan 3"], "city": "Åhus"}]);
@@ -353,7 +331,7 @@ async fn check(specs: Vec<Spec>, consents: Consents, protected: bool) {
     viewers.push((
         1,
         true,
-        user_client(&app, PRINCIPALS[1], PurposeOfUse::Etreat).await,
+        viewer(&app, PRINCIPALS[1], PurposeOfUse::Etreat).await,
     ));
     for (c, emergency, client) in &viewers {
         let (c, emergency) = (*c, *emergency);

@@ -23,15 +23,15 @@ pub const DIRECTORY_TYPES: [&str; 6] = [
 
 /// Shared master data: Patient and the directory. Every principal reads it, any care principal may change it
 /// (the change is recorded with the changing principal). The one list; SQL is rendered from it.
-pub const SHARED_MASTER_DATA: [&str; 7] = [
-    "Patient",
-    "Organization",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Location",
-    "Endpoint",
-];
+pub const SHARED_MASTER_DATA: [&str; 1 + DIRECTORY_TYPES.len()] = {
+    let mut all = ["Patient"; 1 + DIRECTORY_TYPES.len()];
+    let mut i = 0;
+    while i < DIRECTORY_TYPES.len() {
+        all[i + 1] = DIRECTORY_TYPES[i];
+        i += 1;
+    }
+    all
+};
 
 /// Whether `resource_type` is shared master data ([`SHARED_MASTER_DATA`]).
 pub fn is_shared_master_data(resource_type: &str) -> bool {

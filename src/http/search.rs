@@ -391,7 +391,7 @@ async fn history(
         };
         bundle.entry(
             Some(&full_url),
-            outgoing(&actor, v).as_ref(),
+            outgoing(actor, v).as_ref(),
             &[
                 ("request", serde_json::json!({"method": method, "url": url})),
                 (

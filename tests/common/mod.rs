@@ -84,6 +84,23 @@ pub async fn token_for(base: &str, client_id: &str, user: Option<&str>, scope: &
         .expect("token")
 }
 
+/// A client for a demo client acting with a demo user under a purpose of use (TREAT, ETREAT, HOPERAT).
+pub async fn user_client(
+    app: &TestApp,
+    client_id: &str,
+    user: &str,
+    purpose: navet::auth::PurposeOfUse,
+    scope: &str,
+) -> reqwest::Client {
+    let key = navet::auth::cli::demo_private_key(client_id).expect("demo key");
+    let cfg = settings(PathBuf::from("unused"), false).auth;
+    let claims = navet::auth::cli::user_claims(&cfg, user, purpose).expect("demo user");
+    let token = navet::auth::cli::fetch_token(&app.base, client_id, key, scope, Some(&claims))
+        .await
+        .expect("token");
+    authorized_client(&token)
+}
+
 /// A client that sends `Authorization: Bearer <token>` on every request.
 pub fn authorized_client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
