@@ -88,6 +88,15 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         capability: Arc::from(capability::render(&settings.base_url)),
         auth: Arc::new(auth),
     };
+    let relinked = crate::fhir::relink::backfill(&state.fhir, state.store.as_ref())
+        .await
+        .map_err(|e| format!("updating the stored sharing facts failed: {e}"))?;
+    if relinked > 0 {
+        tracing::info!(
+            resources = relinked,
+            "patient links recomputed from the Patient compartment"
+        );
+    }
     if settings.seed_demo {
         seed_demo(&state).await?;
     }

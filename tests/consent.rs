@@ -214,3 +214,67 @@ async fn a_consent_naming_another_principal_or_withdrawn_opens_nothing() {
     assert_eq!(r.status(), 200);
     assert_eq!(status(&vc, &app, &path).await, 404);
 }
+
+/// Issue 12's part of issue 8's rule: which resources belong to a patient comes from the FHIR R4 Patient
+/// compartment, so an Appointment naming the patient only in `participant.actor` is the patient's record too
+/// (sammanhållen dokumentation applies, the access log names the patient), also for Appointments stored
+/// before the rule (a start-up migration recomputes the links).
+#[tokio::test]
+async fn an_appointment_belongs_to_the_patient_in_its_participants_also_after_a_restart() {
+    let app = spawn_app().await;
+    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let appointment = app
+        .create(&json!({"resourceType": "Appointment", "status": "booked",
+            "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("Appointment/{appointment}");
+    let vc = client(&app, VC, PurposeOfUse::Treat).await;
+    assert_eq!(status(&vc, &app, &path).await, 404);
+    post(
+        &vc,
+        &app,
+        json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+               "subject": {"reference": format!("Patient/{patient}")}}),
+    )
+    .await;
+    post(&vc, &app, consent(&patient, Some(VC.2), None)).await;
+    assert_eq!(
+        status(&vc, &app, &path).await,
+        200,
+        "care relationship and consent"
+    );
+    let patients = app
+        .state
+        .store
+        .patients_of(&navet::store::Actor::system(), "Appointment", &appointment)
+        .await
+        .unwrap();
+    assert_eq!(patients, [format!("Patient/{patient}")]);
+
+    // A data directory from before the rule: the Appointment's link is gone and the migration not done.
+    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
+    conn.execute_batch(
+        "DELETE FROM patient_links WHERE type = 'Appointment'; \
+         DELETE FROM settings WHERE key = 'patient_links_version';",
+    )
+    .unwrap();
+    assert_eq!(status(&vc, &app, &path).await, 404, "unlinked");
+    drop(conn);
+    let dir = app.data_dir;
+    app.state.store.close().await;
+    let restarted = navet::startup::build_state(&settings(dir.path().to_path_buf(), false))
+        .await
+        .expect("starts");
+    let patients = restarted
+        .store
+        .patients_of(&navet::store::Actor::system(), "Appointment", &appointment)
+        .await
+        .unwrap();
+    assert_eq!(patients, [format!("Patient/{patient}")], "backfilled");
+}

@@ -49,7 +49,7 @@ enum Kind {
     ServiceRequest,
     /// About the patient (subject), not a care relationship.
     Encounter,
-    /// Names no patient: only owner and participants see it.
+    /// Names the patient among its participants (the Patient compartment's `actor`).
     Appointment,
 }
 
@@ -111,11 +111,6 @@ fn relates(s: &Spec) -> bool {
     s.active && (s.parent.is_some() || s.kind == Kind::ServiceRequest)
 }
 
-/// Whether a spec's resource is about the patient (patient link).
-fn about_patient(s: &Spec) -> bool {
-    s.parent.is_some() || s.kind != Kind::Appointment
-}
-
 /// Which principals may see each resource, by the rules in DESIGN.md; with `emergency`, as a viewer acting
 /// under ETREAT sees them (consent and blocks passed).
 fn expected(specs: &[Spec], consents: &Consents, emergency: bool) -> Vec<BTreeSet<usize>> {
@@ -128,7 +123,7 @@ fn expected(specs: &[Spec], consents: &Consents, emergency: bool) -> Vec<BTreeSe
         .iter()
         .zip(direct)
         .map(|(s, mut seers)| {
-            if about_patient(s) && (emergency || !consents.blocks.contains(&s.owner)) {
+            if emergency || !consents.blocks.contains(&s.owner) {
                 seers.extend((0..3).filter(|c| related.contains(c) && permitted(*c)));
             }
             seers
@@ -212,9 +207,9 @@ fn body(s: &Spec, patient: &str, named: &[Value], refs: &[String]) -> Value {
             e
         }
         Kind::Appointment => {
-            // An Appointment needs a participant: its owner takes part in its own appointment.
+            // The patient, and its owner (an Appointment needs a participant), take part in it.
             let owner = json!({"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": PRINCIPALS[s.owner].2}});
-            let actors = std::iter::once(&owner).chain(named.iter());
+            let actors = [&subject, &owner].into_iter().chain(named.iter());
             json!({"resourceType": "Appointment", "status": if s.active { "booked" } else { "fulfilled" },
                    "participant": actors.map(|a| json!({"actor": a, "status": "accepted"})).collect::<Vec<_>>()})
         }

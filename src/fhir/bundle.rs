@@ -350,7 +350,7 @@ pub async fn process(
                         for version in results.iter().filter_map(|r| {
                             r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())
                         }) {
-                            note_version(&mut record, version);
+                            note_version(&job_ctx.params, &mut record, version);
                         }
                         crate::audit::append(tx, &record)?;
                     }
@@ -383,7 +383,7 @@ pub async fn process(
                                         .map(|o| &o.version)
                                         .or(result.read.as_ref())
                                     {
-                                        note_version(&mut record, v);
+                                        note_version(&job_ctx.params, &mut record, v);
                                     }
                                     record.status = result.status;
                                     crate::audit::append(tx, &record)?;

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod outcome;
 pub mod participants;
 pub mod protected;
+pub mod relink;
 pub mod rules;
 pub mod sharing;
 pub mod structure;

@@ -192,7 +192,8 @@ fn write_version(
     let owner = owner.to_owned();
     let participants = crate::fhir::participants::collect(tx, &value)?;
     tx.set_participants(&ty, id, &participants)?;
-    crate::fhir::sharing::record(tx, &ty, id, &json, &value, &owner, &participants)?;
+    let patients = crate::fhir::participants::patients_in(&ctx.params, &ty, id, &value);
+    crate::fhir::sharing::record(tx, &ty, id, &value, &owner, &patients, &participants)?;
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),

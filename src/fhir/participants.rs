@@ -12,11 +12,10 @@
 //! Limit: what a resource inherits from its parent is taken when the resource is written; a participant added
 //! to the parent later sees the children written after that.
 
-use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::domain::HSA_ID_SYSTEM;
+use crate::search::params::SearchParams;
 use crate::store::{StoreError, WriteTx};
 
 /// Top-level members that name participants (FHIR R4 element names across ServiceRequest, Task, CarePlan,
@@ -190,40 +189,48 @@ fn resolve(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct PatientLinks<'a> {
-    #[serde(borrow)]
-    subject: Option<&'a RawValue>,
-    #[serde(borrow)]
-    patient: Option<&'a RawValue>,
-    #[serde(borrow)]
-    beneficiary: Option<&'a RawValue>,
-    #[serde(borrow, rename = "for")]
-    for_: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ReferenceOnly {
-    reference: Option<String>,
-}
-
-/// `Patient/{id}` references of a stored resource: itself for a Patient, else its subject/patient/
-/// beneficiary/for. Only those members are parsed (the rest is skipped), so a read stays cheap.
-pub fn patients_in(resource_type: &str, id: &str, json: &str) -> Vec<String> {
+/// The patients a resource is about, as `Patient/{id}`: itself for a Patient; for any other type the literal
+/// Patient references through its FHIR R4 Patient compartment parameters (CompartmentDefinition `patient`,
+/// e.g. an Appointment's `participant.actor`, a Communication's `sender`/`recipient`), and for types navet has
+/// no compartment table for, the top-level subject/patient/beneficiary/for. These links decide sammanhållen
+/// dokumentation visibility and the patients the access log names, so both follow the same definition.
+pub fn patients_in(
+    params: &SearchParams,
+    resource_type: &str,
+    id: &str,
+    value: &Value,
+) -> Vec<String> {
     if resource_type == "Patient" {
         return vec![format!("Patient/{id}")];
     }
-    let Ok(links) = serde_json::from_str::<PatientLinks<'_>>(json) else {
-        return Vec::new();
-    };
-    [links.subject, links.patient, links.beneficiary, links.for_]
-        .into_iter()
-        .flatten()
-        .filter_map(|raw| serde_json::from_str::<ReferenceOnly>(raw.get()).ok())
-        .filter_map(|r| r.reference)
-        .filter_map(|r| {
-            r.strip_prefix("Patient/")
-                .map(|rest| format!("Patient/{}", rest.split('/').next().unwrap_or(rest)))
-        })
-        .collect()
+    let mut found = crate::search::patient_references(params, resource_type, value);
+    if params.patient_compartment_params(resource_type).is_empty() {
+        for member in ["subject", "patient", "beneficiary", "for"] {
+            let reference = value
+                .get(member)
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str)
+                .and_then(crate::search::index::parse_literal_reference);
+            if let Some(r) = reference
+                && r.resource_type.as_deref() == Some("Patient")
+                && !found.contains(&r.value)
+            {
+                found.push(r.value);
+            }
+        }
+    }
+    found
+}
+
+/// [`patients_in`] of stored JSON text (a version read back); nothing for text that is not JSON.
+pub fn patients_in_json(
+    params: &SearchParams,
+    resource_type: &str,
+    id: &str,
+    json: &str,
+) -> Vec<String> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(value) => patients_in(params, resource_type, id, &value),
+        Err(_) => Vec::new(),
+    }
 }

@@ -40,22 +40,22 @@ fn is_active(resource_type: &str, value: &Value) -> bool {
 }
 
 /// Writes the patient links, care relationships and consent decisions of a version (replacing the previous
-/// version's). `participants` are the version's, `owner` its owner principal.
+/// version's). `patients` are the patients it is about ([`participants::patients_in`]), `participants` the
+/// version's participants, `owner` its owner principal.
 pub fn record(
     tx: &mut dyn WriteTx,
     resource_type: &str,
     id: &str,
-    json: &str,
     value: &Value,
     owner: &str,
+    patients: &[String],
     participants: &[String],
 ) -> Result<(), StoreError> {
-    let patients = participants::patients_in(resource_type, id, json);
-    tx.set_patient_links(resource_type, id, &patients)?;
+    tx.set_patient_links(resource_type, id, patients)?;
 
     let mut relations = Vec::new();
     if RELATIONSHIP_TYPES.contains(&resource_type) && is_active(resource_type, value) {
-        for patient in &patients {
+        for patient in patients {
             relations.push((patient.clone(), owner.to_owned()));
             relations.extend(participants.iter().map(|h| (patient.clone(), h.clone())));
         }
@@ -64,7 +64,7 @@ pub fn record(
 
     let mut decisions = Vec::new();
     if resource_type == "Consent" && value.get("status").and_then(Value::as_str) == Some("active") {
-        decisions = consent_decisions(tx, value, &patients)?;
+        decisions = consent_decisions(tx, value, patients)?;
     }
     tx.set_consents(resource_type, id, &decisions)?;
     Ok(())

@@ -51,13 +51,19 @@ pub struct AuditNote(pub AuditRecord);
 pub struct Audited;
 
 /// Adds what a stored version contributes to a record: the version as entity, its patients.
-pub fn note_version(record: &mut AuditRecord, v: &StoredVersion) {
+pub fn note_version(
+    params: &crate::search::params::SearchParams,
+    record: &mut AuditRecord,
+    v: &StoredVersion,
+) {
     record.entities.push(format!(
         "{}/{}/_history/{}",
         v.resource_type, v.id, v.version
     ));
     if let Some(json) = &v.json {
-        for patient in crate::fhir::participants::patients_in(&v.resource_type, &v.id, json) {
+        for patient in
+            crate::fhir::participants::patients_in_json(params, &v.resource_type, &v.id, json)
+        {
             record.add_patient(patient);
         }
     }

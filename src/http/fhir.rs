@@ -138,7 +138,7 @@ async fn read(
     fresh_log(&state, Some(&ty)).await?;
     let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
     let mut record = rc.record(&caller, Action::Read, "read");
-    note_version(&mut record, &version);
+    note_version(&state.fhir.params, &mut record, &version);
     Ok(with_note(response, &ty, record))
 }
 
@@ -167,11 +167,12 @@ fn audited(mut response: Response) -> Response {
 
 /// Completes a write's record with what was written and appends it inside the write's transaction.
 fn append_write(
+    ctx: &crate::fhir::FhirContext,
     tx: &mut dyn crate::store::WriteTx,
     mut record: AuditRecord,
     outcome: &WriteOutcome,
 ) -> Result<(), ApiError> {
-    note_version(&mut record, &outcome.version);
+    note_version(&ctx.params, &mut record, &outcome.version);
     record.status = match outcome.status {
         WriteStatus::Created => 201,
         WriteStatus::Updated | WriteStatus::Existing => 200,
@@ -242,7 +243,7 @@ async fn vread(
         )));
     }
     let mut record = rc.record(&caller, Action::Read, "vread");
-    note_version(&mut record, &v);
+    note_version(&state.fhir.params, &mut record, &v);
     Ok(with_note(
         respond::resource(&actor, StatusCode::OK, &v, Return::Representation, None),
         &ty,
@@ -312,7 +313,7 @@ async fn create(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
-            append_write(tx, record, &outcome)?;
+            append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -342,7 +343,7 @@ async fn update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
-            append_write(tx, record, &outcome)?;
+            append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -376,7 +377,7 @@ async fn conditional_update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
-            append_write(tx, record, &outcome)?;
+            append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -394,11 +395,12 @@ async fn delete(
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let record = rc.record(&caller, Action::Delete, "delete");
     let expected = if_match(&headers)?;
+    let ctx = state.fhir.clone();
     let outcome = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::delete(tx, &ty, &id, expected)?;
-            append_write(tx, record, &outcome)?;
+            append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
         })
         .await?;
@@ -422,12 +424,13 @@ async fn conditional_delete(
     let actor = authorize(&caller, &ty, Interaction::Delete)?;
     let record = rc.record(&caller, Action::Delete, "delete");
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
+    let ctx = state.fhir.clone();
     let outcome = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_delete(tx, &ty, &condition)?;
             match &outcome {
-                Some(o) => append_write(tx, record, o)?,
+                Some(o) => append_write(&ctx, tx, record, o)?,
                 None => {
                     let mut record = record;
                     record.status = 204;

@@ -231,7 +231,7 @@ async fn search(
             .finish(),
     );
     for v in page.matches.iter().chain(page.included.iter()) {
-        note_version(&mut record, v);
+        note_version(&state.fhir.params, &mut record, v);
     }
     Ok(with_note(
         respond::json_response(StatusCode::OK, bundle.finish()),
@@ -402,7 +402,7 @@ async fn history(
         );
     }
     for v in &versions {
-        note_version(&mut record, v);
+        note_version(&state.fhir.params, &mut record, v);
     }
     // The system history mixes every type, so it is always logged.
     let noted_as = ty.as_deref().unwrap_or("*");

@@ -213,6 +213,13 @@ pub trait WriteTx {
     /// Whether the transaction's actor may see the resource (owner, participant, or shared master data).
     fn visible(&mut self, resource_type: &str, id: &str) -> Result<bool, StoreError>;
     fn setting(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Current, non-deleted resources in (type, id) order after `after`, at most `limit` (for migrations that
+    /// revisit every stored resource).
+    fn current_after(
+        &mut self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError>;
     /// Access-log records (seq, id, recorded_ms, json) after `after_seq`, in chain order.
     fn audit_after(
         &mut self,
