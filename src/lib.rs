@@ -14,6 +14,7 @@
 //! - [`search`]: search parameter table, the indexer, query parsing.
 //! - [`store`]: the storage trait (every call takes the acting principal) and its SQLite implementation.
 //! - [`http`]: thin axum handlers.
+//! - [`timeline`]: the patient timeline: clinical times, keyset cursors, the query the store answers.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 
 pub mod audit;
@@ -27,4 +28,5 @@ pub mod search;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod timeline;
 pub mod tls;

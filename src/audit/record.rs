@@ -105,26 +105,6 @@ impl AuditRecord {
         }
     }
 
-    /// Adds the patients a resource is about: the Patient itself, or its `subject`/`patient`/`beneficiary`/
-    /// `for` reference to a Patient.
-    pub fn add_patients_of(&mut self, resource_type: &str, id: &str, value: &Value) {
-        if resource_type == "Patient" {
-            self.add_patient(format!("Patient/{id}"));
-            return;
-        }
-        for key in ["subject", "patient", "beneficiary", "for"] {
-            if let Some(reference) = value
-                .get(key)
-                .and_then(|r| r.get("reference"))
-                .and_then(Value::as_str)
-                && let Some(rest) = reference.strip_prefix("Patient/")
-            {
-                let id = rest.split('/').next().unwrap_or(rest);
-                self.add_patient(format!("Patient/{id}"));
-            }
-        }
-    }
-
     pub fn add_patient(&mut self, reference: String) {
         if !self.patients.contains(&reference) {
             self.patients.push(reference);

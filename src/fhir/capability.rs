@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use crate::fhir::FhirContext;
 
+/// The canonical URL of navet's `$timeline` OperationDefinition (`conformance/`).
+pub const TIMELINE_OPERATION: &str = "http://navet.example/OperationDefinition/Patient-timeline";
+
 /// The statement as committed in `conformance/`.
 pub const COMMITTED: &str = include_str!("../../conformance/capability-statement.json");
 
@@ -56,6 +59,14 @@ pub fn generate(ctx: &FhirContext) -> Value {
                 }
             }
             r["interaction"] = Value::Array(interactions.into_iter().map(|c| json!({"code": c})).collect());
+            if ty == "Patient" {
+                // The timeline (spec/timeline-and-audit.md; conformance/OperationDefinition-Patient-timeline.json)
+                // and the standard Patient-everything.
+                r["operation"] = json!([
+                    {"name": "timeline", "definition": TIMELINE_OPERATION},
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+                ]);
+            }
             r
         })
         .collect();

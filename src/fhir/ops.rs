@@ -194,6 +194,7 @@ fn write_version(
     tx.set_participants(&ty, id, &participants)?;
     let patients = crate::fhir::participants::patients_in(&ctx.params, &ty, id, &value);
     crate::fhir::sharing::record(tx, &ty, id, &value, &owner, &patients, &participants)?;
+    record_timeline(tx, &ty, id, &value, &patients, now_ms)?;
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),
@@ -216,6 +217,25 @@ fn write_version(
         json: Some(json),
         protected,
     })
+}
+
+/// The version's timeline rows (`crate::timeline`): one per patient it is about, at its clinical time.
+pub fn record_timeline(
+    tx: &mut dyn WriteTx,
+    ty: &str,
+    id: &str,
+    value: &serde_json::Value,
+    patients: &[String],
+    last_updated_ms: i64,
+) -> Result<(), ApiError> {
+    let patients: &[String] = if crate::timeline::on_timeline(ty) {
+        patients
+    } else {
+        &[]
+    };
+    let time = crate::timeline::clinical_time(ty, value, last_updated_ms);
+    tx.set_timeline(ty, id, patients, time)?;
+    Ok(())
 }
 
 /// create (§3.1.0.6), with If-None-Exist (§3.1.0.8.1) when `condition` is given.
@@ -384,6 +404,7 @@ pub fn delete(
     let owner = current.owner.clone();
     tx.release_unique(rules::PATIENT_IDENTIFIER_SCOPE, ty, id)?;
     crate::fhir::sharing::forget(tx, ty, id)?;
+    tx.set_timeline(ty, id, &[], 0)?;
     let version = current.version + 1;
     tx.put_version(NewVersion {
         resource_type: ty.to_owned(),

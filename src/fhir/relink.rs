@@ -1,5 +1,5 @@
-//! Start-up migration: recomputes the sharing facts (patient links, care relationships, consent decisions) of
-//! every stored resource when the rule that derives them changed. Version 2: patient links follow the FHIR R4
+//! Start-up migration: recomputes the sharing facts (patient links, care relationships, consent decisions) and
+//! the timeline rows of every stored resource when the rule that derives them changed. Version 2: patient links follow the FHIR R4
 //! Patient compartment ([`crate::fhir::participants::patients_in`]); before, only top-level
 //! subject/patient/beneficiary/for counted, so an Appointment naming its patient in `participant.actor` was not
 //! linked (no sammanhållen dokumentation, and the access log did not name the patient).
@@ -12,7 +12,8 @@ use crate::store::{Actor, Store, StoredVersion, WriteTx};
 
 /// The setting that records which derivation the stored links follow.
 const SETTING: &str = "patient_links_version";
-const VERSION: &str = "2";
+/// Version 3 adds the timeline rows.
+const VERSION: &str = "3";
 /// Resources per write job: small jobs keep the writer free for requests between them.
 const BATCH: usize = 500;
 
@@ -79,5 +80,17 @@ fn relink(ctx: &FhirContext, tx: &mut dyn WriteTx, v: &StoredVersion) -> Result<
         &patients,
         &participants,
     )?;
-    Ok(())
+    let last_updated_ms = v
+        .last_updated
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .unwrap_or(0);
+    crate::fhir::ops::record_timeline(
+        tx,
+        &v.resource_type,
+        &v.id,
+        &value,
+        &patients,
+        last_updated_ms,
+    )
 }

@@ -81,6 +81,13 @@ fn describe(
         (_, ["metadata"]) => return None,
         ("POST", []) => (Action::Execute, "transaction", None, None),
         ("GET", ["_history"]) => (Action::Read, "history-system", None, None),
+        ("GET", ["Patient", "$timeline"]) => (Action::Read, "timeline", owned("Patient"), None),
+        ("GET", ["Patient", id, "$timeline"]) => {
+            (Action::Read, "timeline", owned("Patient"), owned(id))
+        }
+        ("GET", ["Patient", id, "$everything"]) => {
+            (Action::Read, "everything", owned("Patient"), owned(id))
+        }
         ("GET", [ty]) => (Action::Read, "search-type", owned(ty), None),
         ("POST", [ty, "_search"]) => (Action::Read, "search-type", owned(ty), None),
         ("GET", [ty, "_history"]) => (Action::Read, "history-type", owned(ty), None),

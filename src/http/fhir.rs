@@ -20,7 +20,7 @@ use crate::fhir::visibility::ACCESS_LOG_TYPE;
 use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::http::negotiate::{Prefer, Return, check_accept, json_body, query_pairs};
 use crate::http::respond::{self, BundleText, etag};
-use crate::http::search;
+use crate::http::{search, timeline};
 use crate::state::AppState;
 use crate::store::{Actor, StoredVersion};
 
@@ -44,6 +44,12 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/{type}/{id}", get(read).put(update).delete(delete))
         .route("/fhir/{type}/{id}/_history", get(search::instance_history))
         .route("/fhir/{type}/{id}/_history/{vid}", get(vread))
+        .route(
+            "/fhir/Patient/$timeline",
+            get(timeline::timeline_by_identifier),
+        )
+        .route("/fhir/Patient/{id}/$timeline", get(timeline::timeline))
+        .route("/fhir/Patient/{id}/$everything", get(timeline::everything))
 }
 
 /// Checks that the caller's scopes allow `interaction` on `ty` and, for patient data, that the token names an

@@ -7,6 +7,7 @@ pub mod health;
 pub mod negotiate;
 pub mod respond;
 pub mod search;
+pub mod timeline;
 
 use std::sync::Arc;
 

@@ -196,6 +196,15 @@ pub trait WriteTx {
         id: &str,
         patients: &[String],
     ) -> Result<(), StoreError>;
+    /// Replaces the timeline rows of a resource: one per patient it is about, at its clinical time
+    /// (`crate::timeline`); no patients removes it from every timeline.
+    fn set_timeline(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        patients: &[String],
+        time_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Replaces the (patient, HSA-id) care relationships a resource establishes.
     fn set_care_relations(
         &mut self,
@@ -279,6 +288,13 @@ pub trait Store: Send + Sync {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// A page of a patient's timeline: what `actor` may see of it, newest first.
+    async fn timeline(
+        &self,
+        actor: &Actor,
+        query: crate::timeline::TimelineQuery,
+    ) -> Result<crate::timeline::TimelinePage, StoreError>;
 
     /// The `Patient/{id}` references a stored resource is about (for the access log of a refused request: the
     /// record names the patient even when the caller was not allowed to see the resource).

@@ -80,6 +80,17 @@ CREATE TABLE IF NOT EXISTS consents (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS consents_patient ON consents (patient, kind, principal);
 
+-- The patient timeline (timeline/mod.rs): one row per (patient, current resource about them), keyed for
+-- newest-first keyset paging on (time, type, id).
+CREATE TABLE IF NOT EXISTS timeline (
+    patient TEXT    NOT NULL,          -- Patient/{id}
+    t_ms    INTEGER NOT NULL,          -- clinical time, epoch ms
+    type    TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    PRIMARY KEY (patient, t_ms, type, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timeline_resource ON timeline (type, id);
+
 -- Uniqueness the database guarantees: conditional-create keys and national identity numbers.
 CREATE TABLE IF NOT EXISTS unique_keys (
     scope TEXT NOT NULL,

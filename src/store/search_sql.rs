@@ -466,3 +466,77 @@ pub fn visible(conn: &Connection, actor: &Actor, ty: &str, id: &str) -> Result<b
         .optional()?
         .is_some())
 }
+
+/// A page of a patient's timeline (`crate::timeline`): rows of `timeline` joined to the current versions the
+/// actor may see, newest first by (time, type, id), after the query's key.
+pub fn timeline_page(
+    conn: &Connection,
+    actor: &Actor,
+    q: &crate::timeline::TimelineQuery,
+) -> Result<crate::timeline::TimelinePage, StoreError> {
+    let mut filters = String::new();
+    let mut filter_args: Vec<Sql> = vec![Sql::Text(q.patient.clone())];
+    if let Some(types) = &q.types {
+        if types.is_empty() {
+            filters.push_str(" AND 0 = 1");
+        } else {
+            filters.push_str(&format!(" AND tl.type IN ({})", placeholders(types.len())));
+            filter_args.extend(types.iter().map(|t| Sql::Text(t.clone())));
+        }
+    }
+    if let Some(start) = q.start_ms {
+        filters.push_str(" AND tl.t_ms >= ?");
+        filter_args.push(Sql::Integer(start));
+    }
+    if let Some(end) = q.end_ms {
+        filters.push_str(" AND tl.t_ms < ?");
+        filter_args.push(Sql::Integer(end));
+    }
+    if let Some(since) = q.since_ms {
+        filters.push_str(" AND c.lu_ms >= ?");
+        filter_args.push(Sql::Integer(since));
+    }
+    let joins = "FROM timeline tl JOIN resources_current c ON c.type = tl.type AND c.id = tl.id";
+    let scope = " WHERE tl.patient = ? AND c.deleted = 0";
+    let mut page = crate::timeline::TimelinePage::default();
+    if q.total {
+        let mut args = Vec::new();
+        let vis = visibility_sql(actor, &mut args);
+        let mut all = filter_args.clone();
+        all.extend(args);
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT COUNT(*) {joins}{scope}{filters}{vis}"))?
+            .query_row(params_from_iter(all), |r| r.get(0))?;
+        page.total = Some(u64::try_from(total).unwrap_or(0));
+    }
+    if q.count == 0 {
+        return Ok(page);
+    }
+    let mut args = filter_args;
+    let mut keyset = String::new();
+    if let Some(k) = &q.after {
+        keyset.push_str(" AND (tl.t_ms, tl.type, tl.id) < (?, ?, ?)");
+        args.push(Sql::Integer(k.time_ms));
+        args.push(Sql::Text(k.resource_type.clone()));
+        args.push(Sql::Text(k.id.clone()));
+    }
+    let vis = visibility_sql(actor, &mut args);
+    args.push(Sql::Integer(
+        i64::try_from(q.count).unwrap_or(i64::MAX).saturating_add(1),
+    ));
+    let sql = format!(
+        "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected, tl.t_ms \
+         {joins} JOIN resource_versions v ON v.type = c.type AND v.id = c.id AND v.version = c.version\
+         {scope}{filters}{keyset}{vis} ORDER BY tl.t_ms DESC, tl.type DESC, tl.id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(8)?, row_to_version(r)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    page.has_more = rows.len() > q.count;
+    rows.truncate(q.count);
+    page.entries = rows;
+    Ok(page)
+}

@@ -523,6 +523,25 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_timeline(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        patients: &[String],
+        time_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM timeline WHERE type = ?1 AND id = ?2")?
+            .execute(params![resource_type, id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO timeline (patient, t_ms, type, id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for patient in patients {
+            insert.execute(params![patient, time_ms, resource_type, id])?;
+        }
+        Ok(())
+    }
+
     fn set_consents(
         &mut self,
         resource_type: &str,
@@ -769,6 +788,16 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn timeline(
+        &self,
+        actor: &Actor,
+        query: crate::timeline::TimelineQuery,
+    ) -> Result<crate::timeline::TimelinePage, StoreError> {
+        let actor = actor.clone();
+        self.read_blocking(move |conn| search_sql::timeline_page(conn, &actor, &query))
+            .await
     }
 
     async fn patients_of(
