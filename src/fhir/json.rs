@@ -499,4 +499,99 @@ mod tests {
         );
         assert_eq!(r.value()["subject"]["reference"], "Patient/p1");
     }
+
+    fn duplicate_error(body: &[u8]) -> String {
+        match IncomingResource::parse(body) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!(
+                "expected a 400 for {}: {other:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_at_any_depth() {
+        let top =
+            duplicate_error(br#"{"resourceType":"Patient","gender":"male","gender":"female"}"#);
+        assert!(top.contains(r#""gender" appears twice"#), "{top}");
+        let nested = duplicate_error(
+            br#"{"resourceType":"Patient","name":{"family":"A","given":["B"],"family":"C"}}"#,
+        );
+        assert!(nested.contains(r#""family" appears twice"#), "{nested}");
+        let in_array = duplicate_error(
+            br#"{"resourceType":"Patient","identifier":[{"system":"s","value":"1"},{"value":"2","value":"3"}]}"#,
+        );
+        assert!(in_array.contains(r#""value" appears twice"#), "{in_array}");
+        let deep = duplicate_error(
+            br#"{"resourceType":"Patient","extension":[{"url":"u","extension":[[{"a":1,"b":{"x":1,"x":1}}]]}]}"#,
+        );
+        assert!(deep.contains(r#""x" appears twice"#), "{deep}");
+        // The same name in sibling objects is no duplicate.
+        IncomingResource::parse(
+            br#"{"resourceType":"Patient","name":[{"family":"A"},{"family":"B"}]}"#,
+        )
+        .expect("siblings may share names");
+        assert!(check_unique_names(br#"{"a":[{"b":1},{"b":2}]}"#).is_ok());
+        assert!(check_unique_names(br#"{"a":[{"b":1,"b":2}]}"#).is_err());
+    }
+
+    #[test]
+    fn the_strict_parse_keeps_numbers_strings_and_order_as_serde_json_does() {
+        let text =
+            br#"{"resourceType":"Observation","z":1,"a":-2,"m":1.5,"big":18446744073709551615,
+            "s":"\u00e5\"","n":null,"b":[true,false,{}]}"#;
+        let strict = parse_strict(text).expect("valid");
+        let plain: Value = serde_json::from_slice(text).expect("valid");
+        assert_eq!(strict, plain);
+        let order: Vec<&String> = strict.as_object().expect("object").keys().collect();
+        assert_eq!(order, ["resourceType", "z", "a", "m", "big", "s", "n", "b"]);
+    }
+
+    #[test]
+    fn rewriting_replaces_whole_string_values_only_and_reads_escapes() {
+        let map = HashMap::from([("urn:uuid:1".to_string(), "Patient/p1".to_string())]);
+        let text = r#"{"urn:uuid:1":"urn:uuid:1","a":["urn:uuid:1x","urn:uuid:1"],"b":"urn\u003auuid:1","c":1}"#;
+        let out = rewrite_strings(text, &map).expect("something to rewrite");
+        assert_eq!(
+            out,
+            r#"{"urn:uuid:1":"Patient/p1","a":["urn:uuid:1x","Patient/p1"],"b":"Patient/p1","c":1}"#
+        );
+        assert_eq!(rewrite_strings(r#"{"a":"other"}"#, &map), None);
+    }
+
+    #[test]
+    fn a_resource_knows_whether_it_mentions_a_key() {
+        let r = IncomingResource::parse(
+            br#"{"resourceType":"Observation","subject":{"reference":"Patient?identifier=x|1"}}"#,
+        )
+        .expect("parses");
+        assert!(r.mentions_any(&HashSet::from(["Patient?identifier=x|1".to_string()])));
+        assert!(!r.mentions_any(&HashSet::from(["Patient?identifier=x|2".to_string()])));
+        assert!(!r.mentions_any(&HashSet::new()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Request bodies come from the network: no byte string makes the parser panic.
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = IncomingResource::parse(&bytes);
+            let _ = check_unique_names(&bytes);
+        }
+
+        /// Arbitrary JSON-ish text (objects, arrays, escapes, repeated names) is parsed or refused, never a
+        /// panic; and when it parses, the rewrite over its raw members does not panic either.
+        #[test]
+        fn parsing_and_rewriting_json_like_text_never_panics(text in r#"\{"resourceType":"Patient"(,"[a-c\\]{0,3}":(\[|\{|"[a-cu\\:]{0,4}"|[0-9.eE+-]{1,4}|\]|\}|,|:|null|true)){0,12}\}?"#) {
+            if let Ok(mut r) = IncomingResource::parse(text.as_bytes()) {
+                let map = HashMap::from([("a".to_string(), "Patient/1".to_string())]);
+                r.rewrite_references(&map);
+                let _ = r.render("x", 1, "t", "o");
+            }
+            let map = HashMap::from([("a".to_string(), "b".to_string())]);
+            let _ = rewrite_strings(&text, &map);
+        }
+    }
 }

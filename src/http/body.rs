@@ -62,6 +62,12 @@ impl BigBodies {
         }
     }
 
+    /// How many big bodies are being read or processed now (for tests and metrics).
+    pub fn in_use(&self) -> usize {
+        self.permits
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
     async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         match tokio::time::timeout(self.wait, self.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),

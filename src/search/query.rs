@@ -40,6 +40,9 @@ use super::params::{ParamType, SearchParam, SearchParams};
 pub const MAX_PARAMETERS: usize = 50;
 /// Comma-separated (ORed) values in one parameter.
 pub const MAX_VALUES_PER_PARAMETER: usize = 100;
+/// Values in all filters of one search together: a reference value may bind one value per target type (up
+/// to 9), so this keeps a search at every cap under SQLite's bound-value limit.
+pub const MAX_VALUES: usize = 1_000;
 /// Keys of `_sort`.
 pub const MAX_SORT_KEYS: usize = 5;
 /// `_include` and `_revinclude` parameters together (each is one more query per page).
@@ -395,7 +398,8 @@ pub fn parse_query(
     }
 }
 
-/// The request-wide caps ([`MAX_PARAMETERS`], [`MAX_INCLUDES`]); each error names the cap and its limit.
+/// The request-wide caps ([`MAX_PARAMETERS`], [`MAX_INCLUDES`], [`MAX_VALUES`]); each error names the cap
+/// and its limit.
 /// (Values per parameter and `_sort` keys are counted where those are split.)
 fn check_caps(pairs: &[(String, String)]) -> Result<(), Vec<QueryError>> {
     if pairs.len() > MAX_PARAMETERS {
@@ -420,6 +424,26 @@ fn check_caps(pairs: &[(String, String)]) -> Result<(), Vec<QueryError>> {
             format!(
                 "too many _include and _revinclude parameters: a search takes at most {MAX_INCLUDES}, \
                  this one has {includes}"
+            ),
+        )]);
+    }
+    // The values of the filters (result parameters start with `_`, except the filters `_id` and
+    // `_lastUpdated`). A parameter over its own cap is reported by `parse_filter`, by name.
+    let per_filter: Vec<usize> = pairs
+        .iter()
+        .filter(|(k, _)| {
+            let name = k.split(':').next().unwrap_or("");
+            !name.starts_with('_') || name == "_id" || name == "_lastUpdated"
+        })
+        .map(|(_, v)| split_escaped(v, ',').len())
+        .collect();
+    let total: usize = per_filter.iter().sum();
+    if per_filter.iter().all(|n| *n <= MAX_VALUES_PER_PARAMETER) && total > MAX_VALUES {
+        return Err(vec![QueryError::new(
+            "search",
+            format!(
+                "too many values: a search takes at most {MAX_VALUES} values in all its parameters, \
+                 this one has {total}"
             ),
         )]);
     }
