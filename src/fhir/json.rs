@@ -196,12 +196,21 @@ fn rewrite_value(value: &mut Value, map: &HashMap<String, String>) -> bool {
             }
             None => false,
         },
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |changed, v| rewrite_value(v, map) || changed),
-        Value::Object(members) => members
-            .values_mut()
-            .fold(false, |changed, v| rewrite_value(v, map) || changed),
+        // Every item, not only up to the first change: no short-circuiting `any`.
+        Value::Array(items) => {
+            let mut changed = false;
+            for v in items {
+                changed |= rewrite_value(v, map);
+            }
+            changed
+        }
+        Value::Object(members) => {
+            let mut changed = false;
+            for v in members.values_mut() {
+                changed |= rewrite_value(v, map);
+            }
+            changed
+        }
         _ => false,
     }
 }

@@ -73,7 +73,7 @@ impl BigBodies {
             Ok(Ok(permit)) => Ok(permit),
             // Timed out, or the semaphore was closed (it never is): shed the request.
             _ => {
-                tracing::info!(
+                tracing::debug!(
                     permits = self.permits,
                     "a large request body was refused: every large-body permit is in use"
                 );

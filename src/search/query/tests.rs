@@ -877,6 +877,9 @@ fn the_caps_are_met_exactly() {
     );
 }
 
+/// Resource type, query pairs, the error's parameter, a part of its message.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], String, String);
+
 #[test]
 fn one_more_than_a_cap_is_an_error_naming_the_cap_and_its_limit() {
     let values = many(MAX_VALUES_PER_PARAMETER + 1, "female");
@@ -893,7 +896,7 @@ fn one_more_than_a_cap_is_an_error_naming_the_cap_and_its_limit() {
             .into_iter()
             .chain([("_id", "one")])
             .collect();
-    let cases: [(&str, &[(&str, &str)], String, String); 6] = [
+    let cases: [Case<'_>; 6] = [
         (
             "Patient",
             &values_total,
