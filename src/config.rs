@@ -30,7 +30,36 @@ pub struct FileConfig {
     pub demo: DemoSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
+
+/// `[limits]`: bounds on the work one request may ask for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Entries in one transaction or batch Bundle; more is refused with 413 (default 1,000).
+    pub max_bundle_entries: Option<usize>,
+    /// Request bodies over this many bytes are "big" (default 1 MiB) ...
+    pub big_body_bytes: Option<usize>,
+    /// ... and at most this many of them are read and processed at once (default 4) ...
+    pub big_body_concurrency: Option<usize>,
+    /// ... the others wait this long for their turn, then get 503 with Retry-After (default 5,000 ms).
+    pub big_body_wait_ms: Option<u64>,
+}
+
+/// 1,000 entries: well above what clients send in one Bundle (the demo region's seed is 51 entries; bulk
+/// loaders page at a few hundred), and a transaction at the cap holds the single writer for well under a
+/// second (tests/benches/bundles.rs), so one request cannot stall every other client for long.
+pub const DEFAULT_MAX_BUNDLE_ENTRIES: usize = 1_000;
+/// A higher cap brings back the stalls the cap exists to prevent.
+pub const MAX_MAX_BUNDLE_ENTRIES: usize = 100_000;
+/// Big bodies (see `src/http/body.rs`): everyday resources are a few KB, so 1 MiB marks the unusual ones;
+/// two per core (this machine has 2) keeps the CPU busy while one waits for the writer, and bounds their
+/// memory to a few hundred MB (measured: tests/load/big_bodies.sh); 5 s of waiting absorbs a burst.
+pub const DEFAULT_BIG_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_BIG_BODY_CONCURRENCY: usize = 4;
+pub const DEFAULT_BIG_BODY_WAIT_MS: u64 = 5_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +139,12 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Access-log retention in years (nothing is purged yet: records are only ever appended).
     pub audit_retention_years: u32,
+    /// `[limits] max_bundle_entries`.
+    pub max_bundle_entries: usize,
+    /// `[limits] big_body_bytes`, `big_body_concurrency`, `big_body_wait_ms`.
+    pub big_body_bytes: usize,
+    pub big_body_concurrency: usize,
+    pub big_body_wait_ms: u64,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -274,6 +309,32 @@ impl Settings {
                 "server.max_body_bytes {max_body_bytes} is below the minimum of 1024"
             ));
         }
+        let max_bundle_entries = file
+            .limits
+            .max_bundle_entries
+            .unwrap_or(DEFAULT_MAX_BUNDLE_ENTRIES);
+        if !(1..=MAX_MAX_BUNDLE_ENTRIES).contains(&max_bundle_entries) {
+            errors.push(format!(
+                "limits.max_bundle_entries = {max_bundle_entries}; must be 1 to {MAX_MAX_BUNDLE_ENTRIES}"
+            ));
+        }
+        let big_body_bytes = file.limits.big_body_bytes.unwrap_or(DEFAULT_BIG_BODY_BYTES);
+        let big_body_concurrency = file
+            .limits
+            .big_body_concurrency
+            .unwrap_or(DEFAULT_BIG_BODY_CONCURRENCY);
+        let big_body_wait_ms = file
+            .limits
+            .big_body_wait_ms
+            .unwrap_or(DEFAULT_BIG_BODY_WAIT_MS);
+        if big_body_concurrency == 0 {
+            errors.push("limits.big_body_concurrency must be at least 1".into());
+        }
+        if big_body_wait_ms > 60_000 {
+            errors.push(format!(
+                "limits.big_body_wait_ms = {big_body_wait_ms}; must be at most 60000 (a minute)"
+            ));
+        }
         let log_format = match file.server.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -298,6 +359,10 @@ impl Settings {
             auth_files,
             tls,
             audit_retention_years,
+            max_bundle_entries,
+            big_body_bytes,
+            big_body_concurrency,
+            big_body_wait_ms,
         })
     }
 }
@@ -354,6 +419,41 @@ mod tests {
         assert!(text.contains("token_lifetime_secs"), "{text}");
         assert!(text.contains("missing.pem"), "{text}");
         assert!(text.contains("SE0000000000-NOPE"), "{text}");
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("navet.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::load(&Overrides {
+                config: Some(path.clone()),
+                ..Overrides::default()
+            })
+        };
+        let s = load(
+            "[limits]\nmax_bundle_entries = 20\nbig_body_bytes = 4096\nbig_body_concurrency = 2\n\
+             big_body_wait_ms = 100\n",
+        )
+        .expect("valid limits");
+        assert_eq!(
+            (
+                s.max_bundle_entries,
+                s.big_body_bytes,
+                s.big_body_concurrency,
+                s.big_body_wait_ms
+            ),
+            (20, 4096, 2, 100)
+        );
+        let defaults = load("").expect("no limits given");
+        assert_eq!(defaults.max_bundle_entries, DEFAULT_MAX_BUNDLE_ENTRIES);
+        let err = load(
+            "[limits]\nmax_bundle_entries = 0\nbig_body_concurrency = 0\nbig_body_wait_ms = 600000\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.to_string().contains("max_bundle_entries"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The request asks for more work than one request may (e.g. too many Bundle entries): 413, the
+    /// message names the limit.
+    #[error("{0}")]
+    OverLimit(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -79,7 +83,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -101,7 +105,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) | ApiError::UnsupportedMediaType(_) => {
                 IssueCode::NotSupported
             }
-            ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
+            ApiError::PayloadTooLarge(_) | ApiError::OverLimit(_) => IssueCode::TooLong,
             ApiError::PreconditionFailed(_) | ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::Unauthorized(_) => IssueCode::Login,
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => IssueCode::Forbidden,
@@ -132,6 +136,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry = matches!(self, ApiError::Unavailable);
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
@@ -146,6 +151,13 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
+        if retry {
+            // Overload is brief by design (bounded queues and waits): a client may try again in a second.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -87,6 +87,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         max_body_bytes: settings.max_body_bytes,
         capability: Arc::from(capability::render(&settings.base_url)),
         auth: Arc::new(auth),
+        bounds: crate::http::body::Bounds::from_settings(settings),
     };
     let relinked = crate::fhir::relink::backfill(&state.fhir, state.store.as_ref())
         .await

@@ -19,6 +19,8 @@ pub struct AppState {
     pub capability: Arc<str>,
     /// Tokens and callers: every FHIR handler authenticates through it.
     pub auth: Arc<AuthService>,
+    /// Bounded work per request: Bundle entries, big request bodies (`http/body.rs`).
+    pub bounds: crate::http::body::Bounds,
 }
 
 impl AppState {

@@ -186,3 +186,144 @@ async fn urn_uuid_full_urls_on_conditional_updates_resolve_and_the_transaction_i
         .unwrap();
     assert_eq!(executes, 2);
 }
+
+/// `n` entries creating an Organization each, with a `urn:uuid` fullUrl, each pointing at the one before
+/// (`partOf`), so every entry's reference is rewritten.
+fn chain_of_organizations(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            let mut org = json!({"resourceType": "Organization", "name": format!("org {i}")});
+            if i > 0 {
+                org["partOf"] =
+                    json!({"reference": format!("urn:uuid:00000000-0000-4000-8000-{:012}", i - 1)});
+            }
+            json!({"fullUrl": format!("urn:uuid:00000000-0000-4000-8000-{i:012}"),
+                   "resource": org, "request": {"method": "POST", "url": "Organization"}})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bundle_of_30000_entries_is_refused_with_413_before_its_entries_are_read() {
+    let app = spawn_with(false, |s| s.max_body_bytes = 10 * 1024 * 1024).await;
+    let mut entries = chain_of_organizations(30_000);
+    // Entries past the cap are malformed (a 400) and invalid (a 422) if they were ever read: the answer
+    // is the cap's 413, so reading stopped at entry 1,001.
+    entries[1_500] = json!({"request": 5});
+    entries[2_000]["resource"] = json!({"resourceType": "Organization", "name": 7});
+    let r = app.post("", &transaction(json!(entries))).await;
+    assert_eq!(r.status(), 413);
+    let text = outcome_text(&json(r).await);
+    assert!(
+        text.contains("the Bundle has more than 1000 entries")
+            && text.contains("max_bundle_entries"),
+        "{text}"
+    );
+    let orgs = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(orgs["total"], 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_bundle_at_the_configured_cap_is_processed_and_one_more_entry_is_refused() {
+    let app = spawn_with(false, |s| s.max_bundle_entries = 25).await;
+    let at_cap = app
+        .post("", &transaction(json!(chain_of_organizations(25))))
+        .await;
+    let status = at_cap.status();
+    let resp = json(at_cap).await;
+    assert_eq!(status, 200, "{resp}");
+    let entries = resp["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 25);
+    // Every reference was rewritten to the id its target got.
+    for pair in entries.windows(2) {
+        assert_eq!(
+            pair[1]["resource"]["partOf"]["reference"],
+            format!(
+                "Organization/{}",
+                pair[0]["resource"]["id"].as_str().unwrap()
+            )
+        );
+    }
+    for kind in ["transaction", "batch"] {
+        let bundle =
+            json!({"resourceType": "Bundle", "type": kind, "entry": chain_of_organizations(26)});
+        let over = app.post("", &bundle).await;
+        assert_eq!(over.status(), 413, "{kind}");
+        assert!(outcome_text(&json(over).await).contains("more than 25 entries"));
+    }
+    let orgs = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(orgs["total"], 25, "only the Bundle at the cap was stored");
+}
+
+#[tokio::test]
+async fn one_resource_may_point_at_a_plain_and_a_conditional_create_of_the_same_transaction() {
+    let app = spawn_app().await;
+    let existing = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let bundle = transaction(json!([
+        {"fullUrl": "urn:uuid:8f3e7c0a-0000-4000-8000-0000000000c1",
+         "resource": patient("19121212-1212", "Tolvansson"),
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=191212121212"}},
+        {"fullUrl": "urn:uuid:8f3e7c0a-0000-4000-8000-0000000000c2",
+         "resource": {"resourceType": "Organization", "name": "Hemsjukvården"},
+         "request": {"method": "POST", "url": "Organization"}},
+        {"resource": {"resourceType": "Task", "status": "requested", "intent": "order",
+                      "for": {"reference": "urn:uuid:8f3e7c0a-0000-4000-8000-0000000000c1"},
+                      "owner": {"reference": "urn:uuid:8f3e7c0a-0000-4000-8000-0000000000c2"}},
+         "request": {"method": "POST", "url": "Task"}}
+    ]));
+    let r = app.post("", &bundle).await;
+    let status = r.status();
+    let resp = json(r).await;
+    assert_eq!(status, 200, "{resp}");
+    let task = &resp["entry"][2]["resource"];
+    assert_eq!(
+        task["for"]["reference"],
+        format!("Patient/{}", existing["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        task["owner"]["reference"],
+        format!(
+            "Organization/{}",
+            resp["entry"][1]["resource"]["id"].as_str().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_name_given_twice_anywhere_in_a_bundle_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let entry = r#"{"resource":{"resourceType":"Organization","name":"a"},"request":{"method":"POST","url":"Organization"}}"#;
+    let bodies = [
+        // In an entry's resource, nested.
+        format!(
+            r#"{{"resourceType":"Bundle","type":"transaction","entry":[{entry},{{"resource":{{"resourceType":"Organization","name":"b","address":[{{"city":"x","city":"y"}}]}},"request":{{"method":"POST","url":"Organization"}}}}]}}"#
+        ),
+        // In an entry's request.
+        format!(
+            r#"{{"resourceType":"Bundle","type":"batch","entry":[{entry},{{"resource":{{"resourceType":"Organization"}},"request":{{"method":"POST","url":"Organization","url":"Patient"}}}}]}}"#
+        ),
+        // In the Bundle itself, a member navet does not read.
+        format!(
+            r#"{{"resourceType":"Bundle","type":"transaction","id":"a","id":"b","entry":[{entry}]}}"#
+        ),
+        format!(r#"{{"resourceType":"Bundle","type":"transaction","entry":[{entry}],"entry":[]}}"#),
+    ];
+    for body in bodies {
+        let r = app
+            .client
+            .post(&app.fhir)
+            .header("content-type", FHIR_JSON)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 400, "{body}");
+        let text = outcome_text(&json(r).await);
+        assert!(
+            text.contains("twice") || text.contains("duplicate"),
+            "{body}: {text}"
+        );
+    }
+    let orgs = json(app.get("Organization?_summary=count").await).await;
+    assert_eq!(orgs["total"], 0);
+}

@@ -203,3 +203,185 @@ async fn deleted_resources_are_not_found_by_search() {
     // The national identity number is free again once its Patient is deleted.
     app.create(&patient("19121212-1212", "Ny")).await;
 }
+
+mod caps {
+    use super::*;
+    use navet::search::query::{
+        MAX_INCLUDES, MAX_PARAMETERS, MAX_SORT_KEYS, MAX_VALUES, MAX_VALUES_PER_PARAMETER,
+    };
+
+    fn list(n: usize, item: impl Fn(usize) -> String) -> String {
+        (0..n).map(item).collect::<Vec<_>>().join(",")
+    }
+
+    /// A 400 whose OperationOutcome names the cap and its limit.
+    async fn refused(app: &TestApp, path: &str, expected: &str) {
+        let r = app.get(path).await;
+        let status = r.status();
+        let text = outcome_text(&json(r).await);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+
+    #[tokio::test]
+    async fn each_search_cap_is_a_400_that_names_it_and_its_limit() {
+        let app = spawn_app().await;
+        let values = list(MAX_VALUES_PER_PARAMETER + 1, |i| format!("name{i}"));
+        refused(
+            &app,
+            &format!("Patient?name={values}"),
+            &format!(
+                "name: too many values: one parameter takes at most {MAX_VALUES_PER_PARAMETER}"
+            ),
+        )
+        .await;
+        let params = list(MAX_PARAMETERS + 1, |i| format!("name=n{i}")).replace(',', "&");
+        refused(
+            &app,
+            &format!("Patient?{params}"),
+            &format!(
+                "too many parameters: a search takes at most {MAX_PARAMETERS}, this one has {}",
+                MAX_PARAMETERS + 1
+            ),
+        )
+        .await;
+        let full = list(MAX_VALUES_PER_PARAMETER, |i| format!("n{i}"));
+        let total = (0..=MAX_VALUES / MAX_VALUES_PER_PARAMETER)
+            .map(|_| format!("name={full}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        refused(
+            &app,
+            &format!("Patient?{total}"),
+            &format!("a search takes at most {MAX_VALUES} values in all its parameters"),
+        )
+        .await;
+        let sort = list(990, |_| "-birthdate".into());
+        refused(
+            &app,
+            &format!("Patient?_sort={sort}"),
+            &format!("_sort: too many _sort keys: at most {MAX_SORT_KEYS}, this one has 990"),
+        )
+        .await;
+        let includes = list(MAX_INCLUDES + 1, |_| "_include=Task:owner".into()).replace(',', "&");
+        refused(
+            &app,
+            &format!("Task?{includes}"),
+            &format!(
+                "a search takes at most {MAX_INCLUDES}, this one has {}",
+                MAX_INCLUDES + 1
+            ),
+        )
+        .await;
+        // A conditional create's condition is a search too.
+        let r = app
+            .client
+            .post(format!("{}/Patient", app.fhir))
+            .header("content-type", FHIR_JSON)
+            .header("if-none-exist", format!("name={values}"))
+            .body(patient("19121212-1212", "Tolvansson").to_string())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 400);
+        let all = json(app.get("Patient?_summary=count").await).await;
+        assert_eq!(
+            all["total"], 0,
+            "the refused conditional create stored nothing"
+        );
+    }
+
+    /// The widest shapes the caps allow still run: the reference parameter with the most target types
+    /// (a bare id binds one value per type), ORed strings, ANDed filters, every sort key and include.
+    #[tokio::test]
+    async fn a_search_at_every_cap_at_once_is_answered() {
+        let app = spawn_app().await;
+        let (p1, _, _) = setup(&app).await;
+        let per_param = MAX_VALUES_PER_PARAMETER;
+        let filters = MAX_VALUES / per_param;
+        let ids = list(per_param, |i| format!("id{i}"));
+        let wide = (0..filters)
+            .map(|_| format!("recipient={ids}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let includes =
+            list(MAX_INCLUDES, |_| "_include=Communication:recipient".into()).replace(',', "&");
+        let sort = list(MAX_SORT_KEYS, |_| "-sent".into());
+        let r = app
+            .get(&format!("Communication?{wide}&{includes}&_sort={sort}"))
+            .await;
+        let status = r.status();
+        let body = json(r).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["resourceType"], "Bundle");
+        // Many ANDed filters, together at the value cap: each ORs the patient's name among unknown ones.
+        let names = list(MAX_VALUES / MAX_PARAMETERS, |i| {
+            if i == 0 {
+                "tolv".into()
+            } else {
+                format!("x{i}")
+            }
+        });
+        let and = (0..MAX_PARAMETERS)
+            .map(|_| format!("name={names}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = app.get(&format!("Patient?{and}")).await;
+        let status = r.status();
+        let body = json(r).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(ids_of(&body), [format!("Patient/{p1}")]);
+    }
+
+    fn ids_of(bundle: &Value) -> Vec<String> {
+        super::ids(bundle, "match")
+    }
+
+    #[test]
+    fn arbitrary_query_strings_are_answered_never_with_a_500() {
+        use proptest::prelude::*;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let app = rt.block_on(spawn_app());
+        let key = "(_sort|_include|_revinclude|_count|_cursor|_total|_summary|_elements|_id|_lastUpdated|name|\
+                   identifier|birthdate|gender|subject|patient|owner|status|[a-z_]{1,6})(:[a-zA-Z]{1,8})?";
+        let value = r"([-a-zA-Z0-9|,:\\$/?=.+%_ ]|%[0-9A-F]{2}|%(C3|E2)%[89AB][0-9A-F]){0,30}";
+        let pairs = proptest::collection::vec((key, value), 0..12);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 96,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(
+                &(
+                    pairs,
+                    "(Patient|Task|Communication|Observation|Nope|AuditEvent)",
+                ),
+                |(pairs, ty)| {
+                    let query = pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("&");
+                    let status =
+                        rt.block_on(async { app.get(&format!("{ty}?{query}")).await.status() });
+                    prop_assert!(!status.is_server_error(), "{ty}?{query} answered {status}");
+                    Ok(())
+                },
+            )
+            .expect("no query string gets a 5xx");
+        // Paging cursors at the edges of the integer range (a cursor is `o<offset>`, base64url).
+        for cursor in [
+            "bzE4NDQ2NzQ0MDczNzA5NTUxNjE1",
+            "bzkyMjMzNzIwMzY4NTQ3NzU4MDc",
+            "bzkyMjMzNzIwMzY4NTQ3NzU4MDg",
+        ] {
+            let status =
+                rt.block_on(async { app.get(&format!("Patient?_cursor={cursor}")).await.status() });
+            assert!(!status.is_server_error(), "{cursor}: {status}");
+        }
+    }
+}

@@ -5,10 +5,14 @@
 //! full URLs and conditional references (`Patient?identifier=…`) are rewritten to the ids they resolve to.
 //! A batch runs each entry as its own job; one entry's failure is its own response.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::audit::{AuditRecord, Outcome};
@@ -20,13 +24,10 @@ use crate::fhir::ops::{self, Condition, Prepared, WriteOutcome, WriteStatus};
 use crate::http::audit::note_version;
 use crate::store::{Actor, Store, StoredVersion, WriteTx};
 
-#[derive(Debug, Deserialize)]
+/// A Bundle as navet reads it: its type and its entries (everything else in it is not looked at).
+#[derive(Debug)]
 struct BundleIn {
-    #[serde(rename = "resourceType")]
-    resource_type: String,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
+    kind: BundleKind,
     entry: Vec<EntryIn>,
 }
 
@@ -143,26 +144,145 @@ impl From<&ApiError> for ApiErrorSummary {
     }
 }
 
-/// Parses the Bundle and tells transaction from batch; anything else is 400.
-pub fn kind_of(bytes: &[u8]) -> Result<BundleKind, ApiError> {
-    let bundle: BundleIn = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
-    if bundle.resource_type != "Bundle" {
+/// Parses a Bundle and tells transaction from batch; anything else is 400 (or 422 for another type).
+///
+/// More than `max_entries` entries is refused with 413 as soon as entry `max_entries + 1` is reached: an
+/// oversized Bundle costs reading up to the limit, not building all of its entries (issue 8). Then one more
+/// pass over the text refuses a member name given twice anywhere in the Bundle, entries' resources included
+/// (see [`crate::fhir::json::check_unique_names`]).
+fn parse_bundle(bytes: &[u8], max_entries: usize) -> Result<BundleIn, ApiError> {
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = BundleSeed {
+        max_entries,
+        over: &over,
+    }
+    .deserialize(&mut de)
+    .and_then(|b| de.end().map(|()| b));
+    let (resource_type, kind, entry) = match parsed {
+        Err(_) if over.get() => {
+            return Err(ApiError::OverLimit(format!(
+                "the Bundle has more than {max_entries} entries, the most navet processes in one request \
+                 ([limits] max_bundle_entries); send the entries in several Bundles"
+            )));
+        }
+        Err(e) => {
+            return Err(ApiError::BadRequest(format!(
+                "the body is not a valid Bundle: {e}"
+            )));
+        }
+        Ok(parts) => parts,
+    };
+    if resource_type != "Bundle" {
         return Err(ApiError::BadRequest(format!(
-            "POST to the base URL takes a Bundle, not a {}",
-            bundle.resource_type
+            "POST to the base URL takes a Bundle, not a {resource_type}"
         )));
     }
-    match bundle.kind.as_deref() {
-        Some("transaction") => Ok(BundleKind::Transaction),
-        Some("batch") => Ok(BundleKind::Batch),
-        other => Err(ApiError::Invalid(vec![crate::error::ElementIssue {
-            path: "Bundle.type".into(),
-            message: format!(
-                "the base URL processes Bundles of type transaction or batch, not {}",
-                other.unwrap_or("(missing)")
-            ),
-        }])),
+    let kind = match kind.as_deref() {
+        Some("transaction") => BundleKind::Transaction,
+        Some("batch") => BundleKind::Batch,
+        other => {
+            return Err(ApiError::Invalid(vec![crate::error::ElementIssue {
+                path: "Bundle.type".into(),
+                message: format!(
+                    "the base URL processes Bundles of type transaction or batch, not {}",
+                    other.unwrap_or("(missing)")
+                ),
+            }]));
+        }
+    };
+    crate::fhir::json::check_unique_names(bytes)?;
+    Ok(BundleIn { kind, entry })
+}
+
+/// `resourceType`, `type` and `entry` of a Bundle, with `entry` counted while it is read.
+struct BundleSeed<'a> {
+    max_entries: usize,
+    over: &'a Cell<bool>,
+}
+
+type BundleParts = (String, Option<String>, Vec<EntryIn>);
+
+impl<'de> DeserializeSeed<'de> for BundleSeed<'_> {
+    type Value = BundleParts;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BundleParts, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BundleSeed<'_> {
+    type Value = BundleParts;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Bundle (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BundleParts, A::Error> {
+        let (mut resource_type, mut kind, mut entry) = (None, None, None);
+        while let Some(name) = map.next_key::<String>()? {
+            match name.as_str() {
+                "resourceType" if resource_type.is_none() => {
+                    resource_type = Some(map.next_value::<String>()?)
+                }
+                "type" if kind.is_none() => kind = Some(map.next_value::<Option<String>>()?),
+                "entry" if entry.is_none() => {
+                    entry = Some(map.next_value_seed(EntriesSeed {
+                        max_entries: self.max_entries,
+                        over: self.over,
+                    })?)
+                }
+                "resourceType" | "type" | "entry" => {
+                    return Err(de::Error::duplicate_field("resourceType, type or entry"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let resource_type =
+            resource_type.ok_or_else(|| de::Error::missing_field("resourceType"))?;
+        Ok((resource_type, kind.flatten(), entry.unwrap_or_default()))
+    }
+}
+
+/// `Bundle.entry`, refused past `max_entries` (then `over` tells that error from a syntax error).
+struct EntriesSeed<'a> {
+    max_entries: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Vec<EntryIn>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<EntryIn>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = Vec<EntryIn>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<EntryIn>, A::Error> {
+        let mut entries = Vec::new();
+        loop {
+            if entries.len() == self.max_entries {
+                // One more entry, skimmed without keeping it, decides whether the list is too long.
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    self.over.set(true);
+                    return Err(de::Error::custom("too many entries"));
+                }
+                return Ok(entries);
+            }
+            match seq.next_element::<EntryIn>()? {
+                Some(e) => entries.push(e),
+                None => return Ok(entries),
+            }
+        }
     }
 }
 
@@ -321,7 +441,8 @@ fn authorized_entry(
 }
 
 /// Processes a transaction or batch Bundle and answers the results in entry order. In a transaction an entry
-/// the caller may not do refuses the whole Bundle; in a batch it answers that entry only.
+/// the caller may not do refuses the whole Bundle; in a batch it answers that entry only. Takes at most
+/// [`crate::config::DEFAULT_MAX_BUNDLE_ENTRIES`] entries (the API uses [`process_body`] and the configured cap).
 pub async fn process(
     ctx: Arc<FhirContext>,
     store: &dyn Store,
@@ -330,21 +451,51 @@ pub async fn process(
     audit: Option<AuditRecord>,
     bytes: &[u8],
 ) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
-    let kind = kind_of(bytes)?;
-    let bundle: BundleIn = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid Bundle: {e}")))?;
+    let bundle = parse_bundle(bytes, crate::config::DEFAULT_MAX_BUNDLE_ENTRIES)?;
+    run(ctx, store, actor, authorize, audit, bundle).await
+}
+
+/// [`process`] for a request body: at most `max_entries` entries, and the body's bytes are let go once the
+/// entries are read, so a large Bundle is not held twice while it is processed.
+pub async fn process_body(
+    ctx: Arc<FhirContext>,
+    store: &dyn Store,
+    actor: &Actor,
+    authorize: Authorize<'_>,
+    audit: Option<AuditRecord>,
+    max_entries: usize,
+    body: Bytes,
+) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
+    let bundle = parse_bundle(&body, max_entries)?;
+    drop(body);
+    run(ctx, store, actor, authorize, audit, bundle).await
+}
+
+async fn run(
+    ctx: Arc<FhirContext>,
+    store: &dyn Store,
+    actor: &Actor,
+    authorize: Authorize<'_>,
+    audit: Option<AuditRecord>,
+    bundle: BundleIn,
+) -> Result<(BundleKind, Vec<EntryResult>), ApiError> {
+    let kind = bundle.kind;
     match kind {
         BundleKind::Transaction => {
             let mut ops_list = Vec::with_capacity(bundle.entry.len());
-            for (i, e) in bundle.entry.iter().enumerate() {
+            // Each entry's raw text is dropped as soon as it is prepared.
+            for (i, e) in bundle.entry.into_iter().enumerate() {
                 ops_list.push(
-                    authorized_entry(&ctx, e, authorize).map_err(|err| prefix_paths(err, i))?,
+                    authorized_entry(&ctx, &e, authorize).map_err(|err| prefix_paths(err, i))?,
                 );
             }
+            // Ids, reference rewriting and re-validation happen here, before the job reaches the single
+            // writer; the writer only resolves what needs the store (conditional entries and references).
+            let plan = plan_transaction(&ctx, ops_list)?;
             let job_ctx = ctx.clone();
             let results = store
                 .transact(actor, move |tx| {
-                    let results = run_transaction(&job_ctx, tx, ops_list)?;
+                    let results = run_transaction(&job_ctx, tx, plan)?;
                     // One record for the whole transaction, in its transaction.
                     if let Some(mut record) = audit {
                         for version in results.iter().filter_map(|r| {
@@ -361,13 +512,13 @@ pub async fn process(
         }
         BundleKind::Batch => {
             let mut results = Vec::with_capacity(bundle.entry.len());
-            for e in &bundle.entry {
+            for e in bundle.entry {
                 // Each entry is its own transaction, with its own record (batch entries are independent).
                 let mut record = audit.clone().map(|mut r| {
                     r.operation = "batch".into();
                     r
                 });
-                let result = match authorized_entry(&ctx, e, authorize) {
+                let result = match authorized_entry(&ctx, &e, authorize) {
                     Err(err) => error_result(&err),
                     Ok(op) => {
                         let job_ctx = ctx.clone();
@@ -424,30 +575,116 @@ fn error_result(err: &ApiError) -> EntryResult {
     }
 }
 
+/// A transaction made ready for the writer: entries in processing order, each flagged when it mentions a
+/// key only the store can resolve; the ids chosen so far; the conditional references to resolve.
+struct Plan {
+    ordered: Vec<(usize, Op, bool)>,
+    map: HashMap<String, String>,
+    conditional_refs: Vec<(String, Condition)>,
+}
+
+/// Everything about a transaction that needs no store, done before it is queued for the writer: ids for
+/// creates and updates that name their target, every reference to them rewritten, conditional references
+/// parsed, re-validation. Each step is one pass over the entries with hash lookups, so the work grows
+/// linearly with the Bundle (issue 8: trying every `fullUrl` on every resource was quadratic).
+fn plan_transaction(ctx: &Arc<FhirContext>, ops_list: Vec<Op>) -> Result<Plan, ApiError> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    // Keys resolved only in the writer: the full URLs of conditional creates and updates, and conditional
+    // references (`Type?query`), which depend on what is stored when the transaction runs.
+    let mut late_keys: HashSet<String> = HashSet::new();
+    let mut conditional_refs: Vec<String> = Vec::new();
+    for op in &ops_list {
+        match op {
+            // An update's target is known (PUT Type/id), so a `urn:uuid` fullUrl on it resolves like a
+            // create's.
+            Op::Update {
+                prepared,
+                id,
+                full_url: Some(full_url),
+                ..
+            } => {
+                map.insert(
+                    full_url.clone(),
+                    format!("{}/{id}", prepared.resource.resource_type()),
+                );
+            }
+            Op::Create {
+                prepared,
+                condition: None,
+                full_url: Some(full_url),
+            } => {
+                map.insert(
+                    full_url.clone(),
+                    format!(
+                        "{}/{}",
+                        prepared.resource.resource_type(),
+                        uuid::Uuid::new_v4()
+                    ),
+                );
+            }
+            Op::Create {
+                condition: Some(_),
+                full_url: Some(full_url),
+                ..
+            }
+            | Op::ConditionalUpdate {
+                full_url: Some(full_url),
+                ..
+            } => {
+                late_keys.insert(full_url.clone());
+            }
+            _ => {}
+        }
+        if let Some(p) = op_prepared(op) {
+            collect_conditional_refs(p.resource.value(), &mut conditional_refs);
+        }
+    }
+    conditional_refs.sort();
+    conditional_refs.dedup();
+    let conditional_refs = conditional_refs
+        .into_iter()
+        .map(|reference| {
+            let (ty, q) = reference.split_once('?').unwrap_or((&reference, ""));
+            let cond = Condition::parse(ctx, ty, q)?;
+            Ok((reference, cond))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    late_keys.extend(conditional_refs.iter().map(|(r, _)| r.clone()));
+    // A key the writer resolves wins over one chosen here (a fullUrl given twice).
+    map.retain(|k, _| !late_keys.contains(k));
+    let mut ordered = Vec::with_capacity(ops_list.len());
+    for (i, mut op) in ops_list.into_iter().enumerate() {
+        let mut late = false;
+        if let Some(p) = op_prepared_mut(&mut op) {
+            if p.resource.rewrite_references(&map) {
+                ops::revalidate(ctx, p).map_err(|e| prefix_paths(e, i))?;
+            }
+            late = p.resource.mentions_any(&late_keys);
+        }
+        ordered.push((i, op, late));
+    }
+    ordered.sort_by_key(|(i, op, _)| (op.rank(), *i));
+    Ok(Plan {
+        ordered,
+        map,
+        conditional_refs,
+    })
+}
+
+/// The writer's part of a transaction: resolve conditional entries and references against the store,
+/// rewrite the entries that mention them, and store every entry in processing order; answer in entry order.
 fn run_transaction(
     ctx: &Arc<FhirContext>,
     tx: &mut dyn WriteTx,
-    ops_list: Vec<Op>,
+    plan: Plan,
 ) -> Result<Vec<EntryResult>, ApiError> {
-    // 1. Pre-assign ids to creates, resolving conditional creates first, so references can be rewritten.
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut ordered: Vec<(usize, Op)> = ops_list.into_iter().enumerate().collect();
-    for (i, op) in ordered.iter_mut() {
-        // An update's target is known (PUT Type/id) or found now (PUT Type?query), so a `urn:uuid` fullUrl on
-        // it resolves like a create's.
-        if let Op::Update {
-            prepared,
-            id,
-            full_url: Some(full_url),
-            ..
-        } = op
-        {
-            map.insert(
-                full_url.clone(),
-                format!("{}/{id}", prepared.resource.resource_type()),
-            );
-            continue;
-        }
+    let Plan {
+        mut ordered,
+        mut map,
+        conditional_refs,
+    } = plan;
+    // 1. Conditional creates and updates with a fullUrl: find (or choose) their ids.
+    for (i, op, _) in ordered.iter_mut() {
         if let Op::ConditionalUpdate {
             prepared,
             condition,
@@ -478,42 +715,32 @@ fn run_transaction(
         if let Op::Create {
             prepared,
             full_url: Some(full_url),
-            condition,
+            condition: Some(c),
         } = op
         {
             let ty = prepared.resource.resource_type().to_owned();
-            let existing = match condition {
-                Some(c) => {
-                    let ids = tx.search_ids(&ty, &c.query, 2)?;
-                    if ids.len() > 1 {
-                        return Err(prefix_paths(
-                            ApiError::PreconditionFailed(format!(
-                                "ifNoneExist '{}' matches more than one {ty}",
-                                c.key
-                            )),
-                            *i,
-                        ));
-                    }
-                    ids.into_iter().next()
-                }
-                None => None,
-            };
-            let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let ids = tx.search_ids(&ty, &c.query, 2)?;
+            if ids.len() > 1 {
+                return Err(prefix_paths(
+                    ApiError::PreconditionFailed(format!(
+                        "ifNoneExist '{}' matches more than one {ty}",
+                        c.key
+                    )),
+                    *i,
+                ));
+            }
+            let id = ids
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             map.insert(full_url.clone(), format!("{ty}/{id}"));
         }
     }
     // 2. Conditional references: `Type?query` strings in references resolve to exactly one resource.
-    let mut conditional_refs: Vec<String> = Vec::new();
-    for (_, op) in &ordered {
-        if let Some(p) = op_prepared(op) {
-            collect_conditional_refs(p.resource.value(), &mut conditional_refs);
-        }
-    }
-    conditional_refs.sort();
-    conditional_refs.dedup();
-    for reference in conditional_refs {
-        let (ty, q) = reference.split_once('?').unwrap_or((&reference, ""));
-        let cond = Condition::parse(ctx, ty, q)?;
+    for (reference, cond) in &conditional_refs {
+        let ty = reference
+            .split_once('?')
+            .map_or(reference.as_str(), |(t, _)| t);
         let ids = tx.search_ids(ty, &cond.query, 2)?;
         match ids.as_slice() {
             [id] => {
@@ -531,11 +758,10 @@ fn run_transaction(
             }
         }
     }
-    // 3. Rewrite, re-check, run in processing order; answer in entry order.
-    ordered.sort_by_key(|(i, op)| (op.rank(), *i));
+    // 3. Rewrite what mentions the keys just resolved, re-check it, run in processing order.
     let mut results: Vec<(usize, EntryResult)> = Vec::with_capacity(ordered.len());
-    for (i, mut op) in ordered {
-        if let Some(p) = op_prepared_mut(&mut op) {
+    for (i, mut op, late) in ordered {
+        if late && let Some(p) = op_prepared_mut(&mut op) {
             p.resource.rewrite_references(&map);
             ops::revalidate(ctx, p).map_err(|e| prefix_paths(e, i))?;
         }

@@ -301,8 +301,10 @@ async fn create(
     let actor = authorize(&caller, &ty, Interaction::Create)?;
     let record = rc.record(&caller, Action::Create, "create");
     let prefer = Prefer::from_headers(&headers);
-    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
+    let _permit = bytes.into_parts().1;
     let condition = headers
         .get("if-none-exist")
         .map(|h| {
@@ -342,8 +344,10 @@ async fn update(
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
-    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
+    let _permit = bytes.into_parts().1;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
@@ -376,8 +380,10 @@ async fn conditional_update(
         id: None,
         may_create: check(&caller, &ty, Interaction::Create).is_ok(),
     };
-    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
+    let _permit = bytes.into_parts().1;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
@@ -463,17 +469,19 @@ async fn transaction(
 ) -> Result<Response, ApiError> {
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     let prefer = Prefer::from_headers(&headers);
-    let bytes = json_body(&headers, body, state.max_body_bytes).await?;
+    // The permit (for a big Bundle) is held until the answer is built; the bytes go once parsed.
+    let (bytes, _permit) = json_body(&state, &headers, body).await?.into_parts();
     let actor = crate::http::actor_of(&caller);
     let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
     let record = rc.record(&caller, Action::Execute, "transaction");
-    let (kind, results) = bundle::process(
+    let (kind, results) = bundle::process_body(
         state.fhir.clone(),
         state.store.as_ref(),
         &actor,
         &authorize,
         Some(record),
-        &bytes,
+        state.bounds.max_bundle_entries,
+        bytes,
     )
     .await?;
     let kind_name = match kind {

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auditor;
+pub mod body;
 pub mod fhir;
 pub mod health;
 pub mod negotiate;

@@ -5,6 +5,8 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
 use crate::error::ApiError;
+use crate::http::body::BoundedBody;
+use crate::state::AppState;
 
 /// Checks that the client accepts FHIR JSON (`Accept` or `_format`). FHIR XML is not served yet: 406.
 pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), ApiError> {
@@ -47,8 +49,13 @@ pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), Api
     }
 }
 
-/// A request body that must be FHIR JSON, read up to `limit` bytes.
-pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// A request body that must be FHIR JSON, read up to the body limit; a big one waits for a permit
+/// ([`crate::http::body`]), which it holds as long as the returned body (or its permit) is kept.
+pub async fn json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<BoundedBody, ApiError> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -68,7 +75,11 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             )));
         }
     }
-    read_limited(body, limit).await
+    state
+        .bounds
+        .big_bodies
+        .read(headers, body, state.max_body_bytes)
+        .await
 }
 
 pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {

@@ -31,6 +31,23 @@ use super::index::{
 };
 use super::params::{ParamType, SearchParam, SearchParams};
 
+/// Caps on the work one search may ask for (issue 8). Without them ~1,000 values or parameters ran into
+/// SQLite's limits (an expression at most 1,000 terms deep: every ANDed filter and ORed value adds one; at
+/// most 32,766 bound values) and answered 500, and every `_sort` key is two correlated subqueries per
+/// candidate row (990 keys cost 3 s of CPU). The caps sit far above what real clients send (FHIR's examples
+/// use one to five of each) and far enough below SQLite's limits that a search at every cap at once still
+/// runs (tests/fhir_search.rs checks it).
+pub const MAX_PARAMETERS: usize = 50;
+/// Comma-separated (ORed) values in one parameter.
+pub const MAX_VALUES_PER_PARAMETER: usize = 100;
+/// Values in all filters of one search together: a reference value may bind one value per target type (up
+/// to 9), so this keeps a search at every cap under SQLite's bound-value limit.
+pub const MAX_VALUES: usize = 1_000;
+/// Keys of `_sort`.
+pub const MAX_SORT_KEYS: usize = 5;
+/// `_include` and `_revinclude` parameters together (each is one more query per page).
+pub const MAX_INCLUDES: usize = 10;
+
 /// A parsed search request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SearchQuery {
@@ -309,6 +326,8 @@ pub fn parse_query(
     pairs: &[(String, String)],
     lenient: bool,
 ) -> Result<SearchQuery, Vec<QueryError>> {
+    // The caps are checked before anything is parsed, so an oversized query costs no more than counting.
+    check_caps(pairs)?;
     let mut query = SearchQuery::default();
     let mut errors = Vec::new();
     let mut seen_once: HashSet<&'static str> = HashSet::new();
@@ -377,6 +396,58 @@ pub fn parse_query(
     } else {
         Err(errors)
     }
+}
+
+/// The request-wide caps ([`MAX_PARAMETERS`], [`MAX_INCLUDES`], [`MAX_VALUES`]); each error names the cap
+/// and its limit.
+/// (Values per parameter and `_sort` keys are counted where those are split.)
+fn check_caps(pairs: &[(String, String)]) -> Result<(), Vec<QueryError>> {
+    if pairs.len() > MAX_PARAMETERS {
+        return Err(vec![QueryError::new(
+            "search",
+            format!(
+                "too many parameters: a search takes at most {MAX_PARAMETERS}, this one has {}",
+                pairs.len()
+            ),
+        )]);
+    }
+    let includes = pairs
+        .iter()
+        .filter(|(k, _)| {
+            let name = k.split(':').next().unwrap_or("");
+            name == "_include" || name == "_revinclude"
+        })
+        .count();
+    if includes > MAX_INCLUDES {
+        return Err(vec![QueryError::new(
+            "_include",
+            format!(
+                "too many _include and _revinclude parameters: a search takes at most {MAX_INCLUDES}, \
+                 this one has {includes}"
+            ),
+        )]);
+    }
+    // The values of the filters (result parameters start with `_`, except the filters `_id` and
+    // `_lastUpdated`). A parameter over its own cap is reported by `parse_filter`, by name.
+    let per_filter: Vec<usize> = pairs
+        .iter()
+        .filter(|(k, _)| {
+            let name = k.split(':').next().unwrap_or("");
+            !name.starts_with('_') || name == "_id" || name == "_lastUpdated"
+        })
+        .map(|(_, v)| split_escaped(v, ',').len())
+        .collect();
+    let total: usize = per_filter.iter().sum();
+    if per_filter.iter().all(|n| *n <= MAX_VALUES_PER_PARAMETER) && total > MAX_VALUES {
+        return Err(vec![QueryError::new(
+            "search",
+            format!(
+                "too many values: a search takes at most {MAX_VALUES} values in all its parameters, \
+                 this one has {total}"
+            ),
+        )]);
+    }
+    Ok(())
 }
 
 fn result_slot(name: &str) -> &'static str {
@@ -462,6 +533,13 @@ fn parse_sort(
     key: &str,
     value: &str,
 ) -> Result<Vec<SortKey>, Problem> {
+    let given = value.split(',').count();
+    if given > MAX_SORT_KEYS {
+        return Err(Problem::Invalid(QueryError::new(
+            key,
+            format!("too many _sort keys: at most {MAX_SORT_KEYS}, this one has {given}"),
+        )));
+    }
     let mut keys = Vec::new();
     for item in value.split(',').map(str::trim) {
         let (descending, code) = match item.strip_prefix('-') {
@@ -613,6 +691,13 @@ fn parse_filter(
     };
 
     let pieces = split_escaped(value, ',');
+    if pieces.len() > MAX_VALUES_PER_PARAMETER {
+        return Err(invalid(format!(
+            "too many values: one parameter takes at most {MAX_VALUES_PER_PARAMETER} comma-separated \
+             values, this one has {}",
+            pieces.len()
+        )));
+    }
     if pieces.iter().any(String::is_empty) {
         return Err(invalid(format!("empty value in the list {value:?}")));
     }

@@ -850,3 +850,131 @@ fn uri_below_and_above_match_by_prefix() {
         "http://navet.se/fhir/StructureDefinition/patient/v2"
     ));
 }
+
+fn many(n: usize, item: &str) -> String {
+    vec![item; n].join(",")
+}
+
+#[test]
+fn the_caps_are_met_exactly() {
+    let values = many(MAX_VALUES_PER_PARAMETER, "female");
+    let query = parse_ok("Patient", &[("gender", &values)]);
+    assert_eq!(query.filters[0].values.len(), MAX_VALUES_PER_PARAMETER);
+    let sort = many(MAX_SORT_KEYS, "-birthdate");
+    assert_eq!(
+        parse_ok("Patient", &[("_sort", &sort)]).sort.len(),
+        MAX_SORT_KEYS
+    );
+    let includes: Vec<(&str, &str)> = vec![("_include", "Task:owner"); MAX_INCLUDES];
+    assert_eq!(parse_ok("Task", &includes).include.len(), MAX_INCLUDES);
+    let params: Vec<(&str, &str)> = vec![("gender", "female"); MAX_PARAMETERS];
+    assert_eq!(parse_ok("Patient", &params).filters.len(), MAX_PARAMETERS);
+    let all: Vec<(&str, &str)> =
+        vec![("gender", values.as_str()); MAX_VALUES / MAX_VALUES_PER_PARAMETER];
+    assert_eq!(
+        parse_ok("Patient", &all).filters.len(),
+        MAX_VALUES / MAX_VALUES_PER_PARAMETER
+    );
+}
+
+/// Resource type, query pairs, the error's parameter, a part of its message.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], String, String);
+
+#[test]
+fn one_more_than_a_cap_is_an_error_naming_the_cap_and_its_limit() {
+    let values = many(MAX_VALUES_PER_PARAMETER + 1, "female");
+    let sort = many(MAX_SORT_KEYS + 1, "birthdate");
+    let includes: Vec<(&str, &str)> = vec![("_include", "Task:owner"); MAX_INCLUDES + 1];
+    let mixed: Vec<(&str, &str)> = [("_revinclude", "Task:owner"); MAX_INCLUDES]
+        .into_iter()
+        .chain([("_include", "Task:owner")])
+        .collect();
+    let params: Vec<(&str, &str)> = vec![("gender", "female"); MAX_PARAMETERS + 1];
+    let full = many(MAX_VALUES_PER_PARAMETER, "female");
+    let values_total: Vec<(&str, &str)> =
+        vec![("gender", full.as_str()); MAX_VALUES / MAX_VALUES_PER_PARAMETER]
+            .into_iter()
+            .chain([("_id", "one")])
+            .collect();
+    let cases: [Case<'_>; 6] = [
+        (
+            "Patient",
+            &values_total,
+            "search".into(),
+            format!(
+                "a search takes at most {MAX_VALUES} values in all its parameters, this one has {}",
+                MAX_VALUES + 1
+            ),
+        ),
+        (
+            "Patient",
+            &[("gender", values.as_str())],
+            "gender".into(),
+            format!("too many values: one parameter takes at most {MAX_VALUES_PER_PARAMETER}"),
+        ),
+        (
+            "Patient",
+            &[("_sort", sort.as_str())],
+            "_sort".into(),
+            format!("too many _sort keys: at most {MAX_SORT_KEYS}"),
+        ),
+        (
+            "Task",
+            &includes,
+            "_include".into(),
+            format!(
+                "a search takes at most {MAX_INCLUDES}, this one has {}",
+                MAX_INCLUDES + 1
+            ),
+        ),
+        (
+            "Task",
+            &mixed,
+            "_include".into(),
+            format!(
+                "a search takes at most {MAX_INCLUDES}, this one has {}",
+                MAX_INCLUDES + 1
+            ),
+        ),
+        (
+            "Patient",
+            &params,
+            "search".into(),
+            format!(
+                "too many parameters: a search takes at most {MAX_PARAMETERS}, this one has {}",
+                MAX_PARAMETERS + 1
+            ),
+        ),
+    ];
+    for (resource_type, items, param, message) in cases {
+        let errors = errors(resource_type, items);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].param, param);
+        assert!(errors[0].message.contains(&message), "{:?}", errors[0]);
+    }
+}
+
+#[test]
+fn a_value_cap_holds_under_lenient_handling_too() {
+    let values = many(MAX_VALUES_PER_PARAMETER + 1, "female");
+    let result = parse_query(&params(), "Patient", &pairs(&[("gender", &values)]), true);
+    assert!(result.is_err(), "{result:?}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+    /// Query strings come from the network: any decoded pairs are parsed or refused, never a panic.
+    #[test]
+    fn parsing_arbitrary_queries_never_panics(
+        raw in proptest::collection::vec(
+            ("(_sort|_include|_revinclude|_count|_id|_lastUpdated|gender|name|birthdate|identifier|subject|patient|owner|[a-z_:.]{0,8})(:[a-zA-Z]{0,8})?",
+             r"[-a-zA-Z0-9|,:\\$/?=.+]{0,24}"),
+            0..60,
+        ),
+        lenient in proptest::bool::ANY,
+        ty in "(Patient|Task|Observation|ServiceRequest|[A-Z][a-z]{0,6})",
+    ) {
+        let _ = parse_query(&params(), &ty, &raw, lenient);
+    }
+}
