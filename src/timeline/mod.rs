@@ -138,7 +138,7 @@ mod tests {
                                       "authoredOn": "2026-11-30"});
         assert_eq!(clinical_time("Task", &task, 5), 1_796_108_400_000);
         let only_authored = serde_json::json!({"authoredOn": "2026-11-30T00:00:00Z"});
-        assert_eq!(clinical_time("Task", &only_authored, 5), 1_796_083_200_000);
+        assert_eq!(clinical_time("Task", &only_authored, 5), 1_795_996_800_000);
         assert_eq!(clinical_time("Task", &serde_json::json!({}), 5), 5);
         assert_eq!(
             clinical_time(
