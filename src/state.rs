@@ -19,6 +19,8 @@ pub struct AppState {
     pub capability: Arc<str>,
     /// Tokens and callers: every FHIR handler authenticates through it.
     pub auth: Arc<AuthService>,
+    /// The edge's limits and counters (`http::edge`).
+    pub edge: Arc<crate::http::edge::Edge>,
 }
 
 impl AppState {

@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod auditor;
+pub mod edge;
 pub mod fhir;
 pub mod health;
+pub mod metrics;
 pub mod negotiate;
 pub mod respond;
 pub mod search;
