@@ -40,6 +40,11 @@ pub const RATE_LIMITED: &str = "rate-limited";
 /// Sources (and clients) whose refusals are counted apart; beyond this many in one minute (a flood from many
 /// addresses) the rest share one record without an address, so the counter's memory stays bounded.
 const MAX_REFUSAL_KEYS: usize = 10_000;
+/// A refused request is answered after this pause (a tarpit): a client over its limit gains nothing by asking
+/// again at once, and a flood is slowed to its connections / this pause, so answering it costs navet a small,
+/// bounded share of the CPU that authenticated requests need. The pause holds no concurrency slot; a
+/// sleeping request costs a timer and its connection's buffers.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The edge's shared state: limits, rate limiters, the concurrency slots and the refusals not yet logged.
 pub struct Edge {
@@ -242,6 +247,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         metrics::counter!("navet_rate_limited_total", "key" => key).increment(1);
         let retry_after_secs = edge.retry_after(&not_until);
         edge.count_refusal(source, caller);
+        tokio::time::sleep(REFUSAL_DELAY).await;
         return ApiError::TooManyRequests { retry_after_secs }.into_response();
     }
     let Ok(slot) = edge.slots.clone().try_acquire_owned() else {
