@@ -98,6 +98,8 @@ fn benches(c: &mut Criterion) {
             navet::http::audit::audit_requests,
         ))
         .with_state(state.clone());
+    // The bare FHIR routes: no edge, no access log (for the CapabilityStatement, which is not logged).
+    let bare: Router = navet::http::fhir::routes().with_state(state.clone());
     // The same routes without the access-log middleware (reads' records are not written): what the log adds.
     let unaudited: Router = navet::http::fhir::routes()
         .layer(Extension(RequestContext {
@@ -209,6 +211,29 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The edge's own cost, without an fsync to hide it: the CapabilityStatement (no access-log record)
+    // through the full app and through the bare FHIR routes.
+    let mut edge = c.benchmark_group("GET /fhir/metadata");
+    for (name, router) in [("with the edge layers", app.clone()), ("without", bare)] {
+        edge.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let (app, bearer) = (router.clone(), bearer.clone());
+                async move {
+                    let r = app
+                        .oneshot(
+                            Request::get("/fhir/metadata")
+                                .header("authorization", bearer.as_str())
+                                .body(Body::empty())
+                                .expect("request"),
+                        )
+                        .await
+                        .expect("response");
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        });
+    }
+    edge.finish();
     c.bench_function("create (durable commit)", |b| {
         b.to_async(&rt)
             .iter(|| post(app.clone(), bearer.clone(), NEW_PATIENT))
