@@ -84,6 +84,8 @@ impl Default for Limits {
 /// `max_concurrent_requests` stays below the writer queue's capacity (4096 jobs), so overload is shed at the
 /// edge rather than by a full queue.
 pub const MAX_CONCURRENT_REQUESTS: usize = 2048;
+/// The largest rate or burst `[limits]` takes.
+pub const MAX_RATE: u32 = 1_000_000;
 
 impl LimitsSection {
     fn resolve(&self, errors: &mut Vec<String>) -> Limits {
@@ -99,13 +101,14 @@ impl LimitsSection {
                     }
                 }
             };
+        // Rates above a million would make the limiters' refill interval round to nothing.
         let positive = |v: Option<u32>, key: &str, default: u32, errors: &mut Vec<String>| match v {
             None => default,
-            Some(0) => {
-                errors.push(format!("limits.{key} must be at least 1"));
+            Some(n @ 1..=MAX_RATE) => n,
+            Some(n) => {
+                errors.push(format!("limits.{key} = {n}; must be 1 to {MAX_RATE}"));
                 default
             }
-            Some(n) => n,
         };
         let max_concurrent_requests = match self.max_concurrent_requests {
             None => d.max_concurrent_requests,

@@ -212,6 +212,18 @@ pub fn flush_refusals_every_minute(state: &AppState) {
     });
 }
 
+/// The address a source is limited by: IPv4 as it is, IPv6 by its /64 (one subscriber's network: an attacker
+/// holding a /64 must not get 2^64 separate buckets, nor grow the limiter's memory by them).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
 /// Probes are answered whatever the limits: a load balancer must see an overloaded node as alive.
 fn exempt(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
@@ -226,7 +238,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let source = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+        .map(|ConnectInfo(a)| source_key(a.ip()));
     // Only a verified token names a client: a forged one must not spend (or escape) another client's quota.
     // Verified tokens are cached by the auth service, so the handler's own check costs nothing more.
     let caller = request
@@ -307,9 +319,9 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .unwrap_or("(unmatched)");
     tracing::info_span!(
         "request",
-        request_id = request_id_of(request).unwrap_or("-"),
+        request_id = %request_id_of(request).unwrap_or("-"),
         method = %request.method(),
-        route,
+        route = %route,
     )
 }
 
@@ -395,6 +407,16 @@ mod tests {
         };
         // 0.0.0.0 … : the first MAX_REFUSAL_KEYS - 1 new addresses got keys, the other 11 share the overflow.
         assert_eq!(refused[&overflow].count, 11);
+    }
+
+    #[test]
+    fn ipv6_sources_are_limited_by_their_64_prefix_and_mapped_ipv4_as_ipv4() {
+        let key = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("127.0.0.1"), "127.0.0.1");
+        assert_eq!(key("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn settings(dir: &std::path::Path) -> Settings {
     .expect("demo configuration");
     s.seed_demo = false;
     // The bench reads as fast as it can with one client: lift its rate limit (the check still runs).
-    s.limits.client_requests_per_second = u32::MAX;
+    s.limits.client_requests_per_second = navet::config::MAX_RATE;
     s
 }
 
