@@ -15,7 +15,9 @@ use crate::auth::{AuthConfig, FileSource};
 pub const DEMO_CONFIG: &str = concat!(
     include_str!("demo/navet-demo.toml"),
     "\n",
-    include_str!("demo/auth-demo.toml")
+    include_str!("demo/auth-demo.toml"),
+    "\n",
+    include_str!("demo/admin-demo.toml")
 );
 
 /// `navet.toml` as written. Unknown keys are errors: a typo must not silently fall back to a default.
@@ -34,10 +36,17 @@ pub struct FileConfig {
     pub limits: LimitsSection,
 }
 
-/// `[limits]`: bounds on the work one request may ask for.
+/// `[limits]`: the edge's timeouts, concurrency and rate limits (README "Limits and the edge"), and bounds on
+/// the work one request may ask for.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
+    pub request_timeout_secs: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_concurrent_requests: Option<usize>,
+    pub client_requests_per_second: Option<u32>,
+    pub unauthenticated_requests_per_minute: Option<u32>,
+    pub unauthenticated_burst: Option<u32>,
     /// Entries in one transaction or batch Bundle; more is refused with 413 (default 1,000).
     pub max_bundle_entries: Option<usize>,
     /// Request bodies over this many bytes are "big" (default 1 MiB) ...
@@ -47,6 +56,117 @@ pub struct LimitsSection {
     /// ... the others wait this long for their turn, then get 503 with Retry-After (default 5,000 ms).
     pub big_body_wait_ms: Option<u64>,
 }
+
+/// The edge's limits, resolved. Authenticated requests are limited per client (generous: a busy care system
+/// makes hundreds of reads a second); requests without a valid token per source address (strict: they can
+/// only fetch a token, read the CapabilityStatement or be refused, and each refusal costs an access-log write).
+/// The per-client default is above what one node serves (about 1,300 reads a second measured): it stops a
+/// runaway client, not a busy one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A request that has not been answered in this time gets 408 (its work is abandoned).
+    pub request_timeout: std::time::Duration,
+    /// A connection that has not sent a whole request header in this time is closed (half-open requests).
+    pub header_read_timeout: std::time::Duration,
+    /// Requests being served at once; beyond it navet answers 503 + Retry-After at once (load shedding).
+    /// Each request has at most one job in the writer queue, so while this stays below the queue's capacity
+    /// requests are shed here, before the queue is full.
+    pub max_concurrent_requests: usize,
+    /// Per client id; the bucket holds one second's worth.
+    pub client_requests_per_second: u32,
+    /// Per source address, for requests without a valid token (missing, malformed or failed).
+    pub unauthenticated_requests_per_minute: u32,
+    pub unauthenticated_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: std::time::Duration::from_secs(30),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            client_requests_per_second: 10_000,
+            unauthenticated_requests_per_minute: 120,
+            unauthenticated_burst: 30,
+        }
+    }
+}
+
+/// `max_concurrent_requests` stays below the writer queue's capacity (4096 jobs), so overload is shed at the
+/// edge rather than by a full queue.
+pub const MAX_CONCURRENT_REQUESTS: usize = 2048;
+/// The largest rate or burst `[limits]` takes.
+pub const MAX_RATE: u32 = 1_000_000;
+
+impl LimitsSection {
+    fn resolve(&self, errors: &mut Vec<String>) -> Limits {
+        let d = Limits::default();
+        let secs =
+            |v: Option<u64>, key: &str, default: std::time::Duration, errors: &mut Vec<String>| {
+                match v {
+                    None => default,
+                    Some(s @ 1..=3600) => std::time::Duration::from_secs(s),
+                    Some(s) => {
+                        errors.push(format!("limits.{key} = {s}; must be 1 to 3600"));
+                        default
+                    }
+                }
+            };
+        // Rates above a million would make the limiters' refill interval round to nothing.
+        let positive = |v: Option<u32>, key: &str, default: u32, errors: &mut Vec<String>| match v {
+            None => default,
+            Some(n @ 1..=MAX_RATE) => n,
+            Some(n) => {
+                errors.push(format!("limits.{key} = {n}; must be 1 to {MAX_RATE}"));
+                default
+            }
+        };
+        let max_concurrent_requests = match self.max_concurrent_requests {
+            None => d.max_concurrent_requests,
+            Some(n @ 1..=MAX_CONCURRENT_REQUESTS) => n,
+            Some(n) => {
+                errors.push(format!(
+                    "limits.max_concurrent_requests = {n}; must be 1 to {MAX_CONCURRENT_REQUESTS}"
+                ));
+                d.max_concurrent_requests
+            }
+        };
+        Limits {
+            request_timeout: secs(
+                self.request_timeout_secs,
+                "request_timeout_secs",
+                d.request_timeout,
+                errors,
+            ),
+            header_read_timeout: secs(
+                self.header_read_timeout_secs,
+                "header_read_timeout_secs",
+                d.header_read_timeout,
+                errors,
+            ),
+            max_concurrent_requests,
+            client_requests_per_second: positive(
+                self.client_requests_per_second,
+                "client_requests_per_second",
+                d.client_requests_per_second,
+                errors,
+            ),
+            unauthenticated_requests_per_minute: positive(
+                self.unauthenticated_requests_per_minute,
+                "unauthenticated_requests_per_minute",
+                d.unauthenticated_requests_per_minute,
+                errors,
+            ),
+            unauthenticated_burst: positive(
+                self.unauthenticated_burst,
+                "unauthenticated_burst",
+                d.unauthenticated_burst,
+                errors,
+            ),
+        }
+    }
+}
+
 
 /// 1,000 entries: well above what clients send in one Bundle (the demo region's seed is 51 entries; bulk
 /// loaders page at a few hundred), and a transaction at the cap holds the single writer for well under a
@@ -85,6 +205,9 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificates: with it, a client certificate signed by one of them is required (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// A second listen address serving only `/metrics`, without a token, for a Prometheus scraper on a
+    /// private interface. Off by default.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +268,10 @@ pub struct Settings {
     pub big_body_bytes: usize,
     pub big_body_concurrency: usize,
     pub big_body_wait_ms: u64,
+    /// `[limits]`: timeouts, concurrency and rate limits at the edge.
+    pub limits: Limits,
+    /// `server.metrics_listen`: serve `/metrics` without a token on this address too.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -158,6 +285,20 @@ pub struct TlsFiles {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./navet-data";
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The demo key files the embedded configuration names: [`crate::auth::demo::embedded_file`], plus the
+/// demo admin client's public key (spec/demo-region.md v2), which the edge's metrics endpoint brought.
+pub fn embedded_demo_file(path: &str) -> Option<&'static str> {
+    match path {
+        "keys-demo-only/demo-admin.pub.pem" => {
+            Some(include_str!("demo/keys-demo-only/demo-admin.pub.pem"))
+        }
+        other => crate::auth::demo::embedded_file(other),
+    }
+}
+
+/// The demo admin client's private key: PUBLIC TEST DATA, like every demo key (src/demo/keys-demo-only/).
+pub const DEMO_ADMIN_PRIVATE_KEY: &str = include_str!("demo/keys-demo-only/demo-admin.key.pem");
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration errors:\n  - {}", .0.join("\n  - "))]
@@ -211,7 +352,7 @@ impl Settings {
         };
         let auth_files = match &config_dir {
             Some(dir) => FileSource::Dir(dir.clone()),
-            None => FileSource::Embedded(crate::auth::demo::embedded_file),
+            None => FileSource::Embedded(embedded_demo_file),
         };
         // Principals, clients, users and key files are checked now, so their errors join the others.
         if let Err(auth_errors) = crate::auth::config::build_registry(&auth, &auth_files) {
@@ -343,6 +484,16 @@ impl Settings {
                 LogFormat::Text
             }
         };
+        let limits = file.limits.resolve(&mut errors);
+        let metrics_listen = file.server.metrics_listen.as_deref().and_then(|text| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| {
+                    errors.push(format!(
+                        "server.metrics_listen '{text}' is not host:port (e.g. 127.0.0.1:9090)"
+                    ))
+                })
+                .ok()
+        });
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -363,6 +514,8 @@ impl Settings {
             big_body_bytes,
             big_body_concurrency,
             big_body_wait_ms,
+            limits,
+            metrics_listen,
         })
     }
 }
@@ -377,7 +530,94 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.base_url, "http://127.0.0.1:8080");
         assert!(s.seed_demo);
-        assert_eq!(s.auth.clients.len(), 11, "every demo client is registered");
+        assert_eq!(s.auth.clients.len(), 12, "every demo client is registered");
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.metrics_listen, None);
+    }
+
+    #[test]
+    fn limits_are_read_from_their_section_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("navet.toml");
+        std::fs::write(
+            &path,
+            "[server]\nmetrics_listen = \"127.0.0.1:9090\"\n[limits]\nrequest_timeout_secs = 5\n\
+             header_read_timeout_secs = 2\nmax_concurrent_requests = 64\nclient_requests_per_second = 50\n\
+             unauthenticated_requests_per_minute = 10\nunauthenticated_burst = 4\n",
+        )
+        .expect("write");
+        let s = Settings::load(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            s.limits,
+            Limits {
+                request_timeout: std::time::Duration::from_secs(5),
+                header_read_timeout: std::time::Duration::from_secs(2),
+                max_concurrent_requests: 64,
+                client_requests_per_second: 50,
+                unauthenticated_requests_per_minute: 10,
+                unauthenticated_burst: 4,
+            }
+        );
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+
+        std::fs::write(
+            &path,
+            "[server]\nmetrics_listen = \"private\"\n[limits]\nrequest_timeout_secs = 0\n\
+             max_concurrent_requests = 5000\nunauthenticated_burst = 0\nrequests = 1\n",
+        )
+        .expect("write");
+        let err = Settings::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        // An unknown key is a TOML error that stops the section (reported alone).
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].contains("unknown field `requests`"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_limits_are_each_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("navet.toml");
+        std::fs::write(
+            &path,
+            "[server]\nmetrics_listen = \"private\"\n[limits]\nrequest_timeout_secs = 0\n\
+             max_concurrent_requests = 5000\nunauthenticated_burst = 0\n",
+        )
+        .expect("write");
+        let err = Settings::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        let mut found: Vec<&str> = err
+            .0
+            .iter()
+            .map(|e| {
+                e.split([' ', '\''])
+                    .find(|w| w.starts_with("limits.") || w.starts_with("server."))
+                    .unwrap_or(e)
+            })
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "limits.max_concurrent_requests",
+                "limits.request_timeout_secs",
+                "limits.unauthenticated_burst",
+                "server.metrics_listen",
+            ],
+            "{err}"
+        );
     }
 
     #[test]

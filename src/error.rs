@@ -59,6 +59,15 @@ pub enum ApiError {
     Internal(String),
     #[error("the service is shutting down or overloaded; try again")]
     Unavailable,
+    /// The edge's rate limit refused the request (429 + Retry-After).
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// The edge's concurrency limit shed the request (503 + Retry-After) before the writer queue filled.
+    #[error("navet is serving as many requests as it may; retry after {retry_after_secs} s")]
+    Overloaded { retry_after_secs: u64 },
+    /// The request was not answered within the configured time (its work was abandoned).
+    #[error("the request was not completed within {0} s")]
+    Timeout(u64),
 }
 
 impl ApiError {
@@ -90,7 +99,9 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -110,7 +121,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => IssueCode::Login,
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => IssueCode::Forbidden,
             ApiError::Internal(_) => IssueCode::Exception,
-            ApiError::Unavailable => IssueCode::Transient,
+            // issue-type "throttled" and "timeout" specialise "transient": the client may retry.
+            ApiError::Unavailable
+            | ApiError::TooManyRequests { .. }
+            | ApiError::Overloaded { .. }
+            | ApiError::Timeout(_) => IssueCode::Transient,
         }
     }
 
@@ -136,8 +151,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry = matches!(self, ApiError::Unavailable);
-        if status.is_server_error() {
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Overloaded { retry_after_secs } => Some(retry_after_secs),
+            // Overload is brief by design (bounded queues and waits): a client may try again in a second.
+            ApiError::Unavailable => Some(1),
+            _ => None,
+        };
+        if retry_after.is_some() {
+            // Refusals under load are counted in metrics; a line each would flood the log too.
+            tracing::trace!(status = status.as_u16(), "request refused at the edge");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), "request refused");
@@ -151,12 +175,10 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        if retry {
-            // Overload is brief by design (bounded queues and waits): a client may try again in a second.
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         if let Some(challenge) = challenge {
             response.headers_mut().insert(

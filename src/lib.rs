@@ -13,7 +13,8 @@
 //!   the CapabilityStatement, OperationOutcome.
 //! - [`search`]: search parameter table, the indexer, query parsing.
 //! - [`store`]: the storage trait (every call takes the acting principal) and its SQLite implementation.
-//! - [`http`]: thin axum handlers.
+//! - [`http`]: thin axum handlers, and the edge in front of them (`http::edge`: request ids, timeouts, panics,
+//!   rate and concurrency limits; `http::metrics`: `/metrics`).
 //! - [`timeline`]: the patient timeline: clinical times, keyset cursors, the query the store answers.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 

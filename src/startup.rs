@@ -2,20 +2,25 @@
 //! `run` opens the store, seeds the demo data into a fresh data directory, serves, and shuts down
 //! gracefully on SIGTERM or Ctrl-C (in-flight requests finish, acknowledged writes are committed).
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{AuthSettings, Clock, DatabaseJtiStore, SystemClock};
-use crate::config::Settings;
+use crate::config::{Limits, Settings};
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::fhir::capability;
+use crate::http::edge;
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Actor, Store};
@@ -24,39 +29,77 @@ use crate::store::{Actor, Store};
 pub const DEMO_SEED: &str = include_str!("demo/demo-seed.json");
 const SEEDED_KEY: &str = "demo_seeded";
 
+/// The whole HTTP surface, behind the edge (`http::edge` describes the layers and their order).
 pub fn app(state: AppState) -> Router {
-    let fhir = crate::http::fhir::routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::http::audit::audit_requests,
-    ));
+    app_with(state, Router::new())
+}
+
+/// [`app`] with `extra` routes served as FHIR routes are: inside the access log, the timeout and the panic
+/// catcher (tests add routes that panic or stall; production passes none).
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
+    let fhir = guarded(crate::http::fhir::routes().merge(extra), &state).route_layer(
+        middleware::from_fn_with_state(state.clone(), crate::http::audit::audit_requests),
+    );
+    let rest = guarded(
+        Router::new()
+            .merge(crate::auth::router())
+            .merge(crate::http::auditor::routes())
+            .route("/metrics", get(crate::http::metrics::scrape))
+            .route("/healthz", get(crate::http::health::healthz))
+            .route("/readyz", get(crate::http::health::readyz)),
+        &state,
+    );
+    // Each `layer` wraps what is above it: the last is the outermost.
     Router::new()
         .merge(fhir)
-        .merge(crate::auth::router())
-        .merge(crate::http::auditor::routes())
-        .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(crate::http::health::readyz))
+        .merge(rest)
         .fallback(fallback)
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
+        .layer(middleware::from_fn(crate::http::metrics::track))
+        // One log line per answer (status, latency) in a span with the request id, method and route pattern:
+        // never the query (it may hold identity numbers), no bodies, no headers.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(edge::request_span)
+                .on_request(())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::DEBUG)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(edge::REQUEST_ID))
+        .layer(SetRequestIdLayer::new(edge::REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(edge::screen_request_id))
         .with_state(state)
+}
+
+/// The per-route part of the edge: the request timeout (408 with an OperationOutcome) and the panic catcher
+/// (500). For `/fhir` it sits inside the access-log middleware, which so records timeouts and panics.
+fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
+        .layer(CatchPanicLayer::custom(edge::panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.edge.limits.request_timeout,
+        ))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            edge::timeout_outcome,
+        ))
+}
+
+/// Only `/metrics`, without a token: for `server.metrics_listen`, a private interface.
+pub fn metrics_app(state: AppState) -> Router {
+    guarded(
+        Router::new().route("/metrics", get(crate::http::metrics::scrape_private)),
+        &state,
+    )
+    .with_state(state)
 }
 
 async fn fallback() -> ApiError {
     ApiError::NotFound("no such endpoint; the FHIR API is under /fhir".into())
-}
-
-/// One log line per request: method, route pattern (never the query, which may hold identity numbers),
-/// status and time. No bodies, no headers.
-async fn log_request(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "(unmatched)".into());
-    let response = next.run(request).await;
-    tracing::debug!(%method, route, status = response.status().as_u16(), micros = start.elapsed().as_micros() as u64, "request");
-    response
 }
 
 /// Opens the store and builds the state for `settings`.
@@ -66,6 +109,8 @@ pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
 
 /// [`build_state`] with a given clock for token times (tests move time forward to expire tokens).
 pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> StartResult<AppState> {
+    // Before the store: its writer thread records metrics from its first batch on.
+    crate::http::metrics::handle();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?);
     let auth_settings = AuthSettings::new(
@@ -88,6 +133,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         capability: Arc::from(capability::render(&settings.base_url)),
         auth: Arc::new(auth),
         bounds: crate::http::body::Bounds::from_settings(settings),
+        edge: Arc::new(edge::Edge::new(&settings.limits)),
     };
     let relinked = crate::fhir::relink::backfill(&state.fhir, state.store.as_ref())
         .await
@@ -156,6 +202,13 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     // Bind before touching the data directory: a busy port must not leave a half-initialised one behind.
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let metrics_listener = settings
+        .metrics_listen
+        .map(|address| {
+            std::net::TcpListener::bind(address)
+                .map_err(|e| format!("cannot listen on {address} (metrics_listen): {e}"))
+        })
+        .transpose()?;
     let state = build_state(&settings).await?;
     let store = state.store.clone();
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -171,42 +224,81 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     );
     reload_keys_on_hangup(state.auth.clone());
     index_audit_in_background(&state);
-    let app = app(state);
-    match tls {
-        None => {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-            // Connect info gives the access log each request's source address.
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
-        }
-        Some(config) => {
-            let handle = axum_server::Handle::new();
-            let on_signal = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                // In-flight requests get this long to finish; new connections are refused at once.
-                on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            axum_server::from_tcp_rustls(
-                listener,
-                axum_server::tls_rustls::RustlsConfig::from_config(config),
-            )
-            .map_err(|e| e.to_string())?
-            .handle(handle)
-            .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .map_err(|e| e.to_string())?;
-        }
+    edge::flush_refusals_every_minute(&state);
+    crate::http::metrics::upkeep_in_background();
+    if let Some(metrics_listener) = metrics_listener {
+        tracing::info!(address = ?metrics_listener.local_addr().ok(), "metrics without a token at /metrics");
+        let (app, limits) = (metrics_app(state.clone()), settings.limits.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve(metrics_listener, app, &limits, None, shutdown_signal()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    let edge = state.edge.clone();
+    serve(
+        listener,
+        app(state),
+        &settings.limits,
+        tls,
+        shutdown_signal(),
+    )
+    .await?;
+    // The last minute's rate-limit counts, before the writer stops.
+    if let Err(e) = edge.flush_refusals(store.as_ref()).await {
+        tracing::warn!(error = %e, "the last rate-limit records could not be written");
     }
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())
+}
+
+/// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown` completes; then in-flight requests
+/// get 30 s to finish while new connections are refused. Both paths go through axum-server's hyper builder,
+/// because `axum::serve` cannot bound the time a client takes to send its request header: a connection that
+/// has not sent a whole header within `limits.header_read_timeout` is closed (half-open requests hold
+/// nothing). Connect info gives the edge and the access log each request's source address.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: Router,
+    limits: &Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> StartResult<()> {
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let header_read_timeout = limits.header_read_timeout;
+    match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener)
+                .map_err(|e| e.to_string())?
+                .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_read_timeout);
+            server.serve(service).await
+        }
+        Some(config) => {
+            let mut server = axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .map_err(|e| e.to_string())?
+            .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_read_timeout);
+            server.serve(service).await
+        }
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Keeps the AuditEvent search index close behind the chain (auditor reads catch up fully themselves).

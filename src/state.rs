@@ -21,6 +21,8 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     /// Bounded work per request: Bundle entries, big request bodies (`http/body.rs`).
     pub bounds: crate::http::body::Bounds,
+    /// The edge's limits and counters (`http::edge`).
+    pub edge: Arc<crate::http::edge::Edge>,
 }
 
 impl AppState {

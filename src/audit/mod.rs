@@ -35,7 +35,7 @@ pub fn append(tx: &mut dyn WriteTx, record: &AuditRecord) -> Result<(), ApiError
 }
 
 /// Setting holding the last chain sequence number whose AuditEvent is searchable.
-const INDEXED_UP_TO: &str = "audit_indexed_seq";
+pub const INDEXED_UP_TO: &str = "audit_indexed_seq";
 /// How many records one indexing job takes: small, so a job never holds the writer (and the requests queued
 /// behind it) for long.
 pub const INDEX_BATCH: usize = 64;

@@ -111,7 +111,11 @@ pub async fn audit_requests(
     next: Next,
 ) -> Response {
     let context = RequestContext {
-        request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
+        // The edge's request id (taken from X-Request-ID or made there), so the AuditEvent, the log lines and
+        // the client's response header name the same id. A fresh one only when the app runs without the edge.
+        request_id: crate::http::edge::request_id_of(&request)
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string())),
         source_address: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()

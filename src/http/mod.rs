@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod auditor;
 pub mod body;
+pub mod edge;
 pub mod fhir;
 pub mod health;
+pub mod metrics;
 pub mod negotiate;
 pub mod respond;
 pub mod search;

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,8 @@ struct Job {
 
 pub struct SqliteStore {
     writer: Mutex<Option<SyncSender<Job>>>,
+    /// Jobs sent and not yet taken by the writer: the `navet_writer_queue_depth` gauge.
+    queued: Arc<AtomicUsize>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReaderPool>,
 }
@@ -139,12 +142,15 @@ impl SqliteStore {
             idle.push(open_reader(&path)?);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer_queued = queued.clone();
         let handle = std::thread::Builder::new()
             .name("navet-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_queued))
             .map_err(|e| StoreError::Open(format!("could not start the writer: {e}")))?;
         Ok(SqliteStore {
             writer: Mutex::new(Some(tx)),
+            queued,
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(ReaderPool {
                 idle: Mutex::new(idle),
@@ -166,7 +172,7 @@ impl SqliteStore {
 
 /// The writer: takes every job waiting (up to MAX_BATCH), runs each in a savepoint of one transaction,
 /// commits once, then answers them all. A job's error rolls back that job only; a failed commit fails all.
-fn writer_loop(mut conn: Connection, rx: Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: Receiver<Job>, queued: &AtomicUsize) {
     let mut last_ms = 0i64;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -176,9 +182,14 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let waiting = queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        metrics::gauge!("navet_writer_queue_depth").set(waiting.saturating_sub(batch.len()) as f64);
+        metrics::histogram!("navet_writer_batch_size").record(batch.len() as f64);
+        let started = std::time::Instant::now();
         last_ms = jiff::Timestamp::now().as_millisecond().max(last_ms);
         let now = (format_instant(last_ms), last_ms);
         let results = run_batch(&mut conn, &mut batch, &now);
+        metrics::histogram!("navet_writer_commit_seconds").record(started.elapsed().as_secs_f64());
         for (job, result) in batch.into_iter().zip(results) {
             // The requester may have gone away; its work is committed all the same.
             let _ = job.reply.send(result);
@@ -747,9 +758,12 @@ impl Store for SqliteStore {
         {
             let guard = self.writer.lock().map_err(|_| ApiError::Unavailable)?;
             let sender = guard.as_ref().ok_or(ApiError::Unavailable)?;
+            // Counted before the send, so the writer never takes more than was counted.
+            self.queued.fetch_add(1, Ordering::Relaxed);
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
                     return Err(ApiError::Unavailable);
                 }
             }

@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the FHIR core, in process through the real router (no sockets), in one run:
 //! read by id as served (authentication + access log), with authentication but without the access-log
 //! middleware, and with neither (the handler body alone); search by identifier with and without the log;
-//! create (durable commit, its AuditEvent in the same transaction). The HTTP load figures come from
+//! create (durable commit, its AuditEvent in the same transaction); and read by id through the full router
+//! with and without the edge layers (request id, tracing, metrics, rate and concurrency limits, timeout,
+//! panic catcher: `http::edge`). The HTTP load figures come from
 //! `tests/load/run.sh` (wrk).
 //!
 //! Run: `cargo bench --bench fhir`.
@@ -35,6 +37,8 @@ fn settings(dir: &std::path::Path) -> Settings {
     })
     .expect("demo configuration");
     s.seed_demo = false;
+    // The bench reads as fast as it can with one client: lift its rate limit (the check still runs).
+    s.limits.client_requests_per_second = navet::config::MAX_RATE;
     s
 }
 
@@ -87,6 +91,15 @@ fn benches(c: &mut Criterion) {
         .expect("state");
     let bearer = Arc::new(format!("Bearer {}", rt.block_on(token(&state, &settings))));
     let app = navet::startup::app(state.clone());
+    // The FHIR routes with authentication and the access log but none of the edge's layers: what the edge adds.
+    let no_edge: Router = navet::http::fhir::routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            navet::http::audit::audit_requests,
+        ))
+        .with_state(state.clone());
+    // The bare FHIR routes: no edge, no access log (for the CapabilityStatement, which is not logged).
+    let bare: Router = navet::http::fhir::routes().with_state(state.clone());
     // The same routes without the access-log middleware (reads' records are not written): what the log adds.
     let unaudited: Router = navet::http::fhir::routes()
         .layer(Extension(RequestContext {
@@ -151,6 +164,21 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("as served without the edge layers", |b| {
+        b.to_async(&rt).iter(|| {
+            let (app, path, bearer) = (no_edge.clone(), path.clone(), bearer.clone());
+            async move {
+                let request = Request::get(path.as_str())
+                    .header("authorization", bearer.as_str())
+                    .body(Body::empty());
+                let r = app
+                    .oneshot(request.expect("request"))
+                    .await
+                    .expect("response");
+                assert_eq!(r.status(), 200);
+            }
+        })
+    });
     group.bench_function("authentication, no access log", |b| {
         b.to_async(&rt).iter(|| {
             let (app, path, bearer) = (unaudited.clone(), path.clone(), bearer.clone());
@@ -183,6 +211,29 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The edge's own cost, without an fsync to hide it: the CapabilityStatement (no access-log record)
+    // through the full app and through the bare FHIR routes.
+    let mut edge = c.benchmark_group("GET /fhir/metadata");
+    for (name, router) in [("with the edge layers", app.clone()), ("without", bare)] {
+        edge.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let (app, bearer) = (router.clone(), bearer.clone());
+                async move {
+                    let r = app
+                        .oneshot(
+                            Request::get("/fhir/metadata")
+                                .header("authorization", bearer.as_str())
+                                .body(Body::empty())
+                                .expect("request"),
+                        )
+                        .await
+                        .expect("response");
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        });
+    }
+    edge.finish();
     c.bench_function("create (durable commit)", |b| {
         b.to_async(&rt)
             .iter(|| post(app.clone(), bearer.clone(), NEW_PATIENT))
