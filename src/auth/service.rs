@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::access_token::{self, AccessTokenClaims, TokenCache, TokenError};
 use crate::auth::assertion::{self, AssertionError};
 use crate::auth::clock::Clock;
+use crate::auth::directory::UserDirectory;
 use crate::auth::iua::{ActingUser, IuaError};
 use crate::auth::jti::JtiStore;
 use crate::auth::keys::{KeyError, KeyRing};
@@ -276,6 +277,7 @@ pub struct AuthService {
     keys: RwLock<Arc<KeyRing>>,
     key_dir: Option<PathBuf>,
     jti_store: Arc<dyn JtiStore>,
+    directory: Arc<dyn UserDirectory>,
     cache: TokenCache<Caller>,
     clock: Arc<dyn Clock>,
     urls: Urls,
@@ -298,6 +300,7 @@ impl AuthService {
         keys: KeyRing,
         key_dir: Option<PathBuf>,
         jti_store: Arc<dyn JtiStore>,
+        directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
         urls: Urls,
         token_lifetime: i64,
@@ -307,6 +310,7 @@ impl AuthService {
             keys: RwLock::new(Arc::new(keys)),
             key_dir,
             jti_store,
+            directory,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             clock,
             urls,
@@ -423,6 +427,9 @@ impl AuthService {
                 };
                 OAuthError::new(code, e)
             })?;
+        if let Some(user) = &user {
+            self.check_directory(user).await?;
+        }
 
         // Last, so only a fully valid assertion consumes its jti. Kept until the assertion could no longer
         // pass the `exp` check anyway.
@@ -457,7 +464,7 @@ impl AuthService {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             nbf: now,
-            exp: now + self.token_lifetime,
+            exp: now.saturating_add(self.token_lifetime),
             extensions: user
                 .as_ref()
                 .map(|u| serde_json::json!({ "ihe_iua": u.to_claims() })),
@@ -478,6 +485,31 @@ impl AuthService {
             expires_in: self.token_lifetime,
             scope: claims.scope,
         })
+    }
+
+    /// The acting user must hold an active PractitionerRole at the claimed care unit in navet's directory
+    /// ([`crate::auth::directory`]), or the access log would name whoever the client says. Fails closed.
+    async fn check_directory(&self, user: &ActingUser) -> Result<(), OAuthError> {
+        match self
+            .directory
+            .holds_role(&user.hsa_id, &user.care_unit)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(OAuthError::new(
+                OAuthErrorCode::InvalidGrant,
+                IuaError::NotInDirectory {
+                    care_unit: user.care_unit.clone(),
+                },
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "the user directory failed; refusing the token request");
+                Err(OAuthError::new(
+                    OAuthErrorCode::ServerError,
+                    "navet could not look up the acting user in its directory; try again",
+                ))
+            }
+        }
     }
 
     /// Authenticates a request from its `Authorization` header value. Verified tokens are cached until they
@@ -511,6 +543,7 @@ impl AuthService {
             &self.key_ring(),
             &self.urls.issuer,
             &self.urls.base,
+            self.token_lifetime,
             now,
         )?;
         let client = self

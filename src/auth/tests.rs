@@ -12,7 +12,7 @@ use crate::auth::cli;
 use crate::auth::config::{AuthConfig, AuthSettings, FileSource, build};
 use crate::auth::demo::{self, AUTH_DEMO_TOML};
 use crate::auth::iua::{ActingUserClaims, PurposeOfUse};
-use crate::auth::jws::{JwsError, b64url_encode};
+use crate::auth::jws::JwsError;
 use crate::auth::keys::{KeyRing, LEEWAY_SECS};
 use crate::auth::scopes::Interaction;
 use crate::auth::service::{
@@ -34,6 +34,23 @@ fn demo_config() -> AuthConfig {
     AuthConfig::from_toml(AUTH_DEMO_TOML).unwrap()
 }
 
+fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A replay store whose directory holds every demo user's role at their care unit, as the demo seed's
+/// PractitionerRoles do.
+fn demo_store() -> Arc<MemoryJtiStore> {
+    let roles = demo_config().users.into_iter().map(|u| {
+        (
+            crate::domain::HsaId::parse(&u.hsa_id).unwrap(),
+            crate::domain::HsaId::parse(&u.care_unit).unwrap(),
+        )
+    });
+    Arc::new(MemoryJtiStore::with_roles(roles))
+}
+
 fn fixture() -> Fixture {
     fixture_at(BASE)
 }
@@ -43,7 +60,7 @@ fn fixture_at(base: &str) -> Fixture {
     let clock = Arc::new(ManualClock::new(NOW));
     let settings = AuthSettings::new(base, dir.path(), FileSource::Embedded(demo::embedded_file))
         .with_clock(clock.clone());
-    let service = build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap();
+    let service = build(&demo_config(), settings, demo_store()).unwrap();
     Fixture {
         service,
         clock,
@@ -497,7 +514,7 @@ async fn a_replayed_assertion_is_refused() {
 
 #[tokio::test]
 async fn a_replay_is_refused_by_a_service_that_shares_the_jti_store_as_after_a_restart() {
-    let store = Arc::new(MemoryJtiStore::new());
+    let store = demo_store();
     let make = || {
         let dir = tempfile::tempdir().unwrap();
         let settings =
@@ -1016,7 +1033,7 @@ async fn a_rotated_key_survives_a_restart() {
         let settings =
             AuthSettings::new(BASE, dir.path(), FileSource::Embedded(demo::embedded_file))
                 .with_clock(clock.clone());
-        build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap()
+        build(&demo_config(), settings, demo_store()).unwrap()
     };
     let before = make();
     let token = before
@@ -1104,8 +1121,7 @@ mod over_http {
         // Real time: the CLI signs with the system clock.
         let settings =
             AuthSettings::new(&base, dir.path(), FileSource::Embedded(demo::embedded_file));
-        let auth =
-            Arc::new(build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap());
+        let auth = Arc::new(build(&demo_config(), settings, demo_store()).unwrap());
         let app = Router::new()
             .route("/whoami", get(whoami))
             .route("/Patient", get(patient_data))
