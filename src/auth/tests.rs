@@ -731,6 +731,178 @@ async fn a_refused_assertion_does_not_consume_its_jti() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_non_ascii_algorithm_is_refused_at_the_token_endpoint_and_on_the_bearer_path() {
+    // Issue 8 item 4: {"alg":"€"} sliced a string on a non-character boundary and panicked the request.
+    let f = fixture();
+    for alg in ["€", "H€", "ñ", "ЕS384"] {
+        let a = unsigned(&json!({"alg": alg}), &claims("demo-csk")) + "c2ln";
+        let err = refused(&f, request(a.clone(), "system/*.rs")).await;
+        assert_refusal(
+            &err,
+            OAuthErrorCode::InvalidClient,
+            "is not accepted here; accepted: ES256, ES384, RS384",
+        );
+        assert_eq!(
+            invalid_token(&f, &a),
+            AuthError::InvalidToken(TokenError::Jws(JwsError::AlgNotAccepted {
+                found: alg.into(),
+                accepted: "ES256, ES384, RS384".into()
+            }))
+        );
+    }
+    // Non-ASCII kid and typ on an otherwise well-formed header reach the signature check and fail there.
+    let a = sign_with_header(
+        "demo-csk",
+        json!({"alg": "ES384", "kid": "€", "typ": "ÄT+JWT"}),
+        &claims("demo-csk"),
+    );
+    f.service
+        .issue_token(request(a, "system/*.rs"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn assertion_times_at_the_integer_limits_are_refused_without_overflow() {
+    let f = fixture();
+    let cases: [(&str, Value, &str); 9] = [
+        (
+            "exp",
+            json!(i64::MAX),
+            "more than 300 seconds in the future",
+        ),
+        ("exp", json!(i64::MIN), "client_assertion: expired"),
+        (
+            "exp",
+            json!(i64::MAX - 29),
+            "more than 300 seconds in the future",
+        ),
+        ("exp", json!(u64::MAX), "claims are malformed"),
+        ("exp", json!(1.5e300), "claims are malformed"),
+        ("exp", json!("soon"), "claims are malformed"),
+        ("nbf", json!(i64::MAX), "not valid yet"),
+        ("iat", json!(i64::MAX), "iat is in the future"),
+        // An iat of i64::MIN is merely old: the checks pass it without overflow and refuse the missing jti.
+        ("iat", json!(i64::MIN), "jti is required"),
+    ];
+    for (claim, value, phrase) in cases {
+        let mut c = claims("demo-csk");
+        c[claim] = value.clone();
+        if phrase == "jti is required" {
+            c.as_object_mut().unwrap().remove("jti");
+        }
+        let err = refused(&f, request(sign_with("demo-csk", &c), "system/*.rs")).await;
+        assert_refusal(&err, OAuthErrorCode::InvalidClient, phrase);
+    }
+}
+
+/// Signs `claims` with the demo key of `key_owner` under a header given as JSON (non-ASCII members
+/// included), which jsonwebtoken's `Header` type would not let a test write.
+fn sign_with_header(key_owner: &str, header: Value, claims: &Value) -> String {
+    let pem = private_key(key_owner);
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let input = format!(
+        "{}.{}",
+        b64url_encode(header.to_string().as_bytes()),
+        b64url_encode(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::ES384).unwrap();
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn a_user_without_a_role_at_the_care_unit_in_the_directory_is_refused() {
+    let f = fixture();
+    // A well-formed user of MTN Kristianstad's own unit, but not in the directory.
+    let unknown = ActingUserClaims {
+        subject_id: "SE2321000255-P9999".into(),
+        subject_name: Some("Okänd Person".into()),
+        subject_role: "SSK".into(),
+        subject_organization_id: "SE2321000255-MTN01".into(),
+        purpose_of_use: "TREAT".into(),
+    };
+    // And a known user claiming a unit of the same principal where they hold no role: P0101's role is at
+    // MTN01, not at the hospital's unit CSK01, which demo-csk's principal owns.
+    let mut elsewhere = user("SE2321000255-P0101", PurposeOfUse::Treat);
+    elsewhere.subject_organization_id = "SE2321000255-CSK01".into();
+    for (client, claims) in [
+        ("demo-mtn-kristianstad", &unknown),
+        ("demo-csk", &elsewhere),
+    ] {
+        let mut c = self::claims(client);
+        c["extensions"] = json!({ "ihe_iua": claims });
+        let err = refused(&f, request(sign_with(client, &c), "system/*.rs")).await;
+        assert_refusal(
+            &err,
+            OAuthErrorCode::InvalidGrant,
+            &format!(
+                "subject_id holds no active PractitionerRole at care unit {} in navet's directory",
+                claims.subject_organization_id
+            ),
+        );
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            !err.description.contains(&claims.subject_id),
+            "the user's HSA-id must not be echoed"
+        );
+        // The refusal did not consume the jti: the same assertion without the user is accepted.
+        c.as_object_mut().unwrap().remove("extensions");
+        f.service
+            .issue_token(request(sign_with(client, &c), "system/*.rs"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_directory_refuses_the_token_request() {
+    struct Broken;
+    #[async_trait::async_trait]
+    impl crate::auth::JtiStore for Broken {
+        async fn remember(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<bool, crate::auth::JtiStoreError> {
+            Ok(true)
+        }
+    }
+    #[async_trait::async_trait]
+    impl crate::auth::UserDirectory for Broken {
+        async fn holds_role(
+            &self,
+            _: &crate::domain::HsaId,
+            _: &crate::domain::HsaId,
+        ) -> Result<bool, crate::auth::DirectoryError> {
+            Err(crate::auth::DirectoryError("down".into()))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = AuthSettings::new(BASE, dir.path(), FileSource::Embedded(demo::embedded_file))
+        .with_clock(Arc::new(ManualClock::new(NOW)));
+    let service = build(&demo_config(), settings, Arc::new(Broken)).unwrap();
+    let sara = user("SE2321000255-P0101", PurposeOfUse::Treat);
+    let err = service
+        .issue_token(request(
+            assertion("demo-mtn-kristianstad", Some(&sara)),
+            "system/*.rs",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, OAuthErrorCode::ServerError);
+    assert!(err.description.contains("directory"), "{err}");
+    // Without a user there is nothing to look up.
+    service
+        .issue_token(request(
+            assertion("demo-mtn-kristianstad", None),
+            "system/*.rs",
+        ))
+        .await
+        .unwrap();
+}
+
 // ------------------------------------------------------------------------------ attacks on the access token
 
 fn mint_with_service_key(f: &Fixture, claims: &AccessTokenClaims) -> String {
@@ -836,6 +1008,36 @@ async fn an_access_token_that_is_not_valid_yet_is_refused() {
         invalid_token(&f, &mint_with_service_key(&f, &claims)),
         AuthError::InvalidToken(TokenError::NotYetValid)
     );
+}
+
+#[tokio::test]
+async fn an_access_token_signed_by_navet_with_exp_near_i64_max_is_refused() {
+    let f = fixture();
+    let (_, claims) = valid_claims(&f).await;
+    for (iat, exp, expected) in [
+        (NOW, i64::MAX, TokenError::TooLongLived(300)),
+        (
+            NOW,
+            NOW + 300 + LEEWAY_SECS + 1,
+            TokenError::TooLongLived(300),
+        ),
+        (i64::MIN, NOW + 10, TokenError::TooLongLived(300)),
+        (i64::MAX, i64::MAX, TokenError::NotYetValid),
+        (i64::MIN, i64::MIN, TokenError::Expired),
+    ] {
+        let mut c = claims.clone();
+        c.iat = iat;
+        c.nbf = iat;
+        c.exp = exp;
+        let token = mint_with_service_key(&f, &c);
+        assert_eq!(
+            invalid_token(&f, &token),
+            AuthError::InvalidToken(expected),
+            "iat {iat} exp {exp}"
+        );
+        // Refused tokens never enter the cache.
+        assert_eq!(f.service.cached_tokens(), 0);
+    }
 }
 
 #[tokio::test]
