@@ -530,8 +530,7 @@ async fn signing_key_files_are_owner_only_and_a_loosened_one_stops_the_start() {
         restart,
         std::sync::Arc::new(navet::auth::MemoryJtiStore::new()),
     )
-    .err()
-    .expect("refused to start");
+    .expect_err("refused to start");
     let err = errors.iter().map(|e| e.to_string()).collect::<String>();
     assert!(err.contains("chmod 600"), "{err}");
     assert!(err.contains(&files[0].display().to_string()), "{err}");

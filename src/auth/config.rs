@@ -44,7 +44,7 @@ use crate::auth::keys::KeyRing;
 use crate::auth::principal::{Principal, PrincipalKind};
 use crate::auth::registry::{Client, KnownUser, Registry};
 use crate::auth::scopes::Scopes;
-use crate::auth::service::{AuthService, Urls};
+use crate::auth::service::{AuthService, Stores, Urls};
 use crate::domain::HsaId;
 
 /// Everything authentication reads from `navet.toml`. Meant to be `#[serde(flatten)]`ed into the top-level
@@ -467,13 +467,15 @@ where
     let key_dir = signing_key_dir(cfg, &settings.data_dir);
     let keys = KeyRing::load_or_generate(&key_dir, settings.clock.now_unix(), lifetime)
         .map_err(|e| vec![ConfigError::new("[auth] signing keys", e)])?;
-    let directory: Arc<dyn UserDirectory> = store.clone();
+    let stores = Stores {
+        jti: store.clone(),
+        directory: store,
+    };
     Ok(AuthService::new(
         registry,
         keys,
         Some(key_dir),
-        store,
-        directory,
+        stores,
         settings.clock,
         Urls::new(&settings.base_url),
         lifetime,

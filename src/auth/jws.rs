@@ -235,7 +235,7 @@ impl VerifyingKey {
         params: AlgorithmParameters,
         kid: Option<String>,
     ) -> Result<Self, String> {
-        check_material(alg, &params)?;
+        let spki = check_material(alg, &params)?;
         let mut jwk = Jwk {
             common: CommonParameters::default(),
             algorithm: params,
@@ -252,7 +252,13 @@ impl VerifyingKey {
             key_id: Some(kid.clone()),
             ..CommonParameters::default()
         };
-        let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        // The key is handed to jsonwebtoken as SubjectPublicKeyInfo DER rather than as the bare point or
+        // n/e the JWK gives: aws-lc-rs parses SPKI first, and building the key from the JWK form on every
+        // verification measurably slowed it (tests/benches/auth.rs).
+        let key = match alg {
+            JwsAlg::Rs384 => DecodingKey::from_rsa_der(&spki),
+            JwsAlg::Es256 | JwsAlg::Es384 => DecodingKey::from_ec_der(&spki),
+        };
         Ok(VerifyingKey { alg, kid, key, jwk })
     }
 
@@ -369,8 +375,9 @@ fn public_params_of_spki(spki: &[u8]) -> Result<(JwsAlg, AlgorithmParameters), K
 }
 
 /// Checks key material once, at load: the curve point lies on the algorithm's curve, an RSA key has 2048
-/// bits or more (aws-lc-rs would only refuse a small key when verifying).
-fn check_material(alg: JwsAlg, params: &AlgorithmParameters) -> Result<(), String> {
+/// bits or more (aws-lc-rs would only refuse a small key when verifying). Returns the key's
+/// SubjectPublicKeyInfo DER.
+fn check_material(alg: JwsAlg, params: &AlgorithmParameters) -> Result<Vec<u8>, String> {
     let invalid = || "the key material is not a valid public key for its type".to_owned();
     match (alg, params) {
         (JwsAlg::Es256 | JwsAlg::Es384, AlgorithmParameters::EllipticCurve(ec)) => {
@@ -385,8 +392,9 @@ fn check_material(alg: JwsAlg, params: &AlgorithmParameters) -> Result<(), Strin
             let x = b64url(&ec.x).ok_or_else(invalid)?;
             let y = b64url(&ec.y).ok_or_else(invalid)?;
             let point = [&[0x04][..], &x, &y].concat();
-            ParsedPublicKey::new(verification, &point).map_err(|_| invalid())?;
-            Ok(())
+            let key = ParsedPublicKey::new(verification, &point).map_err(|_| invalid())?;
+            let spki: PublicKeyX509Der<'static> = key.as_der().map_err(|_| invalid())?;
+            Ok(spki.as_ref().to_vec())
         }
         (JwsAlg::Rs384, AlgorithmParameters::RSA(rsa)) => {
             check_rsa_size(params).map_err(|e| e.to_string())?;
@@ -397,7 +405,7 @@ fn check_material(alg: JwsAlg, params: &AlgorithmParameters) -> Result<(), Strin
                 .map_err(|_| invalid())?;
             ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA384, der.as_ref())
                 .map_err(|_| invalid())?;
-            Ok(())
+            Ok(der.as_ref().to_vec())
         }
         _ => Err(invalid()),
     }

@@ -271,7 +271,14 @@ impl AuthError {
     }
 }
 
-/// Authentication: the registry, the signing keys, the replay store and the verified-token cache.
+/// What authentication reads and writes in navet's persistent state: the replay set and the user directory.
+pub(crate) struct Stores {
+    pub jti: Arc<dyn JtiStore>,
+    pub directory: Arc<dyn UserDirectory>,
+}
+
+/// Authentication: the registry, the signing keys, the replay store, the user directory and the
+/// verified-token cache.
 pub struct AuthService {
     registry: Registry,
     keys: RwLock<Arc<KeyRing>>,
@@ -299,8 +306,7 @@ impl AuthService {
         registry: Registry,
         keys: KeyRing,
         key_dir: Option<PathBuf>,
-        jti_store: Arc<dyn JtiStore>,
-        directory: Arc<dyn UserDirectory>,
+        stores: Stores,
         clock: Arc<dyn Clock>,
         urls: Urls,
         token_lifetime: i64,
@@ -309,8 +315,8 @@ impl AuthService {
             registry,
             keys: RwLock::new(Arc::new(keys)),
             key_dir,
-            jti_store,
-            directory,
+            jti_store: stores.jti,
+            directory: stores.directory,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             clock,
             urls,
