@@ -276,19 +276,37 @@ mod tests {
     }
 
     #[test]
-    fn jsonwebtoken_verifies_navets_tokens_too() {
-        // Interop: an independent implementation accepts the format (header, ES256 R||S signature, claims).
+    fn a_verifier_without_jsonwebtoken_accepts_navets_tokens() {
+        // Interop, now that navet both signs and verifies with jsonwebtoken: plain aws-lc-rs and base64,
+        // from the published JWKS alone, accept the format (header, ES256 R||S signature, claims).
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let keys = KeyRing::ephemeral(NOW).unwrap();
         let token = mint(&keys, &claims()).unwrap();
-        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks(NOW)).unwrap();
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_audience(&[AUD]);
-        validation.set_issuer(&[ISS]);
-        validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<AccessTokenClaims>(&token, &key, &validation).unwrap();
-        assert_eq!(data.claims, claims());
-        assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
+        let jwk = &keys.jwks(NOW)["keys"][0];
+        let point = [
+            vec![0x04],
+            b64.decode(jwk["x"].as_str().unwrap()).unwrap(),
+            b64.decode(jwk["y"].as_str().unwrap()).unwrap(),
+        ]
+        .concat();
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            &point,
+        )
+        .verify(signing_input.as_bytes(), &b64.decode(signature).unwrap())
+        .unwrap();
+        let (header, payload) = signing_input.split_once('.').unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&b64.decode(header).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": keys.signing_key().kid()})
+        );
+        let payload: AccessTokenClaims =
+            serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+        assert_eq!(payload, claims());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! `navet token` builds a client assertion, asks the server's SMART discovery document for the token
 //! endpoint (so the assertion's `aud` is exactly the URL the server expects), posts the token request and
-//! returns only the access token. Assertions are signed with jsonwebtoken, an implementation independent
-//! of the verifier in [`crate::auth::assertion`], which keeps the two honest with each other in tests.
+//! returns only the access token. Assertions are signed with jsonwebtoken, which the server verifies with
+//! too; `src/auth/tests.rs` also signs one with plain aws-lc-rs (and the README's openssl recipe is a
+//! third signer), so the wire format does not drift to what only jsonwebtoken accepts.
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;

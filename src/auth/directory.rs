@@ -18,13 +18,10 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 
 use crate::auth::jti::{DatabaseJtiStore, MemoryJtiStore};
-use crate::domain::HsaId;
+use crate::domain::{HSA_ID_SYSTEM as HSA_SYSTEM, HsaId};
 use crate::search::params::SearchParams;
 use crate::search::query::parse_query;
 use crate::store::Actor;
-
-/// The HSA-id identifier system (`urn:oid:1.2.752.29.4.19`), as DESIGN.md names it.
-pub const HSA_SYSTEM: &str = "urn:oid:1.2.752.29.4.19";
 
 /// The most roles (and practitioners, and units) one lookup reads: a bound on work, far above what one
 /// person holds.

@@ -282,6 +282,31 @@ async fn a_kid_naming_a_registered_key_and_an_assertion_without_kid_both_verify(
 }
 
 #[tokio::test]
+async fn an_assertion_signed_without_jsonwebtoken_verifies() {
+    // Interop: a client that builds the compact JWS itself (aws-lc-rs, ES384 R||S) is accepted.
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let f = fixture();
+    let der = PrivatePkcs8KeyDer::from_pem_slice(private_key("demo-csk").as_bytes()).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_pkcs8_der()).unwrap();
+    let input = format!(
+        "{}.{}",
+        b64url_encode(br#"{"alg":"ES384","typ":"JWT"}"#),
+        b64url_encode(claims("demo-csk").to_string().as_bytes())
+    );
+    let signature = pair
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    let a = format!("{input}.{}", b64url_encode(signature.as_ref()));
+    f.service
+        .issue_token(request(a, "system/*.rs"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn an_audience_array_holding_the_token_url_is_accepted() {
     let f = fixture();
     let mut c = claims("demo-csk");
