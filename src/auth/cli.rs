@@ -175,7 +175,7 @@ pub fn client_assertion(
         iss: client_id,
         sub: client_id,
         aud: token_url,
-        exp: now + ASSERTION_LIFETIME_SECS,
+        exp: now.saturating_add(ASSERTION_LIFETIME_SECS),
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         extensions: user.map(|u| serde_json::json!({ "ihe_iua": u })),

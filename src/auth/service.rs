@@ -439,7 +439,7 @@ impl AuthService {
 
         // Last, so only a fully valid assertion consumes its jti. Kept until the assertion could no longer
         // pass the `exp` check anyway.
-        let keep_until = verified.exp + assertion::LEEWAY_SECS;
+        let keep_until = verified.exp.saturating_add(assertion::LEEWAY_SECS);
         match self
             .jti_store
             .remember(&client.client_id, &verified.jti, keep_until)
