@@ -167,7 +167,6 @@ impl LimitsSection {
     }
 }
 
-
 /// 1,000 entries: well above what clients send in one Bundle (the demo region's seed is 51 entries; bulk
 /// loaders page at a few hundred), and a transaction at the cap holds the single writer for well under a
 /// second (tests/benches/bundles.rs), so one request cannot stall every other client for long.

@@ -329,6 +329,214 @@ async fn a_replayed_client_assertion_is_refused_after_a_restart() {
     assert!(refused.description.contains("jti"), "{refused}");
 }
 
+// ------------------------------------------------------------------------------------ issue 8: token leaks
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `POST /auth/token` with a client assertion; the status and the RFC 6749 body.
+async fn token_request(app: &TestApp, assertion: &str) -> (u16, serde_json::Value) {
+    let r = app
+        .anonymous
+        .post(format!("{}/auth/token", app.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    (r.status().as_u16(), json(r).await)
+}
+
+/// `GET /fhir/Patient` with `Authorization: Bearer <token>`; the status and the challenge.
+async fn bearer_request(app: &TestApp, token: &str) -> (u16, String) {
+    let r = app
+        .anonymous
+        .get(format!("{}/Patient", app.fhir))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (r.status().as_u16(), challenge)
+}
+
+#[tokio::test]
+async fn a_non_ascii_jose_algorithm_is_refused_with_an_answer_on_both_paths() {
+    // Issue 8 item 4: {"alg":"€"} panicked the request before authentication; the connection dropped.
+    let app = spawn_app().await;
+    for header in [
+        r#"{"alg":"€"}"#,
+        r#"{"alg":"H€"}"#,
+        r#"{"alg":"ES384","crit":["€"]}"#,
+    ] {
+        let token = format!("{}.{}.c2ln", b64url(header.as_bytes()), b64url(b"{}"));
+        let (status, body) = token_request(&app, &token).await;
+        assert_eq!(status, 401, "{header}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{header}");
+        let (status, challenge) = bearer_request(&app, &token).await;
+        assert_eq!(status, 401, "{header}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+    // The server is still serving.
+    assert_eq!(app.get("Patient?_summary=count").await.status(), 200);
+}
+
+/// Signs `claims` as navet does, with navet's own signing key from the data directory: what a forger with
+/// the key, or a bug in navet, could produce.
+async fn signed_by_navet(app: &TestApp, claims: &serde_json::Value) -> String {
+    let jwks = json(
+        app.anonymous
+            .get(format!("{}/auth/jwks", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let keys_dir = app.data_dir.path().join("auth/keys");
+    let file = std::fs::read_dir(&keys_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let pem = std::fs::read(file.path()).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_signed_by_navet_that_lives_longer_than_navet_issues_is_refused() {
+    let app = spawn_app().await;
+    let now = jiff::Timestamp::now().as_second();
+    let claims = |iat: i64, exp: i64| {
+        json!({
+            "iss": format!("{}/auth", app.base), "aud": app.base, "sub": DEFAULT_CLIENT,
+            "client_id": DEFAULT_CLIENT, "principal": DEFAULT_PRINCIPAL, "principal_kind": "mtn",
+            "scope": "system/*.cruds", "jti": uuid::Uuid::new_v4().to_string(),
+            "iat": iat, "nbf": iat, "exp": exp,
+        })
+    };
+    // The control: the same claims with navet's lifetime open the API, so the refusals below are about
+    // the times alone.
+    let fair = signed_by_navet(&app, &claims(now, now + 300)).await;
+    let r = authorized_client(&fair)
+        .get(format!("{}/Organization?_summary=count", app.fhir))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (iat, exp, reason) in [
+        (now, i64::MAX, "lives longer than the 300 seconds"),
+        (now, now + 300 + 31, "lives longer than the 300 seconds"),
+        (now - 86_400, now + 60, "lives longer than the 300 seconds"),
+        (i64::MIN, i64::MAX, "lives longer than the 300 seconds"),
+        (i64::MAX, i64::MAX, "not valid yet"),
+        (now + 3600, now + 3700, "not valid yet"),
+        (i64::MIN, i64::MIN, "has expired"),
+    ] {
+        let token = signed_by_navet(&app, &claims(iat, exp)).await;
+        let (status, challenge) = bearer_request(&app, &token).await;
+        assert_eq!(status, 401, "iat {iat} exp {exp}");
+        assert!(
+            challenge.contains(reason),
+            "iat {iat} exp {exp}: {challenge}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_acting_user_must_hold_a_role_at_the_care_unit_in_navets_directory() {
+    let app = spawn_app_with_demo().await;
+    let key = navet::auth::cli::demo_private_key(DEFAULT_CLIENT).unwrap();
+    let token_url = format!("{}/auth/token", app.base);
+    let now = jiff::Timestamp::now().as_second();
+    let acting = |subject: &str, unit: &str| navet::auth::ActingUserClaims {
+        subject_id: subject.into(),
+        subject_name: None,
+        subject_role: "SSK".into(),
+        subject_organization_id: unit.into(),
+        purpose_of_use: "TREAT".into(),
+    };
+    // Every demo user of the principal holds a seeded role: tokens are issued.
+    for subject in [
+        "SE2321000255-P0101",
+        "SE2321000255-P0102",
+        "SE2321000255-P0103",
+    ] {
+        let user = acting(subject, DEFAULT_PRINCIPAL);
+        let assertion =
+            navet::auth::cli::client_assertion(DEFAULT_CLIENT, &token_url, key, Some(&user), now)
+                .unwrap();
+        let (status, body) = token_request(&app, &assertion).await;
+        assert_eq!(status, 200, "{subject}: {body}");
+    }
+    // Unknown to the directory, or a user of another principal's unit claiming this one: refused.
+    for subject in ["SE2321000255-P9999", "SE2321000255-P0201"] {
+        let user = acting(subject, DEFAULT_PRINCIPAL);
+        let assertion =
+            navet::auth::cli::client_assertion(DEFAULT_CLIENT, &token_url, key, Some(&user), now)
+                .unwrap();
+        let (status, body) = token_request(&app, &assertion).await;
+        assert_eq!(status, 400, "{subject}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{subject}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains(
+                "holds no active PractitionerRole at care unit SE2321000255-MTN01 in navet's directory"
+            ),
+            "{description}"
+        );
+        assert!(!description.contains(subject), "the user is not echoed");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn signing_key_files_are_owner_only_and_a_loosened_one_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let keys_dir = app.data_dir.path().join("auth/keys");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keys_dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&keys_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(mode(&files[0]), 0o600);
+    // A restart on a key file someone made world-readable refuses to start and says how to fix it. (The
+    // authentication part of start-up, on the same data directory; the running app keeps its store.)
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = settings(app.data_dir.path().to_path_buf(), false);
+    let restart =
+        navet::auth::AuthSettings::new(app.base.clone(), s.data_dir.clone(), s.auth_files);
+    let errors = navet::auth::build(
+        &s.auth,
+        restart,
+        std::sync::Arc::new(navet::auth::MemoryJtiStore::new()),
+    )
+    .expect_err("refused to start");
+    let err = errors.iter().map(|e| e.to_string()).collect::<String>();
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(err.contains(&files[0].display().to_string()), "{err}");
+    assert_eq!(mode(&files[0]), 0o644, "refused, not silently changed");
+}
+
 // ------------------------------------------------------------------------------------------- HTTPS, mTLS
 
 fn fixture(name: &str) -> std::path::PathBuf {

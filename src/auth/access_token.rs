@@ -11,16 +11,23 @@
 //! - `principal` (HSA-id) and `principal_kind`; `scope` (granted, space separated); `system_integration`;
 //! - `jti` (random, for the audit log), `iat`, `nbf` = `iat`, `exp` = `iat + token_lifetime`.
 //!
-//! Verification refuses, each with its own reason: malformed tokens, `alg` none or HMAC or anything but ES256,
-//! `typ` other than `at+jwt`, an unknown `kid` (another navet instance's key, or a retired key), a bad
-//! signature (tampering), wrong `iss`/`aud`, expired and not-yet-valid tokens.
+//! Signing and verifying are jsonwebtoken's ([`jsonwebtoken::encode`], [`jsonwebtoken::decode`] with the
+//! access-token [`Validation`]: ES256 only, `iss` and `aud` required and equal to this navet's). navet adds
+//! what the crate does not check, each refusal with its own reason: the header gate
+//! ([`crate::auth::jws::header`]: size, `none`/HMAC by name, `crit`), `typ` = `at+jwt`, the key by `kid`
+//! (another navet instance's key, or a retired key, is unknown), and the times against navet's clock with
+//! saturating arithmetic: expired, not valid yet (`iat` or `nbf` in the future beyond the leeway), and a
+//! lifetime (`exp - iat`) longer than navet issues plus the leeway, so even a token signed with navet's key
+//! but with `exp` near `i64::MAX` does not verify.
 //!
 //! [`TokenCache`] remembers verified tokens by their SHA-256 until they expire, so a client that reuses its
 //! token costs one hash and one map lookup instead of an ECDSA verification.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -67,75 +74,95 @@ pub enum TokenError {
     BadSignature,
     #[error("the token's claims are malformed: {0}")]
     Claims(String),
-    #[error("the token was issued by {found:?}, not by this navet ({expected})")]
-    WrongIssuer { found: String, expected: String },
-    #[error("the token is for audience {found:?}, not for this server ({expected})")]
-    WrongAudience { found: String, expected: String },
+    #[error("the token was not issued by this navet ({expected})")]
+    WrongIssuer { expected: String },
+    #[error("the token is not for this server ({expected})")]
+    WrongAudience { expected: String },
     #[error("the token has expired")]
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    #[error("the token lives longer than the {0} seconds navet issues tokens for")]
+    TooLongLived(i64),
     #[error("could not sign the token")]
     Signing,
 }
 
-/// Signs `claims` with the ring's current key.
+/// Signs `claims` with the ring's current key (jsonwebtoken, ES256).
 pub fn mint(keys: &KeyRing, claims: &AccessTokenClaims) -> Result<String, TokenError> {
     let key = keys.signing_key();
-    let header =
-        serde_json::json!({ "alg": JwsAlg::Es256.as_str(), "typ": TOKEN_TYPE, "kid": key.kid() });
-    let header = serde_json::to_vec(&header).map_err(|_| TokenError::Signing)?;
-    let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
-    let mut token = jws::b64url_encode(&header);
-    token.push('.');
-    token.push_str(&jws::b64url_encode(&payload));
-    let signature = key.sign(token.as_bytes()).ok_or(TokenError::Signing)?;
-    token.push('.');
-    token.push_str(&jws::b64url_encode(&signature));
-    Ok(token)
+    let mut header = Header::new(JwsAlg::Es256.algorithm());
+    header.typ = Some(TOKEN_TYPE.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|_| TokenError::Signing)
 }
 
-/// Verifies `token` and returns its claims. `issuer` and `audience` are this navet's.
+/// The jsonwebtoken validation of an access token: ES256, `iss` and `aud` present and this navet's. Times
+/// are checked by [`verify`] against navet's clock (the crate reads the system clock, and its own
+/// arithmetic is unsigned).
+fn validation(issuer: &str, audience: &str) -> Validation {
+    let mut v = Validation::new(JwsAlg::Es256.algorithm());
+    v.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    v
+}
+
+/// Verifies `token` and returns its claims. `issuer` and `audience` are this navet's; `lifetime` is the
+/// token lifetime navet issues (`[auth] token_lifetime_secs`).
 pub fn verify(
     token: &str,
     keys: &KeyRing,
     issuer: &str,
     audience: &str,
+    lifetime: i64,
     now: i64,
 ) -> Result<AccessTokenClaims, TokenError> {
-    let parsed = jws::parse(token, &[JwsAlg::Es256])?;
-    if parsed.header.typ.as_deref() != Some(TOKEN_TYPE) {
+    let (header, _) = jws::header(token, &[JwsAlg::Es256])?;
+    if header.typ.as_deref() != Some(TOKEN_TYPE) {
         return Err(TokenError::WrongType);
     }
-    let kid = parsed.header.kid.as_deref().ok_or(TokenError::NoKid)?;
+    let kid = header.kid.as_deref().ok_or(TokenError::NoKid)?;
     let key = keys.verifying_key(kid, now).ok_or(TokenError::UnknownKey)?;
-    if !key
-        .verifier()
-        .verify(parsed.signing_input.as_bytes(), &parsed.signature)
-    {
-        return Err(TokenError::BadSignature);
-    }
-    let claims: AccessTokenClaims =
-        serde_json::from_slice(&parsed.payload).map_err(|e| TokenError::Claims(e.to_string()))?;
-    if claims.iss != issuer {
-        return Err(TokenError::WrongIssuer {
-            found: claims.iss,
+    let claims = jsonwebtoken::decode::<AccessTokenClaims>(
+        token,
+        key.verifier().decoding_key(),
+        &validation(issuer, audience),
+    )
+    .map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer {
             expected: issuer.to_owned(),
-        });
-    }
-    if claims.aud != audience {
-        return Err(TokenError::WrongAudience {
-            found: claims.aud,
-            expected: audience.to_owned(),
-        });
-    }
+        },
+        ErrorKind::MissingRequiredClaim(c) if c == "iss" => TokenError::WrongIssuer {
+            expected: issuer.to_owned(),
+        },
+        ErrorKind::InvalidAudience | ErrorKind::MissingRequiredClaim(_) => {
+            TokenError::WrongAudience {
+                expected: audience.to_owned(),
+            }
+        }
+        ErrorKind::Base64(_) | ErrorKind::InvalidToken => TokenError::Jws(JwsError::Malformed(
+            "the payload or signature is not base64url",
+        )),
+        _ => TokenError::Claims(e.to_string()),
+    })?
+    .claims;
     // RFC 7519 §4.1.4: not accepted on or after `exp`. Leeway only for the start of validity, where another
-    // node's clock running slightly ahead would otherwise refuse a fresh token.
+    // node's clock running slightly ahead would otherwise refuse a fresh token. Saturating: the claims are
+    // signed, but a bug or a leaked key must not turn into an overflow.
     if now >= claims.exp {
         return Err(TokenError::Expired);
     }
-    if claims.nbf > now + LEEWAY_SECS || claims.iat > now + LEEWAY_SECS {
+    let latest_start = now.saturating_add(LEEWAY_SECS);
+    if claims.nbf > latest_start || claims.iat > latest_start {
         return Err(TokenError::NotYetValid);
+    }
+    if claims.exp.saturating_sub(claims.iat) > lifetime.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::TooLongLived(lifetime));
     }
     Ok(claims)
 }
@@ -218,6 +245,7 @@ mod tests {
     const ISS: &str = "https://navet.example/auth";
     const AUD: &str = "https://navet.example";
     const NOW: i64 = 1_700_000_000;
+    const LIFETIME: i64 = 300;
 
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
@@ -241,32 +269,53 @@ mod tests {
     fn a_minted_token_verifies_and_round_trips_its_claims() {
         let keys = KeyRing::ephemeral(NOW).unwrap();
         let token = mint(&keys, &claims()).unwrap();
-        assert_eq!(verify(&token, &keys, ISS, AUD, NOW + 1).unwrap(), claims());
+        assert_eq!(
+            verify(&token, &keys, ISS, AUD, LIFETIME, NOW + 1).unwrap(),
+            claims()
+        );
     }
 
     #[test]
-    fn jsonwebtoken_verifies_navets_tokens_too() {
-        // Interop: an independent implementation accepts the format (header, ES256 R||S signature, claims).
+    fn a_verifier_without_jsonwebtoken_accepts_navets_tokens() {
+        // Interop, now that navet both signs and verifies with jsonwebtoken: plain aws-lc-rs and base64,
+        // from the published JWKS alone, accept the format (header, ES256 R||S signature, claims).
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let keys = KeyRing::ephemeral(NOW).unwrap();
         let token = mint(&keys, &claims()).unwrap();
-        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks(NOW)).unwrap();
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_audience(&[AUD]);
-        validation.set_issuer(&[ISS]);
-        validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<AccessTokenClaims>(&token, &key, &validation).unwrap();
-        assert_eq!(data.claims, claims());
-        assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
+        let jwk = &keys.jwks(NOW)["keys"][0];
+        let point = [
+            vec![0x04],
+            b64.decode(jwk["x"].as_str().unwrap()).unwrap(),
+            b64.decode(jwk["y"].as_str().unwrap()).unwrap(),
+        ]
+        .concat();
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            &point,
+        )
+        .verify(signing_input.as_bytes(), &b64.decode(signature).unwrap())
+        .unwrap();
+        let (header, payload) = signing_input.split_once('.').unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&b64.decode(header).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": keys.signing_key().kid()})
+        );
+        let payload: AccessTokenClaims =
+            serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+        assert_eq!(payload, claims());
     }
 
     #[test]
     fn the_token_stops_verifying_at_exp() {
         let keys = KeyRing::ephemeral(NOW).unwrap();
         let token = mint(&keys, &claims()).unwrap();
-        assert!(verify(&token, &keys, ISS, AUD, NOW + 299).is_ok());
+        assert!(verify(&token, &keys, ISS, AUD, LIFETIME, NOW + 299).is_ok());
         assert_eq!(
-            verify(&token, &keys, ISS, AUD, NOW + 300),
+            verify(&token, &keys, ISS, AUD, LIFETIME, NOW + 300),
             Err(TokenError::Expired)
         );
     }
@@ -275,9 +324,56 @@ mod tests {
     fn a_token_from_the_future_beyond_the_leeway_is_not_valid_yet() {
         let keys = KeyRing::ephemeral(NOW).unwrap();
         let token = mint(&keys, &claims()).unwrap();
-        assert!(verify(&token, &keys, ISS, AUD, NOW - LEEWAY_SECS).is_ok());
+        assert!(verify(&token, &keys, ISS, AUD, LIFETIME, NOW - LEEWAY_SECS).is_ok());
         assert_eq!(
-            verify(&token, &keys, ISS, AUD, NOW - LEEWAY_SECS - 1),
+            verify(&token, &keys, ISS, AUD, LIFETIME, NOW - LEEWAY_SECS - 1),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_by_navet_that_lives_longer_than_navet_issues_is_refused() {
+        // Issue 8: exp near i64::MAX once verified. Every one of these is signed with navet's own key.
+        let keys = KeyRing::ephemeral(NOW).unwrap();
+        let cases = [
+            (NOW, i64::MAX, TokenError::TooLongLived(LIFETIME)),
+            (
+                NOW,
+                NOW + LIFETIME + LEEWAY_SECS + 1,
+                TokenError::TooLongLived(LIFETIME),
+            ),
+            // An old iat with an exp still ahead: the lifetime gives it away.
+            (NOW - 10_000, NOW + 10, TokenError::TooLongLived(LIFETIME)),
+            (i64::MIN, NOW + 10, TokenError::TooLongLived(LIFETIME)),
+            (i64::MIN, i64::MAX, TokenError::TooLongLived(LIFETIME)),
+            // iat in the future (an exp beyond it does not help).
+            (i64::MAX, i64::MAX, TokenError::NotYetValid),
+            (NOW + LEEWAY_SECS + 1, NOW + 100, TokenError::NotYetValid),
+            // Expiry comes first, whatever else is wrong.
+            (i64::MIN, i64::MIN, TokenError::Expired),
+            (NOW, NOW, TokenError::Expired),
+        ];
+        for (iat, exp, expected) in cases {
+            let mut c = claims();
+            c.iat = iat;
+            c.nbf = iat;
+            c.exp = exp;
+            let token = mint(&keys, &c).unwrap();
+            assert_eq!(
+                verify(&token, &keys, ISS, AUD, LIFETIME, NOW),
+                Err(expected),
+                "iat {iat} exp {exp}"
+            );
+        }
+        // The lifetime navet issues, plus the leeway, still verifies.
+        let mut c = claims();
+        c.exp = NOW + LIFETIME + LEEWAY_SECS;
+        assert!(verify(&mint(&keys, &c).unwrap(), &keys, ISS, AUD, LIFETIME, NOW).is_ok());
+        // And nbf far ahead is not valid yet even with a normal iat.
+        let mut c = claims();
+        c.nbf = i64::MAX;
+        assert_eq!(
+            verify(&mint(&keys, &c).unwrap(), &keys, ISS, AUD, LIFETIME, NOW),
             Err(TokenError::NotYetValid)
         );
     }

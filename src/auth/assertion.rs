@@ -1,21 +1,28 @@
 //! Client assertion verification: `private_key_jwt` client authentication (RFC 7523 §2.2 and §3, RFC 7521
 //! §4.2, SMART App Launch 2.x Backend Services "Authenticating to the token endpoint").
 //!
-//! Checks, in this order, each refusal with its own reason:
-//! 1. the JOSE header: compact form, `alg` not `none` and not HMAC (refused before any key is touched), then
-//!    ES384 or RS384 ([`jws::parse`]);
-//! 2. `iss` = `sub` = a registered client_id (and = the form's `client_id` when the form has one);
-//! 3. the signature, with each of the client's registered keys for that algorithm — only the key whose `kid`
-//!    matches when the header names one that is registered, otherwise every key of the algorithm;
-//! 4. `aud` = the token URL exactly (a string, or an array holding it);
-//! 5. `exp` present, in the future, and at most [`MAX_LIFETIME_SECS`] ahead (+ leeway);
-//!    `nbf` and `iat`, when present, not in the future beyond [`LEEWAY_SECS`];
-//! 6. `jti` present (1 to 256 characters). Whether it was seen before is the caller's next step, against
+//! jsonwebtoken checks the signature and `aud` (the assertion [`Validation`]: the key's one algorithm, `aud`
+//! required and = the token URL, a string or an array holding it). navet checks, in this order, each
+//! refusal with its own reason:
+//! 1. the JOSE header gate ([`jws::header`]: size, `none` and HMAC refused before any key is touched, then
+//!    ES384 or RS384, `crit` refused);
+//! 2. `iss` = `sub` = a registered client_id (and = the form's `client_id` when the form has one), read
+//!    from the not-yet-verified payload only to find whose keys to try;
+//! 3. the signature (and `aud`), with each of the client's registered keys for that algorithm — only the key
+//!    whose `kid` matches when the header names one that is registered, otherwise every key of the
+//!    algorithm;
+//! 4. `exp` present, in the future, and at most [`MAX_LIFETIME_SECS`] ahead (+ leeway); `nbf` and `iat`,
+//!    when present, not in the future beyond [`LEEWAY_SECS`] (saturating arithmetic throughout: `exp` near
+//!    `i64::MAX` or `MIN` is refused, never an overflow);
+//! 5. `jti` present (1 to 256 characters). Whether it was seen before is the caller's next step, against
 //!    the [`crate::auth::jti::JtiStore`], after everything here has passed (so a forged assertion cannot burn
 //!    a client's jti).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use jsonwebtoken::Validation;
+use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
 use crate::auth::jws::{self, JwsAlg, JwsError};
@@ -75,8 +82,6 @@ struct AssertionClaims {
     #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
-    aud: Option<Audience>,
-    #[serde(default)]
     exp: Option<i64>,
     #[serde(default)]
     nbf: Option<i64>,
@@ -86,23 +91,6 @@ struct AssertionClaims {
     jti: Option<String>,
     #[serde(default)]
     extensions: Option<serde_json::Value>,
-}
-
-/// RFC 7519 §4.1.3: `aud` is a string or an array of strings.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn contains(&self, wanted: &str) -> bool {
-        match self {
-            Audience::One(a) => a == wanted,
-            Audience::Many(all) => all.iter().any(|a| a == wanted),
-        }
-    }
 }
 
 /// A verified assertion, before the replay check.
@@ -124,11 +112,12 @@ pub fn verify<'c>(
     token_url: &str,
     now: i64,
 ) -> Result<VerifiedAssertion, AssertionError> {
-    let parsed = jws::parse(assertion, ACCEPTED_ALGS)?;
-    // Nothing in the payload is trusted yet: it is read only to find whose keys to try.
-    let claims: AssertionClaims = serde_json::from_slice(&parsed.payload)
-        .map_err(|e| AssertionError::Claims(e.to_string()))?;
-    let client_id = match (&claims.iss, &claims.sub) {
+    let (header, alg) = jws::header(assertion, ACCEPTED_ALGS)?;
+    // Nothing in the payload is trusted yet: it is read only to find whose keys to try (RFC 7523 §3: `iss`
+    // names the client). The verified claims below are decoded again, from the signed bytes.
+    let unverified: AssertionClaims =
+        jsonwebtoken::dangerous::insecure_decode_claims(assertion).map_err(claims_error)?;
+    let client_id = match (&unverified.iss, &unverified.sub) {
         (Some(iss), Some(sub)) if iss == sub && !iss.is_empty() => iss.as_str(),
         _ => return Err(AssertionError::IssSub),
     };
@@ -137,43 +126,53 @@ pub fn verify<'c>(
     }
     let client = lookup(client_id).ok_or(AssertionError::UnknownClient)?;
 
-    let of_alg: Vec<_> = client
-        .keys
-        .iter()
-        .filter(|k| k.alg() == parsed.alg)
-        .collect();
+    let of_alg: Vec<_> = client.keys.iter().filter(|k| k.alg() == alg).collect();
     if of_alg.is_empty() {
-        return Err(AssertionError::NoKeyForAlg(parsed.alg));
+        return Err(AssertionError::NoKeyForAlg(alg));
     }
-    let named: Vec<_> = match parsed.header.kid.as_deref() {
+    let named: Vec<_> = match header.kid.as_deref() {
         Some(kid) if of_alg.iter().any(|k| k.kid() == kid) => {
             of_alg.iter().copied().filter(|k| k.kid() == kid).collect()
         }
         _ => of_alg,
     };
-    if !named
-        .iter()
-        .any(|k| k.verify(parsed.signing_input.as_bytes(), &parsed.signature))
-    {
-        return Err(AssertionError::BadSignature);
+    let validation = validation(alg, token_url);
+    let mut verified = Err(AssertionError::BadSignature);
+    for key in named {
+        match jsonwebtoken::decode::<AssertionClaims>(assertion, key.decoding_key(), &validation) {
+            Ok(data) => {
+                verified = Ok(data.claims);
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
+            // Anything else comes after the signature verified: the claims are this client's.
+            Err(e) => {
+                verified = Err(match e.kind() {
+                    ErrorKind::InvalidAudience | ErrorKind::MissingRequiredClaim(_) => {
+                        AssertionError::WrongAudience {
+                            expected: token_url.to_owned(),
+                        }
+                    }
+                    _ => claims_error(e),
+                });
+                break;
+            }
+        }
     }
+    let claims = verified?;
 
-    if !claims.aud.as_ref().is_some_and(|a| a.contains(token_url)) {
-        return Err(AssertionError::WrongAudience {
-            expected: token_url.to_owned(),
-        });
-    }
     let exp = claims.exp.ok_or(AssertionError::MissingExp)?;
-    if now >= exp + LEEWAY_SECS {
+    if now >= exp.saturating_add(LEEWAY_SECS) {
         return Err(AssertionError::Expired);
     }
-    if exp > now + MAX_LIFETIME_SECS + LEEWAY_SECS {
+    if exp > now.saturating_add(MAX_LIFETIME_SECS + LEEWAY_SECS) {
         return Err(AssertionError::TooLongLived);
     }
-    if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+    let latest_start = now.saturating_add(LEEWAY_SECS);
+    if claims.nbf.is_some_and(|nbf| nbf > latest_start) {
         return Err(AssertionError::NotYetValid);
     }
-    if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
+    if claims.iat.is_some_and(|iat| iat > latest_start) {
         return Err(AssertionError::IssuedInFuture);
     }
     let jti = match claims.jti {
@@ -186,4 +185,25 @@ pub fn verify<'c>(
         exp,
         extensions: claims.extensions,
     })
+}
+
+/// The jsonwebtoken validation of a client assertion signed with `alg`: `aud` required and = the token
+/// URL. Times are checked against navet's clock by [`verify`] (the crate reads the system clock).
+fn validation(alg: JwsAlg, token_url: &str) -> Validation {
+    let mut v = Validation::new(alg.algorithm());
+    v.required_spec_claims = HashSet::from(["aud".to_owned()]);
+    v.set_audience(&[token_url]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    v
+}
+
+fn claims_error(e: jsonwebtoken::errors::Error) -> AssertionError {
+    match e.kind() {
+        ErrorKind::Base64(_) | ErrorKind::InvalidToken => AssertionError::Jws(JwsError::Malformed(
+            "the payload or signature is not base64url",
+        )),
+        _ => AssertionError::Claims(e.to_string()),
+    }
 }

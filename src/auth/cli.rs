@@ -2,17 +2,21 @@
 //!
 //! `navet token` builds a client assertion, asks the server's SMART discovery document for the token
 //! endpoint (so the assertion's `aud` is exactly the URL the server expects), posts the token request and
-//! returns only the access token. Assertions are signed with jsonwebtoken, an implementation independent
-//! of the verifier in [`crate::auth::assertion`], which keeps the two honest with each other in tests.
+//! returns only the access token. Assertions are signed with jsonwebtoken, which the server verifies with
+//! too; `src/auth/tests.rs` also signs one with plain aws-lc-rs (and the README's openssl recipe is a
+//! third signer), so the wire format does not drift to what only jsonwebtoken accepts.
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::config::AuthConfig;
 use crate::auth::iua::{ActingUserClaims, PurposeOfUse};
-use crate::auth::jws::{JwsAlg, VerifyingKey};
+use crate::auth::jws::JwsAlg;
 use crate::auth::service::JWT_BEARER;
 use crate::domain::HsaId;
 
@@ -93,10 +97,18 @@ pub fn keygen(client_id: &str, principal_hsa: &str, alg: KeyAlg) -> Result<Keyge
          public_keys = [\"{client_id}.pub.pem\"]\nscopes = [\"system/*.rs\"]\nsystem_integration = false\n"
     );
     Ok(KeygenOutput {
-        private_pem: crate::auth::pem::encode("PRIVATE KEY", &private_der),
-        public_pem: crate::auth::pem::encode("PUBLIC KEY", &public_der),
+        private_pem: pem_of("PRIVATE KEY", private_der),
+        public_pem: pem_of("PUBLIC KEY", public_der),
         config_snippet,
     })
+}
+
+/// PEM (RFC 7468, LF line ends) with the `pem` crate: rustls' pki-types only reads PEM.
+fn pem_of(label: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// A parsed client private key.
@@ -107,37 +119,27 @@ struct ClientKey {
 }
 
 fn client_key(private_pem: &str) -> Result<ClientKey, CliError> {
-    let der = crate::auth::pem::decode_labelled(private_pem, "PRIVATE KEY")
-        .map_err(|e| CliError::PrivateKey(e.to_string()))?;
-    let (alg, encoding, public_der) =
-        if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &der) {
-            let public: PublicKeyX509Der<'static> = pair
-                .public_key()
-                .as_der()
-                .map_err(|e| CliError::PrivateKey(e.to_string()))?;
-            (
-                JwsAlg::Es384,
-                jsonwebtoken::EncodingKey::from_ec_der(&der),
-                public.as_ref().to_vec(),
-            )
-        } else {
-            let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
-                .map_err(|e| CliError::PrivateKey(e.to_string()))?;
-            let public: PublicKeyX509Der<'static> = pair
-                .public_key()
-                .as_der()
-                .map_err(|e| CliError::PrivateKey(e.to_string()))?;
-            // jsonwebtoken's RSA signer wants PKCS#1; from_rsa_pem unwraps the PKCS#8 PEM to it.
+    let der = PrivatePkcs8KeyDer::from_pem_slice(private_pem.as_bytes())
+        .map_err(|e| CliError::PrivateKey(format!("no PRIVATE KEY PEM block: {e}")))?;
+    let ec = jsonwebtoken::EncodingKey::from_ec_der(der.secret_pkcs8_der());
+    let (alg, encoding, public) = match Jwk::from_encoding_key(&ec, jsonwebtoken::Algorithm::ES384)
+    {
+        Ok(public) => (JwsAlg::Es384, ec, public),
+        Err(_) => {
+            // jsonwebtoken's RSA signer wants PKCS#1; from_rsa_pem unwraps the PKCS#8 PEM to it. (The CLI
+            // is the client side: how it reads its own key is not the server's PEM handling.)
             let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
                 .map_err(|e| CliError::PrivateKey(e.to_string()))?;
-            (JwsAlg::Rs384, encoding, public.as_ref().to_vec())
-        };
+            let public = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS384)
+                .map_err(|e| CliError::PrivateKey(e.to_string()))?;
+            (JwsAlg::Rs384, encoding, public)
+        }
+    };
     // The kid is the RFC 7638 thumbprint navet computes for a PEM-registered key, so the server tries the
     // right key first.
-    let kid = VerifyingKey::from_public_der(&public_der)
-        .map_err(|e| CliError::PrivateKey(e.to_string()))?
-        .kid()
-        .to_owned();
+    let kid = public
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| CliError::PrivateKey(e.to_string()))?;
     Ok(ClientKey { alg, encoding, kid })
 }
 
@@ -173,7 +175,7 @@ pub fn client_assertion(
         iss: client_id,
         sub: client_id,
         aud: token_url,
-        exp: now + ASSERTION_LIFETIME_SECS,
+        exp: now.saturating_add(ASSERTION_LIFETIME_SECS),
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         extensions: user.map(|u| serde_json::json!({ "ihe_iua": u })),

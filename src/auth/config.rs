@@ -38,6 +38,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::auth::clock::{Clock, SystemClock};
+use crate::auth::directory::UserDirectory;
 use crate::auth::iua::Role;
 use crate::auth::jti::JtiStore;
 use crate::auth::jws::VerifyingKey;
@@ -45,7 +46,7 @@ use crate::auth::keys::KeyRing;
 use crate::auth::principal::{Principal, PrincipalKind};
 use crate::auth::registry::{Client, KnownUser, Registry};
 use crate::auth::scopes::Scopes;
-use crate::auth::service::{AuthService, Urls};
+use crate::auth::service::{AuthService, Stores, Urls};
 use crate::domain::HsaId;
 
 /// Everything authentication reads from `navet.toml`. Meant to be `#[serde(flatten)]`ed into the top-level
@@ -428,11 +429,17 @@ pub fn signing_key_dir(cfg: &AuthConfig, data_dir: &Path) -> PathBuf {
 
 /// Checks the whole configuration, loads (or on first start generates) the signing keys and builds the
 /// service. Every problem is reported, not just the first.
-pub fn build(
+///
+/// `store` is navet's persistent state as authentication sees it: the `jti` replay set and the user
+/// directory (in production one [`crate::auth::DatabaseJtiStore`] over the store serves both).
+pub fn build<S>(
     cfg: &AuthConfig,
     settings: AuthSettings,
-    jti_store: Arc<dyn JtiStore>,
-) -> Result<AuthService, Vec<ConfigError>> {
+    store: Arc<S>,
+) -> Result<AuthService, Vec<ConfigError>>
+where
+    S: JtiStore + UserDirectory + 'static,
+{
     let mut errors = Vec::new();
     let lifetime = cfg.auth.token_lifetime_secs;
     if !(60..=3600).contains(&lifetime) {
@@ -465,11 +472,15 @@ pub fn build(
     let key_dir = signing_key_dir(cfg, &settings.data_dir);
     let keys = KeyRing::load_or_generate(&key_dir, settings.clock.now_unix(), lifetime)
         .map_err(|e| vec![ConfigError::new("[auth] signing keys", e)])?;
+    let stores = Stores {
+        jti: store.clone(),
+        directory: store,
+    };
     Ok(AuthService::new(
         registry,
         keys,
         Some(key_dir),
-        jti_store,
+        stores,
         settings.clock,
         Urls::new(&settings.base_url),
         lifetime,
@@ -620,9 +631,9 @@ mod tests {
         std::fs::write(dir.path().join("keys/x.pub.pem"), &key.public_pem).unwrap();
         let rsa = crate::auth::demo::demo_key("demo-itacih").unwrap();
         let rsa_key = VerifyingKey::from_public_pem(rsa.public_pem).unwrap();
-        let jwks = serde_json::json!({"keys": [crate::auth::jws::public_jwk_of_key(&rsa_key)
-            .unwrap()
-            .to_json("rsa-1", rsa_key.alg())]});
+        let mut jwk = serde_json::to_value(rsa_key.jwk()).unwrap();
+        jwk["kid"] = "rsa-1".into();
+        let jwks = serde_json::json!({ "keys": [jwk] });
         std::fs::write(dir.path().join("keys/x.jwks.json"), jwks.to_string()).unwrap();
         let cfg = AuthConfig::from_toml(
             r#"

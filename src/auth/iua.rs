@@ -173,13 +173,22 @@ pub enum IuaError {
     CareUnitOfAnotherPrincipal { care_unit: HsaId, principal: HsaId },
     #[error("extensions.ihe_iua.purpose_of_use {0:?} is not TREAT, ETREAT or HOPERAT")]
     UnknownPurpose(String),
+    #[error(
+        "extensions.ihe_iua.subject_id holds no active PractitionerRole at care unit {care_unit} in navet's \
+         directory"
+    )]
+    NotInDirectory { care_unit: HsaId },
 }
 
 impl IuaError {
     /// Whether the extension was well-formed but names something the client may not claim (a care unit of
-    /// another principal): RFC 6749 `invalid_grant` rather than `invalid_request`.
+    /// another principal, a user without a role there): RFC 6749 `invalid_grant` rather than
+    /// `invalid_request`.
     pub fn is_authorization_failure(&self) -> bool {
-        matches!(self, IuaError::CareUnitOfAnotherPrincipal { .. })
+        matches!(
+            self,
+            IuaError::CareUnitOfAnotherPrincipal { .. } | IuaError::NotInDirectory { .. }
+        )
     }
 }
 

@@ -3,9 +3,13 @@
 //!
 //! The production store lives in the database so a replay is refused after a restart too, and every navet
 //! node sharing that database sees the same set; [`MemoryJtiStore`] is for tests and single-process tools.
+//! Both also serve as the user directory ([`crate::auth::directory`]): they are authentication's view of
+//! navet's persistent state.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+
+use crate::domain::HsaId;
 
 use async_trait::async_trait;
 
@@ -28,10 +32,12 @@ pub trait JtiStore: Send + Sync {
     ) -> Result<bool, JtiStoreError>;
 }
 
-/// An in-memory [`JtiStore`]. Forgets expired entries as it goes; lost on restart.
+/// An in-memory [`JtiStore`]. Forgets expired entries as it goes; lost on restart. As a
+/// [`crate::auth::UserDirectory`] it knows exactly the (user, care unit) roles it was made with.
 #[derive(Debug, Default)]
 pub struct MemoryJtiStore {
     state: Mutex<MemoryState>,
+    roles: HashSet<(HsaId, HsaId)>,
 }
 
 #[derive(Debug, Default)]
@@ -43,8 +49,21 @@ struct MemoryState {
 }
 
 impl MemoryJtiStore {
+    /// A store whose directory is empty: no user holds a role.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose directory holds these (user, care unit) roles.
+    pub fn with_roles(roles: impl IntoIterator<Item = (HsaId, HsaId)>) -> Self {
+        MemoryJtiStore {
+            roles: roles.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn has_role(&self, user: &HsaId, care_unit: &HsaId) -> bool {
+        self.roles.contains(&(user.clone(), care_unit.clone()))
     }
 
     const MIN_SWEEP_AT: usize = 4096;
@@ -80,13 +99,23 @@ impl JtiStore for MemoryJtiStore {
 
 /// The production [`JtiStore`]: the `seen_once` table of navet's database, written through the store's
 /// writer, so a replay is refused after a restart and the record is durable before the token is issued.
+/// Also the production [`crate::auth::UserDirectory`] (the stored PractitionerRoles).
 pub struct DatabaseJtiStore {
     store: std::sync::Arc<dyn crate::store::Store>,
+    /// The search parameter table the directory queries are parsed with, loaded on first use.
+    pub(crate) params: OnceLock<crate::search::params::SearchParams>,
 }
 
 impl DatabaseJtiStore {
     pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
-        DatabaseJtiStore { store }
+        DatabaseJtiStore {
+            store,
+            params: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn crate::store::Store {
+        self.store.as_ref()
     }
 }
 

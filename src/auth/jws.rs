@@ -1,26 +1,39 @@
-//! Compact JWS (RFC 7515 §7.1) parsing, the algorithm gate, and the public keys signatures are checked with.
+//! The JOSE header gate and the public keys signatures are checked with, on top of jsonwebtoken 11.
 //!
-//! Both client assertions and navet's access tokens go through [`parse`] first. It decodes only the header
-//! and refuses `alg: none` (RFC 7518 §3.6) and every HMAC algorithm before any key is looked at, so neither
-//! "unsigned" nor "HMAC keyed with the public key" (the classic algorithm-confusion attack) can reach a
-//! verifier. Which asymmetric algorithm is acceptable is then fixed by the *key*, never by the token: an
-//! ES384 key verifies only ES384, an RSA key only RS384 ([`VerifyingKey::alg`]).
+//! jsonwebtoken does the JWS work: splitting and base64url-decoding the compact form, the header, the
+//! signature (with aws-lc-rs), `iss`/`aud` (one [`jsonwebtoken::Validation`] per token kind, built in
+//! `assertion` and `access_token`) and the JWK (de)serialisation and RFC 7638 thumbprints. What is navet's
+//! own here is only what the crate does not do:
+//! - a size cap ([`MAX_TOKEN_BYTES`]) before anything is decoded: a bound on work for unauthenticated input;
+//! - `crit` refused (RFC 7515 §4.1.11: navet understands no critical extension; the crate ignores `crit`);
+//! - the algorithm gate, naming what it refuses: `none` (RFC 7518 §3.6) and every HMAC algorithm are refused
+//!   by name before any key is looked at, so neither "unsigned" nor "HMAC keyed with the public key" (the
+//!   algorithm-confusion attack) reaches a verifier. Which asymmetric algorithm is acceptable is fixed by
+//!   the *key*, never by the token: an ES384 key verifies only ES384, an RSA key only RS384
+//!   ([`VerifyingKey::alg`]);
+//! - checking key material when it is loaded (curve, RSA size), so a bad key is a start-up error that names
+//!   the file rather than a refused request later.
 //!
-//! Signatures are checked with aws-lc-rs `ParsedPublicKey` (the key is parsed and validated once, at
-//! configuration time), the same library jsonwebtoken 11 delegates to with its `aws_lc_rs` feature.
+//! Nothing here slices a string or does arithmetic on a value from the token (issue 8 item 4: a header
+//! `{"alg":"€"}` once panicked a byte-indexed slice in the old hand-written gate).
 
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+    ThumbprintHash,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use rustls_pki_types::pem::{PemObject, SectionKind};
 
 /// Longest token or assertion navet decodes: a bound on work done for unauthenticated input. A 3072-bit RSA
 /// signature plus a large IUA extension stays far below it.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// The signature algorithms navet knows (RFC 7518 §3.1).
+/// The signature algorithms navet accepts anywhere (RFC 7518 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JwsAlg {
     /// ECDSA P-256 SHA-256: navet's access tokens.
@@ -40,13 +53,20 @@ impl JwsAlg {
         }
     }
 
-    fn verification(self) -> &'static dyn signature::VerificationAlgorithm {
+    /// The jsonwebtoken algorithm.
+    pub fn algorithm(self) -> Algorithm {
         match self {
-            // JWS ECDSA signatures are the fixed-width R || S form (RFC 7518 §3.4), not ASN.1.
-            JwsAlg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
-            JwsAlg::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
-            // RFC 7518 §3.3 requires 2048 bits or more; aws-lc-rs refuses smaller keys with this algorithm.
-            JwsAlg::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            JwsAlg::Es256 => Algorithm::ES256,
+            JwsAlg::Es384 => Algorithm::ES384,
+            JwsAlg::Rs384 => Algorithm::RS384,
+        }
+    }
+
+    fn key_algorithm(self) -> KeyAlgorithm {
+        match self {
+            JwsAlg::Es256 => KeyAlgorithm::ES256,
+            JwsAlg::Es384 => KeyAlgorithm::ES384,
+            JwsAlg::Rs384 => KeyAlgorithm::RS384,
         }
     }
 }
@@ -57,7 +77,7 @@ impl std::fmt::Display for JwsAlg {
     }
 }
 
-/// Why a compact JWS was refused before (or at) its signature.
+/// Why a compact JWS was refused before its signature was checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwsError {
     #[error("the token is longer than {MAX_TOKEN_BYTES} bytes")]
@@ -76,101 +96,86 @@ pub enum JwsError {
     Critical(String),
 }
 
-/// The JOSE header fields navet reads. Others (`jku`, `x5u`, `jwk`, `x5c`, …) are never used: keys come from
-/// navet's configuration, not from the token.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JoseHeader {
-    pub alg: String,
-    #[serde(default)]
-    pub kid: Option<String>,
-    #[serde(default)]
-    pub typ: Option<String>,
-    #[serde(default)]
-    pub crit: Option<serde_json::Value>,
-}
-
-/// A compact JWS split into its parts; nothing in it is trusted until [`VerifyingKey::verify`] passes.
-#[derive(Debug)]
-pub struct CompactJws<'a> {
-    pub header: JoseHeader,
-    /// The checked algorithm: one of those the caller accepts.
-    pub alg: JwsAlg,
-    /// `BASE64URL(header) '.' BASE64URL(payload)`, what the signature covers (RFC 7515 §5.2).
-    pub signing_input: &'a str,
-    pub payload: Vec<u8>,
-    pub signature: Vec<u8>,
-}
-
-/// Splits `token`, decodes the header and passes it through the algorithm gate: `none` and `HS*` are refused
-/// first and by name, then anything outside `accepted`.
-pub fn parse<'a>(token: &'a str, accepted: &[JwsAlg]) -> Result<CompactJws<'a>, JwsError> {
+/// Decodes the JOSE header of `token` (jsonwebtoken) and passes it through the gate: size first, then
+/// `none` and `HS*` by name, then anything outside `accepted`, then `crit`. Nothing in the header is
+/// trusted beyond choosing which key to try; `jku`, `x5u`, `jwk`, `x5c` are never used (keys come from
+/// navet's configuration, not from the token).
+pub fn header(token: &str, accepted: &[JwsAlg]) -> Result<(Header, JwsAlg), JwsError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwsError::TooLong);
     }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwsError::Malformed("it does not have exactly three parts"));
-    };
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| JwsError::Malformed("the header is not base64url"))?;
-    let header: JoseHeader =
-        serde_json::from_slice(&header_json).map_err(|e| JwsError::Header(e.to_string()))?;
-
-    let alg = gate(&header.alg, accepted)?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| unparsable_header(token, &e))?;
+    let alg = gate(header.alg, accepted)?;
     if let Some(crit) = &header.crit {
         // RFC 7515 §4.1.11: a recipient that does not understand a listed extension must refuse the JWS.
-        return Err(JwsError::Critical(crit.to_string()));
+        return Err(JwsError::Critical(crit.join(",")));
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| JwsError::Malformed("the payload is not base64url"))?;
-    if signature_b64.is_empty() {
-        return Err(JwsError::Malformed("the signature is empty"));
-    }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| JwsError::Malformed("the signature is not base64url"))?;
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    Ok(CompactJws {
-        header,
-        alg,
-        signing_input,
-        payload,
-        signature,
-    })
+    Ok((header, alg))
 }
 
-/// The algorithm gate. Case-insensitive for the refused names so `"None"` or `"hs256"` cannot slip past a
-/// case-sensitive comparison somewhere else.
-fn gate(alg: &str, accepted: &[JwsAlg]) -> Result<JwsAlg, JwsError> {
-    if alg.eq_ignore_ascii_case("none") {
-        return Err(JwsError::AlgNone);
-    }
-    if alg.len() >= 2 && alg[..2].eq_ignore_ascii_case("HS") {
-        return Err(JwsError::AlgHmac(alg.to_owned()));
+fn gate(alg: Algorithm, accepted: &[JwsAlg]) -> Result<JwsAlg, JwsError> {
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Err(JwsError::AlgHmac(format!("{alg:?}")));
     }
     accepted
         .iter()
         .copied()
-        .find(|a| a.as_str() == alg)
+        .find(|a| a.algorithm() == alg)
         .ok_or_else(|| JwsError::AlgNotAccepted {
-            found: alg.to_owned(),
-            accepted: accepted
-                .iter()
-                .map(|a| a.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            found: format!("{alg:?}"),
+            accepted: accepted_list(accepted),
         })
+}
+
+fn accepted_list(accepted: &[JwsAlg]) -> String {
+    accepted
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The refusal for a header jsonwebtoken could not decode. jsonwebtoken knows no `none` and refuses any
+/// `alg` it does not implement as "unknown variant"; to name the classic attacks in the refusal (as
+/// `spec/auth.md` asks), the header's `alg` member alone is read again here, as a plain string. It is
+/// only compared, never sliced.
+fn unparsable_header(token: &str, error: &jsonwebtoken::errors::Error) -> JwsError {
+    match error.kind() {
+        ErrorKind::InvalidToken => JwsError::Malformed("it does not have three parts"),
+        ErrorKind::Base64(_) => JwsError::Malformed("the header is not base64url"),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => match named_alg(token) {
+            Some(alg) if alg.eq_ignore_ascii_case("none") => JwsError::AlgNone,
+            // Lower-case "hs256" is no algorithm jsonwebtoken knows, but it is still HMAC by intent.
+            Some(alg) if alg.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("hs")) => {
+                JwsError::AlgHmac(alg)
+            }
+            // An alg jsonwebtoken knows: the error is elsewhere in the header.
+            Some(alg) if alg.parse::<Algorithm>().is_err() => JwsError::AlgNotAccepted {
+                found: alg,
+                accepted: "ES256, ES384, RS384".to_owned(),
+            },
+            _ => JwsError::Header(error.to_string()),
+        },
+        _ => JwsError::Header(error.to_string()),
+    }
+}
+
+fn named_alg(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct AlgOnly {
+        alg: String,
+    }
+    let header = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+    serde_json::from_slice::<AlgOnly>(&header)
+        .ok()
+        .map(|h| h.alg)
 }
 
 /// Why a public key could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyLoadError {
-    #[error(transparent)]
-    Pem(#[from] crate::auth::pem::PemError),
+    #[error("{0}")]
+    Pem(String),
     #[error(
         "the key is neither an EC P-384 key (for ES384) nor an RSA key of 2048 to 8192 bits (for RS384)"
     )]
@@ -185,12 +190,15 @@ pub enum KeyLoadError {
     EmptyJwks,
 }
 
-/// A public key that verifies exactly one algorithm.
+/// A public key that verifies exactly one algorithm, as jsonwebtoken's [`DecodingKey`], with its public
+/// JWK (for the JWKS navet publishes and for RFC 7638 thumbprints).
+#[derive(Clone)]
 pub struct VerifyingKey {
     alg: JwsAlg,
     /// The `kid` a token may name: the JWKS `kid` when the key came with one, else the RFC 7638 thumbprint.
     kid: String,
-    key: ParsedPublicKey,
+    key: DecodingKey,
+    jwk: Jwk,
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -211,110 +219,119 @@ impl VerifyingKey {
         &self.kid
     }
 
-    /// Checks `signature` over `signing_input`. The algorithm is the key's own; the caller has already made
-    /// sure the token's `alg` names it.
-    pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        self.key.verify_sig(signing_input, signature).is_ok()
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.key
     }
 
-    /// A key from SubjectPublicKeyInfo DER (or PKCS#1 for RSA): EC P-384 becomes ES384, RSA becomes RS384.
-    pub fn from_public_der(der: &[u8]) -> Result<Self, KeyLoadError> {
-        for alg in [JwsAlg::Es384, JwsAlg::Rs384] {
-            if let Ok(key) = ParsedPublicKey::new(alg.verification(), der) {
-                let jwk = public_jwk_of(alg, &key).ok_or(KeyLoadError::Unsupported)?;
-                check_rsa_size(&jwk)?;
-                let kid = jwk.thumbprint();
-                return Ok(VerifyingKey { alg, kid, key });
-            }
-        }
-        Err(KeyLoadError::Unsupported)
+    /// The public JWK with `kid`, `alg` and `"use": "sig"`.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
     }
 
-    /// A key from a PEM file: `PUBLIC KEY` (SubjectPublicKeyInfo) or `RSA PUBLIC KEY` (PKCS#1).
+    /// From public JWK parameters: checks the key material, names it (`kid`, or the thumbprint) and makes
+    /// the decoding key.
+    fn from_params(
+        alg: JwsAlg,
+        params: AlgorithmParameters,
+        kid: Option<String>,
+    ) -> Result<Self, String> {
+        let spki = check_material(alg, &params)?;
+        let mut jwk = Jwk {
+            common: CommonParameters::default(),
+            algorithm: params,
+        };
+        let kid = match kid {
+            Some(kid) => kid,
+            None => jwk
+                .thumbprint(ThumbprintHash::SHA256)
+                .map_err(|e| format!("cannot compute the key's thumbprint: {e}"))?,
+        };
+        jwk.common = CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(alg.key_algorithm()),
+            key_id: Some(kid.clone()),
+            ..CommonParameters::default()
+        };
+        // The key is handed to jsonwebtoken as SubjectPublicKeyInfo DER rather than as the bare point or
+        // n/e the JWK gives: aws-lc-rs parses SPKI first, and building the key from the JWK form on every
+        // verification measurably slowed it (tests/benches/auth.rs).
+        let key = match alg {
+            JwsAlg::Rs384 => DecodingKey::from_rsa_der(&spki),
+            JwsAlg::Es256 | JwsAlg::Es384 => DecodingKey::from_ec_der(&spki),
+        };
+        Ok(VerifyingKey { alg, kid, key, jwk })
+    }
+
+    /// A key from SubjectPublicKeyInfo DER: EC P-384 becomes ES384, RSA becomes RS384.
+    pub fn from_public_der(spki: &[u8]) -> Result<Self, KeyLoadError> {
+        let (alg, params) = public_params_of_spki(spki)?;
+        Self::from_params(alg, params, None).map_err(|_| KeyLoadError::Unsupported)
+    }
+
+    /// A key from a PEM file holding one `PUBLIC KEY` (SubjectPublicKeyInfo) block, read with rustls'
+    /// pki-types.
     pub fn from_public_pem(text: &str) -> Result<Self, KeyLoadError> {
-        let block = crate::auth::pem::decode_one(text)?;
-        match block.label.as_str() {
-            "PUBLIC KEY" | "RSA PUBLIC KEY" => Self::from_public_der(&block.der),
-            other => Err(crate::auth::pem::PemError::WrongLabel {
-                found: other.to_owned(),
-                expected: "PUBLIC KEY".to_owned(),
-            }
-            .into()),
+        let mut sections = <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(text.as_bytes());
+        let first = sections.next();
+        if sections.next().is_some() {
+            return Err(KeyLoadError::Pem(
+                "the file holds more than one PEM block; put one key per file".to_owned(),
+            ));
+        }
+        match first {
+            Some(Ok((SectionKind::PublicKey, der))) => Self::from_public_der(&der),
+            Some(Ok((kind, _))) => Err(KeyLoadError::Pem(format!(
+                "found a PEM block {:?}, expected PUBLIC KEY",
+                label_of(kind)
+            ))),
+            Some(Err(e)) => Err(KeyLoadError::Pem(format!("the PEM is not valid: {e}"))),
+            None => Err(KeyLoadError::Pem(
+                "no PEM block found (expected a line like -----BEGIN PUBLIC KEY-----; a PKCS#1 \
+                 'RSA PUBLIC KEY' converts with openssl rsa -RSAPublicKey_in -pubout)"
+                    .to_owned(),
+            )),
         }
     }
 
-    /// An ES256 key from an uncompressed P-256 point: navet's own access-token keys.
-    pub(crate) fn es256_from_point(point: &[u8]) -> Option<Self> {
-        let key = ParsedPublicKey::new(JwsAlg::Es256.verification(), point).ok()?;
-        let kid = thumbprint_of(JwsAlg::Es256, &key)?;
-        Some(VerifyingKey {
-            alg: JwsAlg::Es256,
-            kid,
-            key,
-        })
+    /// An ES256 key from its public JWK: navet's own access-token keys.
+    pub(crate) fn es256(params: AlgorithmParameters) -> Result<Self, String> {
+        Self::from_params(JwsAlg::Es256, params, None)
     }
 
-    /// Every usable key of a JWKS document (RFC 7517 §5). Keys marked for encryption (`"use": "enc"`) or
-    /// with an `alg` other than ES384/RS384 are refused rather than skipped, so a misconfigured file is
-    /// noticed at start-up.
+    /// Every usable key of a JWKS document (RFC 7517 §5), parsed by jsonwebtoken. Keys marked for encryption
+    /// (`"use": "enc"`) or with an `alg` other than ES384/RS384 are refused rather than skipped, so a
+    /// misconfigured file is noticed at start-up.
     pub fn from_jwks(text: &str) -> Result<Vec<Self>, KeyLoadError> {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
-
         let set: JwkSet =
             serde_json::from_str(text).map_err(|e| KeyLoadError::Jwks(e.to_string()))?;
         let mut keys = Vec::with_capacity(set.keys.len());
-        for (index, jwk) in set.keys.iter().enumerate() {
-            let fail = |reason: &str| KeyLoadError::Jwk {
-                index,
-                reason: reason.to_owned(),
-            };
+        for (index, jwk) in set.keys.into_iter().enumerate() {
+            let fail = |reason: String| KeyLoadError::Jwk { index, reason };
             if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-                return Err(fail("the key is marked \"use\": \"enc\""));
+                return Err(fail("the key is marked \"use\": \"enc\"".to_owned()));
             }
-            let (alg, der_or_point): (JwsAlg, Vec<u8>) = match &jwk.algorithm {
-                AlgorithmParameters::EllipticCurve(ec) => {
-                    if ec.curve != EllipticCurve::P384 {
-                        return Err(fail("only EC keys on curve P-384 (ES384) are accepted"));
-                    }
-                    let x = b64url(&ec.x).ok_or_else(|| fail("x is not base64url"))?;
-                    let y = b64url(&ec.y).ok_or_else(|| fail("y is not base64url"))?;
-                    let mut point = Vec::with_capacity(1 + x.len() + y.len());
-                    point.push(0x04);
-                    point.extend_from_slice(&x);
-                    point.extend_from_slice(&y);
-                    (JwsAlg::Es384, point)
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P384 => {
+                    JwsAlg::Es384
                 }
-                AlgorithmParameters::RSA(rsa) => {
-                    let n = b64url(&rsa.n).ok_or_else(|| fail("n is not base64url"))?;
-                    let e = b64url(&rsa.e).ok_or_else(|| fail("e is not base64url"))?;
-                    let components = signature::RsaPublicKeyComponents { n: &n, e: &e };
-                    let der: PublicKeyX509Der<'static> = components
-                        .as_der()
-                        .map_err(|_| fail("n and e do not form an RSA public key"))?;
-                    (JwsAlg::Rs384, der.as_ref().to_vec())
+                AlgorithmParameters::EllipticCurve(_) => {
+                    return Err(fail(
+                        "only EC keys on curve P-384 (ES384) are accepted".to_owned(),
+                    ));
                 }
-                _ => return Err(fail("only EC P-384 and RSA keys are accepted")),
-            };
-            if let Some(declared) = &jwk.common.key_algorithm {
-                let declared = declared.to_string();
-                if declared != alg.as_str() {
-                    return Err(fail(&format!(
-                        "\"alg\": {declared:?} does not match the key type, which verifies {alg}"
-                    )));
-                }
-            }
-            let key = ParsedPublicKey::new(alg.verification(), &der_or_point)
-                .map_err(|_| fail("the key material is not a valid public key for its type"))?;
-            if let Some(jwk) = public_jwk_of(alg, &key) {
-                check_rsa_size(&jwk).map_err(|e| fail(&e.to_string()))?;
-            }
-            let kid = match &jwk.common.key_id {
-                Some(kid) => kid.clone(),
-                None => {
-                    thumbprint_of(alg, &key).ok_or_else(|| fail("cannot compute a thumbprint"))?
+                AlgorithmParameters::RSA(_) => JwsAlg::Rs384,
+                _ => {
+                    return Err(fail("only EC P-384 and RSA keys are accepted".to_owned()));
                 }
             };
-            keys.push(VerifyingKey { alg, kid, key });
+            if let Some(declared) = jwk.common.key_algorithm
+                && declared != alg.key_algorithm()
+            {
+                return Err(fail(format!(
+                    "\"alg\": \"{declared}\" does not match the key type, which verifies {alg}"
+                )));
+            }
+            keys.push(Self::from_params(alg, jwk.algorithm, jwk.common.key_id).map_err(fail)?);
         }
         if keys.is_empty() {
             return Err(KeyLoadError::EmptyJwks);
@@ -323,13 +340,82 @@ impl VerifyingKey {
     }
 }
 
-/// aws-lc-rs parses small RSA keys and only refuses them when verifying; refuse them when loading instead,
-/// so the configuration error names the key.
-fn check_rsa_size(jwk: &PublicJwk) -> Result<(), KeyLoadError> {
-    let PublicJwk::Rsa { n, .. } = jwk else {
+/// The PEM label of a section kind (RFC 7468 §4), for error messages.
+fn label_of(kind: SectionKind) -> &'static str {
+    match kind {
+        SectionKind::Certificate => "CERTIFICATE",
+        SectionKind::PublicKey => "PUBLIC KEY",
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
+        SectionKind::PrivateKey => "PRIVATE KEY",
+        SectionKind::EcPrivateKey => "EC PRIVATE KEY",
+        SectionKind::Crl => "X509 CRL",
+        SectionKind::Csr => "CERTIFICATE REQUEST",
+        _ => "(another kind)",
+    }
+}
+
+/// The public JWK parameters of a SubjectPublicKeyInfo. RSA `n`/`e` come from jsonwebtoken. For EC,
+/// neither crate extracts the point from an SPKI, so aws-lc-rs validates the key and re-encodes it
+/// (always uncompressed), and the point is the SPKI's trailing `04 || X || Y`.
+fn public_params_of_spki(spki: &[u8]) -> Result<(JwsAlg, AlgorithmParameters), KeyLoadError> {
+    if let Ok(ec) = ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, spki) {
+        let der: PublicKeyX509Der<'static> = ec.as_der().map_err(|_| KeyLoadError::Unsupported)?;
+        let der = der.as_ref();
+        let point = der
+            .get(der.len().saturating_sub(97)..)
+            .ok_or(KeyLoadError::Unsupported)?;
+        let jwk = Jwk::from_decoding_key(&DecodingKey::from_ec_der(point), Some(Algorithm::ES384))
+            .map_err(|_| KeyLoadError::Unsupported)?;
+        return Ok((JwsAlg::Es384, jwk.algorithm));
+    }
+    let jwk = Jwk::from_decoding_key(&DecodingKey::from_rsa_der(spki), Some(Algorithm::RS384))
+        .map_err(|_| KeyLoadError::Unsupported)?;
+    check_rsa_size(&jwk.algorithm)?;
+    Ok((JwsAlg::Rs384, jwk.algorithm))
+}
+
+/// Checks key material once, at load: the curve point lies on the algorithm's curve, an RSA key has 2048
+/// bits or more (aws-lc-rs would only refuse a small key when verifying). Returns the key's
+/// SubjectPublicKeyInfo DER.
+fn check_material(alg: JwsAlg, params: &AlgorithmParameters) -> Result<Vec<u8>, String> {
+    let invalid = || "the key material is not a valid public key for its type".to_owned();
+    match (alg, params) {
+        (JwsAlg::Es256 | JwsAlg::Es384, AlgorithmParameters::EllipticCurve(ec)) => {
+            let (verification, curve): (&'static dyn signature::VerificationAlgorithm, _) =
+                match alg {
+                    JwsAlg::Es256 => (&signature::ECDSA_P256_SHA256_FIXED, EllipticCurve::P256),
+                    _ => (&signature::ECDSA_P384_SHA384_FIXED, EllipticCurve::P384),
+                };
+            if ec.curve != curve {
+                return Err(format!("the key is not on the curve {alg} needs"));
+            }
+            let x = b64url(&ec.x).ok_or_else(invalid)?;
+            let y = b64url(&ec.y).ok_or_else(invalid)?;
+            let point = [&[0x04][..], &x, &y].concat();
+            let key = ParsedPublicKey::new(verification, &point).map_err(|_| invalid())?;
+            let spki: PublicKeyX509Der<'static> = key.as_der().map_err(|_| invalid())?;
+            Ok(spki.as_ref().to_vec())
+        }
+        (JwsAlg::Rs384, AlgorithmParameters::RSA(rsa)) => {
+            check_rsa_size(params).map_err(|e| e.to_string())?;
+            let n = b64url(&rsa.n).ok_or_else(invalid)?;
+            let e = b64url(&rsa.e).ok_or_else(invalid)?;
+            let der: PublicKeyX509Der<'static> = signature::RsaPublicKeyComponents { n: &n, e: &e }
+                .as_der()
+                .map_err(|_| invalid())?;
+            ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA384, der.as_ref())
+                .map_err(|_| invalid())?;
+            Ok(der.as_ref().to_vec())
+        }
+        _ => Err(invalid()),
+    }
+}
+
+fn check_rsa_size(params: &AlgorithmParameters) -> Result<(), KeyLoadError> {
+    let AlgorithmParameters::RSA(rsa) = params else {
         return Ok(());
     };
-    let n = b64url(n).unwrap_or_default();
+    let n = b64url(&rsa.n).unwrap_or_default();
     let significant: Vec<u8> = n.into_iter().skip_while(|b| *b == 0).collect();
     let bits = match significant.first() {
         Some(first) => significant.len() * 8 - first.leading_zeros() as usize,
@@ -345,98 +431,6 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(s).ok()
 }
 
-pub(crate) fn b64url_encode(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The public JWK members of a key (RFC 7518 §6.2.1 and §6.3.1), in the lexicographic order RFC 7638 §3.2
-/// hashes them in.
-pub enum PublicJwk {
-    Ec {
-        crv: &'static str,
-        x: String,
-        y: String,
-    },
-    Rsa {
-        n: String,
-        e: String,
-    },
-}
-
-impl PublicJwk {
-    /// From an uncompressed EC point `04 || X || Y`.
-    pub(crate) fn ec_from_point(crv: &'static str, point: &[u8]) -> Option<Self> {
-        let coordinate = match crv {
-            "P-256" => 32,
-            "P-384" => 48,
-            _ => return None,
-        };
-        if point.len() != 1 + 2 * coordinate || point[0] != 0x04 {
-            return None;
-        }
-        let (x, y) = point[1..].split_at(coordinate);
-        Some(PublicJwk::Ec {
-            crv,
-            x: b64url_encode(x),
-            y: b64url_encode(y),
-        })
-    }
-
-    /// The RFC 7638 JWK thumbprint (SHA-256, base64url): navet's `kid` for keys that come without one.
-    pub(crate) fn thumbprint(&self) -> String {
-        let canonical = match self {
-            PublicJwk::Ec { crv, x, y } => {
-                format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
-            }
-            PublicJwk::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
-        };
-        b64url_encode(&Sha256::digest(canonical.as_bytes()))
-    }
-
-    pub(crate) fn to_json(&self, kid: &str, alg: JwsAlg) -> serde_json::Value {
-        match self {
-            PublicJwk::Ec { crv, x, y } => serde_json::json!({
-                "kty": "EC", "crv": crv, "x": x, "y": y, "kid": kid, "alg": alg.as_str(), "use": "sig",
-            }),
-            PublicJwk::Rsa { n, e } => serde_json::json!({
-                "kty": "RSA", "n": n, "e": e, "kid": kid, "alg": alg.as_str(), "use": "sig",
-            }),
-        }
-    }
-}
-
-/// The public JWK of a parsed key: the EC point sits at the end of the SubjectPublicKeyInfo aws-lc-rs
-/// marshals (always uncompressed), RSA `n` and `e` come from its PKCS#1 form.
-pub(crate) fn public_jwk_of(alg: JwsAlg, key: &ParsedPublicKey) -> Option<PublicJwk> {
-    let spki: PublicKeyX509Der<'static> = key.as_der().ok()?;
-    let spki = spki.as_ref();
-    match alg {
-        JwsAlg::Es256 => {
-            PublicJwk::ec_from_point("P-256", spki.get(spki.len().checked_sub(65)?..)?)
-        }
-        JwsAlg::Es384 => {
-            PublicJwk::ec_from_point("P-384", spki.get(spki.len().checked_sub(97)?..)?)
-        }
-        JwsAlg::Rs384 => {
-            let public = aws_lc_rs::rsa::PublicKey::from_der(spki).ok()?;
-            let components = signature::RsaPublicKeyComponents::<Vec<u8>>::from(&public);
-            Some(PublicJwk::Rsa {
-                n: b64url_encode(&components.n),
-                e: b64url_encode(&components.e),
-            })
-        }
-    }
-}
-
-/// The public JWK of a loaded key (for writing JWKS files).
-pub fn public_jwk_of_key(key: &VerifyingKey) -> Option<PublicJwk> {
-    public_jwk_of(key.alg, &key.key)
-}
-
-fn thumbprint_of(alg: JwsAlg, key: &ParsedPublicKey) -> Option<String> {
-    public_jwk_of(alg, key).map(|jwk| jwk.thumbprint())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,8 +438,8 @@ mod tests {
     fn token(header: &str, payload: &str, signature: &str) -> String {
         format!(
             "{}.{}.{}",
-            b64url_encode(header.as_bytes()),
-            b64url_encode(payload.as_bytes()),
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload),
             signature
         )
     }
@@ -456,7 +450,7 @@ mod tests {
     fn alg_none_is_refused_in_any_letter_case_even_without_a_signature() {
         for alg in ["none", "None", "NONE"] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}", "");
-            assert_eq!(parse(&t, ALL).unwrap_err(), JwsError::AlgNone);
+            assert_eq!(header(&t, ALL).unwrap_err(), JwsError::AlgNone);
         }
     }
 
@@ -464,7 +458,7 @@ mod tests {
     fn every_hmac_algorithm_is_refused_by_name() {
         for alg in ["HS256", "HS384", "HS512", "hs256"] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}", "c2ln");
-            assert_eq!(parse(&t, ALL).unwrap_err(), JwsError::AlgHmac(alg.into()));
+            assert_eq!(header(&t, ALL).unwrap_err(), JwsError::AlgHmac(alg.into()));
         }
     }
 
@@ -472,41 +466,68 @@ mod tests {
     fn an_algorithm_outside_the_accepted_list_is_refused() {
         let t = token(r#"{"alg":"ES256"}"#, "{}", "c2ln");
         assert!(matches!(
-            parse(&t, ALL).unwrap_err(),
+            header(&t, ALL).unwrap_err(),
             JwsError::AlgNotAccepted { found, .. } if found == "ES256"
         ));
     }
 
     #[test]
-    fn a_critical_header_is_refused() {
-        let t = token(r#"{"alg":"ES384","crit":["exp"]}"#, "{}", "c2ln");
-        assert!(matches!(parse(&t, ALL).unwrap_err(), JwsError::Critical(_)));
+    fn a_non_ascii_algorithm_is_refused_without_a_panic() {
+        // Issue 8 item 4: a two-byte slice of "€" (three bytes) panicked the old gate.
+        for alg in ["€", "H€", "é", "ÅÄÖ", "h"] {
+            let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}", "c2ln");
+            assert_eq!(
+                header(&t, ALL).unwrap_err(),
+                JwsError::AlgNotAccepted {
+                    found: alg.into(),
+                    accepted: "ES256, ES384, RS384".into()
+                },
+                "{alg}"
+            );
+        }
     }
 
     #[test]
-    fn wrong_part_counts_bad_base64_and_empty_signatures_are_malformed() {
-        assert!(matches!(parse("a.b", ALL), Err(JwsError::Malformed(_))));
-        assert!(matches!(parse("a.b.c.d", ALL), Err(JwsError::Malformed(_))));
-        assert!(matches!(parse("***.b.c", ALL), Err(JwsError::Malformed(_))));
-        let t = token(r#"{"alg":"ES384"}"#, "{}", "");
-        assert!(matches!(parse(&t, ALL), Err(JwsError::Malformed(_))));
-        let not_json = format!("{}.e30.c2ln", b64url_encode(b"not json"));
-        assert!(matches!(parse(&not_json, ALL), Err(JwsError::Header(_))));
+    fn a_critical_header_is_refused() {
+        let t = token(r#"{"alg":"ES384","crit":["exp"]}"#, "{}", "c2ln");
+        assert_eq!(
+            header(&t, ALL).unwrap_err(),
+            JwsError::Critical("exp".into())
+        );
+        let t = token(r#"{"alg":"ES384","crit":[]}"#, "{}", "c2ln");
+        assert!(matches!(
+            header(&t, ALL).unwrap_err(),
+            JwsError::Critical(_)
+        ));
+    }
+
+    #[test]
+    fn wrong_part_counts_bad_base64_and_bad_json_are_refused() {
+        assert!(matches!(header("a.b", ALL), Err(JwsError::Malformed(_))));
+        assert!(matches!(header("abc", ALL), Err(JwsError::Malformed(_))));
+        assert!(matches!(
+            header("***.b.c", ALL),
+            Err(JwsError::Malformed(_))
+        ));
+        let not_json = format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(b"not json"));
+        assert!(matches!(header(&not_json, ALL), Err(JwsError::Header(_))));
+        // A known alg with a malformed member elsewhere is a header error, not an algorithm refusal.
+        let bad_kid = token(r#"{"alg":"ES384","kid":5}"#, "{}", "c2ln");
+        assert!(matches!(header(&bad_kid, ALL), Err(JwsError::Header(_))));
     }
 
     #[test]
     fn an_oversized_token_is_refused_before_decoding() {
         let t = "a".repeat(MAX_TOKEN_BYTES + 1);
-        assert_eq!(parse(&t, ALL).unwrap_err(), JwsError::TooLong);
+        assert_eq!(header(&t, ALL).unwrap_err(), JwsError::TooLong);
     }
 
     #[test]
-    fn the_signing_input_is_the_first_two_parts() {
-        let t = token(r#"{"alg":"ES384"}"#, r#"{"a":1}"#, "c2ln");
-        let jws = parse(&t, ALL).unwrap();
-        assert_eq!(jws.signing_input, t.rsplit_once('.').unwrap().0);
-        assert_eq!(jws.payload, br#"{"a":1}"#);
-        assert_eq!(jws.signature, b"sig");
+    fn an_accepted_header_hands_back_its_kid_and_the_gated_algorithm() {
+        let t = token(r#"{"alg":"RS384","kid":"k1","typ":"JWT"}"#, "{}", "c2ln");
+        let (h, alg) = header(&t, ALL).unwrap();
+        assert_eq!(alg, JwsAlg::Rs384);
+        assert_eq!(h.kid.as_deref(), Some("k1"));
     }
 
     #[test]
@@ -525,6 +546,30 @@ fQljuq1AiJPOlCzqGauHK/8n9Osw3/NiFVeNCgHSTDY2WPEtMIx/bAdNYSl3aKvh
     }
 
     #[test]
+    fn pem_files_with_the_wrong_block_several_blocks_or_none_are_named() {
+        let public = crate::auth::demo::demo_key("demo-csk").unwrap().public_pem;
+        let private = crate::auth::demo::demo_key("demo-csk").unwrap().private_pem;
+        assert_eq!(
+            VerifyingKey::from_public_pem(private).unwrap_err(),
+            KeyLoadError::Pem("found a PEM block \"PRIVATE KEY\", expected PUBLIC KEY".into())
+        );
+        assert!(matches!(
+            VerifyingKey::from_public_pem(&format!("{public}{public}")).unwrap_err(),
+            KeyLoadError::Pem(m) if m.contains("more than one PEM block")
+        ));
+        assert!(matches!(
+            VerifyingKey::from_public_pem("nothing").unwrap_err(),
+            KeyLoadError::Pem(m) if m.contains("no PEM block")
+        ));
+        // Text around the block is ignored (RFC 7468 §2).
+        let commented = format!("a comment\n{public}trailing\n");
+        assert_eq!(
+            VerifyingKey::from_public_pem(&commented).unwrap().kid(),
+            VerifyingKey::from_public_pem(public).unwrap().kid()
+        );
+    }
+
+    #[test]
     fn a_p256_client_key_is_refused_because_assertions_use_es384() {
         let ring = crate::auth::keys::KeyRing::ephemeral(0).unwrap();
         let point = ring.jwks(0)["keys"][0].clone();
@@ -536,15 +581,35 @@ fQljuq1AiJPOlCzqGauHK/8n9Osw3/NiFVeNCgHSTDY2WPEtMIx/bAdNYSl3aKvh
     }
 
     #[test]
-    fn the_thumbprint_matches_the_rfc_7638_example() {
-        // RFC 7638 §3.1: the example RSA key and its thumbprint.
-        let jwk = PublicJwk::Rsa {
-            n: "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into(),
-            e: "AQAB".into(),
-        };
-        assert_eq!(
-            jwk.thumbprint(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+    fn a_jwks_key_off_its_curve_or_with_a_mismatched_alg_is_refused() {
+        let public = crate::auth::demo::demo_key("demo-csk").unwrap().public_pem;
+        let mut jwk =
+            serde_json::to_value(VerifyingKey::from_public_pem(public).unwrap().jwk()).unwrap();
+        jwk["alg"] = "RS384".into();
+        let jwks = serde_json::json!({ "keys": [jwk.clone()] }).to_string();
+        assert!(matches!(
+            VerifyingKey::from_jwks(&jwks).unwrap_err(),
+            KeyLoadError::Jwk { reason, .. } if reason.contains("does not match the key type")
+        ));
+        jwk["alg"] = "ES384".into();
+        jwk["y"] = jwk["x"].clone();
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+        assert!(matches!(
+            VerifyingKey::from_jwks(&jwks).unwrap_err(),
+            KeyLoadError::Jwk { reason, .. } if reason.contains("not a valid public key")
+        ));
+    }
+
+    #[test]
+    fn the_kid_of_a_pem_key_is_its_rfc_7638_thumbprint() {
+        // RFC 7638 §3.1: the example RSA key and its thumbprint, through jsonwebtoken.
+        let params: AlgorithmParameters = serde_json::from_value(serde_json::json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+        }))
+        .unwrap();
+        let key = VerifyingKey::from_params(JwsAlg::Rs384, params, None).unwrap();
+        assert_eq!(key.kid(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 }

@@ -6,9 +6,13 @@
 //! the token cache. P-256 gives 128-bit security, ample for five-minute tokens.
 //!
 //! # Files
-//! One PKCS#8 PEM file per key, `es256-<created unix seconds>-<tag>.key.pem`, mode 0600, in a directory
-//! with mode 0700. An operator may provision keys the same way (for several nodes sharing one key, or from a
-//! secret store). Files that do not follow the pattern are ignored.
+//! One PKCS#8 PEM file per key, `es256-<created unix seconds>-<tag>.key.pem`, created with mode 0600 (set
+//! when the file is created, never a chmod afterwards) in a directory created with mode 0700. An operator
+//! may provision keys the same way (for several nodes sharing one key, or from a secret store). Files that
+//! do not follow the pattern are ignored. A key file that group or others may read or write is refused at
+//! start (and by `navet rotate-key`) with the `chmod` that fixes it: navet cannot tell whether a key that
+//! was open to others has leaked, so the operator decides (and rotates if it may have). PEM is read with
+//! rustls' pki-types and written with the `pem` crate; signing and the JWK are jsonwebtoken's.
 //!
 //! # Rotation rule
 //! The newest key (largest creation time) signs. Each older key was *rotated out* when its successor was
@@ -23,9 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 
-use crate::auth::jws::{JwsAlg, PublicJwk, VerifyingKey};
+use crate::auth::jws::VerifyingKey;
 
 /// Clock leeway for navet's own tokens (several nodes' clocks may differ by this much).
 pub const LEEWAY_SECS: i64 = 30;
@@ -52,6 +60,11 @@ pub enum KeyError {
     },
     #[error("signing key {path} is not a PKCS#8 EC P-256 private key in PEM: {reason}")]
     InvalidKey { path: PathBuf, reason: String },
+    #[error(
+        "signing key {path} is readable or writable by other users (mode {mode:o}); navet refuses to \
+         use it. Run `chmod 600 {path}` and, if others may have read it, `navet rotate-key`"
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
     #[error("cannot write signing key {path}: {source}")]
     WriteKey {
         path: PathBuf,
@@ -63,10 +76,10 @@ pub enum KeyError {
     NoKey(PathBuf),
 }
 
-/// One ES256 key pair.
+/// One ES256 key pair: jsonwebtoken's encoding key (PKCS#8) and the public key that verifies it.
 pub struct SigningKey {
     kid: String,
-    pair: EcdsaKeyPair,
+    encoding: EncodingKey,
     verifier: VerifyingKey,
     jwk: serde_json::Value,
     created_at: i64,
@@ -84,24 +97,23 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     fn from_pkcs8(pkcs8: &[u8], created_at: i64, path: Option<PathBuf>) -> Result<Self, String> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
-            .map_err(|e| e.to_string())?;
-        let point = pair.public_key().as_ref();
-        let jwk =
-            PublicJwk::ec_from_point("P-256", point).ok_or("not an uncompressed P-256 point")?;
-        let kid = jwk.thumbprint();
-        let verifier =
-            VerifyingKey::es256_from_point(point).ok_or("the public key does not parse")?;
+        let encoding = EncodingKey::from_ec_der(pkcs8);
+        // jsonwebtoken derives the public JWK from the private key; this also checks it is a P-256 key.
+        let public = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
+            .map_err(|e| format!("not an EC P-256 key: {e}"))?;
+        let verifier = VerifyingKey::es256(public.algorithm)?;
+        let jwk = serde_json::to_value(verifier.jwk()).map_err(|e| e.to_string())?;
         Ok(SigningKey {
-            jwk: jwk.to_json(&kid, JwsAlg::Es256),
-            kid,
-            pair,
+            kid: verifier.kid().to_owned(),
+            jwk,
+            encoding,
             verifier,
             created_at,
             path,
         })
     }
 
+    /// A new key. Generation is aws-lc-rs's (jsonwebtoken generates no keys).
     fn generate(created_at: i64) -> Result<(Self, Vec<u8>), KeyError> {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
@@ -120,10 +132,9 @@ impl SigningKey {
         self.created_at
     }
 
-    /// Signs `message` with ES256, returning the fixed-width R || S signature (RFC 7518 §3.4).
-    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
-        let signature = self.pair.sign(&SystemRandom::new(), message).ok()?;
-        Some(signature.as_ref().to_vec())
+    /// What jsonwebtoken signs access tokens with.
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
     }
 
     pub(crate) fn verifier(&self) -> &VerifyingKey {
@@ -169,14 +180,18 @@ impl KeyRing {
         // A rotation in the same second as the last key creation gets the next second, so creation times
         // (and the rotation rule that hangs on them) stay strictly ordered.
         let newest = read_dir_keys(dir)?.last().map(|k| k.created_at);
-        let created = newest.map_or(now, |n| now.max(n + 1));
+        let created = newest.map_or(now, |n| now.max(n.saturating_add(1)));
         write_new_key(dir, created)?;
         let keys = read_dir_keys(dir)?;
         for (i, key) in keys.iter().enumerate() {
             let Some(successor) = keys.get(i + 1) else {
                 continue;
             };
-            if successor.created_at + token_lifetime + LEEWAY_SECS <= now
+            if successor
+                .created_at
+                .saturating_add(token_lifetime)
+                .saturating_add(LEEWAY_SECS)
+                <= now
                 && let Some(path) = &key.path
             {
                 // Best effort: a file that cannot be deleted is simply ignored by the next load too.
@@ -204,7 +219,9 @@ impl KeyRing {
         let mut retired = Vec::new();
         let mut successor_created = current.created_at;
         for key in keys.into_iter().rev() {
-            let verify_until = successor_created + token_lifetime + LEEWAY_SECS;
+            let verify_until = successor_created
+                .saturating_add(token_lifetime)
+                .saturating_add(LEEWAY_SECS);
             successor_created = key.created_at;
             if verify_until > now {
                 retired.push(Retired { key, verify_until });
@@ -245,6 +262,7 @@ impl KeyRing {
 
 fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
     if dir.is_dir() {
+        warn_if_directory_open_to_others(dir);
         return Ok(());
     }
     let mut builder = fs::DirBuilder::new();
@@ -283,8 +301,8 @@ fn read_dir_keys(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
             continue;
         };
         let path = entry.path();
-        warn_if_readable_by_others(&path);
-        let text = fs::read_to_string(&path).map_err(|source| KeyError::ReadKey {
+        refuse_if_open_to_others(&path)?;
+        let text = fs::read(&path).map_err(|source| KeyError::ReadKey {
             path: path.clone(),
             source,
         })?;
@@ -292,9 +310,12 @@ fn read_dir_keys(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
             path: path.clone(),
             reason,
         };
-        let der = crate::auth::pem::decode_labelled(&text, "PRIVATE KEY")
-            .map_err(|e| invalid(e.to_string()))?;
-        keys.push(SigningKey::from_pkcs8(&der, created_at, Some(path.clone())).map_err(invalid)?);
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&text)
+            .map_err(|e| invalid(format!("no PRIVATE KEY PEM block: {e}")))?;
+        keys.push(
+            SigningKey::from_pkcs8(der.secret_pkcs8_der(), created_at, Some(path.clone()))
+                .map_err(invalid)?,
+        );
     }
     keys.sort_by(|a, b| {
         a.created_at
@@ -311,11 +332,16 @@ fn write_new_key(dir: &Path, created_at: i64) -> Result<(), KeyError> {
         "{FILE_PREFIX}{created_at}-{}{FILE_SUFFIX}",
         &tag[..8]
     ));
-    let pem = crate::auth::pem::encode("PRIVATE KEY", &der);
+    let pem = pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
     let write_error = |source| KeyError::WriteKey {
         path: path.clone(),
         source,
     };
+    // Owner-only from the moment the file exists (mode given to open(2), not a chmod after writing), and
+    // never over an existing file.
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -330,18 +356,42 @@ fn write_new_key(dir: &Path, created_at: i64) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// A key file that others may read (or write) is refused, not quietly fixed: navet cannot know whether it
+/// was already copied, so the operator decides (chmod it, and rotate if it may have leaked). The check is
+/// made before the file is read. The directory itself is only warned about: the files are the secrets.
+fn refuse_if_open_to_others(path: &Path) -> Result<(), KeyError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(path = %path.display(), "signing key file is readable by other users; chmod 600 it");
+        let meta = fs::metadata(path).map_err(|source| KeyError::ReadKey {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::TooOpen {
+                path: path.to_owned(),
+                mode,
+            });
         }
     }
     #[cfg(not(unix))]
     let _ = path;
+    Ok(())
+}
+
+fn warn_if_directory_open_to_others(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %dir.display(), "the signing key directory is open to other users; chmod 700 it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(test)]
@@ -432,10 +482,74 @@ mod tests {
     #[test]
     fn a_corrupt_key_file_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("es256-5-abc.key.pem"), "garbage").unwrap();
+        write_owner_only(&dir.path().join("es256-5-abc.key.pem"), b"garbage");
         let err = KeyRing::load_or_generate(dir.path(), 1_000, LIFETIME).unwrap_err();
         assert!(matches!(err, KeyError::InvalidKey { .. }), "{err}");
         assert!(err.to_string().contains("es256-5-abc.key.pem"));
+    }
+
+    fn write_owner_only(path: &Path, bytes: &[u8]) {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(path).unwrap().write_all(bytes).unwrap();
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_rotated_key_is_owner_only_too() {
+        let dir = tempfile::tempdir().unwrap();
+        KeyRing::load_or_generate(dir.path(), 1_000, LIFETIME).unwrap();
+        KeyRing::rotate(dir.path(), 2_000, LIFETIME).unwrap();
+        let files: Vec<PathBuf> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 2);
+        for file in files {
+            assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_with_the_fix_and_left_unchanged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        KeyRing::load_or_generate(dir.path(), 1_000, LIFETIME).unwrap();
+        let file = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        for loose in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&file, fs::Permissions::from_mode(loose)).unwrap();
+            let err = KeyRing::load_or_generate(dir.path(), 1_000, LIFETIME).unwrap_err();
+            assert!(
+                matches!(&err, KeyError::TooOpen { path, mode } if *path == file && *mode == loose),
+                "{err}"
+            );
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            // Refused, not "fixed" behind the operator's back.
+            assert_eq!(mode_of(&file), loose);
+            // A rotation refuses too (it reads the existing keys first).
+            assert!(matches!(
+                KeyRing::rotate(dir.path(), 2_000, LIFETIME).unwrap_err(),
+                KeyError::TooOpen { .. }
+            ));
+        }
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        KeyRing::load_or_generate(dir.path(), 1_000, LIFETIME).unwrap();
+        // Only the original key: the refused rotations wrote nothing.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //!   [`config::build`], which reports every configuration error at once.
 //! - [`principal`]: principals (huvudmän / vårdgivare) and their care units.
 //! - [`scopes`]: SMART v2 `system/` scopes, their intersection and [`scopes::Interaction`] checks.
-//! - [`iua`]: the IUA user extension parsed into an [`iua::ActingUser`].
-//! - [`jws`]: compact JWS parsing and the algorithm gate shared by assertions and access tokens.
+//! - [`iua`]: the IUA user extension parsed into an [`iua::ActingUser`]; [`directory`]: whether that user
+//!   holds a PractitionerRole at the care unit in navet's directory.
+//! - [`jws`]: the JOSE header gate shared by assertions and access tokens, and public keys (PEM, JWKS), on
+//!   top of jsonwebtoken and rustls' pki-types.
 //! - [`assertion`]: client assertion verification; [`jti`]: replay protection behind [`jti::JtiStore`].
 //! - [`keys`]: navet's own signing keys, generation, rotation and the JWKS.
 //! - [`access_token`]: minting and verifying navet's access tokens, and the verified-token cache.
@@ -30,12 +32,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod http;
 pub mod iua;
 pub mod jti;
 pub mod jws;
 pub mod keys;
-pub mod pem;
 pub mod principal;
 pub mod registry;
 pub mod scopes;
@@ -46,6 +48,7 @@ mod tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AuthConfig, AuthSettings, ConfigError, FileSource, build};
+pub use directory::{DirectoryError, UserDirectory};
 pub use http::{Authenticated, PatientDataCaller, router};
 pub use iua::{ActingUser, ActingUserClaims, PurposeOfUse, Role};
 pub use jti::{DatabaseJtiStore, JtiStore, JtiStoreError, MemoryJtiStore};

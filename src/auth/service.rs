@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::access_token::{self, AccessTokenClaims, TokenCache, TokenError};
 use crate::auth::assertion::{self, AssertionError};
 use crate::auth::clock::Clock;
+use crate::auth::directory::UserDirectory;
 use crate::auth::iua::{ActingUser, IuaError};
 use crate::auth::jti::JtiStore;
 use crate::auth::keys::{KeyError, KeyRing};
@@ -273,12 +274,20 @@ impl AuthError {
     }
 }
 
-/// Authentication: the registry, the signing keys, the replay store and the verified-token cache.
+/// What authentication reads and writes in navet's persistent state: the replay set and the user directory.
+pub(crate) struct Stores {
+    pub jti: Arc<dyn JtiStore>,
+    pub directory: Arc<dyn UserDirectory>,
+}
+
+/// Authentication: the registry, the signing keys, the replay store, the user directory and the
+/// verified-token cache.
 pub struct AuthService {
     registry: Registry,
     keys: RwLock<Arc<KeyRing>>,
     key_dir: Option<PathBuf>,
     jti_store: Arc<dyn JtiStore>,
+    directory: Arc<dyn UserDirectory>,
     cache: TokenCache<Caller>,
     clock: Arc<dyn Clock>,
     urls: Urls,
@@ -300,7 +309,7 @@ impl AuthService {
         registry: Registry,
         keys: KeyRing,
         key_dir: Option<PathBuf>,
-        jti_store: Arc<dyn JtiStore>,
+        stores: Stores,
         clock: Arc<dyn Clock>,
         urls: Urls,
         token_lifetime: i64,
@@ -309,7 +318,8 @@ impl AuthService {
             registry,
             keys: RwLock::new(Arc::new(keys)),
             key_dir,
-            jti_store,
+            jti_store: stores.jti,
+            directory: stores.directory,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             clock,
             urls,
@@ -426,10 +436,13 @@ impl AuthService {
                 };
                 OAuthError::new(code, e)
             })?;
+        if let Some(user) = &user {
+            self.check_directory(user).await?;
+        }
 
         // Last, so only a fully valid assertion consumes its jti. Kept until the assertion could no longer
         // pass the `exp` check anyway.
-        let keep_until = verified.exp + assertion::LEEWAY_SECS;
+        let keep_until = verified.exp.saturating_add(assertion::LEEWAY_SECS);
         match self
             .jti_store
             .remember(&client.client_id, &verified.jti, keep_until)
@@ -460,7 +473,7 @@ impl AuthService {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             nbf: now,
-            exp: now + self.token_lifetime,
+            exp: now.saturating_add(self.token_lifetime),
             extensions: user
                 .as_ref()
                 .map(|u| serde_json::json!({ "ihe_iua": u.to_claims() })),
@@ -481,6 +494,31 @@ impl AuthService {
             expires_in: self.token_lifetime,
             scope: claims.scope,
         })
+    }
+
+    /// The acting user must hold an active PractitionerRole at the claimed care unit in navet's directory
+    /// ([`crate::auth::directory`]), or the access log would name whoever the client says. Fails closed.
+    async fn check_directory(&self, user: &ActingUser) -> Result<(), OAuthError> {
+        match self
+            .directory
+            .holds_role(&user.hsa_id, &user.care_unit)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(OAuthError::new(
+                OAuthErrorCode::InvalidGrant,
+                IuaError::NotInDirectory {
+                    care_unit: user.care_unit.clone(),
+                },
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "the user directory failed; refusing the token request");
+                Err(OAuthError::new(
+                    OAuthErrorCode::ServerError,
+                    "navet could not look up the acting user in its directory; try again",
+                ))
+            }
+        }
     }
 
     /// Authenticates a request from its `Authorization` header value. Verified tokens are cached until they
@@ -514,6 +552,7 @@ impl AuthService {
             &self.key_ring(),
             &self.urls.issuer,
             &self.urls.base,
+            self.token_lifetime,
             now,
         )?;
         let client = self

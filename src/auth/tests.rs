@@ -12,7 +12,7 @@ use crate::auth::cli;
 use crate::auth::config::{AuthConfig, AuthSettings, FileSource, build};
 use crate::auth::demo::{self, AUTH_DEMO_TOML};
 use crate::auth::iua::{ActingUserClaims, PurposeOfUse};
-use crate::auth::jws::{JwsError, b64url_encode};
+use crate::auth::jws::JwsError;
 use crate::auth::keys::{KeyRing, LEEWAY_SECS};
 use crate::auth::scopes::Interaction;
 use crate::auth::service::{
@@ -34,6 +34,23 @@ fn demo_config() -> AuthConfig {
     AuthConfig::from_toml(AUTH_DEMO_TOML).unwrap()
 }
 
+fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A replay store whose directory holds every demo user's role at their care unit, as the demo seed's
+/// PractitionerRoles do.
+fn demo_store() -> Arc<MemoryJtiStore> {
+    let roles = demo_config().users.into_iter().map(|u| {
+        (
+            crate::domain::HsaId::parse(&u.hsa_id).unwrap(),
+            crate::domain::HsaId::parse(&u.care_unit).unwrap(),
+        )
+    });
+    Arc::new(MemoryJtiStore::with_roles(roles))
+}
+
 fn fixture() -> Fixture {
     fixture_at(BASE)
 }
@@ -43,7 +60,7 @@ fn fixture_at(base: &str) -> Fixture {
     let clock = Arc::new(ManualClock::new(NOW));
     let settings = AuthSettings::new(base, dir.path(), FileSource::Embedded(demo::embedded_file))
         .with_clock(clock.clone());
-    let service = build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap();
+    let service = build(&demo_config(), settings, demo_store()).unwrap();
     Fixture {
         service,
         clock,
@@ -258,6 +275,31 @@ async fn a_kid_naming_a_registered_key_and_an_assertion_without_kid_both_verify(
         .unwrap();
     let a = sign_with("demo-csk", &claims("demo-csk"));
     assert!(jsonwebtoken::decode_header(&a).unwrap().kid.is_none());
+    f.service
+        .issue_token(request(a, "system/*.rs"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_assertion_signed_without_jsonwebtoken_verifies() {
+    // Interop: a client that builds the compact JWS itself (aws-lc-rs, ES384 R||S) is accepted.
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let f = fixture();
+    let der = PrivatePkcs8KeyDer::from_pem_slice(private_key("demo-csk").as_bytes()).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_pkcs8_der()).unwrap();
+    let input = format!(
+        "{}.{}",
+        b64url_encode(br#"{"alg":"ES384","typ":"JWT"}"#),
+        b64url_encode(claims("demo-csk").to_string().as_bytes())
+    );
+    let signature = pair
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    let a = format!("{input}.{}", b64url_encode(signature.as_ref()));
     f.service
         .issue_token(request(a, "system/*.rs"))
         .await
@@ -497,7 +539,7 @@ async fn a_replayed_assertion_is_refused() {
 
 #[tokio::test]
 async fn a_replay_is_refused_by_a_service_that_shares_the_jti_store_as_after_a_restart() {
-    let store = Arc::new(MemoryJtiStore::new());
+    let store = demo_store();
     let make = || {
         let dir = tempfile::tempdir().unwrap();
         let settings =
@@ -714,6 +756,178 @@ async fn a_refused_assertion_does_not_consume_its_jti() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_non_ascii_algorithm_is_refused_at_the_token_endpoint_and_on_the_bearer_path() {
+    // Issue 8 item 4: {"alg":"€"} sliced a string on a non-character boundary and panicked the request.
+    let f = fixture();
+    for alg in ["€", "H€", "ñ", "ЕS384"] {
+        let a = unsigned(&json!({"alg": alg}), &claims("demo-csk")) + "c2ln";
+        let err = refused(&f, request(a.clone(), "system/*.rs")).await;
+        assert_refusal(
+            &err,
+            OAuthErrorCode::InvalidClient,
+            "is not accepted here; accepted: ES256, ES384, RS384",
+        );
+        assert_eq!(
+            invalid_token(&f, &a),
+            AuthError::InvalidToken(TokenError::Jws(JwsError::AlgNotAccepted {
+                found: alg.into(),
+                accepted: "ES256, ES384, RS384".into()
+            }))
+        );
+    }
+    // Non-ASCII kid and typ on an otherwise well-formed header reach the signature check and fail there.
+    let a = sign_with_header(
+        "demo-csk",
+        json!({"alg": "ES384", "kid": "€", "typ": "ÄT+JWT"}),
+        &claims("demo-csk"),
+    );
+    f.service
+        .issue_token(request(a, "system/*.rs"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn assertion_times_at_the_integer_limits_are_refused_without_overflow() {
+    let f = fixture();
+    let cases: [(&str, Value, &str); 9] = [
+        (
+            "exp",
+            json!(i64::MAX),
+            "more than 300 seconds in the future",
+        ),
+        ("exp", json!(i64::MIN), "client_assertion: expired"),
+        (
+            "exp",
+            json!(i64::MAX - 29),
+            "more than 300 seconds in the future",
+        ),
+        ("exp", json!(u64::MAX), "claims are malformed"),
+        ("exp", json!(1.5e300), "claims are malformed"),
+        ("exp", json!("soon"), "claims are malformed"),
+        ("nbf", json!(i64::MAX), "not valid yet"),
+        ("iat", json!(i64::MAX), "iat is in the future"),
+        // An iat of i64::MIN is merely old: the checks pass it without overflow and refuse the missing jti.
+        ("iat", json!(i64::MIN), "jti is required"),
+    ];
+    for (claim, value, phrase) in cases {
+        let mut c = claims("demo-csk");
+        c[claim] = value.clone();
+        if phrase == "jti is required" {
+            c.as_object_mut().unwrap().remove("jti");
+        }
+        let err = refused(&f, request(sign_with("demo-csk", &c), "system/*.rs")).await;
+        assert_refusal(&err, OAuthErrorCode::InvalidClient, phrase);
+    }
+}
+
+/// Signs `claims` with the demo key of `key_owner` under a header given as JSON (non-ASCII members
+/// included), which jsonwebtoken's `Header` type would not let a test write.
+fn sign_with_header(key_owner: &str, header: Value, claims: &Value) -> String {
+    let pem = private_key(key_owner);
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let input = format!(
+        "{}.{}",
+        b64url_encode(header.to_string().as_bytes()),
+        b64url_encode(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::ES384).unwrap();
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn a_user_without_a_role_at_the_care_unit_in_the_directory_is_refused() {
+    let f = fixture();
+    // A well-formed user of MTN Kristianstad's own unit, but not in the directory.
+    let unknown = ActingUserClaims {
+        subject_id: "SE2321000255-P9999".into(),
+        subject_name: Some("Okänd Person".into()),
+        subject_role: "SSK".into(),
+        subject_organization_id: "SE2321000255-MTN01".into(),
+        purpose_of_use: "TREAT".into(),
+    };
+    // And a known user claiming a unit of the same principal where they hold no role: P0101's role is at
+    // MTN01, not at the hospital's unit CSK01, which demo-csk's principal owns.
+    let mut elsewhere = user("SE2321000255-P0101", PurposeOfUse::Treat);
+    elsewhere.subject_organization_id = "SE2321000255-CSK01".into();
+    for (client, claims) in [
+        ("demo-mtn-kristianstad", &unknown),
+        ("demo-csk", &elsewhere),
+    ] {
+        let mut c = self::claims(client);
+        c["extensions"] = json!({ "ihe_iua": claims });
+        let err = refused(&f, request(sign_with(client, &c), "system/*.rs")).await;
+        assert_refusal(
+            &err,
+            OAuthErrorCode::InvalidGrant,
+            &format!(
+                "subject_id holds no active PractitionerRole at care unit {} in navet's directory",
+                claims.subject_organization_id
+            ),
+        );
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            !err.description.contains(&claims.subject_id),
+            "the user's HSA-id must not be echoed"
+        );
+        // The refusal did not consume the jti: the same assertion without the user is accepted.
+        c.as_object_mut().unwrap().remove("extensions");
+        f.service
+            .issue_token(request(sign_with(client, &c), "system/*.rs"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_directory_refuses_the_token_request() {
+    struct Broken;
+    #[async_trait::async_trait]
+    impl crate::auth::JtiStore for Broken {
+        async fn remember(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<bool, crate::auth::JtiStoreError> {
+            Ok(true)
+        }
+    }
+    #[async_trait::async_trait]
+    impl crate::auth::UserDirectory for Broken {
+        async fn holds_role(
+            &self,
+            _: &crate::domain::HsaId,
+            _: &crate::domain::HsaId,
+        ) -> Result<bool, crate::auth::DirectoryError> {
+            Err(crate::auth::DirectoryError("down".into()))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = AuthSettings::new(BASE, dir.path(), FileSource::Embedded(demo::embedded_file))
+        .with_clock(Arc::new(ManualClock::new(NOW)));
+    let service = build(&demo_config(), settings, Arc::new(Broken)).unwrap();
+    let sara = user("SE2321000255-P0101", PurposeOfUse::Treat);
+    let err = service
+        .issue_token(request(
+            assertion("demo-mtn-kristianstad", Some(&sara)),
+            "system/*.rs",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, OAuthErrorCode::ServerError);
+    assert!(err.description.contains("directory"), "{err}");
+    // Without a user there is nothing to look up.
+    service
+        .issue_token(request(
+            assertion("demo-mtn-kristianstad", None),
+            "system/*.rs",
+        ))
+        .await
+        .unwrap();
+}
+
 // ------------------------------------------------------------------------------ attacks on the access token
 
 fn mint_with_service_key(f: &Fixture, claims: &AccessTokenClaims) -> String {
@@ -819,6 +1033,36 @@ async fn an_access_token_that_is_not_valid_yet_is_refused() {
         invalid_token(&f, &mint_with_service_key(&f, &claims)),
         AuthError::InvalidToken(TokenError::NotYetValid)
     );
+}
+
+#[tokio::test]
+async fn an_access_token_signed_by_navet_with_exp_near_i64_max_is_refused() {
+    let f = fixture();
+    let (_, claims) = valid_claims(&f).await;
+    for (iat, exp, expected) in [
+        (NOW, i64::MAX, TokenError::TooLongLived(300)),
+        (
+            NOW,
+            NOW + 300 + LEEWAY_SECS + 1,
+            TokenError::TooLongLived(300),
+        ),
+        (i64::MIN, NOW + 10, TokenError::TooLongLived(300)),
+        (i64::MAX, i64::MAX, TokenError::NotYetValid),
+        (i64::MIN, i64::MIN, TokenError::Expired),
+    ] {
+        let mut c = claims.clone();
+        c.iat = iat;
+        c.nbf = iat;
+        c.exp = exp;
+        let token = mint_with_service_key(&f, &c);
+        assert_eq!(
+            invalid_token(&f, &token),
+            AuthError::InvalidToken(expected),
+            "iat {iat} exp {exp}"
+        );
+        // Refused tokens never enter the cache.
+        assert_eq!(f.service.cached_tokens(), 0);
+    }
 }
 
 #[tokio::test]
@@ -1016,7 +1260,7 @@ async fn a_rotated_key_survives_a_restart() {
         let settings =
             AuthSettings::new(BASE, dir.path(), FileSource::Embedded(demo::embedded_file))
                 .with_clock(clock.clone());
-        build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap()
+        build(&demo_config(), settings, demo_store()).unwrap()
     };
     let before = make();
     let token = before
@@ -1104,8 +1348,7 @@ mod over_http {
         // Real time: the CLI signs with the system clock.
         let settings =
             AuthSettings::new(&base, dir.path(), FileSource::Embedded(demo::embedded_file));
-        let auth =
-            Arc::new(build(&demo_config(), settings, Arc::new(MemoryJtiStore::new())).unwrap());
+        let auth = Arc::new(build(&demo_config(), settings, demo_store()).unwrap());
         let app = Router::new()
             .route("/whoami", get(whoami))
             .route("/Patient", get(patient_data))

@@ -2,7 +2,8 @@
 //! and with it (warm: SHA-256 of the token and a map lookup), minting an access token, and a whole token
 //! request (client assertion verify, ES384 or RS384, plus replay check, plus minting).
 //!
-//! `cargo bench --bench auth`
+//! `cargo bench --bench auth` (criterion; `-- --save-baseline NAME` / `--baseline NAME` compare two runs,
+//! e.g. before and after the move to jsonwebtoken in issue 8).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use navet::auth::{
     AuthConfig, AuthService, AuthSettings, FileSource, ManualClock, MemoryJtiStore, TokenRequest,
     build, cli, demo,
 };
+use navet::domain::HsaId;
 
 const BASE: &str = "https://navet.bench";
 const TOKEN_URL: &str = "https://navet.bench/auth/token";
@@ -24,7 +26,16 @@ fn service(dir: &std::path::Path) -> AuthService {
     let cfg = AuthConfig::from_toml(demo::AUTH_DEMO_TOML).expect("demo config");
     let settings = AuthSettings::new(BASE, dir, FileSource::Embedded(demo::embedded_file))
         .with_clock(Arc::new(ManualClock::new(NOW)));
-    build(&cfg, settings, Arc::new(MemoryJtiStore::new())).expect("demo auth service")
+    // The demo users' roles, as the demo seed's PractitionerRoles give them (an in-memory directory: the
+    // benchmark measures token work, not the store).
+    let roles = cfg.users.iter().map(|u| {
+        (
+            HsaId::parse(&u.hsa_id).expect("hsa"),
+            HsaId::parse(&u.care_unit).expect("hsa"),
+        )
+    });
+    let store = Arc::new(MemoryJtiStore::with_roles(roles));
+    build(&cfg, settings, store).expect("demo auth service")
 }
 
 fn request(client_id: &str) -> TokenRequest {

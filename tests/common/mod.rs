@@ -15,6 +15,9 @@ pub struct TestApp {
     pub anonymous: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub state: navet::state::AppState,
+    /// `PractitionerRole/<id>` of the demo users' directory entries the setup stored (empty with the demo
+    /// seed, which has its own): shared master data every principal sees, e.g. in the system history.
+    pub directory: std::collections::BTreeSet<String>,
 }
 
 /// The demo client the tests act as by default: the mobile team in Kristianstad, with a nurse as user.
@@ -60,6 +63,11 @@ pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> 
     s.base_url = base.clone();
     adjust(&mut s);
     let state = navet::startup::build_state(&s).await.expect("state");
+    let directory = if seed_demo {
+        Default::default()
+    } else {
+        register_demo_users(&state, &s.auth).await
+    };
     let app = navet::startup::app(state.clone());
     tokio::spawn(async move {
         // As `navet serve` does: connect info gives the access log the source address.
@@ -74,7 +82,56 @@ pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> 
         base,
         data_dir,
         state,
+        directory,
     }
+}
+
+/// Without the demo seed, navet's user directory is empty and no token naming a user would be issued. This
+/// stores what the seed would: an active PractitionerRole for every demo `[[users]]` entry at its care unit
+/// (as logical references by HSA-id, so no Practitioner or Organization is added to what tests count). It
+/// is written by navet itself, as the seed is, so no access-log record is made. Answers the stored
+/// `PractitionerRole/<id>`s.
+pub async fn register_demo_users(
+    state: &navet::state::AppState,
+    auth: &navet::auth::AuthConfig,
+) -> std::collections::BTreeSet<String> {
+    let hsa =
+        |value: &str| serde_json::json!({"system": "urn:oid:1.2.752.29.4.19", "value": value});
+    let entries: Vec<Value> = auth
+        .users
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "resource": {
+                    "resourceType": "PractitionerRole",
+                    "active": true,
+                    "practitioner": {"identifier": hsa(&u.hsa_id)},
+                    "organization": {"identifier": hsa(&u.care_unit)},
+                },
+                "request": {"method": "POST", "url": "PractitionerRole"},
+            })
+        })
+        .collect();
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let unrestricted = |_: &str, _: navet::auth::Interaction| Ok(());
+    let (_, results) = navet::fhir::bundle::process(
+        state.fhir.clone(),
+        state.store.as_ref(),
+        &navet::store::Actor::system(),
+        &unrestricted,
+        None,
+        bundle.to_string().as_bytes(),
+    )
+    .await
+    .expect("the demo users' roles are stored");
+    results
+        .into_iter()
+        .map(|r| {
+            let stored = r.outcome.expect("created").version;
+            format!("{}/{}", stored.resource_type, stored.id)
+        })
+        .collect()
 }
 
 /// A token from the server at `base` for a demo client (and demo user), fetched the way `navet token` does.
