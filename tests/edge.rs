@@ -40,6 +40,8 @@ async fn spawn(adjust: impl FnOnce(&mut Settings), extra: Router<AppState>) -> E
     s.base_url = base.clone();
     adjust(&mut s);
     let state = navet::startup::build_state(&s).await.expect("state");
+    // The demo users must hold their roles in navet's directory for their tokens (no demo seed here).
+    common::register_demo_users(&state, &s.auth).await;
     let app = navet::startup::app_with(state.clone(), extra);
     let limits = s.limits.clone();
     tokio::spawn(async move {
