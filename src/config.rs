@@ -30,6 +30,10 @@ pub struct FileConfig {
     pub demo: DemoSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub outbox: crate::outbox::config::OutboxSection,
+    #[serde(default)]
+    pub destinations: Vec<crate::outbox::config::DestinationConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +114,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Access-log retention in years (nothing is purged yet: records are only ever appended).
     pub audit_retention_years: u32,
+    /// `[outbox]` and `[[destinations]]`: checked, with their credentials read.
+    pub outbox: crate::outbox::config::OutboxSettings,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -282,6 +288,15 @@ impl Settings {
                 LogFormat::Text
             }
         };
+        let principals: Vec<String> = auth.principals.iter().map(|p| p.hsa_id.clone()).collect();
+        let outbox = crate::outbox::config::build(
+            &file.outbox,
+            &file.destinations,
+            &principals,
+            config_dir.as_deref(),
+            &|var| std::env::var(var).ok(),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -298,6 +313,7 @@ impl Settings {
             auth_files,
             tls,
             audit_retention_years,
+            outbox,
         })
     }
 }

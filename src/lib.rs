@@ -14,15 +14,19 @@
 //! - [`search`]: search parameter table, the indexer, query parsing.
 //! - [`store`]: the storage trait (every call takes the acting principal) and its SQLite implementation.
 //! - [`http`]: thin axum handlers.
+//! - [`outbox`]: durable outbound delivery: enqueue with the change, workers, retries, dead letters.
+//! - [`clients`]: typed outbound clients (a generic HTTP POST for now) with per-destination timeouts.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod outbox;
 pub mod search;
 pub mod startup;
 pub mod state;
