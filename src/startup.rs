@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .merge(fhir)
         .merge(crate::auth::router())
         .merge(crate::http::auditor::routes())
+        .merge(crate::http::admin::routes())
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(crate::http::health::readyz))
         .fallback(fallback)
@@ -159,6 +160,8 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         "navet is serving FHIR R4 at {}/fhir",
         settings.base_url
     );
+    // Deliveries left by the previous run (also after kill -9) resume now.
+    let outbox = crate::outbox::worker::start(state.store.clone(), &settings.outbox).await?;
     reload_keys_on_hangup(state.auth.clone());
     index_audit_in_background(&state);
     let app = app(state);
@@ -194,6 +197,7 @@ pub async fn run(settings: Settings) -> StartResult<()> {
             .map_err(|e| e.to_string())?;
         }
     }
+    outbox.stop().await;
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())
