@@ -233,7 +233,9 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
     let port = closed_port();
     let mut dest = destination("itacih", port);
     dest.bearer = Some(Secret::new("test-credential"));
-    let workers = worker::start(store.clone(), &settings(vec![dest])).await.expect("workers");
+    let workers = worker::start(store.clone(), &settings(vec![dest]))
+        .await
+        .expect("workers");
     let mut messages = Vec::new();
     for n in 0..5 {
         for patient in ["p1", "p2"] {
@@ -245,13 +247,21 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
     // Down: nothing listens. The first message is tried and its error recorded.
     let first = ids[0].clone();
     let s = store.clone();
-    eventually("an attempt failed to connect", Duration::from_secs(10), || {
-        let (s, first) = (s.clone(), first.clone());
-        async move {
-            let m = s.outbox_get(&Actor::system(), &first).await.expect("get").expect("row");
-            m.attempts >= 1 && m.last_error.is_some_and(|e| e.contains("connect"))
-        }
-    })
+    eventually(
+        "an attempt failed to connect",
+        Duration::from_secs(10),
+        || {
+            let (s, first) = (s.clone(), first.clone());
+            async move {
+                let m = s
+                    .outbox_get(&Actor::system(), &first)
+                    .await
+                    .expect("get")
+                    .expect("row");
+                m.attempts >= 1 && m.last_error.is_some_and(|e| e.contains("connect"))
+            }
+        },
+    )
     .await;
 
     // Up, but the next answers are two 500s, then two that take the message and answer too late.
@@ -264,15 +274,27 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
     ]);
     serve_receiver(port, receiver.clone()).await;
     let s = store.clone();
-    eventually("every message is delivered", Duration::from_secs(30), || {
-        let s = s.clone();
-        async move { rows(s.as_ref(), MessageStatus::Delivered, "itacih").await.len() == 10 }
-    })
+    eventually(
+        "every message is delivered",
+        Duration::from_secs(30),
+        || {
+            let s = s.clone();
+            async move {
+                rows(s.as_ref(), MessageStatus::Delivered, "itacih")
+                    .await
+                    .len()
+                    == 10
+            }
+        },
+    )
     .await;
     workers.stop().await;
 
     let got = receiver.received();
-    assert_eq!(receiver.accepted_ids(), ids.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        receiver.accepted_ids(),
+        ids.iter().cloned().collect::<BTreeSet<_>>()
+    );
     // In order per patient: every request the receiver saw (failed, lost and accepted ones) goes 0, 1, 2, …
     // without ever going back, and the accepted ones are exactly 0..5.
     for patient in ["p1", "p2"] {
@@ -295,7 +317,10 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
         by_id.entry(&r.id).or_default().push(r);
     }
     let duplicates: Vec<_> = by_id.values().filter(|v| v.len() > 1).collect();
-    assert!(duplicates.len() >= 2, "the two lost answers were retried: {by_id:?}");
+    assert!(
+        duplicates.len() >= 2,
+        "the two lost answers were retried: {by_id:?}"
+    );
     for copies in &duplicates {
         assert!(copies.iter().all(|c| c.body == copies[0].body));
     }
@@ -304,7 +329,10 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
         got.len(),
         duplicates.len()
     );
-    assert!(got.iter().all(|r| r.authorization.as_deref() == Some("Bearer test-credential")));
+    assert!(
+        got.iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer test-credential"))
+    );
 
     // Every delivery is one access-log record: action E, operation send, the patient, the destination.
     let sends = logged(store.as_ref(), "send").await;
@@ -312,7 +340,10 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
     let mut per_patient = BTreeMap::new();
     for e in &sends {
         assert_eq!(e["action"], "E");
-        assert_eq!(e["agent"][1]["who"]["identifier"]["value"], "SE2321000255-ITACIH");
+        assert_eq!(
+            e["agent"][1]["who"]["identifier"]["value"],
+            "SE2321000255-ITACIH"
+        );
         for p in patients_named(e) {
             *per_patient.entry(p).or_insert(0) += 1;
         }
@@ -344,18 +375,35 @@ async fn a_destination_that_is_down_does_not_delay_another() {
     let ids = enqueue(store.as_ref(), messages).await;
     let up_ids: BTreeSet<String> = ids.iter().skip(1).step_by(2).cloned().collect();
     let r = receiver.clone();
-    eventually("the live destination has everything", Duration::from_secs(10), || {
-        let r = r.clone();
-        let want = up_ids.clone();
-        async move { r.accepted_ids() == want }
-    })
+    eventually(
+        "the live destination has everything",
+        Duration::from_secs(10),
+        || {
+            let r = r.clone();
+            let want = up_ids.clone();
+            async move { r.accepted_ids() == want }
+        },
+    )
     .await;
     workers.stop().await;
     // The other is still trying: all five pending, the first attempted.
-    assert_eq!(rows(store.as_ref(), MessageStatus::Pending, "down").await.len(), 5);
-    let first = store.outbox_get(&Actor::system(), &ids[0]).await.expect("get").expect("row");
+    assert_eq!(
+        rows(store.as_ref(), MessageStatus::Pending, "down")
+            .await
+            .len(),
+        5
+    );
+    let first = store
+        .outbox_get(&Actor::system(), &ids[0])
+        .await
+        .expect("get")
+        .expect("row");
     assert!(first.attempts >= 1, "{first:?}");
-    let order: Vec<u64> = receiver.received().iter().map(|r| r.body["n"].as_u64().expect("n")).collect();
+    let order: Vec<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| r.body["n"].as_u64().expect("n"))
+        .collect();
     assert_eq!(order, vec![0, 1, 2, 3, 4]);
     store.close().await;
 }
@@ -376,7 +424,9 @@ async fn an_enqueue_commits_with_its_change_or_not_at_all() {
     let failed = store
         .transact(&Actor::system(), move |tx| {
             tx.enqueue(dropped)?;
-            Err::<(), _>(navet::error::ApiError::Conflict("the change was refused".into()))
+            Err::<(), _>(navet::error::ApiError::Conflict(
+                "the change was refused".into(),
+            ))
         })
         .await;
     assert!(failed.is_err());
@@ -405,7 +455,13 @@ async fn an_enqueue_commits_with_its_change_or_not_at_all() {
         vec![kept_id]
     );
     for id in [dropped_id, conflicting_id] {
-        assert!(store.outbox_get(&Actor::system(), &id).await.expect("get").is_none());
+        assert!(
+            store
+                .outbox_get(&Actor::system(), &id)
+                .await
+                .expect("get")
+                .is_none()
+        );
     }
     store.close().await;
 }
@@ -452,7 +508,9 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     let mut dest = destination("dead-end", port);
     // Down longer than its budget.
     dest.retry_budget = Duration::from_millis(400);
-    let workers = worker::start(store.clone(), &settings(vec![dest])).await.expect("workers");
+    let workers = worker::start(store.clone(), &settings(vec![dest]))
+        .await
+        .expect("workers");
     let ids = enqueue(
         store.as_ref(),
         vec![
@@ -466,7 +524,12 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     let s = store.clone();
     eventually("all four are dead letters", Duration::from_secs(10), || {
         let s = s.clone();
-        async move { rows(s.as_ref(), MessageStatus::Dead, "dead-end").await.len() == 4 }
+        async move {
+            rows(s.as_ref(), MessageStatus::Dead, "dead-end")
+                .await
+                .len()
+                == 4
+        }
     })
     .await;
 
@@ -476,7 +539,15 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     let r = app.client.get(&list).send().await.expect("send");
     assert_eq!(r.status(), 403);
     assert!(common::outcome_text(&common::json(r).await).contains("admin principals"));
-    assert_eq!(app.anonymous.get(&list).send().await.expect("send").status(), 401);
+    assert_eq!(
+        app.anonymous
+            .get(&list)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
 
     let body = common::json(admin.get(&list).send().await.expect("send")).await;
     let listed: Vec<&str> = body["messages"]
@@ -488,19 +559,33 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
     for m in body["messages"].as_array().expect("messages") {
         assert_eq!(m["status"], "dead");
-        assert!(m["lastError"].as_str().expect("error").contains("retry budget exhausted"), "{m}");
+        assert!(
+            m["lastError"]
+                .as_str()
+                .expect("error")
+                .contains("retry budget exhausted"),
+            "{m}"
+        );
         assert!(m.get("payload").is_none(), "a list shows no payloads");
     }
     // Paging: one at a time, with a link to the next.
     let page = common::json(
-        admin.get(format!("{list}&limit=1")).send().await.expect("send"),
+        admin
+            .get(format!("{list}&limit=1"))
+            .send()
+            .await
+            .expect("send"),
     )
     .await;
     assert_eq!(page["messages"].as_array().map(Vec::len), Some(1));
     assert!(page["next"].as_str().expect("next").contains("after="));
 
     let one = common::json(
-        admin.get(format!("{}/admin/outbox/{}", app.base, ids[0])).send().await.expect("send"),
+        admin
+            .get(format!("{}/admin/outbox/{}", app.base, ids[0]))
+            .send()
+            .await
+            .expect("send"),
     )
     .await;
     assert_eq!(one["patient"], "Patient/p1");
@@ -511,14 +596,25 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     // Bad input gets an OperationOutcome that says what is wrong.
     for (path, status, says) in [
         ("/admin/outbox/no%20such", 400, "not an outbox message id"),
-        ("/admin/outbox/unknown-id", 404, "no outbox message unknown-id"),
+        (
+            "/admin/outbox/unknown-id",
+            404,
+            "no outbox message unknown-id",
+        ),
         ("/admin/outbox?status=lost", 400, "status 'lost'"),
     ] {
-        let r = admin.get(format!("{}{path}", app.base)).send().await.expect("send");
+        let r = admin
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), status, "{path}");
         let outcome = common::json(r).await;
         assert_eq!(outcome["resourceType"], "OperationOutcome");
-        assert!(common::outcome_text(&outcome).contains(says), "{path}: {outcome}");
+        assert!(
+            common::outcome_text(&outcome).contains(says),
+            "{path}: {outcome}"
+        );
     }
     let r = admin
         .post(format!("{}/admin/outbox/$replay", app.base))
@@ -536,7 +632,10 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
         .await
         .expect("send");
     assert_eq!(r.status(), 200);
-    assert_eq!(common::json(r).await, json!({"replayed": 1, "ids": [ids[0]]}));
+    assert_eq!(
+        common::json(r).await,
+        json!({"replayed": 1, "ids": [ids[0]]})
+    );
     let r = receiver.clone();
     let first = ids[0].clone();
     eventually("the replayed one arrives", Duration::from_secs(10), || {
@@ -547,13 +646,21 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     // Delivered now: not a dead letter to replay.
     let s = store.clone();
     let first = ids[0].clone();
-    eventually("it is recorded as delivered", Duration::from_secs(5), || {
-        let (s, first) = (s.clone(), first.clone());
-        async move {
-            s.outbox_get(&Actor::system(), &first).await.expect("get").expect("row").status
-                == MessageStatus::Delivered
-        }
-    })
+    eventually(
+        "it is recorded as delivered",
+        Duration::from_secs(5),
+        || {
+            let (s, first) = (s.clone(), first.clone());
+            async move {
+                s.outbox_get(&Actor::system(), &first)
+                    .await
+                    .expect("get")
+                    .expect("row")
+                    .status
+                    == MessageStatus::Delivered
+            }
+        },
+    )
     .await;
     let r = admin
         .post(format!("{}/admin/outbox/{}/$replay", app.base, ids[0]))
@@ -561,16 +668,23 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
         .await
         .expect("send");
     assert_eq!(r.status(), 409);
-    assert!(app
-        .client
-        .post(format!("{}/admin/outbox/$replay?destination=dead-end", app.base))
-        .send()
-        .await
-        .expect("send")
-        .status()
-        == 403);
+    assert!(
+        app.client
+            .post(format!(
+                "{}/admin/outbox/$replay?destination=dead-end",
+                app.base
+            ))
+            .send()
+            .await
+            .expect("send")
+            .status()
+            == 403
+    );
     let r = admin
-        .post(format!("{}/admin/outbox/$replay?destination=dead-end", app.base))
+        .post(format!(
+            "{}/admin/outbox/$replay?destination=dead-end",
+            app.base
+        ))
         .send()
         .await
         .expect("send");
@@ -578,10 +692,14 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
     assert_eq!(common::json(r).await["replayed"], 3);
     let r = receiver.clone();
     let all: BTreeSet<String> = ids.iter().cloned().collect();
-    eventually("every replayed message arrives", Duration::from_secs(10), || {
-        let (r, all) = (r.clone(), all.clone());
-        async move { r.accepted_ids() == all }
-    })
+    eventually(
+        "every replayed message arrives",
+        Duration::from_secs(10),
+        || {
+            let (r, all) = (r.clone(), all.clone());
+            async move { r.accepted_ids() == all }
+        },
+    )
     .await;
     workers.stop().await;
     let p1: Vec<u64> = receiver
@@ -606,7 +724,11 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
 
 /// The real binary on a configuration file: the demo configuration (its keys copied next to it) plus a
 /// destination on the test's receiver.
-fn start_binary(config: &std::path::Path, data: &std::path::Path, port: u16) -> std::process::Child {
+fn start_binary(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    port: u16,
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_navet"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--config")
@@ -627,8 +749,13 @@ async fn kill_9_during_a_delivery_burst_loses_nothing() {
     std::fs::create_dir_all(dir.path().join("keys-demo-only")).expect("mkdir");
     for entry in std::fs::read_dir(&keys).expect("keys") {
         let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.path().join("keys-demo-only").join(path.file_name().expect("name")))
-            .expect("copy");
+        std::fs::copy(
+            &path,
+            dir.path()
+                .join("keys-demo-only")
+                .join(path.file_name().expect("name")),
+        )
+        .expect("copy");
     }
     let receiver_port = closed_port();
     let config = dir.path().join("navet.toml");
@@ -654,7 +781,10 @@ async fn kill_9_during_a_delivery_burst_loses_nothing() {
             messages.push(message("itacih", &format!("p{p}"), n));
         }
     }
-    let ids: BTreeSet<String> = enqueue(store.as_ref(), messages).await.into_iter().collect();
+    let ids: BTreeSet<String> = enqueue(store.as_ref(), messages)
+        .await
+        .into_iter()
+        .collect();
     store.close().await;
     drop(store);
 
@@ -672,18 +802,27 @@ async fn kill_9_during_a_delivery_burst_loses_nothing() {
     child.kill().expect("kill -9");
     child.wait().expect("wait");
     let at_kill = receiver.accepted_ids().len();
-    assert!(at_kill < ids.len(), "the burst was still going when navet was killed ({at_kill})");
+    assert!(
+        at_kill < ids.len(),
+        "the burst was still going when navet was killed ({at_kill})"
+    );
 
     let mut child = start_binary(&config, &data, port);
     let r = receiver.clone();
     let want = ids.clone();
-    eventually("every committed message is delivered after the restart", Duration::from_secs(60), || {
-        let (r, want) = (r.clone(), want.clone());
-        async move { r.accepted_ids() == want }
-    })
+    eventually(
+        "every committed message is delivered after the restart",
+        Duration::from_secs(60),
+        || {
+            let (r, want) = (r.clone(), want.clone());
+            async move { r.accepted_ids() == want }
+        },
+    )
     .await;
     // navet answers again (it is the same process that resumed the deliveries).
-    let ready = reqwest::get(format!("{base}/readyz")).await.expect("readyz");
+    let ready = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 200);
     child.kill().expect("kill");
     child.wait().expect("wait");
@@ -704,7 +843,10 @@ async fn kill_9_during_a_delivery_burst_loses_nothing() {
     for c in copies.values() {
         assert!(c.iter().all(|x| x.body == c[0].body));
     }
-    assert!(duplicates <= 4, "at most one in flight per concurrent slot: {duplicates}");
+    assert!(
+        duplicates <= 4,
+        "at most one in flight per concurrent slot: {duplicates}"
+    );
     for p in 0..PATIENTS {
         let seen: Vec<u64> = got
             .iter()

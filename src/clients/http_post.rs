@@ -62,7 +62,8 @@ impl HttpPostClient {
                 headers.insert(n, v);
             }
         }
-        let bad = |what: &str| SendError::Rejected(format!("the message's {what} is not a valid header"));
+        let bad =
+            |what: &str| SendError::Rejected(format!("the message's {what} is not a valid header"));
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_str(&message.content_type).map_err(|_| bad("content type"))?,
@@ -72,8 +73,10 @@ impl HttpPostClient {
             HeaderValue::from_str(&message.id).map_err(|_| bad(MESSAGE_ID_HEADER))?,
         );
         if let Some(token) = &self.bearer {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| SendError::Rejected("the bearer credential is not a valid header".into()))?;
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    SendError::Rejected("the bearer credential is not a valid header".into())
+                })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -87,7 +90,9 @@ impl HttpPostClient {
         let response = match answer {
             Ok(r) => r,
             // The error's text names the URL and the cause, never the body or the credential.
-            Err(e) if e.is_timeout() => return Err(SendError::Retryable(format!("timed out: {e}"))),
+            Err(e) if e.is_timeout() => {
+                return Err(SendError::Retryable(format!("timed out: {e}")));
+            }
             Err(e) if e.is_connect() => {
                 return Err(SendError::Retryable(format!("could not connect: {e}")));
             }
@@ -101,9 +106,13 @@ impl HttpPostClient {
             || status == reqwest::StatusCode::REQUEST_TIMEOUT
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
         {
-            Err(SendError::Retryable(format!("the receiver answered {status}")))
+            Err(SendError::Retryable(format!(
+                "the receiver answered {status}"
+            )))
         } else {
-            Err(SendError::Rejected(format!("the receiver refused the message: {status}")))
+            Err(SendError::Rejected(format!(
+                "the receiver refused the message: {status}"
+            )))
         }
     }
 }

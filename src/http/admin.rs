@@ -335,7 +335,10 @@ mod tests {
             assert!(matches!(e, ApiError::BadRequest(_)), "{bad}");
             assert!(e.to_string().contains(says), "{bad}: {e}");
         }
-        assert_eq!(parse_replay_query(Some("destination=svpl-1")).unwrap(), "svpl-1");
+        assert_eq!(
+            parse_replay_query(Some("destination=svpl-1")).unwrap(),
+            "svpl-1"
+        );
         assert!(parse_replay_query(None).is_err());
         assert!(parse_message_id("0b6c-uuid_1.2:3").is_ok());
         assert!(parse_message_id("../etc").is_err());

@@ -197,10 +197,9 @@ pub fn check_endpoint(
     principal: &str,
     rules: &[AllowRule],
 ) -> Result<bool, String> {
-    if rules
-        .iter()
-        .any(|r| r.principals.iter().any(|p| p == principal) && r.patterns.iter().any(|p| p.matches(url)))
-    {
+    if rules.iter().any(|r| {
+        r.principals.iter().any(|p| p == principal) && r.patterns.iter().any(|p| p.matches(url))
+    }) {
         return Ok(true);
     }
     if url.scheme() != "https" {
@@ -279,7 +278,10 @@ pub fn build(
         let mut patterns = Vec::new();
         for p in &rule.principals {
             if !principals.contains(p) {
-                errors.push(format!("[[outbox.allow]] #{}: principal {p} is not configured", i + 1));
+                errors.push(format!(
+                    "[[outbox.allow]] #{}: principal {p} is not configured",
+                    i + 1
+                ));
             }
         }
         for u in &rule.urls {
@@ -329,7 +331,9 @@ pub fn build(
         };
         let bearer = match (&d.bearer_token_env, &d.bearer_token_file) {
             (Some(_), Some(_)) => {
-                errors.push(format!("{at}: give bearer_token_env or bearer_token_file, not both"));
+                errors.push(format!(
+                    "{at}: give bearer_token_env or bearer_token_file, not both"
+                ));
                 None
             }
             (Some(var), None) => match env(var).filter(|v| !v.trim().is_empty()) {
@@ -358,7 +362,8 @@ pub fn build(
             }
             (None, None) => None,
         };
-        let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+        let ms =
+            |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
         let dest = Destination {
             name: d.name.clone(),
             principal: d.principal.clone(),
@@ -384,7 +389,9 @@ pub fn build(
             errors.push(format!("{at}: retry_budget_secs must be at least 60"));
         }
         if dest.initial_backoff.is_zero() || dest.max_backoff < dest.initial_backoff {
-            errors.push(format!("{at}: need 0 < initial_backoff_ms <= max_backoff_ms"));
+            errors.push(format!(
+                "{at}: need 0 < initial_backoff_ms <= max_backoff_ms"
+            ));
         }
         if dest.breaker_threshold == 0 {
             errors.push(format!("{at}: breaker_threshold must be at least 1"));
@@ -426,8 +433,14 @@ mod tests {
     #[test]
     fn endpoints_are_public_https_or_allowed_for_the_principal() {
         let r = rules();
-        assert_eq!(check_endpoint(&url("https://itacih.example.se/x"), "P2", &r), Ok(false));
-        assert_eq!(check_endpoint(&url("http://127.0.0.1:9000/x"), "P1", &r), Ok(true));
+        assert_eq!(
+            check_endpoint(&url("https://itacih.example.se/x"), "P2", &r),
+            Ok(false)
+        );
+        assert_eq!(
+            check_endpoint(&url("http://127.0.0.1:9000/x"), "P1", &r),
+            Ok(true)
+        );
         for refused in [
             "http://127.0.0.1:9000/x",
             "https://127.0.0.1/x",
@@ -441,7 +454,10 @@ mod tests {
             "https://api.localhost/x",
             "http://itacih.example.se/x",
         ] {
-            assert!(check_endpoint(&url(refused), "P2", &r).is_err(), "{refused}");
+            assert!(
+                check_endpoint(&url(refused), "P2", &r).is_err(),
+                "{refused}"
+            );
         }
         // The rule is for P1's loopback http only.
         assert!(check_endpoint(&url("http://10.0.0.1:80/"), "P1", &r).is_err());
@@ -450,7 +466,14 @@ mod tests {
 
     #[test]
     fn patterns_need_scheme_host_and_port() {
-        for bad in ["127.0.0.1:*", "ftp://h:1", "http://h", "http://h:x", "http://:1", "http://a/b:1"] {
+        for bad in [
+            "127.0.0.1:*",
+            "ftp://h:1",
+            "http://h",
+            "http://h:x",
+            "http://:1",
+            "http://a/b:1",
+        ] {
             assert_eq!(UrlPattern::parse(bad), None, "{bad}");
         }
         let p = UrlPattern::parse("https://Hook.example.se:8443").expect("pattern");
@@ -469,9 +492,13 @@ mod tests {
         };
         let parse = |s: &str| -> DestinationConfig { toml::from_str(s).expect("toml") };
         let dests = vec![
-            parse("name = \"a\"\nprincipal = \"P1\"\nurl = \"http://127.0.0.1:1/\"\nbearer_token_env = \"TOKEN\""),
+            parse(
+                "name = \"a\"\nprincipal = \"P1\"\nurl = \"http://127.0.0.1:1/\"\nbearer_token_env = \"TOKEN\"",
+            ),
             parse("name = \"a\"\nprincipal = \"P9\"\nurl = \"not a url\""),
-            parse("name = \"b c\"\nprincipal = \"P1\"\nurl = \"https://10.0.0.1/\"\nretry_budget_secs = 5\nbearer_token_env = \"MISSING\""),
+            parse(
+                "name = \"b c\"\nprincipal = \"P1\"\nurl = \"https://10.0.0.1/\"\nretry_budget_secs = 5\nbearer_token_env = \"MISSING\"",
+            ),
         ];
         let mut errors = Vec::new();
         let env = |k: &str| (k == "TOKEN").then(|| "s3cret".to_owned());
@@ -492,7 +519,10 @@ mod tests {
             assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
         }
         // a: loopback http is not allowed for P1 here, since the only rule failed to parse.
-        assert!(text.contains("#1 (a): http://127.0.0.1:1/ is not https"), "{text}");
+        assert!(
+            text.contains("#1 (a): http://127.0.0.1:1/ is not https"),
+            "{text}"
+        );
         assert_eq!(errors.len(), 11, "{text}");
         let a = &built.destinations[0];
         assert_eq!(a.bearer.as_ref().map(Secret::expose), Some("s3cret"));

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use crate::store::outbox::{MessageStatus, NewMessage, OutboxMessage};
 use crate::audit::{Action, AuditRecord};
 use crate::error::ApiError;
 use crate::store::WriteTx;
+pub use crate::store::outbox::{MessageStatus, NewMessage, OutboxMessage};
 
 /// The delay before attempt `attempt + 1` after `attempt` failed ones: `initial · 2^(attempt-1)`, capped at
 /// `max`, of which a random half is jitter (so receivers coming back are not hit by every sender at once).

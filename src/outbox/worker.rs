@@ -34,16 +34,16 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts a worker per configured destination. Claims left by an earlier process (a crash, `kill -9`) are
 /// released first: the embedded store has one node, so nobody else can be holding them.
-pub async fn start(
-    store: Arc<dyn Store>,
-    settings: &OutboxSettings,
-) -> Result<Workers, String> {
+pub async fn start(store: Arc<dyn Store>, settings: &OutboxSettings) -> Result<Workers, String> {
     let released = store
         .transact(&Actor::system(), |tx| Ok(tx.outbox_release_claims()?))
         .await
         .map_err(|e| format!("the outbox could not be opened: {e}"))?;
     if released > 0 {
-        tracing::info!(released, "outbox rows claimed by the previous run are due again");
+        tracing::info!(
+            released,
+            "outbox rows claimed by the previous run are due again"
+        );
     }
     let (stop, stop_rx) = watch::channel(false);
     let mut handles = Vec::new();
@@ -58,7 +58,11 @@ pub async fn start(
         };
         handles.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
-    let names: Vec<String> = settings.destinations.iter().map(|d| d.name.clone()).collect();
+    let names: Vec<String> = settings
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
     handles.push(tokio::spawn(publish_metrics(store, names, stop_rx)));
     Ok(Workers { stop, handles })
 }
@@ -142,7 +146,8 @@ impl DestinationWorker {
             }
             let limit = match self.breaker.state(Instant::now()) {
                 BreakerState::Open(left) => {
-                    metrics::gauge!("navet_outbox_breaker_open", "destination" => name.clone()).set(1.0);
+                    metrics::gauge!("navet_outbox_breaker_open", "destination" => name.clone())
+                        .set(1.0);
                     if sleep_or_stop(left, &mut stop).await {
                         return;
                     }
@@ -184,7 +189,8 @@ impl DestinationWorker {
             .await?;
         let labels = [("destination", d.name.clone())];
         if !claim.expired.is_empty() {
-            metrics::counter!("navet_outbox_dead_letters_total", &labels).increment(claim.expired.len() as u64);
+            metrics::counter!("navet_outbox_dead_letters_total", &labels)
+                .increment(claim.expired.len() as u64);
             tracing::warn!(destination = %d.name, count = claim.expired.len(), "outbox rows exhausted their retry budget and are dead letters");
         }
         if claim.due.is_empty() {
@@ -201,7 +207,8 @@ impl DestinationWorker {
         let budget_ms = duration_ms(d.retry_budget);
         let mut outcomes: Vec<(OutboxMessage, AttemptOutcome)> = Vec::with_capacity(attempts.len());
         for (message, (result, took)) in claim.due.into_iter().zip(attempts) {
-            metrics::histogram!("navet_outbox_delivery_seconds", &labels).record(took.as_secs_f64());
+            metrics::histogram!("navet_outbox_delivery_seconds", &labels)
+                .record(took.as_secs_f64());
             let outcome = match result {
                 Ok(()) => {
                     self.breaker.success();
@@ -211,7 +218,11 @@ impl DestinationWorker {
                 Err(SendError::Retryable(error)) => {
                     self.breaker.failure(Instant::now());
                     metrics::counter!("navet_outbox_attempts_total", "destination" => d.name.clone(), "result" => "retry").increment(1);
-                    let delay = super::backoff(message.attempts.saturating_add(1), d.initial_backoff, d.max_backoff);
+                    let delay = super::backoff(
+                        message.attempts.saturating_add(1),
+                        d.initial_backoff,
+                        d.max_backoff,
+                    );
                     let next = now.saturating_add(duration_ms(delay));
                     if next >= message.budget_start_ms.saturating_add(budget_ms) {
                         AttemptOutcome::Dead {
@@ -280,8 +291,12 @@ async fn publish_metrics(
                 let labels = [("destination", s.destination.clone())];
                 metrics::gauge!("navet_outbox_queue_depth", &labels).set(s.pending as f64);
                 metrics::gauge!("navet_outbox_dead_letters", &labels).set(s.dead as f64);
-                let age = s.oldest_pending_ms.map(|t| now.saturating_sub(t).max(0)).unwrap_or(0);
-                metrics::gauge!("navet_outbox_oldest_pending_seconds", &labels).set(age as f64 / 1000.0);
+                let age = s
+                    .oldest_pending_ms
+                    .map(|t| now.saturating_sub(t).max(0))
+                    .unwrap_or(0);
+                metrics::gauge!("navet_outbox_oldest_pending_seconds", &labels)
+                    .set(age as f64 / 1000.0);
                 names.retain(|n| n != &s.destination);
             }
             // Configured destinations with nothing queued show 0, not a stale figure.

@@ -21,7 +21,10 @@ use crate::error::ApiError;
 use crate::fhir::visibility::Visibility;
 use crate::search::index::IndexRow;
 use crate::search::query::SearchQuery;
-use outbox::{AttemptOutcome, Claim, ClaimRequest, DestinationStats, NewMessage, OutboxFilter, OutboxMessage, Replay};
+use outbox::{
+    AttemptOutcome, Claim, ClaimRequest, DestinationStats, NewMessage, OutboxFilter, OutboxMessage,
+    Replay,
+};
 
 /// Who is acting: the authenticated caller's principal (and client and user), or navet itself. The store
 /// knows actors, not tokens: the HTTP layer turns a caller into an actor (`crate::http::actor_of`), and the
@@ -234,7 +237,10 @@ pub trait WriteTx {
     /// Records an attempt's outcome; `false` when the row was not pending any more.
     fn outbox_record(&mut self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError>;
     /// Puts dead letters back in the queue; answers the (id, patient) of each.
-    fn outbox_replay(&mut self, which: &Replay) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    fn outbox_replay(
+        &mut self,
+        which: &Replay,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
     /// Drops every worker's claim (start-up of the embedded node, after a crash).
     fn outbox_release_claims(&mut self) -> Result<usize, StoreError>;
 }
@@ -320,8 +326,11 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// One outbox row by its message id.
-    async fn outbox_get(&self, actor: &Actor, id: &str)
-    -> Result<Option<OutboxMessage>, StoreError>;
+    async fn outbox_get(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Option<OutboxMessage>, StoreError>;
 
     /// Pending and dead counts and the oldest pending row per destination (for the metrics).
     async fn outbox_stats(&self, actor: &Actor) -> Result<Vec<DestinationStats>, StoreError>;

@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
 use super::outbox::{
-    AttemptOutcome, Claim, ClaimRequest, DestinationStats, MessageStatus, NewMessage,
-    OutboxFilter, OutboxMessage, Replay,
+    AttemptOutcome, Claim, ClaimRequest, DestinationStats, MessageStatus, NewMessage, OutboxFilter,
+    OutboxMessage, Replay,
 };
 
 const COLUMNS: &str = "seq, id, destination, patient, content_type, payload, headers, attempts, created_ms, \
