@@ -34,6 +34,10 @@ pub struct FileConfig {
     pub audit: AuditSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub outbox: crate::outbox::config::OutboxSection,
+    #[serde(default)]
+    pub destinations: Vec<crate::outbox::config::DestinationConfig>,
 }
 
 /// `[limits]`: the edge's timeouts, concurrency and rate limits (README "Limits and the edge"), and bounds on
@@ -271,6 +275,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `server.metrics_listen`: serve `/metrics` without a token on this address too.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[outbox]` and `[[destinations]]`: checked, with their credentials read.
+    pub outbox: crate::outbox::config::OutboxSettings,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -493,6 +499,15 @@ impl Settings {
                 })
                 .ok()
         });
+        let principals: Vec<String> = auth.principals.iter().map(|p| p.hsa_id.clone()).collect();
+        let outbox = crate::outbox::config::build(
+            &file.outbox,
+            &file.destinations,
+            &principals,
+            config_dir.as_deref(),
+            &|var| std::env::var(var).ok(),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -515,6 +530,7 @@ impl Settings {
             big_body_wait_ms,
             limits,
             metrics_listen,
+            outbox,
         })
     }
 }

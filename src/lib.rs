@@ -16,15 +16,19 @@
 //! - [`http`]: thin axum handlers, and the edge in front of them (`http::edge`: request ids, timeouts, panics,
 //!   rate and concurrency limits; `http::metrics`: `/metrics`).
 //! - [`timeline`]: the patient timeline: clinical times, keyset cursors, the query the store answers.
+//! - [`outbox`]: durable outbound delivery: enqueue with the change, workers, retries, dead letters.
+//! - [`clients`]: typed outbound clients (a generic HTTP POST for now) with per-destination timeouts.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod outbox;
 pub mod search;
 pub mod startup;
 pub mod state;

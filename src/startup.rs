@@ -44,6 +44,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         Router::new()
             .merge(crate::auth::router())
             .merge(crate::http::auditor::routes())
+            .merge(crate::http::admin::routes())
             .route("/metrics", get(crate::http::metrics::scrape))
             .route("/healthz", get(crate::http::health::healthz))
             .route("/readyz", get(crate::http::health::readyz)),
@@ -222,6 +223,8 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         "navet is serving FHIR R4 at {}/fhir",
         settings.base_url
     );
+    // Deliveries left by the previous run (also after kill -9) resume now.
+    let outbox = crate::outbox::worker::start(state.store.clone(), &settings.outbox).await?;
     reload_keys_on_hangup(state.auth.clone());
     index_audit_in_background(&state);
     edge::flush_refusals_every_minute(&state);
@@ -248,6 +251,7 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     if let Err(e) = edge.flush_refusals(store.as_ref()).await {
         tracing::warn!(error = %e, "the last rate-limit records could not be written");
     }
+    outbox.stop().await;
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())

@@ -1,5 +1,6 @@
 //! Thin HTTP handlers: they decode the request, call `fhir/` operations or the store, and encode the answer.
 
+pub mod admin;
 pub mod audit;
 pub mod auditor;
 pub mod body;

@@ -6,6 +6,8 @@
 //! A job is a closure over [`WriteTx`], so a FHIR transaction Bundle, a conditional create or (later) a
 //! write plus its audit record and outbox rows are all-or-nothing.
 
+pub mod outbox;
+pub mod outbox_sql;
 pub mod schema;
 pub mod search_sql;
 pub mod sqlite;
@@ -19,6 +21,10 @@ use crate::error::ApiError;
 use crate::fhir::visibility::Visibility;
 use crate::search::index::IndexRow;
 use crate::search::query::SearchQuery;
+use outbox::{
+    AttemptOutcome, Claim, ClaimRequest, DestinationStats, NewMessage, OutboxFilter, OutboxMessage,
+    Replay,
+};
 
 /// Who is acting: the authenticated caller's principal (and client and user), or navet itself. The store
 /// knows actors, not tokens: the HTTP layer turns a caller into an actor (`crate::http::actor_of`), and the
@@ -237,6 +243,22 @@ pub trait WriteTx {
     ) -> Result<Vec<(i64, String, i64, String)>, StoreError>;
     /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
     fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
+
+    // The outbox (crate::outbox). Its writes are here, not on `Store`, so that they commit with what goes
+    // with them: an enqueue with the change that causes it, a delivery with its access-log record.
+    /// Adds a delivery to the outbox, committed (or rolled back) with the rest of this transaction.
+    fn enqueue(&mut self, message: NewMessage) -> Result<(), StoreError>;
+    /// Turns a destination's rows past their budget into dead letters and claims its due rows.
+    fn outbox_claim(&mut self, request: &ClaimRequest) -> Result<Claim, StoreError>;
+    /// Records an attempt's outcome; `false` when the row was not pending any more.
+    fn outbox_record(&mut self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError>;
+    /// Puts dead letters back in the queue; answers the (id, patient) of each.
+    fn outbox_replay(
+        &mut self,
+        which: &Replay,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    /// Drops every worker's claim (start-up of the embedded node, after a crash).
+    fn outbox_release_claims(&mut self) -> Result<usize, StoreError>;
 }
 
 pub type WriteJob =
@@ -317,6 +339,24 @@ pub trait Store: Send + Sync {
         &self,
         actor: &Actor,
     ) -> Result<crate::audit::chain::Verification, StoreError>;
+
+    /// Outbox rows, oldest first. The HTTP layer lets only admin principals (and navet) here; the outbox is
+    /// navet's own bookkeeping, not a resource with an owner, so there is no per-row visibility.
+    async fn outbox_list(
+        &self,
+        actor: &Actor,
+        filter: OutboxFilter,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// One outbox row by its message id.
+    async fn outbox_get(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Pending and dead counts and the oldest pending row per destination (for the metrics).
+    async fn outbox_stats(&self, actor: &Actor) -> Result<Vec<DestinationStats>, StoreError>;
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

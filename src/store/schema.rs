@@ -126,6 +126,29 @@ BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
 
+-- The outbox (outbox/mod.rs): deliveries written in the same transaction as the change that causes them,
+-- claimed and sent by the outbox workers. `id` is the stable message id every attempt carries, so receivers
+-- can be idempotent. Order is kept per (destination, patient): only the oldest pending row of a pair is due.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY,      -- enqueue order
+    id              TEXT    NOT NULL UNIQUE,  -- stable message id (X-Navet-Message-Id)
+    destination     TEXT    NOT NULL,         -- configured destination name
+    patient         TEXT    NOT NULL,         -- ordering key: Patient/{id}, or '' for no patient
+    content_type    TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,         -- JSON array of [name, value]
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_ms      INTEGER NOT NULL,
+    budget_start_ms INTEGER NOT NULL,         -- the retry budget runs from here (enqueue, or the last replay)
+    next_attempt_ms INTEGER NOT NULL,
+    claimed_until_ms INTEGER,                 -- a worker holds the row until then; NULL when unclaimed
+    status          TEXT    NOT NULL,         -- pending | delivered | dead
+    last_error      TEXT,
+    done_ms         INTEGER                   -- when it was delivered or became a dead letter
+);
+CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, patient, seq);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, seq);
+
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -639,6 +639,36 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn enqueue(&mut self, message: super::outbox::NewMessage) -> Result<(), StoreError> {
+        super::outbox_sql::enqueue(self.conn, self.now.1, &message)
+    }
+
+    fn outbox_claim(
+        &mut self,
+        request: &super::outbox::ClaimRequest,
+    ) -> Result<super::outbox::Claim, StoreError> {
+        super::outbox_sql::claim(self.conn, request)
+    }
+
+    fn outbox_record(
+        &mut self,
+        id: &str,
+        outcome: &super::outbox::AttemptOutcome,
+    ) -> Result<bool, StoreError> {
+        super::outbox_sql::record(self.conn, self.now.1, id, outcome)
+    }
+
+    fn outbox_replay(
+        &mut self,
+        which: &super::outbox::Replay,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        super::outbox_sql::replay(self.conn, self.now.1, which)
+    }
+
+    fn outbox_release_claims(&mut self) -> Result<usize, StoreError> {
+        super::outbox_sql::release_claims(self.conn)
+    }
+
     fn remember_once(
         &mut self,
         scope: &str,
@@ -860,6 +890,32 @@ impl Store for SqliteStore {
         reads_access_log(actor)?;
         self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?))
             .await
+    }
+
+    async fn outbox_list(
+        &self,
+        _actor: &Actor,
+        filter: super::outbox::OutboxFilter,
+    ) -> Result<Vec<super::outbox::OutboxMessage>, StoreError> {
+        self.read_blocking(move |conn| super::outbox_sql::list(conn, &filter))
+            .await
+    }
+
+    async fn outbox_get(
+        &self,
+        _actor: &Actor,
+        id: &str,
+    ) -> Result<Option<super::outbox::OutboxMessage>, StoreError> {
+        let id = id.to_owned();
+        self.read_blocking(move |conn| super::outbox_sql::get(conn, &id))
+            .await
+    }
+
+    async fn outbox_stats(
+        &self,
+        _actor: &Actor,
+    ) -> Result<Vec<super::outbox::DestinationStats>, StoreError> {
+        self.read_blocking(super::outbox_sql::stats).await
     }
 
     async fn close(&self) {
