@@ -15,9 +15,7 @@ use crate::auth::{AuthConfig, FileSource};
 pub const DEMO_CONFIG: &str = concat!(
     include_str!("demo/navet-demo.toml"),
     "\n",
-    include_str!("demo/auth-demo.toml"),
-    "\n",
-    include_str!("demo/admin-demo.toml")
+    include_str!("demo/auth-demo.toml")
 );
 
 /// `navet.toml` as written. Unknown keys are errors: a typo must not silently fall back to a default.
@@ -291,20 +289,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./navet-data";
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// The demo key files the embedded configuration names: [`crate::auth::demo::embedded_file`], plus the
-/// demo admin client's public key (spec/demo-region.md v2), which the edge's metrics endpoint brought.
-pub fn embedded_demo_file(path: &str) -> Option<&'static str> {
-    match path {
-        "keys-demo-only/demo-admin.pub.pem" => {
-            Some(include_str!("demo/keys-demo-only/demo-admin.pub.pem"))
-        }
-        other => crate::auth::demo::embedded_file(other),
-    }
-}
-
-/// The demo admin client's private key: PUBLIC TEST DATA, like every demo key (src/demo/keys-demo-only/).
-pub const DEMO_ADMIN_PRIVATE_KEY: &str = include_str!("demo/keys-demo-only/demo-admin.key.pem");
-
 #[derive(Debug, thiserror::Error)]
 #[error("configuration errors:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigErrors(pub Vec<String>);
@@ -357,7 +341,7 @@ impl Settings {
         };
         let auth_files = match &config_dir {
             Some(dir) => FileSource::Dir(dir.clone()),
-            None => FileSource::Embedded(embedded_demo_file),
+            None => FileSource::Embedded(crate::auth::demo::embedded_file),
         };
         // Principals, clients, users and key files are checked now, so their errors join the others.
         if let Err(auth_errors) = crate::auth::config::build_registry(&auth, &auth_files) {

@@ -478,7 +478,7 @@ async fn metrics_are_served_to_admin_principals_only_and_name_routes_not_paths()
     let admin_token = navet::auth::cli::fetch_token(
         &app.base,
         "demo-admin",
-        navet::config::DEMO_ADMIN_PRIVATE_KEY,
+        navet::auth::cli::demo_private_key("demo-admin").expect("demo key"),
         "system/Organization.rs",
         None,
     )

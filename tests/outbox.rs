@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use navet::auth::PrincipalKind;
-use navet::auth::config::{ClientConfig, PrincipalConfig};
 use navet::fhir::visibility::Visibility;
 use navet::outbox::config::{Destination, OutboxSettings, Secret};
 use navet::outbox::worker;
@@ -466,43 +464,19 @@ async fn an_enqueue_commits_with_its_change_or_not_at_all() {
     store.close().await;
 }
 
-const ADMIN_CLIENT: &str = "test-admin";
-const ADMIN_PRINCIPAL: &str = "SE2321000255-ADM01";
-
-/// The demo configuration plus an admin principal and client (the demo auditor's key, another client id).
-fn add_admin(s: &mut navet::config::Settings) {
-    s.auth.principals.push(PrincipalConfig {
-        hsa_id: ADMIN_PRINCIPAL.into(),
-        kind: PrincipalKind::Admin,
-        name: "Region Skåne, drift".into(),
-        municipalities: Vec::new(),
-        units: Vec::new(),
-    });
-    let auditor = s
-        .auth
-        .clients
-        .iter()
-        .find(|c| c.client_id == "demo-auditor")
-        .expect("demo auditor")
-        .clone();
-    s.auth.clients.push(ClientConfig {
-        client_id: ADMIN_CLIENT.into(),
-        principal: ADMIN_PRINCIPAL.into(),
-        ..auditor
-    });
-}
-
 async fn admin_client(base: &str) -> reqwest::Client {
-    let key = navet::auth::cli::demo_private_key("demo-auditor").expect("key");
-    let token = navet::auth::cli::fetch_token(base, ADMIN_CLIENT, key, "system/Patient.rs", None)
-        .await
-        .expect("admin token");
+    // The demo region's admin principal (spec/demo-region.md v2): its client has one directory scope.
+    let key = navet::auth::cli::demo_private_key("demo-admin").expect("key");
+    let token =
+        navet::auth::cli::fetch_token(base, "demo-admin", key, "system/Organization.rs", None)
+            .await
+            .expect("admin token");
     common::authorized_client(&token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_inspected_and_replayed_by_admins_only() {
-    let app = common::spawn_with(false, add_admin).await;
+    let app = common::spawn_app().await;
     let store = app.state.store.clone();
     let port = closed_port();
     let mut dest = destination("dead-end", port);

@@ -499,8 +499,9 @@ mod tests {
     fn the_demo_configuration_builds() {
         let cfg = AuthConfig::from_toml(crate::auth::demo::AUTH_DEMO_TOML).unwrap();
         let registry = build_registry(&cfg, &files()).unwrap();
-        assert_eq!(registry.clients().len(), 11);
-        assert_eq!(registry.principals().len(), 11);
+        // spec/demo-region.md v2: 12 principals and clients with the admin; 11 users (the admin's none).
+        assert_eq!(registry.clients().len(), 12);
+        assert_eq!(registry.principals().len(), 12);
         assert_eq!(registry.users().len(), 11);
     }
 

@@ -69,6 +69,11 @@ pub const DEMO_KEYS: &[DemoKey] = &[
         public_pem: include_str!("../demo/keys-demo-only/demo-auditor.pub.pem"),
     },
     DemoKey {
+        client_id: "demo-admin",
+        private_pem: include_str!("../demo/keys-demo-only/demo-admin.key.pem"),
+        public_pem: include_str!("../demo/keys-demo-only/demo-admin.pub.pem"),
+    },
+    DemoKey {
         client_id: "demo-itacih",
         private_pem: include_str!("../demo/keys-demo-only/demo-itacih.key.pem"),
         public_pem: include_str!("../demo/keys-demo-only/demo-itacih.pub.pem"),
@@ -86,42 +91,10 @@ pub fn demo_key(client_id: &str) -> Option<&'static DemoKey> {
 /// The embedded file at a path the demo configuration names (relative to `src/demo/`), for
 /// [`crate::auth::config::FileSource::Embedded`].
 pub fn embedded_file(path: &str) -> Option<&'static str> {
-    match path {
-        "keys-demo-only/demo-kommun-kristianstad.pub.pem" => Some(include_str!(
-            "../demo/keys-demo-only/demo-kommun-kristianstad.pub.pem"
-        )),
-        "keys-demo-only/demo-kommun-ystad.pub.pem" => Some(include_str!(
-            "../demo/keys-demo-only/demo-kommun-ystad.pub.pem"
-        )),
-        "keys-demo-only/demo-vc-nasby.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-vc-nasby.pub.pem"))
-        }
-        "keys-demo-only/demo-vc-ystad.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-vc-ystad.pub.pem"))
-        }
-        "keys-demo-only/demo-csk.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-csk.pub.pem"))
-        }
-        "keys-demo-only/demo-lasarettet-ystad.pub.pem" => Some(include_str!(
-            "../demo/keys-demo-only/demo-lasarettet-ystad.pub.pem"
-        )),
-        "keys-demo-only/demo-mtn-kristianstad.pub.pem" => Some(include_str!(
-            "../demo/keys-demo-only/demo-mtn-kristianstad.pub.pem"
-        )),
-        "keys-demo-only/demo-mtn-ystad.pub.pem" => Some(include_str!(
-            "../demo/keys-demo-only/demo-mtn-ystad.pub.pem"
-        )),
-        "keys-demo-only/demo-asih.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-asih.pub.pem"))
-        }
-        "keys-demo-only/demo-auditor.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-auditor.pub.pem"))
-        }
-        "keys-demo-only/demo-itacih.pub.pem" => {
-            Some(include_str!("../demo/keys-demo-only/demo-itacih.pub.pem"))
-        }
-        _ => None,
-    }
+    let name = path
+        .strip_prefix("keys-demo-only/")?
+        .strip_suffix(".pub.pem")?;
+    demo_key(name).map(|k| k.public_pem)
 }
 
 #[cfg(test)]
