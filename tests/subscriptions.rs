@@ -231,6 +231,15 @@ async fn a_matching_write_notifies_each_subscriber_once_with_its_header_and_payl
     .await;
     let vc = user_client(&app, VC.0, VC.1, PurposeOfUse::Treat, "system/*.cruds").await;
     create_with(&vc, &app.fhir, &task(&patient, "requested", None)).await;
+    // A Subscription is its creator's: another principal does not see it (its headers may hold credentials).
+    for sub in [&id_only, &full] {
+        let other = vc
+            .get(format!("{}/Subscription/{}", app.fhir, id_of(sub)))
+            .send()
+            .await
+            .expect("read");
+        assert_eq!(other.status().as_u16(), 404);
+    }
 
     let workers = start_workers(&app).await;
     drained(app.state.store.as_ref()).await;
