@@ -125,7 +125,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
-    let fhir = FhirContext::embedded();
+    let fhir = FhirContext::embedded_with(settings.outbox.allow.clone());
     let state = AppState {
         store,
         fhir,
@@ -225,6 +225,13 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     );
     // Deliveries left by the previous run (also after kill -9) resume now.
     let outbox = crate::outbox::worker::start(state.store.clone(), &settings.outbox).await?;
+    let subscriptions = crate::outbox::worker::start_subscriptions(
+        state.store.clone(),
+        state.fhir.clone(),
+        &settings.outbox,
+        crate::outbox::config::subscription_template(),
+    )
+    .await;
     reload_keys_on_hangup(state.auth.clone());
     index_audit_in_background(&state);
     edge::flush_refusals_every_minute(&state);
@@ -252,6 +259,7 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         tracing::warn!(error = %e, "the last rate-limit records could not be written");
     }
     outbox.stop().await;
+    subscriptions.stop().await;
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())

@@ -86,7 +86,11 @@ const KNOWN_REFUSED: &[(&str, &str, &str)] = &[
         "422",
         INVALID,
     ),
+    ("Subscription-example.json", "422", SUBSCRIPTION),
+    ("Subscription-example-error.json", "422", SUBSCRIPTION),
 ];
+const SUBSCRIPTION: &str = "criteria on Observation and a public endpoint navet would deliver to: subscriptions are \
+     checked (issue 9: Task, ServiceRequest, CarePlan, Communication, Appointment, Encounter only)";
 const LOG: &str = "the access log is written by navet only: AuditEvent cannot be created";
 const TOO_BIG: &str = "over the 10 MiB body limit of `navet serve`";
 const INVALID: &str = "structurally invalid";

@@ -52,13 +52,19 @@ impl HttpPostClient {
     pub async fn send(&self, message: &OutboxMessage) -> Result<(), SendError> {
         let mut headers = HeaderMap::new();
         for (name, value) in &message.headers {
-            if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            let lower = name.to_ascii_lowercase();
+            // A subscription's own `Authorization` (channel.header, set by the subscriber for its receiver) is
+            // sent to a destination that has no configured credential of its own; never over one.
+            let subscriber_credential = lower == "authorization" && self.bearer.is_none();
+            if RESERVED.contains(&lower.as_str()) && !subscriber_credential {
                 continue;
             }
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
             ) {
+                let mut v = v;
+                v.set_sensitive(lower == "authorization");
                 headers.insert(n, v);
             }
         }

@@ -12,6 +12,7 @@ pub mod relink;
 pub mod rules;
 pub mod sharing;
 pub mod structure;
+pub mod subscription;
 pub mod typed;
 pub mod visibility;
 
@@ -27,13 +28,22 @@ pub const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
 pub struct FhirContext {
     pub structure: Structure,
     pub params: SearchParams,
+    /// `[[outbox.allow]]`: which principals may have private or plain-http endpoints; a Subscription's
+    /// endpoint is checked against them when it is written ([`subscription`]).
+    pub outbox_allow: Vec<crate::outbox::config::AllowRule>,
 }
 
 impl FhirContext {
     pub fn embedded() -> Arc<Self> {
+        Self::embedded_with(Vec::new())
+    }
+
+    /// The embedded tables with the configuration's outbound allow rules.
+    pub fn embedded_with(outbox_allow: Vec<crate::outbox::config::AllowRule>) -> Arc<Self> {
         Arc::new(FhirContext {
             structure: Structure::embedded(),
             params: SearchParams::embedded(),
+            outbox_allow,
         })
     }
 

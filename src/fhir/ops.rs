@@ -170,6 +170,7 @@ fn write_version(
     version: i64,
     owner: &str,
 ) -> Result<StoredVersion, ApiError> {
+    let prepared = &*crate::fhir::subscription::checked(ctx, tx, prepared, id, owner)?;
     let ty = prepared.resource.resource_type().to_owned();
     let value = prepared.resource.value_with_id(id);
     let keys = rules::check(&ty, &value)?;
@@ -207,6 +208,7 @@ fn write_version(
         index,
         protected,
     })?;
+    crate::fhir::subscription::notify(ctx, tx, &ty, id, version, &patients)?;
     Ok(StoredVersion {
         resource_type: ty,
         id: id.to_owned(),

@@ -132,6 +132,13 @@ impl Destination {
     }
 }
 
+/// The delivery settings of every subscription destination (`subscription:<id>`): the defaults of a
+/// configured destination; the endpoint, headers and receiving principal come from the Subscription.
+pub fn subscription_template() -> Destination {
+    let nowhere = reqwest::Url::parse("http://invalid.invalid/").expect("a valid URL");
+    Destination::new("subscription", crate::store::SYSTEM_PRINCIPAL, nowhere)
+}
+
 /// One allow rule: these principals may have endpoints matching these patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowRule {

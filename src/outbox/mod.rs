@@ -12,6 +12,7 @@
 //!   row's "delivered".
 
 pub mod config;
+pub mod subscription;
 pub mod worker;
 
 use std::time::Duration;

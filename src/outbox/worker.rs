@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::{Destination, OutboxSettings};
+use super::subscription::Target;
 use crate::clients::{HttpPostClient, SendError};
+use crate::fhir::FhirContext;
 use crate::store::outbox::{AttemptOutcome, ClaimRequest, OutboxMessage};
 use crate::store::{Actor, Store};
 
@@ -55,6 +57,7 @@ pub async fn start(store: Arc<dyn Store>, settings: &OutboxSettings) -> Result<W
             client,
             poll: settings.poll_interval,
             breaker: Breaker::new(destination.breaker_threshold, destination.breaker_pause),
+            subscription: None,
         };
         handles.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
@@ -65,6 +68,84 @@ pub async fn start(store: Arc<dyn Store>, settings: &OutboxSettings) -> Result<W
         .collect();
     handles.push(tokio::spawn(publish_metrics(store, names, stop_rx)));
     Ok(Workers { stop, handles })
+}
+
+/// Starts the supervisor of subscription deliveries: every poll it looks for `subscription:<id>` destinations
+/// with pending rows and starts a worker for each one not running yet, with `template`'s timeouts, backoff,
+/// breaker and budget (the endpoint is the Subscription's). Call after [`start`], which releases old claims.
+pub async fn start_subscriptions(
+    store: Arc<dyn Store>,
+    fhir: Arc<FhirContext>,
+    settings: &OutboxSettings,
+    template: Destination,
+) -> Workers {
+    let (stop, stop_rx) = watch::channel(false);
+    let supervisor = supervise(
+        store,
+        fhir,
+        settings.allow.clone(),
+        template,
+        settings.poll_interval,
+        stop_rx,
+    );
+    Workers {
+        stop,
+        handles: vec![tokio::spawn(supervisor)],
+    }
+}
+
+async fn supervise(
+    store: Arc<dyn Store>,
+    fhir: Arc<FhirContext>,
+    allow: Vec<super::config::AllowRule>,
+    template: Destination,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut running: std::collections::HashMap<String, JoinHandle<()>> = Default::default();
+    loop {
+        if let Ok(stats) = store.outbox_stats(&Actor::system()).await {
+            for s in stats.iter().filter(|s| s.pending > 0) {
+                if running.contains_key(&s.destination) {
+                    continue;
+                }
+                let Some(target) =
+                    Target::for_destination(&s.destination, fhir.clone(), allow.clone())
+                else {
+                    continue;
+                };
+                let mut destination = template.clone();
+                destination.name = s.destination.clone();
+                // Until the first round reads the Subscription, it points nowhere and is never used.
+                destination.private_allowed = false;
+                let client = match HttpPostClient::new(&destination) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(destination = %s.destination, error = %e, "no client for the subscription");
+                        continue;
+                    }
+                };
+                let worker = DestinationWorker {
+                    store: store.clone(),
+                    breaker: Breaker::new(destination.breaker_threshold, destination.breaker_pause),
+                    destination,
+                    client,
+                    poll,
+                    subscription: Some(target),
+                };
+                running.insert(
+                    s.destination.clone(),
+                    tokio::spawn(worker.run(stop.clone())),
+                );
+            }
+        }
+        if sleep_or_stop(poll, &mut stop).await {
+            for (_, handle) in running {
+                let _ = handle.await;
+            }
+            return;
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -135,6 +216,8 @@ struct DestinationWorker {
     client: HttpPostClient,
     poll: Duration,
     breaker: Breaker,
+    /// For a `subscription:<id>` destination: where its endpoint and bodies come from (outbox/subscription.rs).
+    subscription: Option<Target>,
 }
 
 impl DestinationWorker {
@@ -174,6 +257,14 @@ impl DestinationWorker {
     /// Claims up to `limit` due rows, attempts them concurrently (different patients), records the outcomes
     /// with the deliveries' access-log records in one transaction. Answers how many rows were attempted.
     async fn round(&mut self, limit: usize) -> Result<usize, crate::error::ApiError> {
+        if let Some(target) = &mut self.subscription
+            && target
+                .refresh(self.store.as_ref(), &mut self.destination)
+                .await?
+        {
+            self.client =
+                HttpPostClient::new(&self.destination).map_err(crate::error::ApiError::internal)?;
+        }
         let d = &self.destination;
         let request = ClaimRequest {
             destination: d.name.clone(),
@@ -194,21 +285,56 @@ impl DestinationWorker {
             tracing::warn!(destination = %d.name, count = claim.expired.len(), "outbox rows exhausted their retry budget and are dead letters");
         }
         if claim.due.is_empty() {
+            if let Some(target) = &mut self.subscription
+                && !claim.expired.is_empty()
+            {
+                let failure = Some("retry budget exhausted: notifications are dead letters".into());
+                target
+                    .record_health(self.store.as_ref(), failure, false)
+                    .await?;
+            }
             return Ok(0);
         }
+        // A subscription's message is made now (its body as the subscriber may see it now), or replaced by
+        // the outcome that stands for it (dropped: no longer visible); other destinations send rows as stored.
+        let mut planned = Vec::with_capacity(claim.due.len());
+        for m in &claim.due {
+            planned.push(match &self.subscription {
+                Some(target) => target.render(self.store.as_ref(), m).await,
+                None => Ok(m.clone()),
+            });
+        }
         let client = &self.client;
-        let attempts = join_all(claim.due.iter().map(|m| async move {
+        let attempts = join_all(planned.into_iter().map(|plan| async move {
+            let sent = plan?;
             let start = Instant::now();
-            let result = client.send(m).await;
-            (result, start.elapsed())
+            let result = client.send(&sent).await;
+            Ok::<_, AttemptOutcome>((result, start.elapsed()))
         }))
         .await;
         let now = now_ms();
         let budget_ms = duration_ms(d.retry_budget);
         let mut outcomes: Vec<(OutboxMessage, AttemptOutcome)> = Vec::with_capacity(attempts.len());
-        for (message, (result, took)) in claim.due.into_iter().zip(attempts) {
+        let mut last_error = None;
+        for (message, attempt) in claim.due.into_iter().zip(attempts) {
+            let (result, took) = match attempt {
+                Ok(sent) => sent,
+                Err(outcome) => {
+                    let result = match &outcome {
+                        AttemptOutcome::Dropped { .. } => "dropped_not_visible",
+                        AttemptOutcome::Dead { .. } => "rejected",
+                        _ => "retry",
+                    };
+                    metrics::counter!("navet_outbox_attempts_total", "destination" => d.name.clone(), "result" => result).increment(1);
+                    outcomes.push((message, outcome));
+                    continue;
+                }
+            };
             metrics::histogram!("navet_outbox_delivery_seconds", &labels)
                 .record(took.as_secs_f64());
+            if let Err(e) = &result {
+                last_error = Some(e.to_string());
+            }
             let outcome = match result {
                 Ok(()) => {
                     self.breaker.success();
@@ -244,6 +370,16 @@ impl DestinationWorker {
             outcomes.push((message, outcome));
         }
         let attempted = outcomes.len();
+        // Persistent failure (the breaker is open, or a message became a dead letter) and success, for a
+        // subscription's status.
+        let dead = outcomes.iter().find_map(|(_, o)| match o {
+            AttemptOutcome::Dead { error } => Some(error.clone()),
+            _ => None,
+        });
+        let delivered = outcomes
+            .iter()
+            .any(|(_, o)| *o == AttemptOutcome::Delivered);
+        let breaker_open = matches!(self.breaker.state(Instant::now()), BreakerState::Open(_));
         let destination = d.clone();
         let recorded = self
             .store
@@ -261,7 +397,7 @@ impl DestinationWorker {
                             }
                         }
                         AttemptOutcome::Dead { .. } => counts.1 += 1,
-                        AttemptOutcome::Retry { .. } => {}
+                        AttemptOutcome::Retry { .. } | AttemptOutcome::Dropped { .. } => {}
                     }
                 }
                 Ok(counts)
@@ -269,6 +405,19 @@ impl DestinationWorker {
             .await?;
         metrics::counter!("navet_outbox_delivered_total", &labels).increment(recorded.0);
         metrics::counter!("navet_outbox_dead_letters_total", &labels).increment(recorded.1);
+        if let Some(target) = &mut self.subscription {
+            let failure = dead.or_else(|| {
+                breaker_open.then(|| {
+                    format!(
+                        "delivery keeps failing; last error: {}",
+                        last_error.unwrap_or_default()
+                    )
+                })
+            });
+            target
+                .record_health(self.store.as_ref(), failure, delivered)
+                .await?;
+        }
         Ok(attempted)
     }
 }

@@ -153,6 +153,15 @@ pub trait WriteTx {
         query: &SearchQuery,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+    /// [`WriteTx::search_ids`] under another actor's visibility: what `actor` would find (a subscriber's
+    /// criteria evaluated inside the write that may notify it, `crate::fhir::subscription`).
+    fn search_ids_as(
+        &mut self,
+        actor: &Actor,
+        resource_type: &str,
+        query: &SearchQuery,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     fn put_version(&mut self, version: NewVersion) -> Result<(), StoreError>;
     /// Claims `key` in `scope` for the resource; answers the id already holding it, if another holds it.
     fn claim_unique(

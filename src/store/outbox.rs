@@ -42,6 +42,9 @@ pub enum MessageStatus {
     Delivered,
     /// The retry budget ran out, or the receiver refused it for good: waits for an admin's replay.
     Dead,
+    /// Not sent, on purpose: a subscription notification whose subscriber may no longer see the resource (or
+    /// whose Subscription is gone). Sending it later would leak it, so it is neither retried nor replayed.
+    Dropped,
 }
 
 impl MessageStatus {
@@ -50,6 +53,7 @@ impl MessageStatus {
             MessageStatus::Pending => "pending",
             MessageStatus::Delivered => "delivered",
             MessageStatus::Dead => "dead",
+            MessageStatus::Dropped => "dropped",
         }
     }
 
@@ -58,6 +62,7 @@ impl MessageStatus {
             "pending" => Some(MessageStatus::Pending),
             "delivered" => Some(MessageStatus::Delivered),
             "dead" => Some(MessageStatus::Dead),
+            "dropped" => Some(MessageStatus::Dropped),
             _ => None,
         }
     }
@@ -106,8 +111,17 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
     Delivered,
-    Retry { error: String, next_attempt_ms: i64 },
-    Dead { error: String },
+    Retry {
+        error: String,
+        next_attempt_ms: i64,
+    },
+    Dead {
+        error: String,
+    },
+    /// Not sent and never to be ([`MessageStatus::Dropped`]).
+    Dropped {
+        reason: String,
+    },
 }
 
 /// Which dead letters to put back in the queue.

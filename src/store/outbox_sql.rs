@@ -102,6 +102,7 @@ pub fn record(
             next_attempt_ms,
         } => ("pending", Some(error.as_str()), Some(*next_attempt_ms)),
         AttemptOutcome::Dead { error } => ("dead", Some(error.as_str()), None),
+        AttemptOutcome::Dropped { reason } => ("dropped", Some(reason.as_str()), None),
     };
     let changed = conn
         .prepare_cached(

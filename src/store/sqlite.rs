@@ -343,6 +343,16 @@ impl WriteTx for SqliteTx<'_> {
         search_sql::matching_ids(self.conn, self.actor, resource_type, query, limit)
     }
 
+    fn search_ids_as(
+        &mut self,
+        actor: &Actor,
+        resource_type: &str,
+        query: &SearchQuery,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        search_sql::matching_ids(self.conn, actor, resource_type, query, limit)
+    }
+
     fn put_version(&mut self, v: NewVersion) -> Result<(), StoreError> {
         let current: Option<i64> = self
             .conn
