@@ -6,6 +6,7 @@
 # page (the last page of 50, by the `_cursor` the generator wrote). Prints wrk's report per run and the
 # store's size on disk.
 # NAVET_BUILD=debug measures a debug build (no 16-minute release build); default release.
+# NAVET_TIMELINE_DIR=DIR keeps the generated store in DIR and reuses it on the next run (delete it yourself).
 # Needs wrk (`apt-get install wrk`). Traffic goes to 127.0.0.1 only, bounded by the duration; the server is
 # stopped and the generated data (a few GB at the default size) removed at the end.
 set -euo pipefail
@@ -26,12 +27,16 @@ else
 fi
 # The generator writes through navet's store; a debug build of it is fast enough (minutes for 2M resources).
 cargo build --quiet --example timeline_data
-dir=$(mktemp -d "${TMPDIR:-/tmp}/navet-timeline.XXXXXX")
+keep=${NAVET_TIMELINE_DIR:-}
+if [ -n "$keep" ]; then dir=$keep; mkdir -p "$dir"; else dir=$(mktemp -d "${TMPDIR:-/tmp}/navet-timeline.XXXXXX"); fi
 pid=
-trap '[ -n "$pid" ] && { kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }; rm -rf "$dir"' EXIT
-echo "== generating $patients patients, $resources resources and the bench patients in $dir"
-NAVET_LOG=warn target/debug/examples/timeline_data --data-dir "$dir/data" \
-  --patients "$patients" --resources "$resources" --bench 100,1000,10000 --out "$dir/bench.env"
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }; [ -n "$keep" ] || rm -rf "$dir"' EXIT
+if [ ! -f "$dir/bench.env" ]; then
+  echo "== generating $patients patients, $resources resources and the bench patients in $dir"
+  NAVET_LOG=warn target/debug/examples/timeline_data --data-dir "$dir/data" \
+    --patients "$patients" --resources "$resources" --bench 100,1000,10000 --out "$dir/bench.env.part"
+  mv "$dir/bench.env.part" "$dir/bench.env"
+fi
 # shellcheck disable=SC1091
 . "$dir/bench.env"
 echo "== store on disk: $(du -sh "$dir/data" | cut -f1)"

@@ -94,10 +94,14 @@ fn body(ty: &str, patient: &str, ms: i64) -> Value {
             "subject": subject, "authoredOn": at}),
         "MedicationRequest" => json!({"resourceType": ty, "status": "active", "intent": "order",
             "subject": subject, "medicationCodeableConcept": drug, "authoredOn": at}),
-        "Task" => json!({"resourceType": ty, "status": "requested", "intent": "order", "for": subject,
-            "executionPeriod": {"start": at}}),
-        "CarePlan" => json!({"resourceType": ty, "status": "active", "intent": "plan", "subject": subject,
-            "created": at}),
+        "Task" => {
+            json!({"resourceType": ty, "status": "requested", "intent": "order", "for": subject,
+            "executionPeriod": {"start": at}})
+        }
+        "CarePlan" => {
+            json!({"resourceType": ty, "status": "active", "intent": "plan", "subject": subject,
+            "created": at})
+        }
         "Appointment" => json!({"resourceType": ty, "status": "booked", "start": at,
             "end": jiff::Timestamp::from_millisecond(ms + 1_800_000).expect("in range").to_string(),
             "participant": [{"actor": subject, "status": "accepted"}]}),
@@ -106,7 +110,9 @@ fn body(ty: &str, patient: &str, ms: i64) -> Value {
             "period": {"start": at}}),
         "MedicationAdministration" => json!({"resourceType": ty, "status": "completed",
             "subject": subject, "medicationCodeableConcept": drug, "effectiveDateTime": at}),
-        "Communication" => json!({"resourceType": ty, "status": "completed", "subject": subject, "sent": at}),
+        "Communication" => {
+            json!({"resourceType": ty, "status": "completed", "subject": subject, "sent": at})
+        }
         // Inactive: on the timeline, but no consent decision that would change visibility.
         "Consent" => json!({"resourceType": ty, "status": "inactive", "dateTime": at,
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
