@@ -128,9 +128,10 @@ fn body(ty: &str, patient: &str, ms: i64) -> Value {
 async fn write_all(
     state: &navet::state::AppState,
     owner: usize,
-    items: Vec<(String, Value)>,
+    items: impl IntoIterator<Item = (String, Value)>,
     chunk: usize,
 ) -> Result<(), ApiError> {
+    // Lazily, one transaction's worth at a time: memory stays bounded by `chunk`, not by the data size.
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let mut batch: Vec<(String, Prepared)> = Vec::with_capacity(chunk);
@@ -165,28 +166,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
 
     // The population: patients, then resources round-robin over them, owners in turn per transaction.
-    let patients: Vec<(String, Value)> = (0..args.patients)
-        .map(|p| {
+    let patients = (0..args.patients).map(|p| {
             let body = json!({"resourceType": "Patient", "name": [{"family": format!("Bench{p}"), "given": ["Test"]}],
                               "gender": "female", "birthDate": "1940-05-12"});
             (format!("p{p}"), body)
-        })
-        .collect();
+        });
     write_all(&state, 0, patients, args.chunk).await?;
     let per_owner = args.resources.div_ceil(3);
     let mut written = 0;
     for owner in 0..3 {
-        let items: Vec<(String, Value)> = (0..per_owner)
+        let mine = (0..per_owner)
             .map(|k| k * 3 + owner)
-            .filter(|i| *i < args.resources)
-            .map(|i| {
-                let patient = format!("p{}", i % args.patients.max(1));
-                let ty = TYPES[i % TYPES.len()];
-                let ms = BASE_MS + i64::try_from(i / args.patients.max(1)).unwrap_or(0) * STEP_MS;
-                (format!("r{i}"), body(ty, &patient, ms))
-            })
-            .collect();
-        written += items.len();
+            .filter(|i| *i < args.resources);
+        written += mine.clone().count();
+        let items = mine.map(|i| {
+            let patient = format!("p{}", i % args.patients.max(1));
+            let ty = TYPES[i % TYPES.len()];
+            let ms = BASE_MS + i64::try_from(i / args.patients.max(1)).unwrap_or(0) * STEP_MS;
+            (format!("r{i}"), body(ty, &patient, ms))
+        });
         write_all(&state, owner, items, args.chunk).await?;
         eprintln!(
             "{written} resources after {:.1}s",
@@ -201,13 +199,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let record = json!({"resourceType": "Patient", "name": [{"family": format!("Bench{n}"), "given": ["Test"]}],
                             "gender": "male", "birthDate": "1936-06-17"});
         write_all(&state, 0, vec![(patient.clone(), record)], 1).await?;
-        let items: Vec<(String, Value)> = (0..*n)
-            .map(|i| {
-                let ty = TYPES[i % TYPES.len()];
-                let ms = BASE_MS + i64::try_from(i).unwrap_or(0) * STEP_MS;
-                (format!("{patient}-{i}"), body(ty, &patient, ms))
-            })
-            .collect();
+        let items = (0..*n).map(|i| {
+            let ty = TYPES[i % TYPES.len()];
+            let ms = BASE_MS + i64::try_from(i).unwrap_or(0) * STEP_MS;
+            (format!("{patient}-{i}"), body(ty, &patient, ms))
+        });
         write_all(&state, 0, items, args.chunk).await?;
         // The deep page: the last full page of 50 (entries 49 … 0) follows entry 50 (newest first).
         let deep = (*n > 50).then(|| TimelineKey {
