@@ -21,29 +21,6 @@ async fn get(c: &reqwest::Client, url: &str) -> (u16, Value) {
     )
 }
 
-fn ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            format!(
-                "{}/{}",
-                e["resource"]["resourceType"].as_str().unwrap(),
-                e["resource"]["id"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn next(bundle: &Value) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .map(|l| l["url"].as_str().unwrap().to_owned())
-}
-
 /// A patient and, owned by the mobile team, one Task per hour of 2026-12-01 (08:00 … 08:00+n-1), newest last.
 async fn patient_with_tasks(app: &TestApp, n: usize) -> (String, Vec<String>) {
     let id = |v: Value| v["id"].as_str().unwrap().to_owned();
@@ -78,7 +55,7 @@ async fn entries_come_newest_first_by_clinical_time_with_owner_source_and_time()
     assert_eq!(status, 200, "{page}");
     let mut expected: Vec<String> = tasks.iter().rev().cloned().collect();
     expected.push(format!("Encounter/{}", enc["id"].as_str().unwrap()));
-    assert_eq!(ids(&page), expected);
+    assert_eq!(entry_list(&page), expected);
     assert_eq!(page["total"], 4);
     let search = &page["entry"][0]["search"];
     assert_eq!(search["mode"], "match");
@@ -92,7 +69,7 @@ async fn entries_come_newest_first_by_clinical_time_with_owner_source_and_time()
         app.fhir
     );
     let (_, same) = get(&app.client, &by_identifier).await;
-    assert_eq!(ids(&same), expected);
+    assert_eq!(entry_list(&same), expected);
 }
 
 #[tokio::test]
@@ -105,7 +82,7 @@ async fn pages_neither_skip_nor_repeat_while_entries_are_written() {
     loop {
         let (status, page) = get(&app.client, &url).await;
         assert_eq!(status, 200, "{page}");
-        seen.extend(ids(&page));
+        seen.extend(entry_list(&page));
         pages += 1;
         // Written between pages: one newer than everything (already paged past) and one later in the list's
         // future would only shift an offset; the keyset is unaffected.
@@ -115,7 +92,7 @@ async fn pages_neither_skip_nor_repeat_while_entries_are_written() {
             "executionPeriod": {"start": format!("2026-12-02T0{pages}:00:00+01:00")}}),
         )
         .await;
-        match next(&page) {
+        match next_link(&page) {
             Some(n) => url = n,
             None => break,
         }
@@ -135,11 +112,15 @@ async fn filters_by_type_and_clinical_time() {
         &format!("{base}?start=2026-12-01T09:00:00%2B01:00&end=2026-12-01T10:00:00%2B01:00"),
     )
     .await;
-    assert_eq!(ids(&page), [tasks[2].clone(), tasks[1].clone()]);
+    assert_eq!(entry_list(&page), [tasks[2].clone(), tasks[1].clone()]);
     let (_, page) = get(&app.client, &format!("{base}?_type=Encounter")).await;
-    assert_eq!(ids(&page), Vec::<String>::new());
+    assert_eq!(entry_list(&page), Vec::<String>::new());
     let (_, page) = get(&app.client, &format!("{base}?_type=Task&end=2026-12-01")).await;
-    assert_eq!(ids(&page).len(), 4, "an end date covers its whole day");
+    assert_eq!(
+        entry_list(&page).len(),
+        4,
+        "an end date covers its whole day"
+    );
     for bad in [
         "_type=Nope",
         "start=yesterday",
@@ -171,13 +152,16 @@ async fn each_principal_sees_exactly_its_entries_and_no_existence_leaks() {
         app.fhir
     );
     let (_, vc_page) = get(&vc, &url).await;
-    assert_eq!(ids(&vc_page), std::slice::from_ref(&sr));
+    assert_eq!(entry_list(&vc_page), std::slice::from_ref(&sr));
     assert_eq!(vc_page["total"], 1, "hidden entries are not counted");
-    assert_eq!(next(&vc_page), None, "nor do they make a next page");
+    assert_eq!(next_link(&vc_page), None, "nor do they make a next page");
     let (_, mtn_page) = get(&app.client, &url.replace("_count=1", "_count=10")).await;
     // The team's own tasks; the vårdcentral's referral is hidden from it (no consent yet).
     let mine: BTreeSet<String> = tasks.iter().cloned().collect();
-    assert_eq!(ids(&mtn_page).into_iter().collect::<BTreeSet<_>>(), mine);
+    assert_eq!(
+        entry_list(&mtn_page).into_iter().collect::<BTreeSet<_>>(),
+        mine
+    );
 
     // With consent, the vårdcentral (which now has a care relationship) sees the team's tasks too.
     create_with(
@@ -199,7 +183,7 @@ async fn each_principal_sees_exactly_its_entries_and_no_existence_leaks() {
     .await;
     let mut expected: Vec<String> = tasks.iter().rev().cloned().collect();
     expected.push(sr);
-    assert_eq!(ids(&after), expected);
+    assert_eq!(entry_list(&after), expected);
 
     // A patient that does not exist, or was deleted: 404, not an empty timeline.
     let (status, _) = get(&vc, &format!("{}/Patient/no-such/$timeline", app.fhir)).await;
@@ -252,7 +236,7 @@ async fn each_call_is_one_log_record_naming_the_patient_and_everything_starts_wi
     assert_eq!(status, 200, "{everything}");
     let mut expected = vec![format!("Patient/{patient}")];
     expected.extend(tasks.iter().rev().cloned());
-    assert_eq!(ids(&everything), expected);
+    assert_eq!(entry_list(&everything), expected);
     let (status, _) = get(
         &app.client,
         &format!("{}/Patient/no-such/$timeline", app.fhir),
@@ -280,8 +264,8 @@ async fn all_pages(c: &reqwest::Client, first: &str) -> Vec<String> {
     for _ in 0..1000 {
         let (status, page) = get(c, &url).await;
         assert_eq!(status, 200, "{url}: {page}");
-        seen.extend(ids(&page));
-        match next(&page) {
+        seen.extend(entry_list(&page));
+        match next_link(&page) {
             Some(n) => url = n,
             None => return seen,
         }
@@ -502,7 +486,7 @@ async fn a_reader_paging_while_a_writer_inserts_sees_every_earlier_entry_once_in
         // Let the writer in between pages.
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
         during = written.load(std::sync::atomic::Ordering::SeqCst);
-        match next(&page) {
+        match next_link(&page) {
             Some(n) => url = n,
             None => break,
         }
@@ -571,7 +555,7 @@ async fn type_and_time_filters_page_together() {
     let (_, first) = get(&app.client, &url).await;
     assert_eq!(first["total"], 6);
     assert_eq!(all_pages(&app.client, &url).await, expected);
-    let second = next(&first).unwrap();
+    let second = next_link(&first).unwrap();
     for kept in [
         "_type=Task",
         "start=",
@@ -641,7 +625,7 @@ async fn hidden_entries_leave_the_same_totals_pages_and_links_as_no_entries() {
                 while let Some(u) = url.take() {
                     let (status, page) = get(&client, &u).await;
                     assert_eq!(status, 200, "{page}");
-                    url = next(&page);
+                    url = next_link(&page);
                     all.push(without_bundle_identity(page));
                     assert!(all.len() < 100, "bounded");
                 }

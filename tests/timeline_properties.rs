@@ -232,29 +232,6 @@ fn body(s: &Spec, patient: &str) -> Value {
 /// An oracle entry: (clinical time ms, type, id), who sees it decided by the caller.
 type Key = (i64, String, String);
 
-fn ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            format!(
-                "{}/{}",
-                e["resource"]["resourceType"].as_str().unwrap(),
-                e["resource"]["id"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn next(bundle: &Value) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .map(|l| l["url"].as_str().unwrap().to_owned())
-}
-
 async fn check(specs: Vec<Spec>, consents: Consents, page_sizes: [usize; 4]) {
     let app = spawn_app().await;
     let mut clients = Vec::new();
@@ -359,8 +336,8 @@ async fn check(specs: Vec<Spec>, consents: Consents, page_sizes: [usize; 4]) {
                 Some(expected.len() as u64),
                 "{who}: total on page {page_no}"
             );
-            let got = ids(&page);
-            let more = next(&page);
+            let got = entry_list(&page);
+            let more = next_link(&page);
             if more.is_some() {
                 assert_eq!(got.len(), size, "{who}: page {page_no} is full");
             }

@@ -269,6 +269,33 @@ pub fn patient(pnr: &str, family: &str) -> Value {
     })
 }
 
+/// `Type/id` of every resource entry of a Bundle, in order.
+pub fn entry_list(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"]
+                    .as_str()
+                    .expect("resourceType"),
+                e["resource"]["id"].as_str().expect("id")
+            )
+        })
+        .collect()
+}
+
+/// The Bundle's `next` link, if it has one.
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().expect("url").to_owned())
+}
+
 /// `Type/id` of every resource entry of a Bundle.
 pub fn entry_ids(bundle: &Value) -> std::collections::BTreeSet<String> {
     bundle["entry"]
