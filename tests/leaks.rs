@@ -279,6 +279,14 @@ async fn protected_identity_leaves_through_no_path_conditional_create_included()
         {"request": {"method": "GET", "url": format!("Patient/{id}")}}]});
     let (_, answer) = send(&app.client.post(&app.fhir), &batch).await;
     views.push(("batch read", answer["entry"][0]["resource"].clone()));
+    // Patient/$everything starts with the Patient itself.
+    let (status, everything) = get(
+        &app.client,
+        format!("{}/Patient/{id}/$everything", app.fhir),
+    )
+    .await;
+    assert_eq!(status, 200, "{everything}");
+    views.push(("$everything", everything["entry"][0]["resource"].clone()));
     let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:9d7a1c52-4f0e-4a7e-9d9b-1f7f6f0b0c11", "resource": greta,
          "request": {"method": "POST", "url": "Patient",
