@@ -278,3 +278,40 @@ async fn an_appointment_belongs_to_the_patient_in_its_participants_also_after_a_
         .unwrap();
     assert_eq!(patients, [format!("Patient/{patient}")], "backfilled");
 }
+
+/// Every R4 type the Patient compartment lists links its patient the compartment's way, also where no top-level
+/// subject/patient/for names it: a Provenance is about the Patient it `target`s, an Observation about a
+/// patient who is its `performer`.
+#[tokio::test]
+async fn resources_of_every_compartment_type_link_their_patient() {
+    let app = spawn_app().await;
+    let patient = app.create(&patient("19360617-2488", "Persson")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let provenance = app
+        .create(
+            &json!({"resourceType": "Provenance", "recorded": "2026-12-01T10:00:00+01:00",
+            "target": [{"reference": format!("Patient/{patient}")}],
+            "agent": [{"who": {"display": "navet"}}]}),
+        )
+        .await;
+    let observation = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "self-measured weight"},
+            "performer": [{"reference": format!("Patient/{patient}")}]}))
+        .await;
+    for (ty, created) in [("Provenance", provenance), ("Observation", observation)] {
+        let patients = app
+            .state
+            .store
+            .patients_of(
+                &navet::store::Actor::system(),
+                ty,
+                created["id"].as_str().unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(patients, [format!("Patient/{patient}")], "{ty}");
+    }
+}

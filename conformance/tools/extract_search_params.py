@@ -52,6 +52,9 @@ Output (compact JSON, one resource type per line, keys sorted):
 `targets` is present only on reference parameters that restrict their target
 types. `_patientCompartment` comes from compartmentdefinition-patient.json,
 restricted to served types and to parameters present in the table.
+`_patientCompartmentPaths` holds, for every other R4 type the compartment lists,
+the element paths of its compartment reference parameters (resolved the same way),
+so patient links follow the compartment for every type.
 """
 
 from __future__ import annotations
@@ -323,11 +326,12 @@ def short_description(resource: dict, type_name: str) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
-def extract(definitions: Path):
+def extract(definitions: Path, served_types=None):
+    served_types = list(served_types if served_types is not None else SERVED_TYPES)
     elements = Elements(definitions)
     bundle = load_json(definitions / "search-parameters.json")
-    served = set(SERVED_TYPES)
-    table: dict[str, dict[str, dict]] = {t: {} for t in SERVED_TYPES}
+    served = set(served_types)
+    table: dict[str, dict[str, dict]] = {t: {} for t in served_types}
     dropped: list[str] = []
 
     for entry in bundle.get("entry", []):
@@ -470,10 +474,35 @@ NAVET_SERVED = {
 }
 
 
-def write_compact(path: Path, table, patient_compartment) -> None:
+def compartment_paths(definitions: Path) -> dict[str, list[str]]:
+    """The element paths of the Patient compartment parameters of every R4 type navet does not serve for
+    search, so patient links follow the compartment for every type (resolved like the served types' paths;
+    only reference parameters count)."""
+    resource_types = set(Elements(definitions).resource_types)
+    compartment = load_json(definitions / "compartmentdefinition-patient.json")
+    entries = [
+        e for e in compartment.get("resource", [])
+        if e.get("param") and e.get("code") in resource_types and e.get("code") not in SERVED_TYPES
+    ]
+    table, _, _ = extract(definitions, [e["code"] for e in entries])
+    out: dict[str, list[str]] = {}
+    for entry in entries:
+        type_name = entry["code"]
+        paths: list[str] = []
+        for code in entry.get("param", []):
+            spec = table.get(type_name, {}).get(code)
+            if spec and spec["type"] == "reference":
+                paths.extend(p for p in spec["paths"] if p not in paths)
+        if paths:
+            out[type_name] = paths
+    return out
+
+
+def write_compact(path: Path, table, patient_compartment, other_paths) -> None:
     """Compact JSON with one top-level key per line, so diffs stay readable."""
     items = [(k, table[k]) for k in sorted(table)]
     items.append(("_patientCompartment", {k: patient_compartment[k] for k in sorted(patient_compartment)}))
+    items.append(("_patientCompartmentPaths", {k: other_paths[k] for k in sorted(other_paths)}))
     lines = [
         json.dumps(key) + ":" + json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
         for key, value in items
@@ -493,7 +522,7 @@ def main(argv: list[str]) -> int:
     for type_name, served in NAVET_SERVED.items():
         if type_name in table:
             table[type_name] = {k: v for k, v in table[type_name].items() if k in served}
-    write_compact(output, table, patient_compartment)
+    write_compact(output, table, patient_compartment, compartment_paths(definitions))
     for line in dropped:
         print(f"dropped: {line}", file=sys.stderr)
     total = sum(len(v) for v in table.values())

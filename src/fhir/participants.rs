@@ -191,8 +191,9 @@ fn resolve(
 
 /// The patients a resource is about, as `Patient/{id}`: itself for a Patient; for any other type the literal
 /// Patient references through its FHIR R4 Patient compartment parameters (CompartmentDefinition `patient`,
-/// e.g. an Appointment's `participant.actor`, a Communication's `sender`/`recipient`), and for types navet has
-/// no compartment table for, the top-level subject/patient/beneficiary/for. These links decide sammanhållen
+/// e.g. an Appointment's `participant.actor`, a Communication's `sender`/`recipient`, an Observation's
+/// `performer`), for every R4 type the CompartmentDefinition lists; for any other, the top-level
+/// subject/patient/beneficiary/for. These links decide sammanhållen
 /// dokumentation visibility and the patients the access log names, so both follow the same definition.
 pub fn patients_in(
     params: &SearchParams,
@@ -204,7 +205,10 @@ pub fn patients_in(
         return vec![format!("Patient/{id}")];
     }
     let mut found = crate::search::patient_references(params, resource_type, value);
-    if params.patient_compartment_params(resource_type).is_empty() {
+    // A type the compartment does not list (none in R4 that names a patient) keeps the top-level fields.
+    if params.patient_compartment_params(resource_type).is_empty()
+        && params.patient_compartment_paths(resource_type).is_empty()
+    {
         for member in ["subject", "patient", "beneficiary", "for"] {
             let reference = value
                 .get(member)

@@ -12,8 +12,8 @@ use crate::store::{Actor, Store, StoredVersion, WriteTx};
 
 /// The setting that records which derivation the stored links follow.
 const SETTING: &str = "patient_links_version";
-/// Version 3 adds the timeline rows.
-const VERSION: &str = "3";
+/// Version 3 adds the timeline rows; version 4 the compartment of the types navet does not serve for search.
+const VERSION: &str = "4";
 /// Resources per write job: small jobs keep the writer free for requests between them.
 const BATCH: usize = 500;
 

@@ -158,25 +158,26 @@ pub fn patient_references(
     if resource_type == "Patient" {
         return found;
     }
-    for code in params.patient_compartment_params(resource_type) {
-        let Some(param) = params.param(resource_type, code) else {
-            continue;
-        };
-        for path in &param.paths {
-            for value in select(resource, path) {
-                let literal = match value {
-                    Value::Object(obj) => obj.get("reference").and_then(Value::as_str),
-                    Value::String(text) => Some(text.as_str()),
-                    _ => None,
-                };
-                let Some(reference) = literal.and_then(parse_literal_reference) else {
-                    continue;
-                };
-                if reference.resource_type.as_deref() == Some("Patient")
-                    && !found.contains(&reference.value)
-                {
-                    found.push(reference.value);
-                }
+    let served = params
+        .patient_compartment_params(resource_type)
+        .iter()
+        .filter_map(|code| params.param(resource_type, code))
+        .flat_map(|param| param.paths.iter());
+    let paths = served.chain(params.patient_compartment_paths(resource_type));
+    for path in paths {
+        for value in select(resource, path) {
+            let literal = match value {
+                Value::Object(obj) => obj.get("reference").and_then(Value::as_str),
+                Value::String(text) => Some(text.as_str()),
+                _ => None,
+            };
+            let Some(reference) = literal.and_then(parse_literal_reference) else {
+                continue;
+            };
+            if reference.resource_type.as_deref() == Some("Patient")
+                && !found.contains(&reference.value)
+            {
+                found.push(reference.value);
             }
         }
     }

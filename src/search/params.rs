@@ -177,6 +177,9 @@ pub enum ParamsError {
 struct RawTable {
     #[serde(rename = "_patientCompartment", default)]
     patient_compartment: BTreeMap<String, Vec<String>>,
+    /// The compartment's element paths for the R4 types navet does not serve for search.
+    #[serde(rename = "_patientCompartmentPaths", default)]
+    compartment_paths: BTreeMap<String, Vec<String>>,
     #[serde(flatten)]
     types: BTreeMap<String, BTreeMap<String, RawParam>>,
 }
@@ -198,6 +201,7 @@ struct RawParam {
 pub struct SearchParams {
     by_type: BTreeMap<String, BTreeMap<String, SearchParam>>,
     patient_compartment: BTreeMap<String, Vec<String>>,
+    compartment_paths: BTreeMap<String, Vec<ElementPath>>,
 }
 
 impl SearchParams {
@@ -233,9 +237,25 @@ impl SearchParams {
                 }
             }
         }
+        let mut compartment_paths = BTreeMap::new();
+        for (resource_type, texts) in raw.compartment_paths {
+            let mut paths = Vec::with_capacity(texts.len());
+            for text in texts {
+                let Some(path) = ElementPath::parse(&text) else {
+                    return Err(ParamsError::BadPath {
+                        resource_type: resource_type.clone(),
+                        code: "_patientCompartmentPaths".into(),
+                        path: text,
+                    });
+                };
+                paths.push(path);
+            }
+            compartment_paths.insert(resource_type, paths);
+        }
         Ok(Self {
             by_type,
             patient_compartment: raw.patient_compartment,
+            compartment_paths,
         })
     }
 
@@ -261,6 +281,19 @@ impl SearchParams {
     /// The reference parameters that put a `resource_type` resource into a
     /// patient's compartment (FHIR R4 4.0.1 CompartmentDefinition `patient`).
     /// For `Patient` this is `link`; the patient's own id is the caller's.
+    /// The element paths that put a resource of a type navet does not serve
+    /// for search into a patient's compartment (FHIR R4 4.0.1 CompartmentDefinition
+    /// `patient`, resolved by the extractor like the served types' paths).
+    pub fn patient_compartment_paths(&self, resource_type: &str) -> &[ElementPath] {
+        self.compartment_paths
+            .get(resource_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The reference parameters that put a `resource_type` resource into a
+    /// patient's compartment, for the types navet serves for search (the other
+    /// R4 types have [`Self::patient_compartment_paths`]).
     pub fn patient_compartment_params(&self, resource_type: &str) -> &[String] {
         self.patient_compartment
             .get(resource_type)
