@@ -283,7 +283,7 @@ pub fn check_update(
             current.resource_type, current.id, current.owner
         )));
     }
-    if entered || actor.population_register || !(current.protected || is_protected_text(stored)) {
+    if authority || !(current.protected || is_protected_text(stored)) {
         return Ok(());
     }
     let sent = split(&incoming.value().to_string())

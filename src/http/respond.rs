@@ -78,6 +78,23 @@ pub fn resource(
     response
 }
 
+/// A paging link: `base` with the client's parameters (less any `_cursor`) and, for another page, its cursor.
+pub fn page_url(base: &str, pairs: &[(String, String)], cursor: Option<&str>) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != "_cursor") {
+        ser.append_pair(k, v);
+    }
+    if let Some(c) = cursor {
+        ser.append_pair("_cursor", c);
+    }
+    let q = ser.finish();
+    if q.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{q}")
+    }
+}
+
 /// A Bundle written as text: navet's own members serialised, stored resources spliced in verbatim.
 pub struct BundleText {
     out: String,

@@ -54,19 +54,8 @@ fn links(
     has_more: bool,
 ) -> Vec<Link<'static>> {
     let url_with = |cursor: Option<usize>| {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in pairs.iter().filter(|(k, _)| k != "_cursor") {
-            ser.append_pair(k, v);
-        }
-        if let Some(c) = cursor.filter(|c| *c > 0) {
-            ser.append_pair("_cursor", &encode_cursor(c));
-        }
-        let q = ser.finish();
-        if q.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{q}")
-        }
+        let cursor = cursor.filter(|c| *c > 0).map(encode_cursor);
+        respond::page_url(base, pairs, cursor.as_deref())
     };
     let mut out = vec![Link {
         relation: "self",

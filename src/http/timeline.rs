@@ -259,21 +259,8 @@ async fn run(
         patient.id,
         op.name()
     );
-    let kept: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "_cursor").collect();
     let url = |cursor: Option<&TimelineKey>| {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &kept {
-            ser.append_pair(k, v);
-        }
-        if let Some(c) = cursor {
-            ser.append_pair("_cursor", &c.encode());
-        }
-        let q = ser.finish();
-        if q.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}?{q}")
-        }
+        respond::page_url(&base, &pairs, cursor.map(TimelineKey::encode).as_deref())
     };
     let mut links = vec![Link {
         relation: "self",
