@@ -55,6 +55,10 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(fhir)
         .merge(rest)
         .fallback(fallback)
+        // Issue 14: the router's own error answers (405) get an OperationOutcome body too.
+        .layer(middleware::map_response(
+            crate::http::outcomes::fill_empty_errors,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         .layer(middleware::from_fn(crate::http::metrics::track))
         // One log line per answer (status, latency) in a span with the request id, method and route pattern:
@@ -126,7 +130,11 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
     let fhir = FhirContext::embedded_with(settings.outbox.allow.clone());
+    let cursor_key = crate::search::cursor::load_or_create(store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let state = AppState {
+        cursor_key,
         store,
         fhir,
         base_url: Arc::from(settings.base_url.as_str()),
@@ -144,6 +152,12 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
             resources = relinked,
             "patient links recomputed from the Patient compartment"
         );
+    }
+    let reindexed = crate::search::reindex::backfill(&state.fhir, state.store.as_ref())
+        .await
+        .map_err(|e| format!("rebuilding the search index failed: {e}"))?;
+    if reindexed > 0 {
+        tracing::info!(resources = reindexed, "search index rebuilt");
     }
     if settings.seed_demo {
         seed_demo(&state).await?;

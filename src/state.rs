@@ -23,6 +23,8 @@ pub struct AppState {
     pub bounds: crate::http::body::Bounds,
     /// The edge's limits and counters (`http::edge`).
     pub edge: Arc<crate::http::edge::Edge>,
+    /// Signs and checks search and history `_cursor`s (`search::cursor`).
+    pub cursor_key: crate::search::cursor::CursorKey,
 }
 
 impl AppState {

@@ -64,27 +64,9 @@ import re
 import sys
 from pathlib import Path
 
-# The resource types navet serves (keep in sync with the server's routes).
-SERVED_TYPES = [
-    "Patient",
-    "Organization",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Location",
-    "ServiceRequest",
-    "MedicationRequest",
-    "MedicationAdministration",
-    "Task",
-    "CarePlan",
-    "CareTeam",
-    "Encounter",
-    "Consent",
-    "Appointment",
-    "Communication",
-    "AuditEvent",
-    "EpisodeOfCare",
-]
+# The resource types navet serves for search: every concrete R4 resource type of the definitions (navet stores
+# every type, so every type is searchable; issue 14). Computed from profiles-resources.json by `extract`.
+SERVED_TYPES = None
 
 ABSTRACT_BASES = {"Resource", "DomainResource"}
 
@@ -109,6 +91,9 @@ INDEXABLE = {
     "reference": {"Reference", "canonical", "uri"},
     "date": {"date", "dateTime", "instant", "Period", "Timing"},
     "uri": {"uri", "url", "canonical", "oid", "uuid"},
+    "number": {"integer", "decimal", "positiveInt", "unsignedInt"},
+    "quantity": {"Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity",
+                 "Range", "Money"},
 }
 
 # Element definitions whose `type.code` is a FHIRPath system type.
@@ -326,10 +311,94 @@ def short_description(resource: dict, type_name: str) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
+def composite_spec(elements: Elements, by_url: dict, sp: dict, type_name: str, notes: list[str]):
+    """A composite parameter of `type_name` as {"paths": [base paths], "components": [...]}, or None.
+
+    navet serves two-part composites whose first part is a token (FHIR R4 4.0.1 search.html#composite: every
+    R4 composite but MolecularSequence's coordinates). The base paths are element paths relative to the
+    resource ("" is the resource itself); each component's paths are relative to a base item, so both parts
+    are read from the same item (Observation.component: its own code and value).
+    """
+    components = sp.get("component", [])
+    if len(components) != 2:
+        notes.append(f"{len(components)} components (navet serves two)")
+        return None
+    bases: list[tuple[str, str]] = []  # (json path, element id or type name to resolve components under)
+    for part in split_union(sp.get("expression", "")):
+        text = strip_parens(part)
+        if text == type_name:
+            bases.append(("", type_name))
+            continue
+        if not text.startswith(type_name + "."):
+            continue
+        try:
+            _, steps, as_type, _ = parse_part(text)
+        except Unsupported as e:
+            notes.append(str(e))
+            return None
+        if as_type or any(f for _, f in steps):
+            notes.append(f"base {text!r} is not a plain path")
+            return None
+        parent = type_name
+        json_steps = []
+        for name, _ in steps:
+            element, is_choice = elements.lookup(parent, name)
+            if element is None or is_choice:
+                notes.append(f"base {text!r} does not resolve")
+                return None
+            element = elements.follow_content_reference(element)
+            json_steps.append(name)
+            codes = [t["code"] for t in types_of(element)]
+            parent = element["id"] if not codes or codes[0] in ("BackboneElement", "Element") else codes[0]
+        bases.append((".".join(json_steps), parent))
+    if not bases:
+        notes.append("no base path for this type")
+        return None
+    out_components = []
+    for index, component in enumerate(components):
+        definition = by_url.get(component.get("definition", ""))
+        if definition is None:
+            notes.append(f"component {component.get('definition')} is not defined")
+            return None
+        ctype = definition["type"]
+        if ctype not in INDEXABLE or (index == 0 and ctype != "token"):
+            notes.append(f"component of type {ctype} is not served")
+            return None
+        paths: list[str] = []
+        for expr in split_union(component.get("expression", "")):
+            try:
+                _, steps, as_type, _ = parse_part("X." + strip_parens(expr))
+            except Unsupported as e:
+                notes.append(str(e))
+                return None
+            for _, parent in bases:
+                try:
+                    resolved = resolve_paths(elements, parent, steps, as_type, ctype, notes)
+                except Unsupported as e:
+                    notes.append(str(e))
+                    continue
+                for json_path, _ in resolved:
+                    if json_path not in paths:
+                        paths.append(json_path)
+        if not paths:
+            notes.append(f"component {component.get('expression')!r} has no indexable path")
+            return None
+        out_components.append({"type": ctype, "paths": paths})
+    return {"paths": [b for b, _ in bases], "components": out_components}
+
+
 def extract(definitions: Path, served_types=None):
-    served_types = list(served_types if served_types is not None else SERVED_TYPES)
     elements = Elements(definitions)
+    if served_types is None:
+        served_types = sorted(elements.resource_types)
+    served_types = list(served_types)
     bundle = load_json(definitions / "search-parameters.json")
+    by_url = {
+        e["resource"]["url"]: e["resource"]
+        for e in bundle.get("entry", [])
+        if e.get("resource", {}).get("resourceType") == "SearchParameter"
+        and e["resource"].get("url", "").startswith("http://hl7.org/fhir/")
+    }
     served = set(served_types)
     table: dict[str, dict[str, dict]] = {t: {} for t in served_types}
     dropped: list[str] = []
@@ -339,6 +408,9 @@ def extract(definitions: Path, served_types=None):
         if sp.get("resourceType") != "SearchParameter":
             continue
         code, ptype, url = sp["code"], sp["type"], sp["url"]
+        # ../shared's copy is Medplum's distribution: only HL7's own definitions count (fhir/README.md).
+        if not url.startswith("http://hl7.org/fhir/"):
+            continue
         bases = sp.get("base", [])
         applies_to = sorted(
             served if ABSTRACT_BASES & set(bases) else served & set(bases)
@@ -346,6 +418,20 @@ def extract(definitions: Path, served_types=None):
         if not applies_to:
             continue
         label = f"{sp['id']} ({code}, {ptype})"
+        if ptype == "composite":
+            for type_name in applies_to:
+                notes: list[str] = []
+                spec = composite_spec(elements, by_url, sp, type_name, notes)
+                if spec is None:
+                    dropped.append(f"{type_name}.{code} [{label}]: " + "; ".join(notes))
+                    continue
+                table[type_name][code] = {
+                    "type": "composite",
+                    **spec,
+                    "url": url,
+                    "description": short_description(sp, type_name),
+                }
+            continue
         if ptype not in INDEXABLE:
             dropped.append(f"{label}: type {ptype} not supported")
             continue
@@ -479,10 +565,11 @@ def compartment_paths(definitions: Path) -> dict[str, list[str]]:
     search, so patient links follow the compartment for every type (resolved like the served types' paths;
     only reference parameters count)."""
     resource_types = set(Elements(definitions).resource_types)
+    served = resource_types
     compartment = load_json(definitions / "compartmentdefinition-patient.json")
     entries = [
         e for e in compartment.get("resource", [])
-        if e.get("param") and e.get("code") in resource_types and e.get("code") not in SERVED_TYPES
+        if e.get("param") and e.get("code") in resource_types and e.get("code") not in served
     ]
     table, _, _ = extract(definitions, [e["code"] for e in entries])
     out: dict[str, list[str]] = {}

@@ -124,9 +124,15 @@ impl AuditRecord {
                         "code": "IRCP", "display": "information recipient"
                     }]},
                     "role": [{"coding": [{"system": "urn:navet:user-role", "code": user.role.as_str()}]}],
-                    "who": {
-                        "identifier": {"system": HSA_SYSTEM, "value": user.hsa_id.as_str()},
-                        "display": user.name.clone().unwrap_or_default()
+                    // No subject_name: no display (FHIR strings are never empty).
+                    "who": match &user.name {
+                        Some(name) => json!({
+                            "identifier": {"system": HSA_SYSTEM, "value": user.hsa_id.as_str()},
+                            "display": name
+                        }),
+                        None => json!({
+                            "identifier": {"system": HSA_SYSTEM, "value": user.hsa_id.as_str()}
+                        }),
                     },
                     "requestor": true,
                     "location": {"identifier": {"system": HSA_SYSTEM, "value": user.care_unit.as_str()}},

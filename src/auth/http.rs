@@ -34,6 +34,11 @@ where
         )
         .route("/auth/jwks", get(jwks))
         .route("/.well-known/smart-configuration", get(smart_configuration))
+        // SMART App Launch 2.x §2.0.2: clients look for it under the FHIR base too.
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart_configuration),
+        )
 }
 
 async fn token(

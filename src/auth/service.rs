@@ -84,6 +84,10 @@ pub struct TokenResponse {
     pub token_type: String,
     pub expires_in: i64,
     pub scope: String,
+    /// The requested scopes the client may not have, left out of `scope` (SMART v2 grants the allowed
+    /// subset rather than refusing the request); absent when every requested scope was granted as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_dropped: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -417,6 +421,12 @@ impl AuthService {
 
         let requested = Scopes::parse(scope).map_err(|e| OAuthError::new(InvalidScope, e))?;
         let granted = requested.intersect(&client.allowed);
+        let granted_text: Vec<String> = granted.iter().map(ToString::to_string).collect();
+        let dropped: Vec<String> = requested
+            .iter()
+            .map(ToString::to_string)
+            .filter(|s| !granted_text.contains(s))
+            .collect();
         if granted.is_empty() {
             return Err(OAuthError::new(
                 InvalidScope,
@@ -493,6 +503,7 @@ impl AuthService {
             token_type: "bearer".to_owned(),
             expires_in: self.token_lifetime,
             scope: claims.scope,
+            scope_dropped: (!dropped.is_empty()).then(|| dropped.join(" ")),
         })
     }
 

@@ -13,6 +13,33 @@ pub const TIMELINE_OPERATION: &str = "http://navet.example/OperationDefinition/P
 /// The statement as committed in `conformance/`.
 pub const COMMITTED: &str = include_str!("../../conformance/capability-statement.json");
 
+/// The search result parameters navet serves on every searchable type (search.html#return).
+pub const RESULT_PARAMETERS: [&str; 9] = [
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_total",
+    "_has",
+    "_cursor",
+];
+
+/// The interactions navet serves on `ty`: the access log is append-only and written by navet, so it is
+/// read, searched and listed in history only (http/fhir.rs refuses the rest).
+pub fn interactions(ctx: &FhirContext, ty: &str) -> Vec<&'static str> {
+    let mut out = vec!["read", "vread"];
+    if ty != crate::fhir::visibility::ACCESS_LOG_TYPE {
+        out.extend(["update", "patch", "delete", "create"]);
+    }
+    out.extend(["history-instance", "history-type"]);
+    if ctx.is_searchable(ty) {
+        out.push("search-type");
+    }
+    out
+}
+
 /// Generates the statement from the server's tables.
 pub fn generate(ctx: &FhirContext) -> Value {
     let mut types: Vec<&str> = ctx.structure.resource_types().collect();
@@ -20,28 +47,24 @@ pub fn generate(ctx: &FhirContext) -> Value {
     let resources: Vec<Value> = types
         .into_iter()
         .map(|ty| {
-            let mut interactions = vec![
-                "read",
-                "vread",
-                "update",
-                "delete",
-                "history-instance",
-                "history-type",
-                "create",
-            ];
+            let writable = ty != crate::fhir::visibility::ACCESS_LOG_TYPE;
             let mut r = json!({
                 "type": ty,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": false,
-                "conditionalCreate": true,
-                "conditionalRead": "not-supported",
-                "conditionalUpdate": true,
-                "conditionalDelete": "single",
-                "referencePolicy": ["literal"],
+                // If-Modified-Since and If-None-Match on read (304).
+                "conditionalRead": "full-support",
+                // Literal references are resolved for _include and chains; logical ones (identifier) are
+                // kept and searchable with :identifier.
+                "referencePolicy": ["literal", "logical"],
             });
+            if writable {
+                r["conditionalCreate"] = json!(true);
+                r["conditionalUpdate"] = json!(true);
+                r["conditionalDelete"] = json!("single");
+            }
             if ctx.is_searchable(ty) {
-                interactions.push("search-type");
                 let mut params: Vec<Value> = vec![
                     json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
                     json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
@@ -58,7 +81,12 @@ pub fn generate(ctx: &FhirContext) -> Value {
                     r["searchInclude"] = Value::Array(includes);
                 }
             }
-            r["interaction"] = Value::Array(interactions.into_iter().map(|c| json!({"code": c})).collect());
+            r["interaction"] = Value::Array(
+                interactions(ctx, ty)
+                    .into_iter()
+                    .map(|c| json!({"code": c}))
+                    .collect(),
+            );
             if ty == "Patient" {
                 // The timeline (spec/timeline-and-audit.md; conformance/OperationDefinition-Patient-timeline.json)
                 // and the standard Patient-everything.
@@ -73,16 +101,27 @@ pub fn generate(ctx: &FhirContext) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-22",
+        "date": "2026-12-01",
         "publisher": "navet",
         "kind": "instance",
         "software": {"name": "navet", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "navet: interoperability gateway for coordinated care in the patient's home"},
         "fhirVersion": "4.0.1",
         "format": ["json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "FHIR R4 over JSON. Search parameters not listed here are refused (or ignored and reported with Prefer: handling=lenient). Paging uses _cursor links.",
+            "documentation": format!(
+                "FHIR R4 over JSON. Search parameters not listed here are refused (Prefer: handling=lenient \
+                 ignores, and reports, an unknown parameter name; a known filter that cannot be applied is \
+                 always refused). Result parameters on every searchable type: {}. Chained parameters \
+                 (param[:Type].param, up to three levels), _has, _include[:iterate] and \
+                 _revinclude[:iterate] (any reference parameter as listed in searchInclude), compartment \
+                 search on the Patient compartment (Patient/[id]/[type]). _total=estimate is answered \
+                 exactly. Paging uses signed _cursor links bound to the query and the caller. PATCH takes \
+                 JSON Patch or FHIRPath Patch. The OpenAPI document is at /fhir/openapi.json.",
+                RESULT_PARAMETERS.join(", ")
+            ),
             "security": {
                 "cors": false,
                 "service": [{"coding": [{
@@ -92,7 +131,8 @@ pub fn generate(ctx: &FhirContext) -> Value {
                 "description": "SMART Backend Services: client_credentials with a private_key_jwt client assertion \
                     (RS384 or ES384) at the token endpoint, optionally naming the acting user with the IHE IUA \
                     extension; every request but /metadata needs Authorization: Bearer. Scopes are SMART v2 \
-                    (system/Patient.rs, system/*.cruds). Discovery: /.well-known/smart-configuration."
+                    (system/Patient.rs, system/*.cruds); the token grants the allowed subset of the requested \
+                    scopes. Discovery: /.well-known/smart-configuration and /fhir/.well-known/smart-configuration."
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],

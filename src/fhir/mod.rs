@@ -7,6 +7,7 @@ pub mod json;
 pub mod ops;
 pub mod outcome;
 pub mod participants;
+pub mod patch;
 pub mod protected;
 pub mod relink;
 pub mod rules;
@@ -47,9 +48,10 @@ impl FhirContext {
         })
     }
 
-    /// The resource types the search API serves (DESIGN.md glossary plus the shared master data).
+    /// The resource types the search API serves: every type of the search-parameter table, which is every
+    /// concrete R4 type (issue 14).
     pub fn is_searchable(&self, resource_type: &str) -> bool {
-        SEARCHABLE.contains(&resource_type)
+        self.params.params_for(resource_type).next().is_some()
     }
 }
 
@@ -58,25 +60,3 @@ pub use visibility::{DIRECTORY_TYPES, SHARED_MASTER_DATA, is_shared_master_data}
 /// `meta.tag` system of the owner coding navet puts on every stored version: the code is the owner
 /// principal's HSA-id (`navet-system` for what navet loaded itself). Clients cannot set or change it.
 pub const OWNER_TAG_SYSTEM: &str = "urn:navet:owner";
-
-/// Types with search support. Every R4 type supports create/read/update/delete/history.
-pub const SEARCHABLE: [&str; 18] = [
-    "Patient",
-    "Organization",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Location",
-    "ServiceRequest",
-    "MedicationRequest",
-    "MedicationAdministration",
-    "Task",
-    "CarePlan",
-    "CareTeam",
-    "Encounter",
-    "Consent",
-    "Appointment",
-    "Communication",
-    "AuditEvent",
-    "EpisodeOfCare",
-];

@@ -147,7 +147,7 @@ pub fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// Only the owner changes or deletes a resource; shared master data any principal may change (DESIGN.md
 /// "Record ownership and sharing"). The owner never changes: a version keeps its creator's principal.
-fn check_may_change(tx: &dyn WriteTx, current: &StoredVersion) -> Result<(), ApiError> {
+pub fn check_may_change(tx: &dyn WriteTx, current: &StoredVersion) -> Result<(), ApiError> {
     let actor = tx.actor();
     if crate::fhir::is_shared_master_data(&current.resource_type)
         || current.owner == *actor.principal
@@ -183,7 +183,10 @@ fn write_version(
             )));
         }
     }
-    let mut index = index_resource(&ctx.params, &ty, &value);
+    let mut index = crate::search::index::with_owner_tag(
+        index_resource(&ctx.params, &ty, &value),
+        owner,
+    );
     let protected = ty == "Patient" && crate::fhir::protected::is_protected(&value);
     if protected {
         index = crate::fhir::protected::unindexed(index);

@@ -41,7 +41,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/fhir/{type}/_search", post(search::search_post))
         .route("/fhir/{type}/_history", get(search::type_history))
-        .route("/fhir/{type}/{id}", get(read).put(update).delete(delete))
+        .route(
+            "/fhir/{type}/{id}",
+            get(read)
+                .put(update)
+                .delete(delete)
+                .patch(crate::http::patch::patch),
+        )
+        // Issue 14: compartment search, and the OpenAPI document generated from the CapabilityStatement.
+        .route(
+            "/fhir/{type}/{id}/{target}",
+            get(search::compartment_search),
+        )
+        .route("/fhir/openapi.json", get(crate::http::openapi::document))
         .route("/fhir/{type}/{id}/_history", get(search::instance_history))
         .route("/fhir/{type}/{id}/_history/{vid}", get(vread))
         .route(
@@ -143,6 +155,9 @@ async fn read(
     let actor = authorize(&caller, &ty, Interaction::Read)?;
     fresh_log(&state, Some(&ty)).await?;
     let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
+    // _summary and _elements on read (search.html#summary), If-Modified-Since (RFC 9110 §13.1.3).
+    let response = crate::http::search::read_variants(&state, &actor, &version, &headers, &raw.0)?
+        .unwrap_or(response);
     let mut record = rc.record(&caller, Action::Read, "read");
     note_version(&state.fhir.params, &mut record, &version);
     Ok(with_note(response, &ty, record))
@@ -166,13 +181,13 @@ pub fn with_note(mut response: Response, ty: &str, record: AuditRecord) -> Respo
 }
 
 /// Marks a response whose record was written in its own transaction.
-fn audited(mut response: Response) -> Response {
+pub(crate) fn audited(mut response: Response) -> Response {
     response.extensions_mut().insert(Audited);
     response
 }
 
 /// Completes a write's record with what was written and appends it inside the write's transaction.
-fn append_write(
+pub(crate) fn append_write(
     ctx: &crate::fhir::FhirContext,
     tx: &mut dyn crate::store::WriteTx,
     mut record: AuditRecord,
@@ -257,7 +272,7 @@ async fn vread(
     ))
 }
 
-fn write_response(
+pub(crate) fn write_response(
     state: &AppState,
     actor: &Actor,
     outcome: &WriteOutcome,
@@ -276,7 +291,7 @@ fn write_response(
     respond::resource(actor, status, &outcome.version, prefer.ret, loc)
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     headers
         .get("if-match")
         .map(|h| {
@@ -305,15 +320,32 @@ async fn create(
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
     // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
     let _permit = bytes.into_parts().1;
-    let condition = headers
+    let header_condition = headers
         .get("if-none-exist")
         .map(|h| {
-            let q = h
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("If-None-Exist is not text".into()))?;
+            h.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::BadRequest("If-None-Exist is not text".into()))
+        })
+        .transpose()?;
+    // Search parameters on the create URL (`POST Task?identifier=…`, fhirpy's get_or_create) are a
+    // conditional create, never silently ignored (issue 14).
+    let url_condition = crate::http::search::create_condition(raw.0.as_deref());
+    let condition_text = match (header_condition, url_condition) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "a create takes its condition either in If-None-Exist or in the URL's query, not both"
+                    .into(),
+            ));
+        }
+        (Some(h), None) => Some(h),
+        (None, url) => url,
+    };
+    let condition = condition_text
+        .map(|q| {
             // The header may carry the query with or without the `Type?` prefix.
-            let q = q.strip_prefix(&format!("{ty}?")).unwrap_or(q);
-            Condition::parse(&state.fhir, &ty, q)
+            let q = q.strip_prefix(&format!("{ty}?")).unwrap_or(&q).to_owned();
+            Condition::parse(&state.fhir, &ty, &q)
         })
         .transpose()?;
     let ctx = state.fhir.clone();

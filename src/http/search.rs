@@ -1,13 +1,13 @@
-//! Search (FHIR R4 4.0.1 §3.1.0.9 and search.html) and history (§3.1.0.10) as `searchset`/`history` Bundles
-//! with `self`/`next`/`previous` links. Paging uses an opaque `_cursor`; the first page needs none.
+//! Search (FHIR R4 4.0.1 §3.1.0.9 and search.html), compartment search (§3.1.0.9.2) and history
+//! (§3.1.0.10) as `searchset`/`history` Bundles with `self`/`next` (`first`, `previous`) links. Paging uses
+//! an opaque `_cursor`, signed and bound to the query and the caller (`search::cursor`); the first page needs
+//! none.
 
 use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::response::{IntoResponse, Response};
 
 use crate::audit::Action;
 use crate::auth::{Authenticated, Caller, Interaction};
@@ -18,7 +18,10 @@ use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, fresh_log, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
 use crate::http::respond::{self, BundleText, Link};
-use crate::search::query::{SearchQuery, TotalMode, parse_query};
+use crate::fhir::ops;
+use crate::search::cursor::{self, Position};
+use crate::search::query::{PageKey, SearchQuery, TotalMode, parse_query};
+use crate::search::summary::Shape;
 use crate::state::AppState;
 use crate::store::{Actor, HistoryQuery, StoredVersion};
 
@@ -28,49 +31,68 @@ pub const MAX_COUNT: usize = 500;
 /// Parameters that shape the answer, not the match; kept in links but not given to the query parser.
 const PASSTHROUGH: [&str; 3] = ["_format", "_pretty", "_cursor"];
 
-fn encode_cursor(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+fn bad_cursor() -> ApiError {
+    ApiError::BadRequest(
+        "_cursor is not one navet issued for this query and caller; follow the Bundle's links".into(),
+    )
 }
 
-fn decode_cursor(cursor: &str) -> Result<usize, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix('o').and_then(|n| n.parse().ok()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "_cursor is not one navet issued; follow the Bundle's links".into(),
-            )
-        })
+/// The cursor of a request, checked against its binding (`search::cursor`).
+fn open_cursor(
+    state: &AppState,
+    binding: &str,
+    pairs: &[(String, String)],
+) -> Result<Option<Position>, ApiError> {
+    match pairs.iter().find(|(k, _)| k == "_cursor") {
+        Some((_, c)) => state
+            .cursor_key
+            .open(binding, c)
+            .map(Some)
+            .ok_or_else(bad_cursor),
+        None => Ok(None),
+    }
 }
 
-/// `self`, `next` and `previous` links for a page at `offset`.
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// `self`, `next` and `previous` links for a history page at `offset`.
 fn links(
+    state: &AppState,
+    binding: &str,
     base: &str,
     pairs: &[(String, String)],
     offset: usize,
     count: usize,
     has_more: bool,
 ) -> Vec<Link<'static>> {
-    let url_with = |cursor: Option<usize>| {
-        let cursor = cursor.filter(|c| *c > 0).map(encode_cursor);
-        respond::page_url(base, pairs, cursor.as_deref())
+    let url_with = |cursor: usize| {
+        let token = (cursor > 0).then(|| {
+            state.cursor_key.mint(
+                binding,
+                &Position::Offset {
+                    offset: cursor,
+                    snapshot_ms: 0,
+                },
+            )
+        });
+        respond::page_url(base, pairs, token.as_deref())
     };
     let mut out = vec![Link {
         relation: "self",
-        url: url_with(Some(offset)),
+        url: url_with(offset),
     }];
     if has_more {
         out.push(Link {
             relation: "next",
-            url: url_with(Some(offset + count)),
+            url: url_with(offset.saturating_add(count)),
         });
     }
     if offset > 0 {
         out.push(Link {
             relation: "previous",
-            url: url_with(Some(offset.saturating_sub(count))),
+            url: url_with(offset.saturating_sub(count)),
         });
     }
     out
@@ -121,6 +143,65 @@ async fn search(
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
+    search_in(state, caller, rc, ty, headers, pairs, None).await
+}
+
+/// `GET [Compartment]/{id}/[type]` (FHIR R4 4.0.1 §3.1.0.9.2): a search restricted to the patient's
+/// compartment. navet serves the Patient compartment; the patient must exist for the caller.
+pub async fn compartment_search(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
+    Path((compartment, id, ty)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    if ty.starts_with('$') {
+        return Err(ApiError::NotFound(format!(
+            "{compartment}/{id}/{ty}: navet serves no operation {ty} on {compartment} instances \
+             (the CapabilityStatement lists the operations)"
+        )));
+    }
+    known_type(&state, &compartment)?;
+    if compartment != "Patient" {
+        return Err(ApiError::NotSupported(format!(
+            "compartment search is served for the Patient compartment, not {compartment}"
+        )));
+    }
+    known_type(&state, &ty)?;
+    if ty != "Patient" && state.fhir.params.patient_compartment_params(&ty).is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "{ty} is not in the Patient compartment (FHIR R4 CompartmentDefinition patient)"
+        )));
+    }
+    let actor = authorize(&caller, "Patient", Interaction::Read)?;
+    ops::check_id(&id)?;
+    match state.store.read(&actor, "Patient", &id, None).await? {
+        Some(v) if !v.deleted => {}
+        _ => return Err(ApiError::NotFound(format!("Patient/{id} does not exist"))),
+    }
+    let pairs = query_pairs(raw.as_deref());
+    search_in(
+        &state,
+        &caller,
+        &rc,
+        &ty,
+        &headers,
+        pairs,
+        Some(format!("Patient/{id}")),
+    )
+    .await
+}
+
+async fn search_in(
+    state: &AppState,
+    caller: &Caller,
+    rc: &RequestContext,
+    ty: &str,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+    compartment: Option<String>,
+) -> Result<Response, ApiError> {
     let format = pairs
         .iter()
         .find(|(k, _)| k == "_format")
@@ -135,62 +216,111 @@ async fn search(
         )));
     }
     let prefer = Prefer::from_headers(headers);
-    let offset = match pairs.iter().find(|(k, _)| k == "_cursor") {
-        Some((_, c)) => decode_cursor(c)?,
-        None => 0,
+    let path = match &compartment {
+        Some(c) => format!("/{c}/{ty}"),
+        None => format!("/{ty}"),
     };
+    let binding = cursor::binding(&path, &pairs, &actor);
+    let position = open_cursor(state, &binding, &pairs)?;
     let query_pairs: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, _)| !PASSTHROUGH.contains(&k.as_str()))
         .cloned()
         .collect();
-    let query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)?;
-    let summary_count = match query.summary.as_deref() {
-        None | Some("false") => false,
-        Some("count") => true,
-        Some(other) => {
-            return Err(ApiError::NotSupported(format!(
-                "_summary={other} is not supported; use _summary=count or _summary=false"
-            )));
-        }
-    };
-    if query.elements.is_some() {
-        return Err(ApiError::NotSupported(
-            "_elements is not supported yet".into(),
-        ));
+    let mut query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)?;
+    // A chain, _has or include reads other types: the caller must be allowed to search each of them.
+    for other in query.referenced_types() {
+        authorize(caller, &other, Interaction::Search)?;
     }
+    let summary_count = query.summary.as_deref() == Some("count");
+    let shape = Shape::from_params(query.summary.as_deref(), query.elements.as_deref())
+        .map_err(ApiError::BadRequest)?;
+    query.compartment = compartment;
     let count = if summary_count {
         0
     } else {
         query.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT)
     };
-    let want_total = summary_count || matches!(query.total, TotalMode::Accurate);
+    // _total (search.html#total): accurate and estimate are both counted exactly; none never; unasked, a
+    // count-only page (_summary=count, _count=0) still says how many match.
+    let want_total = match query.total {
+        TotalMode::Accurate | TotalMode::Estimate => true,
+        TotalMode::None => false,
+        TotalMode::Unspecified => count == 0,
+    };
+    query.total = if want_total {
+        TotalMode::Accurate
+    } else {
+        TotalMode::None
+    };
+    // The page position: keyset in the default order, offset into a snapshot under _sort.
+    let keyset = query.sort.is_empty();
+    let (offset, snapshot_ms) = match (&position, keyset) {
+        (None, true) => (0, None),
+        (None, false) => (0, Some(now_ms())),
+        (Some(Position::After { lu_ms, id }), true) => {
+            query.after = Some(PageKey {
+                lu_ms: *lu_ms,
+                id: id.clone(),
+            });
+            (0, None)
+        }
+        (
+            Some(Position::Offset {
+                offset,
+                snapshot_ms,
+            }),
+            false,
+        ) => (*offset, Some(*snapshot_ms)),
+        _ => return Err(bad_cursor()),
+    };
+    query.snapshot_ms = snapshot_ms;
     let ignored = query.ignored.clone();
-    let mut query = query;
-    if want_total {
-        query.total = TotalMode::Accurate;
-    }
     let page = state.store.search(&actor, ty, query, offset, count).await?;
     // Links keep what the client asked, minus parameters ignored under lenient handling.
     let kept: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(k, _)| !ignored.contains(k))
         .collect();
-    let base = format!("{}/{ty}", state.fhir_base());
-    let page_links = links(
-        &base,
-        &kept,
-        offset,
-        count.max(1),
-        page.has_more && !summary_count,
-    );
+    let base = format!("{}{path}", state.fhir_base());
+    let kept_binding = cursor::binding(&path, &kept, &actor);
+    let mint = |p: &Position| state.cursor_key.mint(&kept_binding, p);
+    let mut page_links = vec![Link {
+        relation: "self",
+        url: respond::page_url(&base, &kept, position.as_ref().map(mint).as_deref()),
+    }];
+    if page.has_more && !summary_count {
+        let next = match (keyset, page.matches.last()) {
+            (true, Some(last)) => Some(Position::After {
+                lu_ms: instant_ms(&last.last_updated),
+                id: last.id.clone(),
+            }),
+            (false, _) => Some(Position::Offset {
+                offset: offset.saturating_add(count),
+                snapshot_ms: snapshot_ms.unwrap_or(0),
+            }),
+            _ => None,
+        };
+        if let Some(next) = next {
+            page_links.push(Link {
+                relation: "next",
+                url: respond::page_url(&base, &kept, Some(&mint(&next))),
+            });
+        }
+    }
+    if position.is_some() {
+        page_links.push(Link {
+            relation: "first",
+            url: respond::page_url(&base, &kept, None),
+        });
+    }
     let mut bundle = BundleText::new(
         "searchset",
         if want_total { page.total } else { None },
         &page_links,
     );
     for v in &page.matches {
-        add_entry(state, &actor, &mut bundle, v, "match");
+        add_entry(state, &actor, &mut bundle, v, "match", shape.as_ref());
     }
     // An included resource of a type the caller may not read is left out, as if it were not referenced.
     for v in page
@@ -198,7 +328,7 @@ async fn search(
         .iter()
         .filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok())
     {
-        add_entry(state, &actor, &mut bundle, v, "include");
+        add_entry(state, &actor, &mut bundle, v, "include", shape.as_ref());
     }
     if !ignored.is_empty() {
         let text = format!(
@@ -229,17 +359,50 @@ async fn search(
     ))
 }
 
+/// Epoch milliseconds of a stored FHIR instant (navet writes them, so they parse; 0 otherwise).
+fn instant_ms(instant: &str) -> i64 {
+    instant
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .unwrap_or(0)
+}
+
+/// What `actor` may see of `v`, reduced to `shape` when the client asked for a subset.
+pub fn shaped<'a>(
+    state: &AppState,
+    actor: &Actor,
+    v: &'a StoredVersion,
+    shape: Option<&Shape>,
+) -> Option<Outgoing<'a>> {
+    let out = outgoing(actor, v)?;
+    match shape {
+        None => Some(out),
+        Some(shape) => Some(
+            match state
+                .fhir
+                .params
+                .summary
+                .apply(&v.resource_type, shape, out.as_str())
+            {
+                Some(text) => Outgoing::navet_made(text),
+                None => out,
+            },
+        ),
+    }
+}
+
 fn add_entry(
     state: &AppState,
     actor: &Actor,
     bundle: &mut BundleText,
     v: &StoredVersion,
     mode: &str,
+    shape: Option<&Shape>,
 ) {
     let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
     bundle.entry(
         Some(&full_url),
-        outgoing(actor, v).as_ref(),
+        shaped(state, actor, v, shape).as_ref(),
         &[("search", serde_json::json!({"mode": mode}))],
     );
 }
@@ -328,7 +491,7 @@ async fn history(
                     .map_err(|_| ApiError::BadRequest(format!("_since '{v}' is not an instant")))?;
                 since_ms = Some(ts.as_millisecond());
             }
-            "_cursor" => offset = decode_cursor(v)?,
+            "_cursor" => {}
             "_format" => format = Some(v.clone()),
             "_pretty" => {}
             other => {
@@ -340,11 +503,19 @@ async fn history(
     }
     check_accept(headers, format.as_deref())?;
     let count = count.max(1);
-    let base = match (&ty, &id) {
-        (Some(t), Some(i)) => format!("{}/{t}/{i}/_history", state.fhir_base()),
-        (Some(t), None) => format!("{}/{t}/_history", state.fhir_base()),
-        _ => format!("{}/_history", state.fhir_base()),
+    let path = match (&ty, &id) {
+        (Some(t), Some(i)) => format!("/{t}/{i}/_history"),
+        (Some(t), None) => format!("/{t}/_history"),
+        _ => "/_history".to_owned(),
     };
+    let base = format!("{}{path}", state.fhir_base());
+    // History cursors are offsets (newest first), signed and bound to the query and caller like search's.
+    let binding = cursor::binding(&path, &pairs, actor);
+    match open_cursor(state, &binding, &pairs)? {
+        None => {}
+        Some(Position::Offset { offset: o, .. }) => offset = o,
+        Some(Position::After { .. }) => return Err(bad_cursor()),
+    }
     let instance = id.is_some();
     let (versions, more) = state
         .store
@@ -363,7 +534,7 @@ async fn history(
         let (t, i) = (ty.unwrap_or_default(), id.unwrap_or_default());
         return Err(ApiError::NotFound(format!("{t}/{i} does not exist")));
     }
-    let page_links = links(&base, &pairs, offset, count, more);
+    let page_links = links(state, &binding, &base, &pairs, offset, count, more);
     let mut bundle = BundleText::new("history", None, &page_links);
     for v in &versions {
         let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
@@ -400,4 +571,72 @@ async fn history(
         noted_as,
         record,
     ))
+}
+
+/// The query of a create URL as a conditional-create condition, less the parameters that only shape the
+/// answer (`_format`, `_pretty`); `None` when nothing is left.
+pub fn create_condition(raw: Option<&str>) -> Option<String> {
+    let pairs: Vec<(String, String)> = query_pairs(raw)
+        .into_iter()
+        .filter(|(k, _)| k != "_format" && k != "_pretty")
+        .collect();
+    (!pairs.is_empty()).then(|| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    })
+}
+
+/// The answer to a read when it differs from the plain one: `304` for `If-Modified-Since` at or after the
+/// version's `lastUpdated` (HTTP dates have whole seconds), or the `_summary`/`_elements` subset. Any other
+/// read parameter is refused (400), so none is silently ignored.
+pub fn read_variants(
+    state: &AppState,
+    actor: &Actor,
+    v: &StoredVersion,
+    headers: &HeaderMap,
+    raw: &Option<String>,
+) -> Result<Option<Response>, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let mut summary = None;
+    let mut elements: Option<Vec<String>> = None;
+    for (k, value) in &pairs {
+        match k.as_str() {
+            "_format" | "_pretty" => {}
+            "_summary" => summary = Some(value.as_str()),
+            "_elements" => elements
+                .get_or_insert_with(Vec::new)
+                .extend(value.split(',').map(|e| e.trim().to_owned())),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "'{other}' is not a read parameter (supported: _summary, _elements, _format, _pretty)"
+                )));
+            }
+        }
+    }
+    if let Some(ims) = headers
+        .get(axum::http::header::IF_MODIFIED_SINCE)
+        .and_then(|h| h.to_str().ok())
+        && let Ok(since) = jiff::fmt::rfc2822::parse(ims.trim())
+        && instant_ms(&v.last_updated) / 1000 <= since.timestamp().as_second()
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().extend(respond::version_headers(v));
+        return Ok(Some(r));
+    }
+    if summary == Some("count") {
+        return Err(ApiError::BadRequest(
+            "_summary=count applies to searches, not to a read".into(),
+        ));
+    }
+    let Some(shape) = Shape::from_params(summary, elements.as_deref()).map_err(ApiError::BadRequest)?
+    else {
+        return Ok(None);
+    };
+    let Some(body) = shaped(state, actor, v, Some(&shape)) else {
+        return Ok(None);
+    };
+    let mut r = respond::json_response(StatusCode::OK, body.as_str().to_owned());
+    r.headers_mut().extend(respond::version_headers(v));
+    Ok(Some(r))
 }

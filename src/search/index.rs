@@ -33,6 +33,11 @@
 //! | date: Period | `P` | | `start/end` as written | start.lo … end.hi |
 //! | date: Timing | `P` | | each `event`, and `repeat.boundsPeriod` | as above |
 //! | uri: uri, url, canonical | `P` | | the text, exact | |
+//! | number | `P` | | the number as text | value × [`NUMBER_SCALE`] (both) |
+//! | quantity: Quantity, Money, Range | `P` | | `` (any unit) | value × scale (Range: low…high) |
+//! | … and per unit | `P` | Quantity.system (Money: ISO 4217) | Quantity.code / currency | as above |
+//! | … | `P` | | Quantity.unit, when it differs from the code | as above |
+//! | composite `token$X` | `P` | the token's system | `code$` + X's form (see [`COMPOSITE_SEPARATOR`]) | X's range |
 //!
 //! * **Token** matching is case-sensitive, exact on `system` and `value`:
 //!   `P=code` → `value = code` (any system); `P=sys|code` → `system = sys AND
@@ -43,11 +48,9 @@
 //!   does not match; `gender=male` does. `:text` matches `P:text` rows by starts-with on the
 //!   normalised text, like a string. `:not` = no row of the resource matches.
 //! * **String**: `value` is normalised by [`normalize_string`]: Unicode lower
-//!   case (`str::to_lowercase`) and whitespace runs collapsed to one space.
-//!   Accents are *not* folded: FHIR says string search SHOULD be
-//!   accent-insensitive, but å, ä and ö are letters of their own in Swedish
-//!   (Åberg is not Aberg), so navet deliberately keeps them; `Åsa` still
-//!   matches `åsa`. Default match: `value` starts with the normalised search
+//!   case, accents removed and whitespace runs collapsed to one space, as
+//!   FHIR R4 string search requires (`akesson` finds `Åkesson`; `:exact`
+//!   tells Åberg from Aberg). Default match: `value` starts with the normalised search
 //!   text; `:contains`: `value` contains it; `:exact`: a `P:exact` row whose
 //!   `value` equals the search text byte for byte. For an index-friendly
 //!   starts-with in SQLite use `value >= ?s AND value < ?s || char(1114111)`
@@ -75,6 +78,12 @@
 //!   is [`date_condition`].
 //! * **Uri**: exact, case-sensitive match on `value`; `:below` = `value` starts
 //!   with the search uri; `:above` = the search uri starts with `value`.
+//! * **Number and quantity**: a stored value is a point (`lo = hi`); the search
+//!   value's precision makes a range for `eq`/`ne` (`5.4` is 5.35…5.45), `ap` is
+//!   ±10 %, the other prefixes compare with the value as written; the
+//!   conditions are [`date_condition`]'s. A quantity search names its unit as
+//!   `system|code` (rows with that system and code) or `|code` (rows whose code
+//!   or unit is it), or none (the `` row).
 //! * **`:missing=true`**: the resource has no row whose `param` is one of
 //!   [`Filter::presence_params`] (`P`, plus `P:text` for tokens and
 //!   `P:identifier` for references); `:missing=false`: it has one.
@@ -135,11 +144,176 @@ pub fn index_resource(
                             rows.push(&param.code, None, text);
                         }
                     }
+                    ParamType::Number => number_rows(&param.code, value, &mut rows),
+                    ParamType::Quantity => quantity_rows(&param.code, value, &mut rows),
+                    ParamType::Composite => composite_rows(param, value, &mut rows),
                 }
             }
         }
     }
     rows.rows
+}
+
+/// `rows` with the owner coding of `_tag` (`meta.tag` system [`crate::fhir::OWNER_TAG_SYSTEM`]) set to the
+/// stored owner: whatever owner tag a client wrote is not indexed (navet sets the tag, clients cannot), and
+/// `_tag=urn:navet:owner|{HSA-id}` finds what that principal owns, as the CapabilityStatement says.
+pub fn with_owner_tag(mut rows: Vec<IndexRow>, owner: &str) -> Vec<IndexRow> {
+    let system = crate::fhir::OWNER_TAG_SYSTEM;
+    rows.retain(|r| !(r.param == "_tag" && r.system.as_deref() == Some(system)));
+    rows.push(IndexRow {
+        param: "_tag".to_owned(),
+        system: Some(system.to_owned()),
+        value: owner.to_owned(),
+        lo: None,
+        hi: None,
+    });
+    rows
+}
+
+/// Numbers and quantities are indexed as integers of this many parts per unit (`lo`/`hi` are INTEGER
+/// columns shared with dates): six decimals are kept, values beyond ±9.2e12 saturate. Clinical values
+/// (doses, lab results, probabilities) sit far inside both limits.
+pub const NUMBER_SCALE: f64 = 1_000_000.0;
+
+/// `value` × [`NUMBER_SCALE`], rounded; saturating (`as` from f64 saturates and maps NaN to 0).
+pub fn scale_number(value: f64) -> i64 {
+    (value * NUMBER_SCALE).round() as i64
+}
+
+fn json_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+fn number_rows(code: &str, value: &Value, rows: &mut Rows) {
+    if let Some(n) = json_number(value) {
+        let scaled = scale_number(n);
+        rows.push_scaled(code, None, &n.to_string(), scaled, scaled);
+    }
+}
+
+/// The system navet records for a Money currency (ISO 4217), so `price=100|urn:iso:std:iso:4217|SEK` works.
+const CURRENCY_SYSTEM: &str = "urn:iso:std:iso:4217";
+
+fn quantity_rows(code: &str, value: &Value, rows: &mut Rows) {
+    let Value::Object(obj) = value else { return };
+    // Quantity (and its profiles), Money, or Range (low..high).
+    let (lo, hi, unit_source) = if obj.contains_key("low") || obj.contains_key("high") {
+        let bound = |key: &str| {
+            obj.get(key)
+                .and_then(|q| q.get("value"))
+                .and_then(json_number)
+        };
+        let (low, high) = (bound("low"), bound("high"));
+        if low.is_none() && high.is_none() {
+            return;
+        }
+        let unit_source = obj
+            .get("low")
+            .filter(|_| low.is_some())
+            .or(obj.get("high"))
+            .and_then(Value::as_object);
+        (
+            low.map_or(i64::MIN, scale_number),
+            high.map_or(i64::MAX, scale_number),
+            unit_source,
+        )
+    } else {
+        let Some(n) = obj.get("value").and_then(json_number) else {
+            return;
+        };
+        let scaled = scale_number(n);
+        (scaled, scaled, Some(obj))
+    };
+    // One row without a unit (a search by number alone), one per way of naming the unit.
+    rows.push_scaled(code, None, "", lo, hi);
+    let Some(unit) = unit_source else { return };
+    if let Some(currency) = str_field(unit, "currency") {
+        rows.push_scaled(code, Some(CURRENCY_SYSTEM), currency, lo, hi);
+    }
+    let unit_code = str_field(unit, "code");
+    if let Some(c) = unit_code {
+        rows.push_scaled(code, str_field(unit, "system"), c, lo, hi);
+    }
+    if let Some(text) = str_field(unit, "unit")
+        && Some(text) != unit_code
+    {
+        rows.push_scaled(code, None, text, lo, hi);
+    }
+}
+
+/// Separates a composite's parts in an index row's `value` (FHIR's own separator, search.html#composite).
+pub const COMPOSITE_SEPARATOR: char = '$';
+
+/// A composite's rows: for each base item, each (system, code) of its token part joined with each value of
+/// its second part: `value = code$second`, `system` = the token's system, `lo`/`hi` from the second part.
+/// The second part's forms (see the module docs): token `code2` and `system2|code2`; string its normalised
+/// text; reference `Type/id`; quantity ``, `code`, `system|code`, `unit`; number and date nothing after `$`.
+fn composite_rows(param: &SearchParam, item_root: &Value, rows: &mut Rows) {
+    let [first, second] = param.components.as_slice() else {
+        return;
+    };
+    let mut firsts = Rows::default();
+    for path in &first.paths {
+        for v in select(item_root, path) {
+            token_rows("t", v, &mut firsts);
+        }
+    }
+    let mut seconds = Rows::default();
+    for path in &second.paths {
+        for v in select(item_root, path) {
+            match second.kind {
+                ParamType::Token => token_rows("v", v, &mut seconds),
+                ParamType::String => string_rows("v", v, &mut seconds),
+                ParamType::Date => date_rows("v", v, &mut seconds),
+                ParamType::Number => number_rows("v", v, &mut seconds),
+                ParamType::Quantity => quantity_rows("v", v, &mut seconds),
+                ParamType::Uri => {
+                    if let Some(text) = v.as_str().filter(|t| !t.is_empty()) {
+                        seconds.push("v", None, text);
+                    }
+                }
+                ParamType::Reference => {
+                    let literal = match v {
+                        Value::Object(obj) => str_field(obj, "reference"),
+                        Value::String(text) => Some(text.as_str()),
+                        _ => None,
+                    };
+                    if let Some(r) = literal.and_then(parse_literal_reference) {
+                        seconds.push("v", None, &r.value);
+                    }
+                }
+                ParamType::Composite => {}
+            }
+        }
+    }
+    for t in firsts.rows.iter().filter(|r| r.param == "t") {
+        for v in seconds.rows.iter().filter(|r| r.param == "v") {
+            let mut forms = Vec::with_capacity(2);
+            match second.kind {
+                ParamType::Date | ParamType::Number => forms.push(String::new()),
+                _ => {
+                    forms.push(v.value.clone());
+                    if let Some(system) = &v.system
+                        && !v.value.is_empty()
+                    {
+                        forms.push(format!("{system}|{}", v.value));
+                    }
+                }
+            }
+            for form in forms {
+                rows.insert(IndexRow {
+                    param: param.code.clone(),
+                    system: t.system.clone(),
+                    value: format!("{}{COMPOSITE_SEPARATOR}{form}", t.value),
+                    lo: v.lo,
+                    hi: v.hi,
+                });
+            }
+        }
+    }
 }
 
 /// The `Patient/{id}` references that put `resource` into patients'
@@ -199,6 +373,16 @@ impl Rows {
             value: value.to_owned(),
             lo: None,
             hi: None,
+        });
+    }
+
+    fn push_scaled(&mut self, param: &str, system: Option<&str>, value: &str, lo: i64, hi: i64) {
+        self.insert(IndexRow {
+            param: param.to_owned(),
+            system: system.filter(|s| !s.is_empty()).map(str::to_owned),
+            value: value.to_owned(),
+            lo: Some(lo),
+            hi: Some(hi),
         });
     }
 
@@ -455,15 +639,32 @@ fn period_row(code: &str, period: &Map<String, Value>, rows: &mut Rows) {
     rows.push_range(code, &text, DateRange { lo, hi });
 }
 
-/// Normalises text for string search: Unicode lower case and single spaces.
-/// Accents are kept on purpose (see the module docs).
+/// Normalises text for string search: Unicode lower case, accents removed (canonical decomposition, NFD,
+/// without its combining marks: `Åkesson` → `akesson`, `Müller` → `muller`), a few letters that do not
+/// decompose folded by hand (`ø`, `æ`, `ß`, `đ`, `ł`, `ı`), and single spaces. FHIR R4 4.0.1 search.html#string:
+/// string search is case- and accent-insensitive; `:exact` keeps both.
 pub fn normalize_string(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.extend(word.chars().flat_map(char::to_lowercase));
+        for c in word.chars().flat_map(char::to_lowercase).nfd() {
+            match c {
+                c if is_combining_mark(c) => {}
+                'ø' => out.push('o'),
+                'æ' => out.push_str("ae"),
+                'œ' => out.push_str("oe"),
+                'ß' => out.push_str("ss"),
+                'đ' | 'ð' => out.push('d'),
+                'ł' => out.push('l'),
+                'ı' => out.push('i'),
+                'þ' => out.push_str("th"),
+                c => out.push(c),
+            }
+        }
     }
     out
 }

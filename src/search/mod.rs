@@ -21,13 +21,20 @@
 //!    reported at once. The store turns a `SearchQuery` into SQL over the
 //!    index; `_id` and `_lastUpdated` are answered from the resource columns.
 //!
-//! Supported parameter types: token, string, reference, date and uri.
-//! Composite, quantity, number and special parameters are not in the table, so
-//! a query using them fails as an unknown parameter instead of being ignored.
+//! Supported parameter types: token, string, reference, date, uri, number,
+//! quantity and two-part composites (token$value), on every R4 resource type.
+//! Special parameters (`near`) are not in the table, so a query using them
+//! fails as an unknown parameter instead of being ignored.
+//! 4. **Paging** ([`cursor`]): `_cursor` tokens are signed, bound to the query
+//!    and the caller, and name a position (keyset), not an offset.
+//! 5. **Subsets** ([`summary`]): `_summary` and `_elements`.
 
+pub mod cursor;
 pub mod index;
 pub mod params;
 pub mod query;
+pub mod reindex;
+pub mod summary;
 
 pub use index::{IndexRow, index_resource, patient_references};
 pub use params::{ParamType, SearchParam, SearchParams};

@@ -21,7 +21,7 @@ use serde::Deserialize;
 const EMBEDDED_TABLE: &str = include_str!("../../conformance/search-parameters.json");
 
 /// The FHIR search parameter types navet supports (FHIR R4 4.0.1 search.html,
-/// "Search Parameter Types"; composite, number, quantity and special are not).
+/// "Search Parameter Types"; only `special` is not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamType {
@@ -30,6 +30,10 @@ pub enum ParamType {
     Reference,
     Date,
     Uri,
+    Number,
+    Quantity,
+    /// Two parts, the first a token (`code$value`), read from the same element ([`SearchParam::components`]).
+    Composite,
 }
 
 impl ParamType {
@@ -41,6 +45,9 @@ impl ParamType {
             ParamType::Reference => "reference",
             ParamType::Date => "date",
             ParamType::Uri => "uri",
+            ParamType::Number => "number",
+            ParamType::Quantity => "quantity",
+            ParamType::Composite => "composite",
         }
     }
 }
@@ -66,8 +73,12 @@ pub struct ElementPath {
 }
 
 impl ElementPath {
-    /// Parses the table's path syntax; `None` when it is malformed.
+    /// Parses the table's path syntax; `None` when it is malformed. The empty text is the resource itself
+    /// (the base of a composite such as Observation's `code-value-quantity`).
     pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(Self { steps: Vec::new() });
+        }
         let steps = text
             .split('.')
             .map(parse_step)
@@ -133,6 +144,15 @@ pub struct SearchParam {
     /// CapabilityStatement `searchParam.definition`).
     pub url: String,
     pub description: String,
+    /// A composite's two parts, each read relative to an item at [`SearchParam::paths`] (empty otherwise).
+    pub components: Vec<Component>,
+}
+
+/// One part of a composite parameter: its type and its paths relative to the composite's base item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub kind: ParamType,
+    pub paths: Vec<ElementPath>,
 }
 
 impl SearchParam {
@@ -165,6 +185,10 @@ pub enum ParamsError {
         code: String,
         path: String,
     },
+    #[error(
+        "search parameter {resource_type}.{code}: a composite has two components, the first a token (and only a composite has them)"
+    )]
+    BadComposite { resource_type: String, code: String },
     #[error("search parameter {resource_type}.{code}: no paths")]
     NoPaths { resource_type: String, code: String },
     #[error(
@@ -194,6 +218,15 @@ struct RawParam {
     url: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    components: Vec<RawComponent>,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    #[serde(rename = "type")]
+    kind: ParamType,
+    paths: Vec<String>,
 }
 
 /// The search parameters of every served resource type.
@@ -202,13 +235,17 @@ pub struct SearchParams {
     by_type: BTreeMap<String, BTreeMap<String, SearchParam>>,
     patient_compartment: BTreeMap<String, Vec<String>>,
     compartment_paths: BTreeMap<String, Vec<ElementPath>>,
+    /// What `_summary` and `_elements` keep of each type ([`crate::search::summary`]).
+    pub summary: super::summary::SummaryTable,
 }
 
 impl SearchParams {
     /// The table embedded in the binary. Called once at start-up.
     pub fn embedded() -> Self {
-        Self::from_json(EMBEDDED_TABLE)
-            .expect("the embedded conformance/search-parameters.json is valid (checked by tests)")
+        let mut params = Self::from_json(EMBEDDED_TABLE)
+            .expect("the embedded conformance/search-parameters.json is valid (checked by tests)");
+        params.summary = super::summary::SummaryTable::embedded();
+        params
     }
 
     /// Parses a table in the format written by the extractor.
@@ -256,6 +293,7 @@ impl SearchParams {
             by_type,
             patient_compartment: raw.patient_compartment,
             compartment_paths,
+            summary: Default::default(),
         })
     }
 
@@ -313,16 +351,20 @@ fn build_param(
             code,
         });
     }
-    let mut paths = Vec::with_capacity(raw.paths.len());
-    for text in &raw.paths {
-        let Some(path) = ElementPath::parse(text) else {
-            return Err(ParamsError::BadPath {
-                resource_type: resource_type.to_owned(),
-                code,
-                path: text.clone(),
-            });
-        };
-        paths.push(path);
+    let paths = parse_paths(resource_type, &code, &raw.paths)?;
+    let mut components = Vec::with_capacity(raw.components.len());
+    for c in &raw.components {
+        components.push(Component {
+            kind: c.kind,
+            paths: parse_paths(resource_type, &code, &c.paths)?,
+        });
+    }
+    let composite_ok = components.len() == 2 && components[0].kind == ParamType::Token;
+    if (raw.kind == ParamType::Composite) != composite_ok {
+        return Err(ParamsError::BadComposite {
+            resource_type: resource_type.to_owned(),
+            code,
+        });
     }
     Ok(SearchParam {
         code,
@@ -331,7 +373,27 @@ fn build_param(
         targets: raw.targets,
         url: raw.url,
         description: raw.description,
+        components,
     })
+}
+
+fn parse_paths(
+    resource_type: &str,
+    code: &str,
+    texts: &[String],
+) -> Result<Vec<ElementPath>, ParamsError> {
+    let mut paths = Vec::with_capacity(texts.len());
+    for text in texts {
+        let Some(path) = ElementPath::parse(text) else {
+            return Err(ParamsError::BadPath {
+                resource_type: resource_type.to_owned(),
+                code: code.to_owned(),
+                path: text.clone(),
+            });
+        };
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 #[cfg(test)]
@@ -372,7 +434,9 @@ mod tests {
             assert!(params.param(served, "_id").is_some());
             assert!(params.param(served, "_lastUpdated").is_some());
         }
-        assert_eq!(types.len(), SERVED.len());
+        // Every concrete R4 resource type (issue 14: search on every type navet stores).
+        assert_eq!(types.len(), 147);
+        assert!(types.contains(&"Observation") && types.contains(&"Questionnaire"));
     }
 
     #[test]
@@ -445,7 +509,10 @@ mod tests {
     #[test]
     fn unsupported_and_excluded_parameters_are_not_in_the_table() {
         let params = SearchParams::embedded();
-        assert!(params.param("Encounter", "length").is_none(), "quantity");
+        assert_eq!(
+            params.param("Encounter", "length").map(|p| p.kind),
+            Some(ParamType::Quantity)
+        );
         assert!(params.param("Location", "near").is_none(), "special");
         assert!(params.param("HealthcareService", "coverage-area").is_none());
         assert!(params.param("Patient", "phonetic").is_none());
@@ -476,7 +543,34 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(codes, sorted);
         assert!(codes.contains(&"birthdate") && codes.contains(&"gender"));
-        assert_eq!(params.params_for("Observation").count(), 0);
+        assert!(params.params_for("Observation").count() > 30);
+        assert_eq!(params.params_for("NoSuchType").count(), 0);
+    }
+
+    #[test]
+    fn composites_have_a_token_part_and_a_value_part_read_from_the_same_item() {
+        let params = SearchParams::embedded();
+        let p = params
+            .param("Observation", "combo-code-value-quantity")
+            .expect("combo-code-value-quantity");
+        assert_eq!(p.kind, ParamType::Composite);
+        assert_eq!(paths(p), ["", "component"]);
+        assert_eq!(p.components[0].kind, ParamType::Token);
+        assert_eq!(p.components[1].kind, ParamType::Quantity);
+        let value: Vec<String> = p.components[1].paths.iter().map(ToString::to_string).collect();
+        assert_eq!(value, ["valueQuantity"]);
+        let number = params.param("RiskAssessment", "probability").expect("number");
+        assert_eq!(number.kind, ParamType::Number);
+    }
+
+    #[test]
+    fn a_composite_without_two_components_is_rejected() {
+        let text = r#"{"Observation":{"x":{"type":"composite","paths":[""],"url":"u",
+                      "components":[{"type":"token","paths":["code"]}]}}}"#;
+        assert!(matches!(
+            SearchParams::from_json(text),
+            Err(ParamsError::BadComposite { .. })
+        ));
     }
 
     #[test]

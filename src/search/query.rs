@@ -26,8 +26,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::index::{
-    EXACT_SUFFIX, IDENTIFIER_SUFFIX, IndexRow, TEXT_SUFFIX, is_resource_type_name, is_valid_id,
-    normalize_string, parse_date_range, parse_literal_reference,
+    COMPOSITE_SEPARATOR, EXACT_SUFFIX, IDENTIFIER_SUFFIX, IndexRow, TEXT_SUFFIX,
+    is_resource_type_name, is_valid_id, normalize_string, parse_date_range,
+    parse_literal_reference,
 };
 use super::params::{ParamType, SearchParam, SearchParams};
 
@@ -70,6 +71,60 @@ pub struct SearchQuery {
     /// handling or for an empty value, for the OperationOutcome and so the
     /// self link can leave them out.
     pub ignored: Vec<String>,
+    /// Compartment search (`Patient/{id}/Task`, FHIR R4 4.0.1 §3.1.0.9.2): only resources in the patient's
+    /// compartment (`Patient/{id}`), as the patient links record it. Set by the HTTP layer, never parsed.
+    pub compartment: Option<String>,
+    /// Keyset paging: only resources after this one in the default order (newest first). Set by the
+    /// HTTP layer from a checked cursor.
+    pub after: Option<PageKey>,
+    /// Offset paging under `_sort`: only resources last changed at or before this instant (ms), so that
+    /// what is written during a walk cannot shift the pages.
+    pub snapshot_ms: Option<i64>,
+}
+
+/// A position in the default search order (`lu_ms DESC, id ASC`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    pub lu_ms: i64,
+    pub id: String,
+}
+
+impl SearchQuery {
+    /// Every resource type the query reads besides its own: chained, `_has`, `_include` and `_revinclude`
+    /// types. The caller must be allowed to search each (a chain through a type is a search of it).
+    pub fn referenced_types(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |t: &str| {
+            if !out.iter().any(|o| o == t) {
+                out.push(t.to_owned());
+            }
+        };
+        fn walk(f: &Filter, add: &mut dyn FnMut(&str)) {
+            match &f.link {
+                Some(Link::Chain(targets)) => {
+                    for (t, inner) in targets {
+                        add(t);
+                        walk(inner, add);
+                    }
+                }
+                Some(Link::Has { source_type, inner, .. }) => {
+                    add(source_type);
+                    walk(inner, add);
+                }
+                None => {}
+            }
+        }
+        for f in &self.filters {
+            walk(f, &mut add);
+        }
+        for inc in &self.include {
+            add(&inc.source_type);
+            if let Some(t) = &inc.target_type {
+                add(t);
+            }
+        }
+        out
+    }
 }
 
 /// `_total` (FHIR R4 4.0.1 search.html#total).
@@ -92,11 +147,31 @@ pub enum TotalMode {
 /// [`Filter::index_param`] (or [`Filter::presence_params`] for `:missing`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
-    /// The parameter code, e.g. `patient`, `_id`, `_lastUpdated`.
+    /// The parameter code, e.g. `patient`, `_id`, `_lastUpdated`; `_has` for a reverse chain.
     pub param: String,
     pub kind: ParamType,
     pub modifier: Option<Modifier>,
+    /// Empty for a chained or `_has` filter, whose condition is its [`Filter::link`].
     pub values: Vec<FilterValue>,
+    pub link: Option<Link>,
+}
+
+/// How deep chains and `_has` may nest (`a.b.c.d=` is three links). Each level is one more subquery.
+pub const MAX_CHAIN_DEPTH: usize = 3;
+
+/// A filter over other resources (FHIR R4 4.0.1 search.html#chaining, #has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// `param[:Type].rest=value`: the resource references, through `param`, a resource of one of these
+    /// types that matches its filter (visible to the caller).
+    Chain(Vec<(String, Box<Filter>)>),
+    /// `_has:Type:param:rest=value`: a resource of `source_type` that the caller may see references this
+    /// one through `param` and matches `inner`.
+    Has {
+        source_type: String,
+        param: String,
+        inner: Box<Filter>,
+    },
 }
 
 /// The search modifiers navet supports (FHIR R4 4.0.1 search.html, per
@@ -166,6 +241,24 @@ pub enum FilterValue {
     Uri(String),
     /// `:missing=true` (`true`) or `:missing=false`.
     Missing(bool),
+    /// number, quantity and composite values: a condition on one index row's columns.
+    Row(RowMatch),
+}
+
+/// A condition on one index row: its `system`, its `value`, its `lo`/`hi` range, all that are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMatch {
+    /// As for tokens: `None` any system, `Some(None)` none, `Some(Some(s))` that one.
+    pub system: Option<Option<String>>,
+    pub value: Option<ValueMatch>,
+    /// A prefix and the range (scaled numbers, or ms for dates) for [`date_condition`].
+    pub range: Option<(Prefix, i64, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    Equals(String),
+    StartsWith(String),
 }
 
 /// A reference search value, in the index's canonical form.
@@ -289,6 +382,10 @@ pub struct Include {
     pub source_type: String,
     pub param: String,
     pub target_type: Option<String>,
+    /// `_revinclude`: the resources of `source_type` whose `param` references a result.
+    pub reverse: bool,
+    /// `:iterate`: applied to included resources too, not only to the matches.
+    pub iterate: bool,
 }
 
 /// A problem with one query parameter, for the OperationOutcome.
@@ -309,10 +406,21 @@ impl QueryError {
     }
 }
 
-/// An error that lenient handling may turn into an ignored parameter.
+/// A problem with one parameter. Lenient handling may ignore only an unknown parameter name: a known
+/// filter that cannot be applied is always an error, so that no filter is silently dropped (issue 14).
 enum Problem {
+    /// The parameter name is not one navet knows for the type.
     Unsupported(QueryError),
     Invalid(QueryError),
+}
+
+impl Problem {
+    /// Inside a chain or `_has` the head is a known filter: nothing there may be ignored.
+    fn strict(self) -> Problem {
+        match self {
+            Problem::Unsupported(e) | Problem::Invalid(e) => Problem::Invalid(e),
+        }
+    }
 }
 
 /// Parses the decoded query `pairs` of a search on `resource_type`.
@@ -370,19 +478,22 @@ pub fn parse_query(
                 ))),
                 None => parse_elements(&mut query, key, value),
             },
-            "_include" => match modifier {
-                None => parse_include(params, resource_type, key, value)
-                    .map(|include| query.include.push(include)),
-                Some(m) => Err(Problem::Unsupported(QueryError::new(
+            "_include" | "_revinclude" => match modifier {
+                None | Some("iterate") => parse_include(
+                    params,
+                    resource_type,
                     key,
-                    format!("_include:{m} is not supported"),
+                    value,
+                    name == "_revinclude",
+                    modifier.is_some(),
+                )
+                .map(|include| query.include.push(include)),
+                Some(m) => Err(Problem::Invalid(QueryError::new(
+                    key,
+                    format!("{name}:{m} is not supported (only :iterate)"),
                 ))),
             },
-            "_revinclude" => Err(Problem::Unsupported(QueryError::new(
-                key,
-                "_revinclude is not supported in this version",
-            ))),
-            _ => parse_filter(params, resource_type, key, name, modifier, value)
+            _ => parse_filter_key(params, resource_type, key, value, 0)
                 .map(|f| query.filters.push(f)),
         };
         match outcome {
@@ -553,7 +664,12 @@ fn parse_sort(
                 Some(param)
                     if matches!(
                         param.kind,
-                        ParamType::Date | ParamType::String | ParamType::Token
+                        ParamType::Date
+                            | ParamType::String
+                            | ParamType::Token
+                            | ParamType::Number
+                            | ParamType::Quantity
+                            | ParamType::Uri
                     ) =>
                 {
                     param.kind
@@ -586,13 +702,14 @@ fn parse_include(
     resource_type: &str,
     key: &str,
     value: &str,
+    reverse: bool,
+    iterate: bool,
 ) -> Result<Include, Problem> {
     let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
     if value == "*" || value.ends_with(":*") {
-        return Err(Problem::Unsupported(QueryError::new(
-            key,
-            "_include with a wildcard is not supported; name the parameter",
-        )));
+        return Err(invalid(
+            "_include with a wildcard is not supported; name the parameter".into(),
+        ));
     }
     let parts: Vec<&str> = value.split(':').collect();
     let (source_type, code, target_type) = match parts.as_slice() {
@@ -604,9 +721,17 @@ fn parse_include(
             )));
         }
     };
-    if source_type != resource_type {
+    // A plain _include starts from the matches; a plain _revinclude points at them. :iterate may start
+    // from (or point at) any included type.
+    if !iterate && !reverse && source_type != resource_type {
         return Err(invalid(format!(
-            "_include {value:?} starts from {source_type}, but this search is on {resource_type}"
+            "_include {value:?} starts from {source_type}, but this search is on {resource_type} \
+             (use _include:iterate to follow included resources)"
+        )));
+    }
+    if !iterate && reverse && target_type.is_some_and(|t| t != resource_type) {
+        return Err(invalid(format!(
+            "_revinclude {value:?} points at another type than {resource_type}"
         )));
     }
     let Some(param) = params.param(source_type, code) else {
@@ -627,10 +752,17 @@ fn parse_include(
             "{target:?} is not a target type of {source_type}:{code}"
         )));
     }
+    if !iterate && reverse && !param.accepts_target(resource_type) {
+        return Err(invalid(format!(
+            "{source_type}:{code} cannot point at {resource_type}"
+        )));
+    }
     Ok(Include {
         source_type: source_type.to_owned(),
         param: code.to_owned(),
         target_type: target_type.map(str::to_owned),
+        reverse,
+        iterate,
     })
 }
 
@@ -652,11 +784,6 @@ fn parse_filter(
     let unsupported = |message: String| Problem::Unsupported(QueryError::new(key, message));
     let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
 
-    if name.contains('.') {
-        return Err(unsupported(format!(
-            "chained search ({name}) is not supported"
-        )));
-    }
     let resolved = match name {
         "_id" => Resolved::Id,
         "_lastUpdated" => Resolved::LastUpdated,
@@ -678,14 +805,14 @@ fn parse_filter(
         (None, _) => None,
         // `_id` and `_lastUpdated` are column lookups in the store.
         (Some(m), Resolved::Id | Resolved::LastUpdated) => {
-            return Err(unsupported(format!(
-                "modifier :{m} is not supported on {name}"
-            )));
+            return Err(invalid(format!("modifier :{m} is not supported on {name}")));
         }
+        // A known parameter with a modifier navet cannot apply is refused even under lenient handling.
         (Some(m), Resolved::Table(param)) => {
             Some(parse_modifier(param, m).map_err(|p| match p {
-                ModifierProblem::Unsupported(message) => unsupported(message),
-                ModifierProblem::Invalid(message) => invalid(message),
+                ModifierProblem::Unsupported(message) | ModifierProblem::Invalid(message) => {
+                    invalid(message)
+                }
             })?)
         }
     };
@@ -739,6 +866,162 @@ fn parse_filter(
         kind,
         modifier,
         values,
+        link: None,
+    })
+}
+
+/// A filter key: `_has:…`, a chain `param[:Type].rest`, or a plain parameter with an optional modifier.
+fn parse_filter_key(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Filter, Problem> {
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+    if depth > MAX_CHAIN_DEPTH {
+        return Err(invalid(format!(
+            "chains and _has nest at most {MAX_CHAIN_DEPTH} levels deep"
+        )));
+    }
+    if let Some(rest) = key.strip_prefix("_has:") {
+        return parse_has(params, resource_type, key, rest, value, depth);
+    }
+    if let Some((head, rest)) = key.split_once('.') {
+        return parse_chain(params, resource_type, key, head, rest, value, depth);
+    }
+    let (name, modifier) = match key.split_once(':') {
+        Some((name, modifier)) => (name, Some(modifier)),
+        None => (key, None),
+    };
+    if name == "_has" {
+        return Err(invalid(
+            "_has takes _has:Type:reference-parameter:parameter=value".into(),
+        ));
+    }
+    parse_filter(params, resource_type, key, name, modifier, value)
+}
+
+/// `param[:Type].rest=value` (search.html#chaining). Without `:Type`, every target type of `param` that has
+/// the next parameter is searched.
+fn parse_chain(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    head: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Filter, Problem> {
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+    let (code, type_modifier) = match head.split_once(':') {
+        Some((code, t)) => (code, Some(t)),
+        None => (head, None),
+    };
+    let Some(param) = params.param(resource_type, code) else {
+        return Err(Problem::Unsupported(QueryError::new(
+            key,
+            format!("unknown search parameter '{code}' for {resource_type}"),
+        )));
+    };
+    if param.kind != ParamType::Reference {
+        return Err(invalid(format!(
+            "a chain starts with a reference parameter; '{code}' is a {} parameter",
+            param.kind
+        )));
+    }
+    let candidates: Vec<String> = match type_modifier {
+        Some(t) if is_resource_type_name(t) && param.accepts_target(t) => vec![t.to_owned()],
+        Some(t) => return Err(invalid(format!("{t} is not a target type of {code}"))),
+        None if param.targets.is_empty() => {
+            return Err(invalid(format!(
+                "'{code}' may point at any type: name it, as in {code}:Patient.{rest}"
+            )));
+        }
+        None => param.targets.clone(),
+    };
+    let next = rest
+        .split(['.', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut targets = Vec::new();
+    let mut first_error = None;
+    for target in candidates {
+        // A target type without the next parameter cannot match; skip it, unless it is the only one.
+        let has_next = next == "_id"
+            || next == "_lastUpdated"
+            || next == "_has"
+            || params.param(&target, &next).is_some();
+        if !has_next {
+            continue;
+        }
+        match parse_filter_key(params, &target, rest, value, depth + 1) {
+            Ok(inner) => targets.push((target, Box::new(inner))),
+            Err(problem) => {
+                first_error.get_or_insert(problem.strict());
+            }
+        }
+    }
+    if let Some(problem) = first_error {
+        return Err(problem);
+    }
+    if targets.is_empty() {
+        return Err(invalid(format!(
+            "no target type of {resource_type}.{code} has a search parameter '{next}'"
+        )));
+    }
+    Ok(Filter {
+        param: code.to_owned(),
+        kind: ParamType::Reference,
+        modifier: type_modifier.map(|t| Modifier::Type(t.to_owned())),
+        values: Vec::new(),
+        link: Some(Link::Chain(targets)),
+    })
+}
+
+/// `_has:Type:param:rest=value` (search.html#has): `rest` is a parameter of `Type`, possibly another `_has`.
+fn parse_has(
+    params: &SearchParams,
+    resource_type: &str,
+    key: &str,
+    spec: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Filter, Problem> {
+    let invalid = |message: String| Problem::Invalid(QueryError::new(key, message));
+    let mut parts = spec.splitn(3, ':');
+    let (Some(source_type), Some(code), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid(
+            "_has takes _has:Type:reference-parameter:parameter=value".into(),
+        ));
+    };
+    if params.params_for(source_type).next().is_none() {
+        return Err(invalid(format!("{source_type:?} is not a searchable type")));
+    }
+    let Some(param) = params.param(source_type, code) else {
+        return Err(invalid(format!(
+            "unknown search parameter '{code}' for {source_type}"
+        )));
+    };
+    if param.kind != ParamType::Reference || !param.accepts_target(resource_type) {
+        return Err(invalid(format!(
+            "{source_type}.{code} is not a reference that can point at {resource_type}"
+        )));
+    }
+    let inner = parse_filter_key(params, source_type, rest, value, depth + 1)
+        .map_err(Problem::strict)?;
+    Ok(Filter {
+        param: "_has".to_owned(),
+        kind: ParamType::Reference,
+        modifier: None,
+        values: Vec::new(),
+        link: Some(Link::Has {
+            source_type: source_type.to_owned(),
+            param: code.to_owned(),
+            inner: Box::new(inner),
+        }),
     })
 }
 
@@ -822,6 +1105,216 @@ fn parse_value(
         (ParamType::Reference, _) => parse_reference(param, None, piece),
         (ParamType::Date, _) => parse_date_value(piece),
         (ParamType::Uri, _) => Ok(FilterValue::Uri(unescape(piece))),
+        (ParamType::Number, _) => {
+            let (prefix, lo, hi) = parse_number(&unescape(piece))?;
+            Ok(FilterValue::Row(RowMatch {
+                system: None,
+                value: None,
+                range: Some((prefix, lo, hi)),
+            }))
+        }
+        (ParamType::Quantity, _) => {
+            let (range, unit) = parse_quantity(piece)?;
+            let (system, value) = quantity_unit_match(unit, String::new());
+            Ok(FilterValue::Row(RowMatch {
+                system,
+                value: Some(value),
+                range: Some(range),
+            }))
+        }
+        (ParamType::Composite, _) => parse_composite(param, piece),
+    }
+}
+
+/// A number with an optional prefix (search.html#number): the prefix and the `lo..=hi` range (scaled by
+/// [`NUMBER_SCALE`]) the value stands for. `eq`/`ne` use the value's precision (`5.4` is 5.35…5.45), `ap`
+/// ±10 % (as `eq` over the widened range); the other prefixes compare with the value as written.
+fn parse_number(text: &str) -> Result<(Prefix, i64, i64), String> {
+    let (prefix, number) = match text.get(..2) {
+        Some(head) if head.bytes().all(|b| b.is_ascii_alphabetic()) => match Prefix::parse(head) {
+            Some(prefix) => (prefix, &text[2..]),
+            None => return Err(format!("unknown prefix {head:?}")),
+        },
+        _ => (Prefix::Eq, text),
+    };
+    let (mantissa, exponent) = match number.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok().filter(|e| e.abs() <= 300)),
+        None => (number, Some(0)),
+    };
+    let digits_ok = is_decimal(mantissa);
+    let (Some(exponent), true) = (exponent, digits_ok) else {
+        return Err(format!("{number:?} is not a number"));
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{number:?} is not a number"))?;
+    let decimals = mantissa
+        .split_once('.')
+        .map_or(0, |(_, d)| i32::try_from(d.len()).unwrap_or(40));
+    let half = 0.5 * 10f64.powi(exponent.saturating_sub(decimals));
+    let scale = super::index::scale_number;
+    Ok(match prefix {
+        Prefix::Eq | Prefix::Ne => (prefix, scale(value - half), scale(value + half)),
+        Prefix::Ap => {
+            let margin = (value * 0.1).abs().max(half);
+            (Prefix::Eq, scale(value - margin), scale(value + margin))
+        }
+        _ => (prefix, scale(value), scale(value)),
+    })
+}
+
+/// `-?digits(.digits)?`, at most 40 characters (FHIR R4 decimal, without the exponent).
+fn is_decimal(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (unsigned, None),
+    };
+    text.len() <= 40
+        && !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The unit part of a quantity search: `None` any unit, `(None, code)` a code or unit, `(Some(s), code)`.
+type QuantityUnit = Option<(Option<String>, String)>;
+
+/// `[prefix]number|system|code`, `[prefix]number||code` or `[prefix]number` (search.html#quantity).
+fn parse_quantity(piece: &str) -> Result<((Prefix, i64, i64), QuantityUnit), String> {
+    let parts = split_escaped(piece, '|');
+    let (number, unit) = match parts.as_slice() {
+        [number] => (number.clone(), None),
+        [number, system, code] if !code.is_empty() => (
+            number.clone(),
+            Some(((!system.is_empty()).then(|| system.clone()), code.clone())),
+        ),
+        _ => {
+            return Err(format!(
+                "{piece:?} is not a quantity ([prefix]number, [prefix]number|system|code or [prefix]number||code)"
+            ));
+        }
+    };
+    Ok((parse_number(&number)?, unit))
+}
+
+/// The row condition for a quantity unit, its `value` after `prefix` (a composite's `code$`).
+fn quantity_unit_match(unit: QuantityUnit, prefix: String) -> (Option<Option<String>>, ValueMatch) {
+    match unit {
+        None => (None, ValueMatch::Equals(prefix)),
+        Some((None, code)) => (None, ValueMatch::Equals(prefix + &code)),
+        Some((Some(system), code)) if prefix.is_empty() => {
+            (Some(Some(system)), ValueMatch::Equals(code))
+        }
+        // In a composite the token part owns the row's system: the unit's system is in the value.
+        Some((Some(system), code)) => (None, ValueMatch::Equals(format!("{prefix}{system}|{code}"))),
+    }
+}
+
+/// `token$value` for a composite (search.html#composite), as the index encodes it
+/// ([`crate::search::index::COMPOSITE_SEPARATOR`]).
+fn parse_composite(param: &SearchParam, piece: &str) -> Result<FilterValue, String> {
+    let [_, second] = param.components.as_slice() else {
+        return Err(format!("{} is not a two-part composite", param.code));
+    };
+    let parts = split_escaped(piece, '$');
+    let [first_text, second_text] = parts.as_slice() else {
+        return Err(format!("{piece:?} is not a composite value (token$value)"));
+    };
+    let FilterValue::Token {
+        system,
+        code: Some(code),
+    } = parse_token(first_text)?
+    else {
+        return Err(format!("{first_text:?}: the first part needs a code"));
+    };
+    let head = format!("{code}{COMPOSITE_SEPARATOR}");
+    let row = match second.kind {
+        ParamType::Token => match parse_token(second_text)? {
+            FilterValue::Token {
+                system: Some(Some(s)),
+                code: Some(c),
+            } => RowMatch::value(system, ValueMatch::Equals(format!("{head}{s}|{c}"))),
+            FilterValue::Token {
+                system: Some(Some(s)),
+                code: None,
+            } => RowMatch::value(system, ValueMatch::StartsWith(format!("{head}{s}|"))),
+            FilterValue::Token { code: Some(c), .. } => {
+                RowMatch::value(system, ValueMatch::Equals(format!("{head}{c}")))
+            }
+            _ => return Err(format!("{second_text:?} is not a token")),
+        },
+        ParamType::String => {
+            let text = normalize_string(&unescape(second_text));
+            if text.is_empty() {
+                return Err(format!("{second_text:?} is blank"));
+            }
+            RowMatch::value(system, ValueMatch::StartsWith(format!("{head}{text}")))
+        }
+        ParamType::Uri => RowMatch::value(
+            system,
+            ValueMatch::Equals(format!("{head}{}", unescape(second_text))),
+        ),
+        ParamType::Reference => match parse_literal_reference(&unescape(second_text)) {
+            Some(r) => RowMatch::value(system, ValueMatch::Equals(format!("{head}{}", r.value))),
+            None => return Err(format!("{second_text:?} is not a reference")),
+        },
+        ParamType::Date => {
+            let FilterValue::Date { prefix, lo, hi } = parse_date_value(second_text)? else {
+                return Err(format!("{second_text:?} is not a date"));
+            };
+            RowMatch {
+                system,
+                value: Some(ValueMatch::Equals(head)),
+                range: Some((prefix, lo, hi)),
+            }
+        }
+        ParamType::Number => RowMatch {
+            system,
+            value: Some(ValueMatch::Equals(head)),
+            range: Some(parse_number(&unescape(second_text))?),
+        },
+        ParamType::Quantity => {
+            let (range, unit) = parse_quantity(second_text)?;
+            let (_, value) = quantity_unit_match(unit, head);
+            RowMatch {
+                system,
+                value: Some(value),
+                range: Some(range),
+            }
+        }
+        ParamType::Composite => return Err("a composite inside a composite".into()),
+    };
+    Ok(FilterValue::Row(row))
+}
+
+impl RowMatch {
+    fn value(system: Option<Option<String>>, value: ValueMatch) -> Self {
+        RowMatch {
+            system,
+            value: Some(value),
+            range: None,
+        }
+    }
+
+    /// Whether an index row satisfies the condition (the reference semantics the SQL reproduces).
+    pub fn matches(&self, row: &IndexRow) -> bool {
+        let system_ok = match &self.system {
+            None => true,
+            Some(wanted) => row.system == *wanted,
+        };
+        let value_ok = match &self.value {
+            None => true,
+            Some(ValueMatch::Equals(v)) => row.value == *v,
+            Some(ValueMatch::StartsWith(v)) => row.value.starts_with(v.as_str()),
+        };
+        let range_ok = match (&self.range, row.lo, row.hi) {
+            (None, _, _) => true,
+            (Some((prefix, lo, hi)), Some(row_lo), Some(row_hi)) => {
+                date_condition(*prefix, *lo, *hi).matches(row_lo, row_hi)
+            }
+            _ => false,
+        };
+        system_ok && value_ok && range_ok
     }
 }
 
@@ -1063,6 +1556,7 @@ impl Filter {
                 _ => row.value == *uri,
             },
             FilterValue::Missing(_) => false,
+            FilterValue::Row(m) => m.matches(row),
         }
     }
 }

@@ -163,6 +163,14 @@ pub trait WriteTx {
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
     fn put_version(&mut self, version: NewVersion) -> Result<(), StoreError>;
+    /// Replaces the search index rows of a resource's current version (the index migration,
+    /// `crate::search::reindex`).
+    fn set_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        rows: &[IndexRow],
+    ) -> Result<(), StoreError>;
     /// Claims `key` in `scope` for the resource; answers the id already holding it, if another holds it.
     fn claim_unique(
         &mut self,

@@ -9,7 +9,8 @@ use super::{Actor, SearchPage, StoreError, StoredVersion};
 use crate::fhir::visibility::{ACCESS_LOG_TYPE, Visibility};
 use crate::search::params::ParamType;
 use crate::search::query::{
-    Filter, FilterValue, Modifier, ReferenceValue, SearchQuery, TotalMode, date_condition,
+    Filter, FilterValue, Include, Link, Modifier, ReferenceValue, RowMatch, SearchQuery, TotalMode,
+    ValueMatch, date_condition,
 };
 
 /// `('Patient','Organization',…)`: [`crate::fhir::visibility::SHARED_MASTER_DATA`] as an SQL list, rendered
@@ -86,19 +87,93 @@ struct SqlPart {
     args: Vec<Sql>,
 }
 
-/// `WHERE` conditions (after `c.type = ? AND c.deleted = 0`) for the query's filters.
-fn filters_sql(ty: &str, query: &SearchQuery) -> SqlPart {
+/// `WHERE` conditions (after `c.type = ? AND c.deleted = 0` and the visibility rule) for the query's
+/// filters, its compartment and its page position.
+fn filters_sql(actor: &Actor, ty: &str, query: &SearchQuery) -> SqlPart {
     let mut text = String::new();
     let mut args: Vec<Sql> = Vec::new();
     for f in &query.filters {
         text.push_str(" AND ");
-        match f.param.as_str() {
-            "_id" => id_filter(f, &mut text, &mut args),
-            "_lastUpdated" => last_updated_filter(f, &mut text, &mut args),
-            _ => index_filter(ty, f, &mut text, &mut args),
-        }
+        filter_sql(actor, ty, f, &mut text, &mut args);
+    }
+    if let Some(patient) = &query.compartment {
+        // The patient links are the Patient compartment (FHIR R4 4.0.1 CompartmentDefinition `patient`,
+        // fhir/participants.rs); a Patient is in its own compartment.
+        text.push_str(
+            " AND (c.type || '/' || c.id = ? OR c.id IN \
+             (SELECT pl.id FROM patient_links pl WHERE pl.type = c.type AND pl.patient = ?))",
+        );
+        args.push(Sql::Text(patient.clone()));
+        args.push(Sql::Text(patient.clone()));
+    }
+    if let Some(snapshot) = query.snapshot_ms {
+        text.push_str(" AND c.lu_ms <= ?");
+        args.push(Sql::Integer(snapshot));
     }
     SqlPart { text, args }
+}
+
+/// One filter as a condition on `c` (a resources_current row of type `ty`).
+fn filter_sql(actor: &Actor, ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
+    match (&f.link, f.param.as_str()) {
+        (Some(link), _) => link_sql(actor, ty, f, link, text, args),
+        (None, "_id") => id_filter(f, text, args),
+        (None, "_lastUpdated") => last_updated_filter(f, text, args),
+        (None, _) => index_filter(ty, f, text, args),
+    }
+}
+
+/// A chain or `_has` (search.html#chaining, #has): a subquery over the other resources, which re-binds `c`
+/// to them so the caller's visibility rule applies there too. A chain through a resource the caller may not
+/// see matches nothing, exactly as if that resource did not exist.
+fn link_sql(
+    actor: &Actor,
+    ty: &str,
+    f: &Filter,
+    link: &Link,
+    text: &mut String,
+    args: &mut Vec<Sql>,
+) {
+    match link {
+        Link::Chain(targets) => {
+            text.push_str(
+                "c.id IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND s.value IN (",
+            );
+            args.push(Sql::Text(ty.to_owned()));
+            args.push(Sql::Text(f.param.clone()));
+            for (i, (target, inner)) in targets.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(" UNION ALL ");
+                }
+                text.push_str(
+                    "SELECT c.type || '/' || c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0",
+                );
+                args.push(Sql::Text(target.clone()));
+                text.push_str(&visibility_sql(actor, args));
+                text.push_str(" AND ");
+                filter_sql(actor, target, inner, text, args);
+            }
+            text.push_str("))");
+        }
+        Link::Has {
+            source_type,
+            param,
+            inner,
+        } => {
+            text.push_str(
+                "EXISTS (SELECT 1 FROM search_index s WHERE s.type = ? AND s.param = ? \
+                 AND s.value = c.type || '/' || c.id AND s.id IN \
+                 (SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0",
+            );
+            args.push(Sql::Text(source_type.clone()));
+            args.push(Sql::Text(param.clone()));
+            args.push(Sql::Text(source_type.clone()));
+            text.push_str(&visibility_sql(actor, args));
+            text.push_str(" AND ");
+            filter_sql(actor, source_type, inner, text, args);
+            text.push_str("))");
+        }
+    }
 }
 
 fn id_filter(f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
@@ -258,6 +333,38 @@ fn value_sql(f: &Filter, v: &FilterValue, args: &mut Vec<Sql>) -> String {
             }
         },
         FilterValue::Missing(_) => "0 = 1".into(),
+        FilterValue::Row(m) => row_match_sql(m, args),
+    }
+}
+
+/// A [`RowMatch`] on `s` (number, quantity, composite rows).
+fn row_match_sql(m: &RowMatch, args: &mut Vec<Sql>) -> String {
+    let mut parts = Vec::new();
+    match &m.system {
+        None => {}
+        Some(None) => parts.push("s.system IS NULL".to_owned()),
+        Some(Some(sys)) => {
+            parts.push("s.system = ?".to_owned());
+            args.push(Sql::Text(sys.clone()));
+        }
+    }
+    match &m.value {
+        None => {}
+        Some(ValueMatch::Equals(v)) => {
+            parts.push("s.value = ?".to_owned());
+            args.push(Sql::Text(v.clone()));
+        }
+        Some(ValueMatch::StartsWith(v)) => parts.push(starts_with(v, args)),
+    }
+    if let Some((prefix, lo, hi)) = m.range {
+        let (sql, binds) = date_condition(prefix, lo, hi).to_sql("s.lo", "s.hi");
+        parts.push(sql);
+        args.extend(binds.into_iter().map(Sql::Integer));
+    }
+    if parts.is_empty() {
+        "1 = 1".into()
+    } else {
+        format!("({})", parts.join(" AND "))
     }
 }
 
@@ -283,9 +390,13 @@ fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
             "_id" => keys.push(format!("c.id {dir}")),
             "_lastUpdated" => keys.push(format!("c.lu_ms {dir}")),
             param => {
-                let expr = match (k.kind, k.descending) {
-                    (ParamType::Date, false) => "MIN(s.lo)",
-                    (ParamType::Date, true) => "MAX(s.hi)",
+                let ranged = matches!(
+                    k.kind,
+                    ParamType::Date | ParamType::Number | ParamType::Quantity
+                );
+                let expr = match (ranged, k.descending) {
+                    (true, false) => "MIN(s.lo)",
+                    (true, true) => "MAX(s.hi)",
                     (_, false) => "MIN(s.value)",
                     (_, true) => "MAX(s.value)",
                 };
@@ -326,9 +437,9 @@ pub fn matching_ids(
     query: &SearchQuery,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let f = filters_sql(ty, query);
     let mut args = vec![Sql::Text(ty.to_owned())];
     let vis = visibility_sql(actor, &mut args);
+    let f = filters_sql(actor, ty, query);
     let sql = format!(
         "SELECT c.id FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{} ORDER BY c.id LIMIT ?",
         f.text
@@ -342,7 +453,8 @@ pub fn matching_ids(
     Ok(ids)
 }
 
-/// One page of matches with `_include`s and, when asked, the total.
+/// One page of matches with `_include`s and `_revinclude`s and, when asked, the total. The page starts after
+/// `query.after` (keyset paging in the default order) or at `offset` (under `_sort`, with a snapshot).
 pub fn search_page(
     conn: &Connection,
     actor: &Actor,
@@ -351,37 +463,52 @@ pub fn search_page(
     offset: usize,
     count: usize,
 ) -> Result<SearchPage, StoreError> {
-    let f = filters_sql(ty, query);
     let mut page = SearchPage::default();
-    if matches!(query.total, TotalMode::Accurate) {
+    if matches!(query.total, TotalMode::Accurate | TotalMode::Estimate) {
         let mut args = vec![Sql::Text(ty.to_owned())];
         let vis = visibility_sql(actor, &mut args);
+        // The total counts every match, not what follows the page position.
+        let unpaged = SearchQuery {
+            after: None,
+            ..query.clone()
+        };
+        let f = filters_sql(actor, ty, &unpaged);
         let sql = format!(
             "SELECT COUNT(*) FROM resources_current c WHERE c.type = ? AND c.deleted = 0{vis}{}",
             f.text
         );
-        args.extend(f.args.iter().cloned());
+        args.extend(f.args);
         let total: i64 = conn
             .prepare_cached(&sql)?
             .query_row(params_from_iter(args), |r| r.get(0))?;
-        page.total = Some(total as u64);
+        page.total = Some(u64::try_from(total).unwrap_or(0));
     }
     if count == 0 {
         return Ok(page);
     }
     let mut args = vec![Sql::Text(ty.to_owned())];
     let vis = visibility_sql(actor, &mut args);
+    let f = filters_sql(actor, ty, query);
     args.extend(f.args);
+    let mut keyset = String::new();
+    if let Some(after) = &query.after {
+        // The default order is (lu_ms DESC, id ASC): what follows `after`. A resource written during the walk
+        // is newer than every cursor, so it never shifts a page or repeats an entry.
+        keyset.push_str(" AND (c.lu_ms < ? OR (c.lu_ms = ? AND c.id > ?))");
+        args.push(Sql::Integer(after.lu_ms));
+        args.push(Sql::Integer(after.lu_ms));
+        args.push(Sql::Text(after.id.clone()));
+    }
     let order = order_sql(query, &mut args);
     let sql = format!(
         "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
          FROM resources_current c JOIN resource_versions v \
            ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-         WHERE c.type = ? AND c.deleted = 0{vis}{}{order} LIMIT ? OFFSET ?",
+         WHERE c.type = ? AND c.deleted = 0{vis}{}{keyset}{order} LIMIT ? OFFSET ?",
         f.text
     );
-    args.push(Sql::Integer(count as i64 + 1));
-    args.push(Sql::Integer(offset as i64));
+    args.push(Sql::Integer(i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1)));
+    args.push(Sql::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt
         .query_map(params_from_iter(args), row_to_version)?
@@ -393,7 +520,14 @@ pub fn search_page(
     Ok(page)
 }
 
-/// `_include`: the current, non-deleted resources the matches reference through the named parameters.
+/// How many rounds of `:iterate` are followed, and how many resources the includes of one page may add:
+/// bounds on the work one request can ask for (a cycle of references ends at the first bound).
+const MAX_INCLUDE_ROUNDS: usize = 3;
+const MAX_INCLUDED: usize = 1_000;
+
+/// `_include` and `_revinclude` (search.html#include): the current, non-deleted resources the matches
+/// reference (or that reference them) through the named parameters, and with `:iterate` those the included
+/// resources reference in turn. What the caller may not see is left out, as if it did not exist.
 fn includes(
     conn: &Connection,
     actor: &Actor,
@@ -408,48 +542,116 @@ fn includes(
         .iter()
         .map(|m| format!("{}/{}", m.resource_type, m.id))
         .collect();
-    let mut out = Vec::new();
-    let ids: Vec<Sql> = matches.iter().map(|m| Sql::Text(m.id.clone())).collect();
-    for inc in query.include.iter().filter(|i| i.source_type == ty) {
+    let mut out: Vec<StoredVersion> = Vec::new();
+    let mut frontier: Vec<(String, String)> = matches
+        .iter()
+        .map(|m| (m.resource_type.clone(), m.id.clone()))
+        .collect();
+    for round in 0..MAX_INCLUDE_ROUNDS {
+        let mut next: Vec<(String, String)> = Vec::new();
+        for inc in query.include.iter().filter(|i| round == 0 || i.iterate) {
+            // Round 0 starts from the matches (of type `ty`); iterations from what was just included.
+            let found = include_targets(conn, inc, ty, round, &frontier)?;
+            for (target_type, target_id) in found {
+                let key = format!("{target_type}/{target_id}");
+                if out.len() >= MAX_INCLUDED || !seen.insert(key) {
+                    continue;
+                }
+                if let Some(v) = read_visible(conn, actor, &target_type, &target_id)? {
+                    next.push((v.resource_type.clone(), v.id.clone()));
+                    out.push(v);
+                }
+            }
+        }
+        if next.is_empty() || !query.include.iter().any(|i| i.iterate) {
+            break;
+        }
+        frontier = next;
+    }
+    Ok(out)
+}
+
+/// The (type, id)s one include rule reaches from `frontier`.
+fn include_targets(
+    conn: &Connection,
+    inc: &Include,
+    ty: &str,
+    round: usize,
+    frontier: &[(String, String)],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut found = Vec::new();
+    if inc.reverse {
+        // Resources of source_type whose `param` points at a frontier resource (of target_type if given).
+        let refs: Vec<Sql> = frontier
+            .iter()
+            .filter(|(t, _)| (round > 0 || t == ty) && inc.target_type.as_ref().is_none_or(|x| x == t))
+            .map(|(t, i)| Sql::Text(format!("{t}/{i}")))
+            .collect();
+        for chunk in refs.chunks(500) {
+            let sql = format!(
+                "SELECT DISTINCT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND s.value IN ({}) \
+                 ORDER BY s.id LIMIT ?",
+                placeholders(chunk.len())
+            );
+            let mut args = vec![Sql::Text(inc.source_type.clone()), Sql::Text(inc.param.clone())];
+            args.extend(chunk.iter().cloned());
+            args.push(Sql::Integer(i64::try_from(MAX_INCLUDED).unwrap_or(i64::MAX)));
+            let ids = conn
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            found.extend(ids.into_iter().map(|id| (inc.source_type.clone(), id)));
+        }
+        return Ok(found);
+    }
+    let ids: Vec<Sql> = frontier
+        .iter()
+        .filter(|(t, _)| *t == inc.source_type)
+        .map(|(_, i)| Sql::Text(i.clone()))
+        .collect();
+    for chunk in ids.chunks(500) {
         let sql = format!(
             "SELECT DISTINCT s.value FROM search_index s WHERE s.type = ? AND s.param = ? AND s.id IN ({}) ORDER BY s.value",
-            placeholders(ids.len())
+            placeholders(chunk.len())
         );
-        let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(inc.param.clone())];
-        args.extend(ids.iter().cloned());
+        let mut args = vec![Sql::Text(inc.source_type.clone()), Sql::Text(inc.param.clone())];
+        args.extend(chunk.iter().cloned());
         let targets = conn
             .prepare_cached(&sql)?
             .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         for target in targets {
+            // Rows holding other literals (urn:uuid:…) name nothing stored.
             let Some((target_type, target_id)) = target.split_once('/') else {
                 continue;
             };
-            if inc.target_type.as_deref().is_some_and(|t| t != target_type)
-                || seen.contains(&target)
-            {
+            if inc.target_type.as_deref().is_some_and(|t| t != target_type) {
                 continue;
             }
-            seen.insert(target.clone());
-            // A referenced resource the caller may not see is left out, as if it did not exist.
-            let mut args = vec![
-                Sql::Text(target_type.to_owned()),
-                Sql::Text(target_id.to_owned()),
-            ];
-            let vis = visibility_sql(actor, &mut args);
-            let found = conn
-                .prepare_cached(&format!(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-                     FROM resources_current c JOIN resource_versions v \
-                       ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-                     WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"
-                ))?
-                .query_map(params_from_iter(args), row_to_version)?
-                .collect::<Result<Vec<_>, _>>()?;
-            out.extend(found);
+            found.push((target_type.to_owned(), target_id.to_owned()));
         }
     }
-    Ok(out)
+    Ok(found)
+}
+
+/// The current, non-deleted version of a resource, if `actor` may see it.
+fn read_visible(
+    conn: &Connection,
+    actor: &Actor,
+    ty: &str,
+    id: &str,
+) -> Result<Option<StoredVersion>, StoreError> {
+    let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
+    let vis = visibility_sql(actor, &mut args);
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
+             FROM resources_current c JOIN resource_versions v \
+               ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+             WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"
+        ))?
+        .query_row(params_from_iter(args), row_to_version)
+        .optional()?)
 }
 
 /// Whether the resource exists for `actor` (see [`visibility_sql`]).

@@ -397,16 +397,25 @@ impl WriteTx for SqliteTx<'_> {
                 v.last_updated_ms,
                 v.protected as i64
             ])?;
+        self.set_index(&v.resource_type, &v.id, &v.index)
+    }
+
+    fn set_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        rows: &[crate::search::index::IndexRow],
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM search_index WHERE type = ?1 AND id = ?2")?
-            .execute(params![v.resource_type, v.id])?;
+            .execute(params![resource_type, id])?;
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO search_index (type, id, param, system, value, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for row in &v.index {
+        for row in rows {
             insert.execute(params![
-                v.resource_type,
-                v.id,
+                resource_type,
+                id,
                 row.param,
                 row.system,
                 row.value,
