@@ -101,18 +101,16 @@ impl SummaryTable {
             let base = key.strip_prefix('_').unwrap_or(key);
             always.contains(&base) || names.iter().any(|n| element_matches(n, base))
         };
-        let keys: Vec<String> = resource.keys().cloned().collect();
-        for key in keys {
-            let kept = match shape {
-                Shape::Summary => keep(&key, summary) || keep(&key, mandatory),
-                Shape::Text => key == "text" || keep(&key, mandatory),
+        // Rebuilt in order: removing from the preserve-order map would swap elements around.
+        resource = std::mem::take(&mut resource)
+            .into_iter()
+            .filter(|(key, _)| match shape {
+                Shape::Summary => keep(key, summary) || keep(key, mandatory),
+                Shape::Text => key == "text" || keep(key, mandatory),
                 Shape::Data => key != "text",
-                Shape::Elements(names) => keep(&key, names) || keep(&key, mandatory),
-            };
-            if !kept {
-                resource.remove(&key);
-            }
-        }
+                Shape::Elements(names) => keep(key, names) || keep(key, mandatory),
+            })
+            .collect();
         mark_subsetted(&mut resource);
         serde_json::to_string(&Value::Object(resource)).ok()
     }
