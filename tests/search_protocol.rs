@@ -241,7 +241,7 @@ async fn keyset_paging_neither_repeats_nor_skips_under_concurrent_inserts_and_cu
         .await;
     assert_eq!(other_query.status(), 400);
     let other = app
-        .client_as("demo-vc-nasby", None, "system/*.rs")
+        .client_as("demo-vc-nasby", Some("SE2321000255-P0301"), "system/*.rs")
         .await
         .get(&first_next)
         .send()
@@ -279,7 +279,7 @@ async fn totals_subsets_and_if_modified_since() {
     let bad = app.get(&format!("Patient/{pid}?foo=1")).await;
     assert_eq!(bad.status(), 400);
 
-    let later = "Sat, 01 Jan 2100 00:00:00 GMT";
+    let later = "Fri, 01 Jan 2100 00:00:00 GMT";
     let r = app
         .client
         .get(format!("{}/Patient/{pid}", app.fhir))
@@ -353,19 +353,25 @@ async fn patch_takes_json_patch_and_fhirpath_patch_with_if_match_and_the_update_
     .await
     .expect("request");
     assert!(invalid.status() == 400 || invalid.status() == 422);
-    // Ownership as for an update: another principal may not change it (Patients are shared master data,
-    // so it sees it and gets 403).
-    let other = app.client_as("demo-vc-nasby", Some("SE2321000255-P0201"), "system/*.cruds").await;
+    // Ownership and visibility as for an update: another principal that may not see a clinical record
+    // gets 404 for it, and its patch is not even tried.
+    let obs = observation(&app, &pid, "1988-5", 5.0, "2026-11-20T10:00:00Z").await;
+    let other = app
+        .client_as("demo-vc-nasby", Some("SE2321000255-P0301"), "system/*.cruds")
+        .await;
     let r = other
-        .patch(format!("{}/Patient/{pid}", app.fhir))
+        .patch(format!("{}/Observation/{obs}", app.fhir))
         .header("content-type", "application/json-patch+json")
-        .body(r#"[{"op":"test","path":"/gender","value":"male"}]"#)
+        .body(r#"[{"op":"replace","path":"/status","value":"cancelled"}]"#)
         .send()
         .await
         .expect("request");
-    assert_eq!(r.status(), 403);
-    let current = get_ok(&app, &format!("Patient/{pid}")).await;
-    assert_eq!(current["meta"]["versionId"], "3");
+    assert_eq!(r.status(), 404);
+    let current = get_ok(&app, &format!("Observation/{obs}")).await;
+    assert_eq!(current["status"], "final");
+    assert_eq!(current["meta"]["versionId"], "1");
+    let patient_now = get_ok(&app, &format!("Patient/{pid}")).await;
+    assert_eq!(patient_now["meta"]["versionId"], "3");
 }
 
 #[tokio::test]
@@ -435,7 +441,7 @@ async fn the_capability_statement_says_what_the_router_answers() {
     let app = spawn_app().await;
     let cap = get_ok(&app, "metadata").await;
     let resources = cap["rest"][0]["resource"].as_array().expect("resources");
-    assert_eq!(resources.len(), 147);
+    assert_eq!(resources.len(), 146);
     for r in resources {
         let ty = r["type"].as_str().expect("type");
         let claims = |code: &str| {

@@ -131,7 +131,9 @@ class Elements:
                 resource = entry.get("resource", {})
                 if resource.get("resourceType") != "StructureDefinition":
                     continue
-                if resource.get("kind") == "resource" and not resource.get("abstract"):
+                # Only R4 (4.0.1) types: Medplum's copy also carries R4B's SubscriptionStatus (4.3.0).
+                if (resource.get("kind") == "resource" and not resource.get("abstract")
+                        and resource.get("fhirVersion", "4.0.1") == "4.0.1"):
                     self.resource_types.add(resource["id"])
                 for element in resource.get("snapshot", {}).get("element", []):
                     self.by_id.setdefault(element["id"], element)

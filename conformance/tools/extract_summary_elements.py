@@ -29,7 +29,9 @@ def main(argv: list[str]) -> int:
         sd = entry.get("resource", {})
         if sd.get("resourceType") != "StructureDefinition" or sd.get("kind") != "resource":
             continue
-        if sd.get("abstract") or not sd.get("url", "").startswith("http://hl7.org/fhir/"):
+        # Only R4 (4.0.1): Medplum's copy also carries R4B's SubscriptionStatus (4.3.0).
+        if sd.get("abstract") or not sd.get("url", "").startswith("http://hl7.org/fhir/") \
+                or sd.get("fhirVersion", "4.0.1") != "4.0.1":
             continue
         name = sd["id"]
         summary, mandatory = [], []

@@ -435,7 +435,7 @@ mod tests {
             assert!(params.param(served, "_lastUpdated").is_some());
         }
         // Every concrete R4 resource type (issue 14: search on every type navet stores).
-        assert_eq!(types.len(), 147);
+        assert_eq!(types.len(), 146);
         assert!(types.contains(&"Observation") && types.contains(&"Questionnaire"));
     }
 
