@@ -73,16 +73,19 @@ async fn observations_are_searched_by_patient_date_quantity_and_composite() {
     let crp_low = observation(&app, &p1, "1988-5", 5.4, "2026-11-25T10:00:00Z").await;
     let other = observation(&app, &p2, "1988-5", 60.0, "2026-11-20T10:00:00Z").await;
 
-    let by_patient_and_date = get_ok(
-        &app,
-        &format!("Observation?patient={p1}&date=ge2026-11-24"),
-    )
-    .await;
-    assert_eq!(matches(&by_patient_and_date), [format!("Observation/{crp_low}")]);
+    let by_patient_and_date =
+        get_ok(&app, &format!("Observation?patient={p1}&date=ge2026-11-24")).await;
+    assert_eq!(
+        matches(&by_patient_and_date),
+        [format!("Observation/{crp_low}")]
+    );
     let above_50 = get_ok(&app, "Observation?value-quantity=gt50").await;
     let mut found = matches(&above_50);
     found.sort();
-    let mut expected = vec![format!("Observation/{crp_high}"), format!("Observation/{other}")];
+    let mut expected = vec![
+        format!("Observation/{crp_high}"),
+        format!("Observation/{other}"),
+    ];
     expected.sort();
     assert_eq!(found, expected);
     // 5.4 stands for 5.35..5.45; the unit narrows by system and code.
@@ -96,7 +99,9 @@ async fn observations_are_searched_by_patient_date_quantity_and_composite() {
     assert!(matches(&wrong_unit).is_empty());
     let composite = get_ok(
         &app,
-        &format!("Observation?subject=Patient/{p1}&code-value-quantity=http://loinc.org|1988-5$gt50"),
+        &format!(
+            "Observation?subject=Patient/{p1}&code-value-quantity=http://loinc.org|1988-5$gt50"
+        ),
     )
     .await;
     assert_eq!(matches(&composite), [format!("Observation/{crp_high}")]);
@@ -110,8 +115,16 @@ async fn string_search_ignores_case_and_accents_and_exact_does_not() {
     let app = spawn_app().await;
     let p = id(&app.create(&patient("19121212-1212", "Åkesson")).await);
     let _ = app.create(&patient("19400512-1233", "Aberg")).await;
-    for query in ["Patient?name=akesson", "Patient?family=AKES", "Patient?name=åkesson"] {
-        assert_eq!(matches(&get_ok(&app, query).await), [format!("Patient/{p}")], "{query}");
+    for query in [
+        "Patient?name=akesson",
+        "Patient?family=AKES",
+        "Patient?name=åkesson",
+    ] {
+        assert_eq!(
+            matches(&get_ok(&app, query).await),
+            [format!("Patient/{p}")],
+            "{query}"
+        );
     }
     assert!(matches(&get_ok(&app, "Patient?family:exact=Akesson").await).is_empty());
     assert_eq!(
@@ -125,8 +138,10 @@ async fn a_chained_filter_finds_only_that_patients_tasks_and_is_never_dropped() 
     let app = spawn_app().await;
     let p1 = id(&app.create(&patient("19121212-1212", "Tolvansson")).await);
     let p2 = id(&app.create(&patient("19400512-1233", "Nilsson")).await);
-    let task = |p: &str| json!({"resourceType": "Task", "status": "requested", "intent": "order",
-                                "for": {"reference": format!("Patient/{p}")}});
+    let task = |p: &str| {
+        json!({"resourceType": "Task", "status": "requested", "intent": "order",
+                                "for": {"reference": format!("Patient/{p}")}})
+    };
     let t1 = id(&app.create(&task(&p1)).await);
     let _t2 = id(&app.create(&task(&p2)).await);
     let chained = get_ok(&app, "Task?patient.identifier=191212121212").await;
@@ -176,9 +191,16 @@ async fn revinclude_has_include_iterate_and_compartment_search() {
     let obs1 = observation(&app, &p1, "1988-5", 54.2, "2026-11-20T10:00:00Z").await;
     let obs2 = observation(&app, &p2, "718-7", 140.0, "2026-11-20T10:00:00Z").await;
 
-    let rev = get_ok(&app, &format!("Patient?_id={p1}&_revinclude=Observation:patient")).await;
+    let rev = get_ok(
+        &app,
+        &format!("Patient?_id={p1}&_revinclude=Observation:patient"),
+    )
+    .await;
     assert_eq!(matches(&rev), [format!("Patient/{p1}")]);
-    assert_eq!(included(&rev), [format!("Observation/{obs1}")].into_iter().collect());
+    assert_eq!(
+        included(&rev),
+        [format!("Observation/{obs1}")].into_iter().collect()
+    );
 
     let has = get_ok(&app, "Patient?_has:Observation:patient:code=718-7").await;
     assert_eq!(matches(&has), [format!("Patient/{p2}")]);
@@ -232,12 +254,21 @@ async fn keyset_paging_neither_repeats_nor_skips_under_concurrent_inserts_and_cu
     }
     let unique: std::collections::BTreeSet<String> = seen.iter().cloned().collect();
     assert_eq!(unique.len(), seen.len(), "no entry repeats: {seen:?}");
-    assert_eq!(unique, all, "every entry of the walk, nothing written after it began");
+    assert_eq!(
+        unique, all,
+        "every entry of the walk, nothing written after it began"
+    );
 
     // The cursor is bound to the query and to the caller.
-    let cursor = first_next.split("_cursor=").nth(1).expect("cursor").to_owned();
+    let cursor = first_next
+        .split("_cursor=")
+        .nth(1)
+        .expect("cursor")
+        .to_owned();
     let other_query = app
-        .get(&format!("Observation?_count=3&status=final&_cursor={cursor}"))
+        .get(&format!(
+            "Observation?_count=3&status=final&_cursor={cursor}"
+        ))
         .await;
     assert_eq!(other_query.status(), 400);
     let other = app
@@ -263,17 +294,24 @@ async fn totals_subsets_and_if_modified_since() {
     assert!(count.get("entry").is_none());
     assert_eq!(get_ok(&app, "Patient?_count=0").await["total"], 2);
     assert_eq!(get_ok(&app, "Patient?_total=estimate").await["total"], 2);
-    assert!(get_ok(&app, "Patient?_total=none").await.get("total").is_none());
+    assert!(
+        get_ok(&app, "Patient?_total=none")
+            .await
+            .get("total")
+            .is_none()
+    );
 
     let elements = get_ok(&app, &format!("Patient?_id={pid}&_elements=gender")).await;
     let resource = &elements["entry"][0]["resource"];
     assert_eq!(resource["gender"], "female");
     assert!(resource.get("name").is_none());
-    assert!(resource["meta"]["tag"]
-        .as_array()
-        .expect("tags")
-        .iter()
-        .any(|t| t["code"] == "SUBSETTED"));
+    assert!(
+        resource["meta"]["tag"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .any(|t| t["code"] == "SUBSETTED")
+    );
     let summary = get_ok(&app, &format!("Patient/{pid}?_summary=true")).await;
     assert!(summary.get("name").is_some() && summary.get("birthDate").is_some());
     let bad = app.get(&format!("Patient/{pid}?foo=1")).await;
@@ -357,7 +395,11 @@ async fn patch_takes_json_patch_and_fhirpath_patch_with_if_match_and_the_update_
     // gets 404 for it, and its patch is not even tried.
     let obs = observation(&app, &pid, "1988-5", 5.0, "2026-11-20T10:00:00Z").await;
     let other = app
-        .client_as("demo-vc-nasby", Some("SE2321000255-P0301"), "system/*.cruds")
+        .client_as(
+            "demo-vc-nasby",
+            Some("SE2321000255-P0301"),
+            "system/*.cruds",
+        )
         .await;
     let r = other
         .patch(format!("{}/Observation/{obs}", app.fhir))
@@ -419,11 +461,24 @@ async fn router_errors_have_operation_outcomes_and_url_conditions_are_honoured()
 #[tokio::test]
 async fn smart_discovery_and_openapi_are_served_without_a_token() {
     let app = spawn_app().await;
-    for path in ["/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"] {
-        let r = app.anonymous.get(format!("{}{path}", app.base)).send().await.expect("request");
+    for path in [
+        "/.well-known/smart-configuration",
+        "/fhir/.well-known/smart-configuration",
+    ] {
+        let r = app
+            .anonymous
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 200, "{path}");
         let v: Value = r.json().await.expect("json");
-        assert!(v["token_endpoint"].as_str().expect("token").ends_with("/auth/token"));
+        assert!(
+            v["token_endpoint"]
+                .as_str()
+                .expect("token")
+                .ends_with("/auth/token")
+        );
     }
     let r = app
         .anonymous

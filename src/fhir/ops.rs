@@ -183,10 +183,8 @@ fn write_version(
             )));
         }
     }
-    let mut index = crate::search::index::with_owner_tag(
-        index_resource(&ctx.params, &ty, &value),
-        owner,
-    );
+    let mut index =
+        crate::search::index::with_owner_tag(index_resource(&ctx.params, &ty, &value), owner);
     let protected = ty == "Patient" && crate::fhir::protected::is_protected(&value);
     if protected {
         index = crate::fhir::protected::unindexed(index);

@@ -245,8 +245,15 @@ pub fn apply_fhirpath_patch(
         }
         let mut fields: Map<String, Value> = Map::new();
         let mut value = None;
-        for part in op.get("part").and_then(Value::as_array).into_iter().flatten() {
-            let Some(part) = part.as_object() else { continue };
+        for part in op
+            .get("part")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(part) = part.as_object() else {
+                continue;
+            };
             let Some(name) = part.get("name").and_then(Value::as_str) else {
                 continue;
             };
@@ -267,7 +274,9 @@ pub fn apply_fhirpath_patch(
         let path = text("path").ok_or_else(|| malformed("no path".into()))?;
         let (root, steps) = parse_path(&path)?;
         if root != resource_type {
-            return Err(fail(format!("path {path:?} does not start with {resource_type}")));
+            return Err(fail(format!(
+                "path {path:?} does not start with {resource_type}"
+            )));
         }
         let found = evaluate(resource, &steps);
         let single = |found: &[Location]| match found {
@@ -301,7 +310,8 @@ pub fn apply_fhirpath_patch(
             }
             "insert" => {
                 let value = value.ok_or_else(|| malformed("insert needs a value".into()))?;
-                let index = int("index").ok_or_else(|| malformed("insert needs an index".into()))?;
+                let index =
+                    int("index").ok_or_else(|| malformed("insert needs an index".into()))?;
                 let list = list_of(resource, &steps, &found)
                     .ok_or_else(|| fail(format!("{path:?} is not a list")))?;
                 let items = get_mut(resource, &list)
@@ -331,7 +341,8 @@ pub fn apply_fhirpath_patch(
                 *slot = value;
             }
             "move" => {
-                let source = int("source").ok_or_else(|| malformed("move needs a source".into()))?;
+                let source =
+                    int("source").ok_or_else(|| malformed("move needs a source".into()))?;
                 let destination = int("destination")
                     .ok_or_else(|| malformed("move needs a destination".into()))?;
                 let list = list_of(resource, &steps, &found)
@@ -340,7 +351,9 @@ pub fn apply_fhirpath_patch(
                     .and_then(Value::as_array_mut)
                     .ok_or_else(|| fail(format!("{path:?} is not a list")))?;
                 if source >= items.len() || destination >= items.len() {
-                    return Err(fail("source or destination is past the end of the list".into()));
+                    return Err(fail(
+                        "source or destination is past the end of the list".into(),
+                    ));
                 }
                 let item = items.remove(source);
                 items.insert(destination, item);
@@ -363,7 +376,9 @@ fn list_of(resource: &Value, steps: &[Step], found: &[Location]) -> Option<Locat
             list.pop();
             return get(resource, &list).filter(|v| v.is_array()).map(|_| list);
         }
-        return get(resource, first).filter(|v| v.is_array()).map(|_| first.clone());
+        return get(resource, first)
+            .filter(|v| v.is_array())
+            .map(|_| first.clone());
     }
     let _ = steps;
     None
@@ -456,8 +471,7 @@ mod tests {
             {"name": "value", "valueDate": "1950-01-01"}
         ]));
         // A validator that refuses lists for birthDate makes the add a single value.
-        apply_fhirpath_patch(&mut p, &add, &|v: &Value| !v["birthDate"].is_array())
-            .expect("add");
+        apply_fhirpath_patch(&mut p, &add, &|v: &Value| !v["birthDate"].is_array()).expect("add");
         assert_eq!(p["birthDate"], "1950-01-01");
         let insert = op(json!([
             {"name": "type", "valueCode": "insert"},
@@ -509,7 +523,11 @@ mod tests {
             {"name": "path", "valueString": "Observation.status"}
         ]));
         assert!(apply_fhirpath_patch(&mut p, &other_type, &always).is_err());
-        assert_eq!(p, patient(), "a failed patch changes nothing it had not applied");
+        assert_eq!(
+            p,
+            patient(),
+            "a failed patch changes nothing it had not applied"
+        );
     }
 
     proptest! {

@@ -197,17 +197,19 @@ mod tests {
 
     #[test]
     fn the_document_follows_the_capability_statement() {
-        let capability: Value = serde_json::from_str(&crate::fhir::capability::render("http://x"))
-            .expect("statement");
+        let capability: Value =
+            serde_json::from_str(&crate::fhir::capability::render("http://x")).expect("statement");
         let doc = generate(&capability, "http://x/fhir");
         assert_eq!(doc["openapi"], "3.0.3");
         let paths = doc["paths"].as_object().expect("paths");
         // Every type is searchable; the access log is not writable.
-        assert!(paths["/Observation"]["get"]["parameters"]
-            .as_array()
-            .expect("params")
-            .iter()
-            .any(|p| p["name"] == "code-value-quantity"));
+        assert!(
+            paths["/Observation"]["get"]["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "code-value-quantity")
+        );
         assert!(paths["/Observation/{id}"].get("patch").is_some());
         assert!(paths["/AuditEvent"].get("post").is_none());
         assert!(paths["/AuditEvent/{id}"].get("put").is_none());

@@ -47,9 +47,10 @@ pub async fn fill_empty_errors(method: Method, response: Response) -> Response {
     if let Some(ct) = outcome_parts.headers.get(CONTENT_TYPE) {
         parts.headers.insert(CONTENT_TYPE, ct.clone());
     } else {
-        parts
-            .headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static(crate::fhir::FHIR_JSON));
+        parts.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(crate::fhir::FHIR_JSON),
+        );
     }
     parts.headers.remove(CONTENT_LENGTH);
     Response::from_parts(parts, body)

@@ -12,13 +12,13 @@ use axum::response::{IntoResponse, Response};
 use crate::audit::Action;
 use crate::auth::{Authenticated, Caller, Interaction};
 use crate::error::ApiError;
+use crate::fhir::ops;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::fhir::protected::{Outgoing, outgoing};
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, fresh_log, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
 use crate::http::respond::{self, BundleText, Link};
-use crate::fhir::ops;
 use crate::search::cursor::{self, Position};
 use crate::search::query::{PageKey, SearchQuery, TotalMode, parse_query};
 use crate::search::summary::Shape;
@@ -33,7 +33,8 @@ const PASSTHROUGH: [&str; 3] = ["_format", "_pretty", "_cursor"];
 
 fn bad_cursor() -> ApiError {
     ApiError::BadRequest(
-        "_cursor is not one navet issued for this query and caller; follow the Bundle's links".into(),
+        "_cursor is not one navet issued for this query and caller; follow the Bundle's links"
+            .into(),
     )
 }
 
@@ -629,7 +630,8 @@ pub fn read_variants(
             "_summary=count applies to searches, not to a read".into(),
         ));
     }
-    let Some(shape) = Shape::from_params(summary, elements.as_deref()).map_err(ApiError::BadRequest)?
+    let Some(shape) =
+        Shape::from_params(summary, elements.as_deref()).map_err(ApiError::BadRequest)?
     else {
         return Ok(None);
     };

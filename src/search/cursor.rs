@@ -213,7 +213,11 @@ mod tests {
             &pairs(&[("a", "1"), ("b", "2"), ("_cursor", "x")]),
             &actor("SE1"),
         );
-        let b = binding("/fhir/Task", &pairs(&[("b", "2"), ("a", "1")]), &actor("SE1"));
+        let b = binding(
+            "/fhir/Task",
+            &pairs(&[("b", "2"), ("a", "1")]),
+            &actor("SE1"),
+        );
         assert_eq!(a, b);
     }
 

@@ -557,9 +557,15 @@ mod tests {
         assert_eq!(paths(p), ["", "component"]);
         assert_eq!(p.components[0].kind, ParamType::Token);
         assert_eq!(p.components[1].kind, ParamType::Quantity);
-        let value: Vec<String> = p.components[1].paths.iter().map(ToString::to_string).collect();
+        let value: Vec<String> = p.components[1]
+            .paths
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(value, ["valueQuantity"]);
-        let number = params.param("RiskAssessment", "probability").expect("number");
+        let number = params
+            .param("RiskAssessment", "probability")
+            .expect("number");
         assert_eq!(number.kind, ParamType::Number);
     }
 

@@ -107,7 +107,9 @@ impl SearchQuery {
                         walk(inner, add);
                     }
                 }
-                Some(Link::Has { source_type, inner, .. }) => {
+                Some(Link::Has {
+                    source_type, inner, ..
+                }) => {
                     add(source_type);
                     walk(inner, add);
                 }
@@ -940,11 +942,7 @@ fn parse_chain(
         }
         None => param.targets.clone(),
     };
-    let next = rest
-        .split(['.', ':'])
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let next = rest.split(['.', ':']).next().unwrap_or_default().to_owned();
     let mut targets = Vec::new();
     let mut first_error = None;
     for target in candidates {
@@ -1010,8 +1008,8 @@ fn parse_has(
             "{source_type}.{code} is not a reference that can point at {resource_type}"
         )));
     }
-    let inner = parse_filter_key(params, source_type, rest, value, depth + 1)
-        .map_err(Problem::strict)?;
+    let inner =
+        parse_filter_key(params, source_type, rest, value, depth + 1).map_err(Problem::strict)?;
     Ok(Filter {
         param: "_has".to_owned(),
         kind: ParamType::Reference,
@@ -1206,7 +1204,9 @@ fn quantity_unit_match(unit: QuantityUnit, prefix: String) -> (Option<Option<Str
             (Some(Some(system)), ValueMatch::Equals(code))
         }
         // In a composite the token part owns the row's system: the unit's system is in the value.
-        Some((Some(system), code)) => (None, ValueMatch::Equals(format!("{prefix}{system}|{code}"))),
+        Some((Some(system), code)) => {
+            (None, ValueMatch::Equals(format!("{prefix}{system}|{code}")))
+        }
     }
 }
 

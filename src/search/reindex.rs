@@ -50,7 +50,8 @@ pub async fn backfill(
                         &v.owner,
                     );
                     // The same rule as the write path: a protected Patient is not found by address or telecom.
-                    if v.resource_type == "Patient" && crate::fhir::protected::is_protected(&value) {
+                    if v.resource_type == "Patient" && crate::fhir::protected::is_protected(&value)
+                    {
                         rows = crate::fhir::protected::unindexed(rows);
                     }
                     tx.set_index(&v.resource_type, &v.id, &rows)?;

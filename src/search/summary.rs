@@ -131,7 +131,9 @@ fn mark_subsetted(resource: &mut Map<String, Value>) {
         .entry("meta")
         .or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(meta) = meta else { return };
-    let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+    let tags = meta
+        .entry("tag")
+        .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(tags) = tags {
         tags.push(json!({"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}));
     }
@@ -161,10 +163,20 @@ mod tests {
     #[test]
     fn summary_true_keeps_the_summary_elements_and_marks_the_subset() {
         let table = SummaryTable::embedded();
-        let out = table.apply("Patient", &Shape::Summary, PATIENT).expect("object");
+        let out = table
+            .apply("Patient", &Shape::Summary, PATIENT)
+            .expect("object");
         assert_eq!(
             keys(&out),
-            ["resourceType", "id", "meta", "name", "deceasedBoolean", "_gender", "gender"]
+            [
+                "resourceType",
+                "id",
+                "meta",
+                "name",
+                "deceasedBoolean",
+                "_gender",
+                "gender"
+            ]
         );
         assert!(subsetted(&out));
     }
@@ -172,9 +184,13 @@ mod tests {
     #[test]
     fn summary_text_keeps_the_narrative_and_data_drops_it() {
         let table = SummaryTable::embedded();
-        let text = table.apply("Patient", &Shape::Text, PATIENT).expect("object");
+        let text = table
+            .apply("Patient", &Shape::Text, PATIENT)
+            .expect("object");
         assert_eq!(keys(&text), ["resourceType", "id", "meta", "text"]);
-        let data = table.apply("Patient", &Shape::Data, PATIENT).expect("object");
+        let data = table
+            .apply("Patient", &Shape::Data, PATIENT)
+            .expect("object");
         assert!(!keys(&data).contains(&"text".to_owned()));
         assert!(keys(&data).contains(&"contact".to_owned()));
         assert!(subsetted(&data));
@@ -198,7 +214,10 @@ mod tests {
     fn summary_and_elements_together_are_refused() {
         assert!(Shape::from_params(Some("true"), Some(&["name".to_owned()])).is_err());
         assert_eq!(Shape::from_params(Some("count"), None), Ok(None));
-        assert_eq!(Shape::from_params(Some("data"), None), Ok(Some(Shape::Data)));
+        assert_eq!(
+            Shape::from_params(Some("data"), None),
+            Ok(Some(Shape::Data))
+        );
         assert!(Shape::from_params(Some("maybe"), None).is_err());
     }
 }

@@ -507,7 +507,9 @@ pub fn search_page(
          WHERE c.type = ? AND c.deleted = 0{vis}{}{keyset}{order} LIMIT ? OFFSET ?",
         f.text
     );
-    args.push(Sql::Integer(i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1)));
+    args.push(Sql::Integer(
+        i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1),
+    ));
     args.push(Sql::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt
@@ -584,7 +586,9 @@ fn include_targets(
         // Resources of source_type whose `param` points at a frontier resource (of target_type if given).
         let refs: Vec<Sql> = frontier
             .iter()
-            .filter(|(t, _)| (round > 0 || t == ty) && inc.target_type.as_ref().is_none_or(|x| x == t))
+            .filter(|(t, _)| {
+                (round > 0 || t == ty) && inc.target_type.as_ref().is_none_or(|x| x == t)
+            })
             .map(|(t, i)| Sql::Text(format!("{t}/{i}")))
             .collect();
         for chunk in refs.chunks(500) {
@@ -593,9 +597,14 @@ fn include_targets(
                  ORDER BY s.id LIMIT ?",
                 placeholders(chunk.len())
             );
-            let mut args = vec![Sql::Text(inc.source_type.clone()), Sql::Text(inc.param.clone())];
+            let mut args = vec![
+                Sql::Text(inc.source_type.clone()),
+                Sql::Text(inc.param.clone()),
+            ];
             args.extend(chunk.iter().cloned());
-            args.push(Sql::Integer(i64::try_from(MAX_INCLUDED).unwrap_or(i64::MAX)));
+            args.push(Sql::Integer(
+                i64::try_from(MAX_INCLUDED).unwrap_or(i64::MAX),
+            ));
             let ids = conn
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
@@ -614,7 +623,10 @@ fn include_targets(
             "SELECT DISTINCT s.value FROM search_index s WHERE s.type = ? AND s.param = ? AND s.id IN ({}) ORDER BY s.value",
             placeholders(chunk.len())
         );
-        let mut args = vec![Sql::Text(inc.source_type.clone()), Sql::Text(inc.param.clone())];
+        let mut args = vec![
+            Sql::Text(inc.source_type.clone()),
+            Sql::Text(inc.param.clone()),
+        ];
         args.extend(chunk.iter().cloned());
         let targets = conn
             .prepare_cached(&sql)?

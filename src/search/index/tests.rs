@@ -383,12 +383,20 @@ fn quantities_numbers_and_composites_are_indexed_with_scaled_ranges() {
         .collect();
     assert_eq!(
         composite,
-        ["1988-5$", "1988-5$mg/L", "1988-5$http://unitsofmeasure.org|mg/L", "1988-5$milligram per litre"]
+        [
+            "1988-5$",
+            "1988-5$mg/L",
+            "1988-5$http://unitsofmeasure.org|mg/L",
+            "1988-5$milligram per litre"
+        ]
     );
     let risk = json!({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p"},
         "prediction": [{"probabilityDecimal": 0.25}]});
     let rows = index_resource(&params(), "RiskAssessment", &risk);
-    let p = rows.iter().find(|r| r.param == "probability").expect("probability");
+    let p = rows
+        .iter()
+        .find(|r| r.param == "probability")
+        .expect("probability");
     assert_eq!((p.lo, p.hi), (Some(250_000), Some(250_000)));
 }
 
@@ -502,5 +510,8 @@ fn literal_references_normalise_to_type_and_id() {
 #[test]
 fn string_normalisation_folds_case_and_accents() {
     assert_eq!(normalize_string("  ÅSA   Öberg-Ärlig "), "asa oberg-arlig");
-    assert_eq!(normalize_string("André Søren Straße"), "andre soren strasse");
+    assert_eq!(
+        normalize_string("André Søren Straße"),
+        "andre soren strasse"
+    );
 }

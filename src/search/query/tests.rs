@@ -381,18 +381,18 @@ fn lenient_handling_lists_unknown_and_unsupported_parameters_as_ignored() {
     let query = parse_query(
         &params(),
         "Patient",
-        &pairs(&[
-            ("foo", "bar"),
-            ("nosuch.name", "y"),
-            ("family", "Åberg"),
-        ]),
+        &pairs(&[("foo", "bar"), ("nosuch.name", "y"), ("family", "Åberg")]),
         true,
     )
     .expect("lenient");
     assert_eq!(query.ignored, ["foo", "nosuch.name"]);
     assert_eq!(query.filters.len(), 1);
     // A known parameter that cannot be applied is never ignored (issue 14).
-    for key in ["name:phonetic", "general-practitioner.nosuch", "_include:foo"] {
+    for key in [
+        "name:phonetic",
+        "general-practitioner.nosuch",
+        "_include:foo",
+    ] {
         let result = parse_query(&params(), "Patient", &pairs(&[(key, "x")]), true);
         assert!(result.is_err(), "{key}");
     }
@@ -562,7 +562,11 @@ fn iterate_may_start_from_an_included_type_and_revinclude_points_at_the_matches(
     assert!(query.include[2].reverse);
     // A plain _revinclude through a parameter that cannot point at the searched type is an error.
     assert_eq!(
-        errors("Patient", &[("_revinclude", "Observation:performer:Organization")]).len(),
+        errors(
+            "Patient",
+            &[("_revinclude", "Observation:performer:Organization")]
+        )
+        .len(),
         1
     );
     let _ = parse_ok("Patient", &[("_revinclude", "Encounter:patient")]);
@@ -584,7 +588,10 @@ fn chains_and_has_parse_into_linked_filters() {
     else {
         panic!("a _has");
     };
-    assert_eq!((source_type.as_str(), param.as_str()), ("Observation", "patient"));
+    assert_eq!(
+        (source_type.as_str(), param.as_str()),
+        ("Observation", "patient")
+    );
     assert_eq!(
         query.referenced_types(),
         ["Patient"],
@@ -597,12 +604,19 @@ fn chains_and_has_parse_into_linked_filters() {
     );
     assert_eq!(errors("Task", &[("focus.name", "x")]).len(), 1);
     let _ = parse_ok("Patient", &[("_has:Observation:performer:code", "x")]);
-    assert_eq!(errors("Patient", &[("_has:Observation:based-on:code", "x")]).len(), 1);
+    assert_eq!(
+        errors("Patient", &[("_has:Observation:based-on:code", "x")]).len(),
+        1
+    );
 }
 
 #[test]
 fn numbers_quantities_and_composites_take_prefixes_units_and_two_parts() {
-    let q = one_filter("Observation", "value-quantity", "gt5.4|http://unitsofmeasure.org|mg");
+    let q = one_filter(
+        "Observation",
+        "value-quantity",
+        "gt5.4|http://unitsofmeasure.org|mg",
+    );
     let FilterValue::Row(m) = &q.values[0] else {
         panic!("a row match");
     };
@@ -614,16 +628,27 @@ fn numbers_quantities_and_composites_take_prefixes_units_and_two_parts() {
     };
     // 0.5 stands for 0.45..0.55 (scaled by a million).
     assert_eq!(m.range, Some((Prefix::Eq, 450_000, 550_000)));
-    let composite = one_filter("Observation", "code-value-quantity", "http://loinc.org|1988-5$lt10||mg");
+    let composite = one_filter(
+        "Observation",
+        "code-value-quantity",
+        "http://loinc.org|1988-5$lt10||mg",
+    );
     let FilterValue::Row(m) = &composite.values[0] else {
         panic!("a row match");
     };
     assert_eq!(m.system, Some(Some("http://loinc.org".to_owned())));
     assert_eq!(m.value, Some(ValueMatch::Equals("1988-5$mg".to_owned())));
     for bad in ["x", "1.", "--1", "1e999999", "5|a"] {
-        assert_eq!(errors("Observation", &[("value-quantity", bad)]).len(), 1, "{bad}");
+        assert_eq!(
+            errors("Observation", &[("value-quantity", bad)]).len(),
+            1,
+            "{bad}"
+        );
     }
-    assert_eq!(errors("Observation", &[("code-value-quantity", "1988-5")]).len(), 1);
+    assert_eq!(
+        errors("Observation", &[("code-value-quantity", "1988-5")]).len(),
+        1
+    );
 }
 
 #[test]
@@ -809,7 +834,12 @@ fn a_patient_is_found_by_personnummer_name_gender_and_birthdate() {
         filter_matches("Patient", &patient, "family", "ab"),
         "string search ignores accents (FHIR R4 search.html#string)"
     );
-    assert!(!filter_matches("Patient", &patient, "family:exact", "Aberg"));
+    assert!(!filter_matches(
+        "Patient",
+        &patient,
+        "family:exact",
+        "Aberg"
+    ));
     assert!(filter_matches("Patient", &patient, "family:exact", "Åberg"));
     assert!(!filter_matches(
         "Patient",
