@@ -152,7 +152,7 @@ async fn every_stored_official_example_is_found_by_each_of_its_indexed_parameter
             let query = match parse_query(params, &ty, &pairs, false) {
                 Ok(q) => q,
                 Err(e) => {
-                    misses.push(format!("{name}: {}={value}: refused: {e:?}"));
+                    misses.push(format!("{name}: {}={value}: refused: {e:?}", row.param));
                     continue;
                 }
             };

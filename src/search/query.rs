@@ -272,7 +272,8 @@ pub enum ReferenceValue {
     Local { resource_type: String, id: String },
     /// A bare id for a parameter that may point to several types: rows whose
     /// `value` is `T/id` for one of `types`, or for any type when `types` is
-    /// empty (SQLite: `substr(value, -length(?id) - 1) = '/' || ?id`).
+    /// empty (SQLite: `substr(value, -length(?id) - 1) = '/' || ?id`), or
+    /// whose `value` is the bare id itself (a reference written that way).
     AnyType { id: String, types: Vec<String> },
     /// Any other literal (`urn:uuid:…`, a URL not ending in `/Type/id`):
     /// row `value` equals it.
@@ -288,9 +289,14 @@ impl ReferenceValue {
                 Some(vec![format!("{resource_type}/{id}")])
             }
             ReferenceValue::AnyType { types, .. } if types.is_empty() => None,
-            ReferenceValue::AnyType { id, types } => {
-                Some(types.iter().map(|t| format!("{t}/{id}")).collect())
-            }
+            // A bare id also matches a reference written as that bare text (e.g. a relative canonical).
+            ReferenceValue::AnyType { id, types } => Some(
+                types
+                    .iter()
+                    .map(|t| format!("{t}/{id}"))
+                    .chain(std::iter::once(id.clone()))
+                    .collect(),
+            ),
             ReferenceValue::Literal(text) => Some(vec![text.clone()]),
         }
     }
@@ -298,11 +304,14 @@ impl ReferenceValue {
     /// Whether an index row `value` matches.
     pub fn matches(&self, value: &str) -> bool {
         match self {
-            ReferenceValue::AnyType { id, types } if types.is_empty() => value
-                .rsplit_once('/')
-                .is_some_and(|(resource_type, row_id)| {
-                    row_id == id && is_resource_type_name(resource_type)
-                }),
+            ReferenceValue::AnyType { id, types } if types.is_empty() => {
+                value == id
+                    || value
+                        .rsplit_once('/')
+                        .is_some_and(|(resource_type, row_id)| {
+                            row_id == id && is_resource_type_name(resource_type)
+                        })
+            }
             other => other
                 .candidates()
                 .unwrap_or_default()

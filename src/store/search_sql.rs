@@ -304,7 +304,8 @@ fn value_sql(f: &Filter, v: &FilterValue, args: &mut Vec<Sql>) -> String {
                 let suffix = format!("/{id}");
                 args.push(Sql::Integer(-(suffix.chars().count() as i64)));
                 args.push(Sql::Text(suffix));
-                "substr(s.value, ?) = ?".into()
+                args.push(Sql::Text(id.clone()));
+                "(substr(s.value, ?) = ? OR s.value = ?)".into()
             }
             other => {
                 let candidates = other.candidates().unwrap_or_default();

@@ -144,7 +144,11 @@ fn a_bare_id_for_a_many_target_parameter_matches_any_of_them() {
     };
     assert_eq!(
         reference.candidates(),
-        Some(vec!["Group/123".to_owned(), "Patient/123".to_owned()])
+        Some(vec![
+            "Group/123".to_owned(),
+            "Patient/123".to_owned(),
+            "123".to_owned()
+        ])
     );
     let any = one_filter("Task", "subject", "123");
     let FilterValue::Reference(reference) = &any.values[0] else {
@@ -152,6 +156,10 @@ fn a_bare_id_for_a_many_target_parameter_matches_any_of_them() {
     };
     assert_eq!(reference.candidates(), None);
     assert!(reference.matches("Patient/123"));
+    assert!(
+        reference.matches("123"),
+        "a reference written as the bare id"
+    );
     assert!(!reference.matches("Patient/1234"));
 }
 
