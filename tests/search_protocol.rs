@@ -536,3 +536,57 @@ async fn the_capability_statement_says_what_the_router_answers() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_token_endpoint_grants_the_allowed_subset_and_names_what_it_dropped() {
+    let app = spawn_app().await;
+    let token_url = format!("{}/auth/token", app.base);
+    let assertion = |now: i64| {
+        navet::auth::cli::client_assertion(
+            "demo-auditor",
+            &token_url,
+            navet::auth::cli::demo_private_key("demo-auditor").expect("key"),
+            None,
+            now,
+        )
+        .expect("assertion")
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let r = app
+        .anonymous
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/AuditEvent.rs system/Task.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion(now)),
+        ])
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "system/AuditEvent.rs");
+    assert_eq!(body["scope_dropped"], "system/Task.rs");
+    // Nothing allowed at all is still refused.
+    let r = app
+        .anonymous
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Task.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion(now + 1)),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+}

@@ -36,7 +36,7 @@ fn actor() -> Actor {
         client_id: Some(Arc::from("demo-mtn-kristianstad")),
         user: Some(Arc::from("SE2321000255-P0101")),
         visibility: Visibility::Care {
-            sees: vec![PRINCIPAL.to_owned()],
+            sees: vec![PRINCIPAL.to_owned()].into(),
             emergency: false,
         },
         population_register: false,
@@ -52,7 +52,7 @@ fn patient(i: usize) -> serde_json::Value {
 
 fn observation(patient_id: &str, k: usize) -> serde_json::Value {
     json!({"resourceType": "Observation", "status": "final",
-           "code": {"coding": [{"system": "http://loinc.org", "code": if k % 2 == 0 { "1988-5" } else { "718-7" }}]},
+           "code": {"coding": [{"system": "http://loinc.org", "code": if k.is_multiple_of(2) { "1988-5" } else { "718-7" }}]},
            "subject": {"reference": format!("Patient/{patient_id}")},
            "effectiveDateTime": format!("2026-{:02}-{:02}T08:00:00Z", 1 + k % 12, 1 + k % 28),
            "valueQuantity": {"value": k, "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"}})

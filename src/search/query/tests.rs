@@ -1088,4 +1088,17 @@ proptest::proptest! {
     ) {
         let _ = parse_query(&params(), &ty, &raw, lenient);
     }
+
+    /// Chains, `_has`, numbers, quantities and composites from the network: parsed or refused, never a panic.
+    #[test]
+    fn parsing_arbitrary_chains_numbers_and_composites_never_panics(
+        raw in proptest::collection::vec(
+            ("(value-quantity|code-value-quantity|combo-code-value-concept|code-value-date|subject|patient\\.identifier|subject:Patient\\.name|_has:Observation:patient:code|_has:[A-Za-z]{0,8}:[a-z]{0,6}:[a-z._:]{0,12}|[a-z]{1,8}\\.[a-z.:]{0,16})",
+             r"(eq|ne|gt|lt|ge|le|sa|eb|ap|xx)?-?[0-9]{0,20}(\.[0-9]{0,20})?([eE][-+]?[0-9]{0,6})?(\|[a-z:/.]{0,10}){0,3}(\$[-a-zA-Z0-9|.]{0,12})?"),
+            0..20,
+        ),
+        lenient in proptest::bool::ANY,
+    ) {
+        let _ = parse_query(&params(), "Observation", &raw, lenient);
+    }
 }
