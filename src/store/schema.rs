@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS patient_links (
     patient TEXT NOT NULL,             -- Patient/{id}
     PRIMARY KEY (type, id, patient)
 ) WITHOUT ROWID;
+-- Compartment search (Patient/{id}/Type, search_sql.rs) finds a patient's resources of one type.
+CREATE INDEX IF NOT EXISTS patient_links_patient ON patient_links (patient, type);
 CREATE TABLE IF NOT EXISTS care_relations (
     type    TEXT NOT NULL,
     id      TEXT NOT NULL,

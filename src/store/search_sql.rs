@@ -99,12 +99,26 @@ fn filters_sql(actor: &Actor, ty: &str, query: &SearchQuery) -> SqlPart {
     if let Some(patient) = &query.compartment {
         // The patient links are the Patient compartment (FHIR R4 4.0.1 CompartmentDefinition `patient`,
         // fhir/participants.rs); a Patient is in its own compartment.
-        text.push_str(
-            " AND (c.type || '/' || c.id = ? OR c.id IN \
-             (SELECT pl.id FROM patient_links pl WHERE pl.type = c.type AND pl.patient = ?))",
-        );
+        if ty == "Patient" {
+            text.push_str(
+                " AND (c.id = ? OR c.id IN \
+                 (SELECT pl.id FROM patient_links pl WHERE pl.patient = ? AND pl.type = 'Patient'))",
+            );
+            args.push(Sql::Text(
+                patient
+                    .strip_prefix("Patient/")
+                    .unwrap_or(patient)
+                    .to_owned(),
+            ));
+        } else {
+            text.push_str(
+                " AND c.id IN (SELECT pl.id FROM patient_links pl WHERE pl.patient = ? AND pl.type = ?)",
+            );
+        }
         args.push(Sql::Text(patient.clone()));
-        args.push(Sql::Text(patient.clone()));
+        if ty != "Patient" {
+            args.push(Sql::Text(ty.to_owned()));
+        }
     }
     if let Some(snapshot) = query.snapshot_ms {
         text.push_str(" AND c.lu_ms <= ?");
@@ -250,10 +264,18 @@ fn index_filter(ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
     } else {
         ""
     };
-    text.push_str(&format!(
-        "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND ("
-    ));
-    args.push(Sql::Text(ty.to_owned()));
+    if is_range_filter(f) {
+        // A range matches many rows of the type (every dated Observation): looked up per candidate through
+        // (type, id) instead of collecting them all, so a selective filter beside it drives the query.
+        text.push_str(&format!(
+            "{not}EXISTS (SELECT 1 FROM search_index s WHERE s.type = c.type AND s.id = c.id AND s.param = ? AND ("
+        ));
+    } else {
+        text.push_str(&format!(
+            "c.id {not}IN (SELECT s.id FROM search_index s WHERE s.type = ? AND s.param = ? AND ("
+        ));
+        args.push(Sql::Text(ty.to_owned()));
+    }
     args.push(Sql::Text(f.index_param()));
     let mut ors = Vec::new();
     for v in &f.values {
@@ -264,6 +286,30 @@ fn index_filter(ty: &str, f: &Filter, text: &mut String, args: &mut Vec<Sql>) {
     }
     text.push_str(&ors.join(" OR "));
     text.push_str("))");
+}
+
+/// Date, number, quantity and composite filters: conditions on ranges, not on one indexed value.
+fn is_range_filter(f: &Filter) -> bool {
+    matches!(
+        f.kind,
+        ParamType::Date | ParamType::Number | ParamType::Quantity | ParamType::Composite
+    )
+}
+
+/// Whether a filter names the resources it matches through an index lookup of its values (a token,
+/// reference, uri or string value, `_id`, a chain): such a filter should drive the query rather than the
+/// order-by index (see [`order_sql`]).
+fn is_lookup_filter(f: &Filter) -> bool {
+    if f.param == "_id" {
+        return f.modifier != Some(Modifier::Not);
+    }
+    if f.param == "_lastUpdated" || f.param == "_has" {
+        return false;
+    }
+    if f.link.is_some() {
+        return true;
+    }
+    !is_range_filter(f) && !matches!(f.modifier, Some(Modifier::Not | Modifier::Missing))
 }
 
 fn value_sql(f: &Filter, v: &FilterValue, args: &mut Vec<Sql>) -> String {
@@ -382,7 +428,15 @@ fn placeholders(n: usize) -> String {
 /// `ORDER BY` for `_sort`, always ending in `c.id` so paging is deterministic. Default: newest first.
 fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
     if query.sort.is_empty() {
-        return " ORDER BY c.lu_ms DESC, c.id".into();
+        // With a selective lookup among the filters (or a compartment), the matches are found through it and
+        // sorted; without one, walking the (type, lu_ms) index in order and stopping at the page is cheaper.
+        // `+` keeps SQLite from choosing the order-by index over the lookup (https://sqlite.org/optoverview.html).
+        let lookup = query.compartment.is_some() || query.filters.iter().any(is_lookup_filter);
+        return if lookup {
+            " ORDER BY +c.lu_ms DESC, c.id".into()
+        } else {
+            " ORDER BY c.lu_ms DESC, c.id".into()
+        };
     }
     let mut keys = Vec::new();
     for k in &query.sort {
