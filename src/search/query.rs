@@ -10,12 +10,15 @@
 //! Percent-decoding is the caller's job.
 //!
 //! Errors are collected, not returned at the first: the client gets them all
-//! in one OperationOutcome. An unknown parameter, an unsupported modifier,
-//! chaining, `_include:iterate` and `_revinclude` are *unsupported*: an error
-//! under strict handling, listed in [`SearchQuery::ignored`] under
-//! `Prefer: handling=lenient` (search.html#errors). A malformed value is an
-//! error either way. A parameter with an empty value (`name=`) restricts
-//! nothing; it is dropped and listed in `ignored` too.
+//! in one OperationOutcome. Only an unknown parameter *name* is ignorable: an
+//! error under strict handling, listed in [`SearchQuery::ignored`] under
+//! `Prefer: handling=lenient` (search.html#errors). A known parameter that
+//! cannot be applied (an unsupported modifier, a chain through an unknown
+//! parameter, a malformed value) is an error either way, so no filter is ever
+//! silently dropped. Chains (`patient.identifier`), `_has`, `_include[:iterate]`
+//! and `_revinclude[:iterate]` are parsed into [`Link`]s and [`Include`]s. A
+//! parameter with an empty value (`name=`) restricts nothing; it is dropped
+//! and listed in `ignored` too.
 //!
 //! How each [`FilterValue`] matches the index rows is defined in
 //! [`crate::search::index`]'s module docs; [`Filter::matches_rows`] is the
@@ -386,8 +389,8 @@ pub struct SortKey {
 /// One `_include=Type:param[:Target]`: add the resources that the matches'
 /// `param` references, i.e. the `Type/id` `value`s of their `param` rows
 /// (rows holding other literals, such as `urn:uuid:`, name nothing stored),
-/// only those of `target_type` when given. `_include:iterate` and wildcards
-/// are refused by the parser.
+/// only those of `target_type` when given; `_revinclude` the other way round.
+/// Wildcards are refused by the parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Include {
     pub source_type: String,
