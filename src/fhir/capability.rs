@@ -79,10 +79,10 @@ pub fn generate(ctx: &FhirContext) -> Value {
         "software": {"name": "navet", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "navet: interoperability gateway for coordinated care in the patient's home"},
         "fhirVersion": "4.0.1",
-        "format": ["json"],
+        "format": ["json", "xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "FHIR R4 over JSON. Search parameters not listed here are refused (or ignored and reported with Prefer: handling=lenient). Paging uses _cursor links.",
+            "documentation": "FHIR R4 over JSON and XML (_format=xml or Accept: application/fhir+xml). Search parameters not listed here are refused (or ignored and reported with Prefer: handling=lenient). Paging uses _cursor links.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{
@@ -96,6 +96,8 @@ pub fn generate(ctx: &FhirContext) -> Value {
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            // $validate on every type and instance (src/http/validate.rs): base definitions + Swedish rules.
+            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
     })
 }

@@ -12,6 +12,8 @@ pub mod negotiate;
 pub mod respond;
 pub mod search;
 pub mod timeline;
+pub mod validate;
+pub mod xml;
 
 use std::sync::Arc;
 
