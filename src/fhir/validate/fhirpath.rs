@@ -740,13 +740,23 @@ fn children_named<'a>(structure: &Structure, item: &Item<'a>, name: &str, out: &
         return;
     }
     for (key, value) in object {
-        if key.starts_with('_') || !key.starts_with(name) {
+        // `_valueString` without `valueString`: a value that only has extensions still exists.
+        let (base, extensions_only) = match key.strip_prefix('_') {
+            Some(base) if object.contains_key(base) => continue,
+            Some(base) => (base, true),
+            None => (key.as_str(), false),
+        };
+        if !base.starts_with(name) {
             continue;
         }
-        if let Some((ty, element)) = structure.property(index, key)
+        if let Some((ty, element)) = structure.property(index, base)
             && element == position
         {
-            push_values(structure, Some(value), None, ty, out);
+            if extensions_only {
+                push_values(structure, None, Some(value), ty, out);
+            } else {
+                push_values(structure, Some(value), None, ty, out);
+            }
         }
     }
 }
@@ -798,11 +808,37 @@ fn all_children<'a>(structure: &Structure, item: &Item<'a>, out: &mut Coll<'a>) 
     }
 }
 
+/// Items without repeats (FHIRPath equality). Primitives are hashed by their text, so a union of all the
+/// references of a big resource (dom-3) stays linear; complex nodes are compared with each other only.
 fn distinct<'a>(items: Coll<'a>) -> Coll<'a> {
+    let mut seen: std::collections::HashSet<(u8, String)> = std::collections::HashSet::new();
+    let mut objects: Vec<usize> = Vec::new();
     let mut out: Coll<'a> = Vec::with_capacity(items.len());
     for item in items {
-        if !out.iter().any(|o| item_eq(o, &item) == Some(true)) {
-            out.push(item);
+        let key = match prv(&item) {
+            Some(Prv::Bool(b)) => Some((0, b.to_string())),
+            Some(Prv::Num(n)) => Some((1, n.to_string())),
+            Some(Prv::Str(s)) => Some((2, s.to_owned())),
+            // Dates of different precision may be unknown-equal: keep both, as `=` cannot decide.
+            Some(Prv::Date(s)) => Some((3, s.to_owned())),
+            Some(Prv::Time(s)) => Some((4, s.to_owned())),
+            None => None,
+        };
+        match key {
+            Some(key) => {
+                if seen.insert(key) {
+                    out.push(item);
+                }
+            }
+            None => {
+                if !objects
+                    .iter()
+                    .any(|&i| item_eq(&out[i], &item) == Some(true))
+                {
+                    objects.push(out.len());
+                    out.push(item);
+                }
+            }
         }
     }
     out
