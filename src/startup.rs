@@ -37,9 +37,16 @@ pub fn app(state: AppState) -> Router {
 /// [`app`] with `extra` routes served as FHIR routes are: inside the access log, the timeout and the panic
 /// catcher (tests add routes that panic or stall; production passes none).
 pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
-    let fhir = guarded(crate::http::fhir::routes().merge(extra), &state).route_layer(
-        middleware::from_fn_with_state(state.clone(), crate::http::audit::audit_requests),
-    );
+    let fhir = guarded(crate::http::fhir::routes().merge(extra), &state)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::audit::audit_requests,
+        ))
+        // FHIR XML in and out (src/http/xml.rs): outside the access log, which so sees JSON only.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::xml::negotiate_xml,
+        ));
     let rest = guarded(
         Router::new()
             .merge(crate::auth::router())

@@ -38,7 +38,7 @@ fn consent(patient: &str, actor: Option<&str>, deny: Option<&str>) -> Value {
     }
     json!({"resourceType": "Consent", "status": "active",
            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-           "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+           "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "policyRule": {"text": "Lag 2022:913"},
            "patient": {"reference": format!("Patient/{patient}")},
            "provision": provision})
 }
@@ -228,6 +228,7 @@ async fn an_appointment_belongs_to_the_patient_in_its_participants_also_after_a_
         .to_owned();
     let appointment = app
         .create(&json!({"resourceType": "Appointment", "status": "booked",
+            "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z",
             "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}]}))
         .await["id"]
         .as_str()

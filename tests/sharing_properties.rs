@@ -211,6 +211,7 @@ fn body(s: &Spec, patient: &str, named: &[Value], refs: &[String]) -> Value {
             let owner = json!({"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": PRINCIPALS[s.owner].2}});
             let actors = [&subject, &owner].into_iter().chain(named.iter());
             json!({"resourceType": "Appointment", "status": if s.active { "booked" } else { "fulfilled" },
+                   "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z",
                    "participant": actors.map(|a| json!({"actor": a, "status": "accepted"})).collect::<Vec<_>>()})
         }
     }
@@ -287,7 +288,7 @@ async fn check(specs: Vec<Spec>, consents: Consents, protected: bool) {
     let consent = |provision: Value| {
         json!({"resourceType": "Consent", "status": "active",
                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "policyRule": {"text": "Lag 2022:913"},
                "patient": {"reference": format!("Patient/{patient}")}, "provision": provision})
     };
     let mut consent_refs = Vec::new();

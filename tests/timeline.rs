@@ -169,7 +169,7 @@ async fn each_principal_sees_exactly_its_entries_and_no_existence_leaks() {
         &app.fhir,
         &json!({"resourceType": "Consent", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "policyRule": {"text": "Lag 2022:913"},
             "patient": {"reference": format!("Patient/{patient}")}, "provision": {"type": "permit"}}),
     )
     .await;
@@ -280,7 +280,7 @@ fn id_of(prefix: &str, v: &Value) -> String {
 fn consent_body(patient: &str, provision: Value, date_time: &str) -> Value {
     json!({"resourceType": "Consent", "status": "active", "dateTime": date_time,
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "policyRule": {"text": "Lag 2022:913"},
         "patient": {"reference": format!("Patient/{patient}")}, "provision": provision})
 }
 

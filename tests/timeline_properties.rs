@@ -257,7 +257,7 @@ async fn check(specs: Vec<Spec>, consents: Consents, page_sizes: [usize; 4]) {
     let consent = |provision: Value, hour: u8| {
         json!({"resourceType": "Consent", "status": "active", "dateTime": at(hour),
                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "policyRule": {"text": "Lag 2022:913"},
                "patient": {"reference": format!("Patient/{patient}")}, "provision": provision})
     };
     let mut provisions: Vec<(Value, u8)> = Vec::new();

@@ -369,8 +369,10 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
         ("PUT", [ty, id], None) => {
             known(ty)?;
             ops::check_id(id)?;
+            let prepared = resource(ty)?;
+            ops::check_body_id(&prepared, id)?;
             Ok(Op::Update {
-                prepared: resource(ty)?,
+                prepared,
                 id: (*id).to_owned(),
                 if_match,
                 full_url: e.full_url.clone(),
@@ -656,6 +658,7 @@ fn plan_transaction(ctx: &Arc<FhirContext>, ops_list: Vec<Op>) -> Result<Plan, A
     for (i, mut op) in ops_list.into_iter().enumerate() {
         let mut late = false;
         if let Some(p) = op_prepared_mut(&mut op) {
+            unresolved_uuids(p, &map, &late_keys).map_err(|e| prefix_paths(e, i))?;
             if p.resource.rewrite_references(&map) {
                 ops::revalidate(ctx, p).map_err(|e| prefix_paths(e, i))?;
             }
@@ -770,6 +773,73 @@ fn run_transaction(
     }
     results.sort_by_key(|(i, _)| *i);
     Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// A `urn:uuid:` reference in a transaction names another entry's `fullUrl` (FHIR R4 4.0.1 bundle.html
+/// #references): one that names none would be stored pointing nowhere, so the transaction is refused (422,
+/// naming each such reference).
+fn unresolved_uuids(
+    prepared: &Prepared,
+    map: &HashMap<String, String>,
+    late_keys: &HashSet<String>,
+) -> Result<(), ApiError> {
+    fn walk(
+        value: &serde_json::Value,
+        path: &mut String,
+        map: &HashMap<String, String>,
+        late_keys: &HashSet<String>,
+        out: &mut Vec<crate::error::ElementIssue>,
+    ) {
+        match value {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let mark = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    if k == "reference"
+                        && let serde_json::Value::String(s) = v
+                        && s.starts_with("urn:uuid:")
+                        && !map.contains_key(s)
+                        && !late_keys.contains(s)
+                    {
+                        out.push(crate::error::ElementIssue {
+                            path: path.clone(),
+                            message: format!(
+                                "'{s}' is the fullUrl of no entry in this transaction: a urn:uuid reference \
+                                 must name an entry of the Bundle"
+                            ),
+                        });
+                    } else {
+                        walk(v, path, map, late_keys, out);
+                    }
+                    path.truncate(mark);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let mark = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, path, map, late_keys, out);
+                    path.truncate(mark);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut path = prepared.resource.resource_type().to_owned();
+    let mut issues = Vec::new();
+    walk(
+        prepared.resource.value(),
+        &mut path,
+        map,
+        late_keys,
+        &mut issues,
+    );
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(issues))
+    }
 }
 
 fn op_prepared(op: &Op) -> Option<&Prepared> {

@@ -107,12 +107,12 @@ pub fn generate(ctx: &FhirContext) -> Value {
         "software": {"name": "navet", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "navet: interoperability gateway for coordinated care in the patient's home"},
         "fhirVersion": "4.0.1",
-        "format": ["json"],
+        "format": ["json", "xml"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "documentation": format!(
-                "FHIR R4 over JSON. Search parameters not listed here are refused (Prefer: handling=lenient \
+                "FHIR R4 over JSON and XML (_format=xml or Accept: application/fhir+xml). Search parameters not listed here are refused (Prefer: handling=lenient \
                  ignores, and reports, an unknown parameter name; a known filter that cannot be applied is \
                  always refused). Result parameters on every searchable type: {}. Chained parameters \
                  (param[:Type].param, up to three levels), _has, _include[:iterate] and \
@@ -136,6 +136,8 @@ pub fn generate(ctx: &FhirContext) -> Value {
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            // $validate on every type and instance (src/http/validate.rs): base definitions + Swedish rules.
+            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
     })
 }

@@ -15,7 +15,9 @@ pub mod sharing;
 pub mod structure;
 pub mod subscription;
 pub mod typed;
+pub mod validate;
 pub mod visibility;
+pub mod xml;
 
 use std::sync::Arc;
 
@@ -28,6 +30,8 @@ pub const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
 /// The read-only FHIR knowledge navet loads once at start-up and shares.
 pub struct FhirContext {
     pub structure: Structure,
+    /// The R4 invariants navet evaluates (`validate`), compiled against `structure`.
+    pub invariants: validate::Invariants,
     pub params: SearchParams,
     /// `[[outbox.allow]]`: which principals may have private or plain-http endpoints; a Subscription's
     /// endpoint is checked against them when it is written ([`subscription`]).
@@ -41,8 +45,10 @@ impl FhirContext {
 
     /// The embedded tables with the configuration's outbound allow rules.
     pub fn embedded_with(outbox_allow: Vec<crate::outbox::config::AllowRule>) -> Arc<Self> {
+        let structure = Structure::embedded();
         Arc::new(FhirContext {
-            structure: Structure::embedded(),
+            invariants: validate::Invariants::embedded(&structure),
+            structure,
             params: SearchParams::embedded(),
             outbox_allow,
         })

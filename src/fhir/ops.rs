@@ -58,21 +58,23 @@ pub fn prepare_parsed(
     Ok(Prepared { resource })
 }
 
-/// Structure and Swedish rules; run again after a transaction rewrote references.
+/// Structure, bindings, invariants and Swedish rules (`crate::fhir::validate`): every error refuses the write
+/// with its FHIRPath location; warnings do not. Run again after a transaction rewrote references.
 fn validate(ctx: &FhirContext, resource: &IncomingResource) -> Result<(), ApiError> {
-    if let Err(issues) = ctx.structure.validate(resource.value()) {
-        return Err(ApiError::Invalid(
-            issues
-                .into_iter()
-                .map(|i| crate::error::ElementIssue {
-                    path: i.path,
-                    message: i.message,
-                })
-                .collect(),
-        ));
+    let errors: Vec<crate::error::ElementIssue> =
+        crate::fhir::validate::check(ctx, resource.value())
+            .into_iter()
+            .filter(|f| f.level == crate::fhir::validate::Level::Error)
+            .map(|f| crate::error::ElementIssue {
+                path: f.path,
+                message: f.message,
+            })
+            .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(errors))
     }
-    rules::check(resource.resource_type(), resource.value())?;
-    Ok(())
 }
 
 /// What a write did, for the response: the status and the version now current.
@@ -331,11 +333,56 @@ pub fn update(
     check_may_change(tx, &current)?;
     let mut checked = prepared.clone();
     crate::fhir::protected::check_update(tx.actor(), &current, &mut checked.resource)?;
+    if unchanged(&checked, &current) {
+        // FHIR R4 §3.1.0.4: an update that changes nothing need not make a version; navet answers the
+        // current one, so a client re-sending what it read does not grow the history or notify anyone.
+        return Ok(WriteOutcome {
+            status: WriteStatus::Updated,
+            version: current,
+        });
+    }
     let version = write_version(ctx, tx, &checked, id, current.version + 1, &current.owner)?;
     Ok(WriteOutcome {
         status: WriteStatus::Updated,
         version,
     })
+}
+
+/// Whether `prepared` as an update of `current` would store the same resource: equal JSON once the
+/// server-owned `meta.versionId` and `meta.lastUpdated` are set aside (the owner tag is navet's either way).
+fn unchanged(prepared: &Prepared, current: &StoredVersion) -> bool {
+    let Some(stored) = current.json.as_deref().filter(|_| !current.deleted) else {
+        return false;
+    };
+    let rendered = prepared.resource.render(
+        &current.id,
+        current.version,
+        &current.last_updated,
+        &current.owner,
+    );
+    let strip = |text: &str| -> Option<serde_json::Value> {
+        let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
+        if let Some(meta) = value
+            .get_mut("meta")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        Some(value)
+    };
+    matches!((strip(&rendered), strip(stored)), (Some(a), Some(b)) if a == b)
+}
+
+/// An update of `Type/id` carries its id in the body (FHIR R4 §3.1.0.4: "the resource SHALL have an id
+/// element"): 400 without it. Conditional updates may leave it out.
+pub fn check_body_id(prepared: &Prepared, id: &str) -> Result<(), ApiError> {
+    match prepared.resource.body_id() {
+        Some(_) => Ok(()),
+        None => Err(ApiError::BadRequest(format!(
+            "an update must carry the resource's id in the body: add \"id\": \"{id}\""
+        ))),
+    }
 }
 
 /// Conditional update (§3.1.0.4.3): no match creates, one match updates it, several are 412.

@@ -28,6 +28,12 @@ pub enum IssueCode {
     Transient,
     Informational,
     Processing,
+    /// A code outside a required value set (`$validate`, writes).
+    CodeInvalid,
+    /// A broken invariant.
+    Invariant,
+    /// A rule of navet's profiles (Swedish identifiers).
+    BusinessRule,
 }
 
 impl IssueCode {
@@ -49,6 +55,9 @@ impl IssueCode {
             IssueCode::Transient => IssueType::Transient,
             IssueCode::Informational => IssueType::Informational,
             IssueCode::Processing => IssueType::Processing,
+            IssueCode::CodeInvalid => IssueType::CodeInvalid,
+            IssueCode::Invariant => IssueType::Invariant,
+            IssueCode::BusinessRule => IssueType::BusinessRule,
         }
     }
 }

@@ -16,8 +16,12 @@
 //! - resources inside resources (`contained`, `Bundle.entry.resource`, `Parameters.parameter.resource`, ...)
 //!   are validated against their own `resourceType`.
 //!
-//! Out of scope on purpose: invariants (FHIRPath constraints), terminology bindings, reference targets and
-//! profiles. `fhir_comments` is refused like any unknown property: it was a DSTU2 convention, dropped from the
+//! - a `code` element with a `required` binding holds a code of its value set (FHIR R4 4.0.1
+//!   terminologies.html#required), the value sets as extracted into `profiles/r4-valuesets.json` by
+//!   `profiles/tools/extract_validation.py`.
+//!
+//! Out of scope here: invariants (FHIRPath constraints, `crate::fhir::validate`), bindings of Coding and
+//! CodeableConcept elements, reference targets and profiles. `fhir_comments` is refused like any unknown property: it was a DSTU2 convention, dropped from the
 //! JSON format in STU3, and R4 JSON has no comments.
 //!
 //! The embedded definitions are parsed once at start-up (`Structure::embedded`) and then shared; validating
@@ -48,6 +52,28 @@ const MAX_PATH_SEGMENTS: usize = 256;
 pub struct StructureIssue {
     pub path: String,
     pub message: String,
+    pub kind: IssueKind,
+}
+
+/// What an issue is about, for the OperationOutcome's issue code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueKind {
+    /// The JSON does not have the structure of its type (issue type `structure`).
+    Structure,
+    /// A code outside the value set of a required binding (issue type `code-invalid`).
+    Code,
+}
+
+/// A bound code found by [`Structure::bound_codes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundCode {
+    /// FHIRPath location, as validation reports it (`Patient.contact[0].gender`).
+    pub path: String,
+    /// JSON pointer to the value (`/contact/0/gender`).
+    pub pointer: String,
+    /// The binding: structure and element (`Patient.contact.gender`).
+    pub binding: String,
+    pub value_set: String,
 }
 
 /// The structure of every R4 resource and datatype, ready for validation.
@@ -59,9 +85,18 @@ pub struct Structure {
     resources: Vec<TypeIndex>,
     /// `Element`: the structure of a primitive's `_name` object (id and extensions).
     element_type: TypeIndex,
+    /// The value sets of the required bindings, indexed by `Prop::binding`.
+    value_sets: Vec<ValueSet>,
 }
 
-type TypeIndex = u32;
+pub(crate) type TypeIndex = u32;
+
+/// An expanded value set: its canonical URL and its codes, sorted (binary search).
+#[derive(Debug)]
+struct ValueSet {
+    url: Box<str>,
+    codes: Vec<Box<str>>,
+}
 
 #[derive(Debug)]
 struct TypeDef {
@@ -72,6 +107,8 @@ struct TypeDef {
     props: HashMap<Box<str>, Prop>,
     /// Indexes in `elements` of the elements with min ≥ 1.
     required: Vec<u16>,
+    /// FHIRPath name (`value` for `value[x]`) → index in `elements`, for the invariants' navigation.
+    by_fhirpath_name: HashMap<Box<str>, u16>,
 }
 
 #[derive(Debug)]
@@ -86,6 +123,8 @@ struct ElementDef {
     /// `_name`, the sibling that carries a primitive's id and extensions (not for choice elements).
     underscore: Box<str>,
     primitive: bool,
+    /// Element.id, Extension.url, Resource.id (FHIRPath System types): XML attributes, except Resource.id.
+    system: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,10 +134,12 @@ struct Prop {
     /// A FHIR primitive that may have a `_name` sibling: not Element.id, Extension.url, Resource.id
     /// (FHIRPath System types in the definitions) nor xhtml (xhtml.extension has max 0).
     extensible: bool,
+    /// A `code` with a required binding: index in `Structure::value_sets`.
+    binding: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
+pub(crate) enum Ty {
     Primitive(Prim),
     Complex(TypeIndex),
     /// A resource: any (`Resource`) or one type.
@@ -107,7 +148,7 @@ enum Ty {
 
 /// The R4 primitive types (datatypes.html#primitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prim {
+pub(crate) enum Prim {
     Base64Binary,
     Boolean,
     Canonical,
@@ -138,7 +179,7 @@ enum JsonKind {
 }
 
 impl Prim {
-    fn from_code(code: &str) -> Option<Prim> {
+    pub(crate) fn from_code(code: &str) -> Option<Prim> {
         Some(match code {
             "base64Binary" => Prim::Base64Binary,
             "boolean" => Prim::Boolean,
@@ -164,7 +205,7 @@ impl Prim {
         })
     }
 
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Prim::Base64Binary => "base64Binary",
             Prim::Boolean => "boolean",
@@ -227,7 +268,7 @@ impl Prim {
 
 #[derive(Debug, thiserror::Error)]
 enum LoadError {
-    #[error("profiles/r4-structure.json is not the expected JSON: {0}")]
+    #[error("profiles/r4-structure.json or r4-valuesets.json is not the expected JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("profiles/r4-structure.json is inconsistent: {0}")]
     Inconsistent(String),
@@ -241,6 +282,17 @@ struct RawFile {
     primitives: Vec<(String, RawPrimitive)>,
     #[serde(deserialize_with = "ordered")]
     types: Vec<(String, RawType)>,
+}
+
+/// profiles/r4-valuesets.json (see profiles/tools/extract_validation.py).
+#[derive(Deserialize)]
+struct RawValueSets {
+    #[serde(rename = "fhirVersion")]
+    fhir_version: String,
+    /// Structure key → element name → value set URL.
+    bindings: HashMap<String, HashMap<String, String>>,
+    #[serde(rename = "valueSets")]
+    value_sets: HashMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -320,12 +372,24 @@ impl Structure {
     pub fn embedded() -> Structure {
         // A build-time artefact generated by profiles/tools/extract_structure.py; a unit test parses it, so a
         // failure here is a packaging bug, not a run-time condition.
-        Structure::parse(include_str!("../../profiles/r4-structure.json"))
-            .expect("the embedded profiles/r4-structure.json must describe the R4 structures")
+        Structure::parse(
+            include_str!("../../profiles/r4-structure.json"),
+            include_str!("../../profiles/r4-valuesets.json"),
+        )
+        .expect("the embedded profiles/r4-structure.json must describe the R4 structures")
     }
 
-    fn parse(text: &str) -> Result<Structure, LoadError> {
+    fn parse(text: &str, value_sets_text: &str) -> Result<Structure, LoadError> {
         let raw: RawFile = serde_json::from_str(text)?;
+        let raw_sets: RawValueSets = serde_json::from_str(value_sets_text)?;
+        if raw_sets.fhir_version != "4.0.1" {
+            return Err(inconsistent(format!(
+                "r4-valuesets.json fhirVersion {} is not 4.0.1",
+                raw_sets.fhir_version
+            )));
+        }
+        let mut value_sets: Vec<ValueSet> = Vec::new();
+        let mut value_set_index: HashMap<&str, u16> = HashMap::new();
         if raw.fhir_version != "4.0.1" {
             return Err(inconsistent(format!(
                 "fhirVersion {} is not 4.0.1",
@@ -380,6 +444,8 @@ impl Structure {
             let mut elements = Vec::with_capacity(raw_type.elements.len());
             let mut props = HashMap::new();
             let mut required = Vec::new();
+            let mut by_fhirpath_name = HashMap::new();
+            let type_bindings = raw_sets.bindings.get(type_name.as_str());
             let mut choices = 0u8;
             for (position, (name, raw_element)) in raw_type.elements.iter().enumerate() {
                 let position = u16::try_from(position)
@@ -415,6 +481,31 @@ impl Structure {
                     }
                 };
                 let mut primitive = false;
+                let url = type_bindings.and_then(|b| b.get(name.as_str()));
+                let binding = match url {
+                    Some(url) => match value_set_index.get(url.as_str()) {
+                        Some(&index) => Some(index),
+                        // Not expandable from the definitions (listed under notExpanded): not checked.
+                        None => match raw_sets.value_sets.get(url) {
+                            None => None,
+                            Some(codes) => {
+                                let mut codes: Vec<Box<str>> =
+                                    codes.iter().map(|c| c.as_str().into()).collect();
+                                codes.sort();
+                                let index = u16::try_from(value_sets.len())
+                                    .map_err(|_| inconsistent("too many value sets".into()))?;
+                                value_sets.push(ValueSet {
+                                    url: url.as_str().into(),
+                                    codes,
+                                });
+                                value_set_index.insert(url.as_str(), index);
+                                Some(index)
+                            }
+                        },
+                    },
+                    None => None,
+                };
+                by_fhirpath_name.insert(choice_stem.unwrap_or(name).into(), position);
                 for code in &codes {
                     let ty = resolve(code)?;
                     let extensible = match ty {
@@ -428,6 +519,7 @@ impl Structure {
                         element: position,
                         ty,
                         extensible,
+                        binding: binding.filter(|_| ty == Ty::Primitive(Prim::Code)),
                     };
                     let key = match choice_stem {
                         Some(stem) => choice_variant(stem, code),
@@ -449,6 +541,7 @@ impl Structure {
                     choice_slot,
                     underscore: format!("_{name}").into_boxed_str(),
                     primitive,
+                    system: raw_element.system,
                 });
             }
             types.push(TypeDef {
@@ -457,6 +550,7 @@ impl Structure {
                 elements,
                 props,
                 required,
+                by_fhirpath_name,
             });
         }
         let element_type = match by_name.get("Element") {
@@ -468,6 +562,7 @@ impl Structure {
             by_name,
             resources,
             element_type,
+            value_sets,
         })
     }
 
@@ -486,6 +581,132 @@ impl Structure {
     fn resource_index(&self, name: &str) -> Option<TypeIndex> {
         let index = *self.by_name.get(name)?;
         self.types[index as usize].is_resource.then_some(index)
+    }
+
+    // Navigation for the FHIRPath evaluator (`crate::fhir::validate`): what a property holds.
+
+    pub(crate) fn type_index(&self, name: &str) -> Option<TypeIndex> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn type_name(&self, index: TypeIndex) -> &str {
+        self.types.get(index as usize).map_or("", |t| &*t.name)
+    }
+
+    /// The concrete resource type of a JSON object, by its `resourceType`.
+    pub(crate) fn resource_type_of(&self, value: &Value) -> Option<TypeIndex> {
+        self.resource_index(value.get("resourceType")?.as_str()?)
+    }
+
+    /// What the JSON property `key` (no `_`) of an object of type `index` holds, and its element's position.
+    pub(crate) fn property(&self, index: TypeIndex, key: &str) -> Option<(Ty, u16)> {
+        let prop = self.types.get(index as usize)?.props.get(key)?;
+        Some((prop.ty, prop.element))
+    }
+
+    /// The position of the element a FHIRPath name navigates to (`value` → `value[x]`), and whether it is
+    /// a choice element (whose JSON properties carry the type's name).
+    pub(crate) fn element_by_fhirpath(&self, index: TypeIndex, name: &str) -> Option<(u16, bool)> {
+        let def = self.types.get(index as usize)?;
+        let position = *def.by_fhirpath_name.get(name)?;
+        let element = def.elements.get(usize::from(position))?;
+        Some((position, element.choice_slot.is_some()))
+    }
+
+    /// Whether an element repeats (max > 1) and whether it is a System-typed one (id, url).
+    pub(crate) fn element_shape(&self, index: TypeIndex, position: u16) -> (bool, bool) {
+        self.types
+            .get(index as usize)
+            .and_then(|t| t.elements.get(usize::from(position)))
+            .map_or((false, false), |e| (e.max > 1, e.system))
+    }
+
+    pub(crate) fn is_resource_index(&self, index: TypeIndex) -> bool {
+        self.types
+            .get(index as usize)
+            .is_some_and(|t| t.is_resource)
+    }
+
+    /// Every `code` with a required binding that navet checks in `resource`: where it is and which binding
+    /// (`Patient.gender`). For the mutation tests (tests/official_examples_validation.rs) and for tooling.
+    pub fn bound_codes(&self, resource: &Value) -> Vec<BoundCode> {
+        let mut out = Vec::new();
+        if let Some(index) = self.resource_type_of(resource) {
+            let path = self.type_name(index).to_owned();
+            self.collect_codes(index, resource, path, String::new(), &mut out);
+        }
+        out
+    }
+
+    fn collect_codes(
+        &self,
+        index: TypeIndex,
+        value: &Value,
+        path: String,
+        pointer: String,
+        out: &mut Vec<BoundCode>,
+    ) {
+        let (Some(def), Value::Object(object)) = (self.types.get(index as usize), value) else {
+            return;
+        };
+        for (key, child) in object {
+            let Some(prop) = def.props.get(key.as_str()) else {
+                continue;
+            };
+            let items: Vec<(String, String, &Value)> = match child {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        (
+                            format!("{path}.{key}[{i}]"),
+                            format!("{pointer}/{key}/{i}"),
+                            v,
+                        )
+                    })
+                    .collect(),
+                v => vec![(format!("{path}.{key}"), format!("{pointer}/{key}"), v)],
+            };
+            for (path, pointer, item) in items {
+                match prop.ty {
+                    Ty::Primitive(_) => {
+                        if let (Some(binding), Value::String(_)) = (prop.binding, item) {
+                            let element = &def.elements[usize::from(prop.element)].name;
+                            out.push(BoundCode {
+                                path,
+                                pointer,
+                                binding: format!("{}.{element}", def.name),
+                                value_set: self.value_sets[usize::from(binding)].url.to_string(),
+                            });
+                        }
+                    }
+                    Ty::Complex(child) => self.collect_codes(child, item, path, pointer, out),
+                    Ty::Resource(_) => {
+                        if let Some(child) = self.resource_type_of(item) {
+                            self.collect_codes(child, item, path, pointer, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many required code bindings navet checks (elements with an expandable value set).
+    pub fn checked_bindings(&self) -> usize {
+        self.types
+            .iter()
+            .map(|t| {
+                let mut elements: Vec<u16> = t
+                    .props
+                    .values()
+                    .filter(|p| p.binding.is_some())
+                    .map(|p| p.element)
+                    .collect();
+                elements.sort_unstable();
+                elements.dedup();
+                elements.len()
+            })
+            .sum()
     }
 
     /// Checks `resource` against the R4 structure of its `resourceType`; on failure, every issue found (at most
@@ -538,12 +759,17 @@ impl<'a> Validator<'a> {
     }
 
     fn issue(&mut self, message: impl Into<String>) {
+        self.issue_of(IssueKind::Structure, message);
+    }
+
+    fn issue_of(&mut self, kind: IssueKind, message: impl Into<String>) {
         match self.issues.len() {
             n if n < MAX_ISSUES => {
                 let path = self.render_path();
                 self.issues.push(StructureIssue {
                     path,
                     message: message.into(),
+                    kind,
                 });
             }
             MAX_ISSUES => {
@@ -551,6 +777,7 @@ impl<'a> Validator<'a> {
                 self.issues.push(StructureIssue {
                     path,
                     message: format!("more issues follow; validation stopped after {MAX_ISSUES}"),
+                    kind: IssueKind::Structure,
                 });
             }
             _ => {}
@@ -797,7 +1024,14 @@ impl<'a> Validator<'a> {
     /// One value of a property, not an array.
     fn single(&mut self, prop: &Prop, value: &'a Value) {
         match prop.ty {
-            Ty::Primitive(prim) => self.primitive(prim, value),
+            Ty::Primitive(prim) => {
+                self.primitive(prim, value);
+                if let (Some(binding), Value::String(code)) = (prop.binding, value)
+                    && !code.is_empty()
+                {
+                    self.binding(binding, code);
+                }
+            }
             Ty::Complex(index) => match value {
                 Value::Object(object) if object.is_empty() => {
                     self.issue("empty object: leave the element out instead");
@@ -889,6 +1123,27 @@ impl<'a> Validator<'a> {
                 element.underscore,
                 json_kind_name(other)
             )),
+        }
+    }
+
+    /// A code of an element with a required binding must be in its value set (terminologies.html#required).
+    fn binding(&mut self, binding: u16, code: &str) {
+        let Some(set) = self.structure.value_sets.get(usize::from(binding)) else {
+            return;
+        };
+        if set.codes.binary_search_by(|c| (**c).cmp(code)).is_err() {
+            let mut listed: Vec<&str> = set.codes.iter().take(12).map(|c| &**c).collect();
+            if set.codes.len() > listed.len() {
+                listed.push("...");
+            }
+            self.issue_of(
+                IssueKind::Code,
+                format!(
+                    "'{code}' is not in the required value set {} ({})",
+                    set.url,
+                    listed.join(", ")
+                ),
+            );
         }
     }
 

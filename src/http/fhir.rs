@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/fhir/Patient/{id}/$timeline", get(timeline::timeline))
         .route("/fhir/Patient/{id}/$everything", get(timeline::everything))
+        .merge(crate::http::validate::routes())
 }
 
 /// Checks that the caller's scopes allow `interaction` on `ty` and, for patient data, that the token names an
@@ -378,6 +379,7 @@ async fn update(
     let expected = if_match(&headers)?;
     let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
+    ops::check_body_id(&prepared, &id)?;
     // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
     let _permit = bytes.into_parts().1;
     let ctx = state.fhir.clone();

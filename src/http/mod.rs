@@ -15,6 +15,8 @@ pub mod patch;
 pub mod respond;
 pub mod search;
 pub mod timeline;
+pub mod validate;
+pub mod xml;
 
 use std::sync::Arc;
 

@@ -8,14 +8,53 @@ use crate::error::ApiError;
 use crate::http::body::BoundedBody;
 use crate::state::AppState;
 
-/// Checks that the client accepts FHIR JSON (`Accept` or `_format`). FHIR XML is not served yet: 406.
+/// Media types and `_format` values of FHIR XML (http.html#mime-type); `crate::http::xml` converts.
+const XML_MEDIA: [&str; 5] = [
+    "xml",
+    "application/fhir+xml",
+    "application/xml",
+    "text/xml",
+    "application/xml+fhir",
+];
+
+fn media_types(value: &str) -> impl Iterator<Item = String> + '_ {
+    value.split(',').map(|part| {
+        part.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+/// Whether the answer should be FHIR XML: `_format` says so, or the first FHIR media type of `Accept` is XML.
+pub fn wants_xml(headers: &HeaderMap, format: Option<&str>) -> bool {
+    if let Some(f) = format {
+        return XML_MEDIA.contains(&f.trim().to_ascii_lowercase().as_str());
+    }
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    media_types(accept)
+        .find(|m| m.contains("json") || m.contains("xml"))
+        .is_some_and(|m| XML_MEDIA.contains(&m.as_str()))
+}
+
+/// Whether the request body is FHIR XML (`Content-Type`).
+pub fn is_xml_media(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| media_types(v).next())
+        .is_some_and(|m| m != "xml" && XML_MEDIA.contains(&m.as_str()))
+}
+
+/// Checks that the client accepts FHIR JSON or FHIR XML (`Accept` or `_format`); anything else is a 406.
 pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), ApiError> {
     if let Some(f) = format {
         return match f {
             "json" | "application/json" | "application/fhir+json" => Ok(()),
-            "xml" | "application/xml" | "application/fhir+xml" | "text/xml" => Err(
-                ApiError::NotAcceptable("FHIR XML is not served; use _format=json".into()),
-            ),
+            f if XML_MEDIA.contains(&f) => Ok(()),
             other => Err(ApiError::NotAcceptable(format!(
                 "unsupported _format '{other}'"
             ))),
@@ -38,13 +77,13 @@ pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), Api
                 | "application/json"
                 | "application/fhir+json"
                 | "application/json+fhir"
-        )
+        ) || XML_MEDIA.contains(&media.as_str())
     });
     if acceptable {
         Ok(())
     } else {
         Err(ApiError::NotAcceptable(format!(
-            "cannot answer in '{accept}': navet serves application/fhir+json"
+            "cannot answer in '{accept}': navet serves application/fhir+json and application/fhir+xml"
         )))
     }
 }
@@ -151,14 +190,20 @@ mod tests {
     use axum::http::HeaderValue;
 
     #[test]
-    fn fhir_json_and_wildcards_are_acceptable_and_xml_is_not() {
+    fn fhir_json_xml_and_wildcards_are_acceptable_and_others_are_not() {
         let mut h = HeaderMap::new();
         h.insert(
             ACCEPT,
             HeaderValue::from_static("application/fhir+json;q=0.9, */*;q=0.1"),
         );
         assert!(check_accept(&h, None).is_ok());
+        assert!(!wants_xml(&h, None));
         h.insert(ACCEPT, HeaderValue::from_static("application/fhir+xml"));
+        assert!(check_accept(&h, None).is_ok());
+        assert!(wants_xml(&h, None));
+        assert!(!wants_xml(&h, Some("json")));
+        assert!(wants_xml(&HeaderMap::new(), Some("xml")));
+        h.insert(ACCEPT, HeaderValue::from_static("text/html"));
         assert!(matches!(
             check_accept(&h, None),
             Err(ApiError::NotAcceptable(_))
