@@ -45,6 +45,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
             .merge(crate::auth::router())
             .merge(crate::http::auditor::routes())
             .merge(crate::http::admin::routes())
+            .merge(crate::http::svpl::routes())
             .route("/metrics", get(crate::http::metrics::scrape))
             .route("/healthz", get(crate::http::health::healthz))
             .route("/readyz", get(crate::http::health::readyz)),
@@ -126,6 +127,10 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
     let fhir = FhirContext::embedded_with(settings.outbox.allow.clone());
+    let svpl = Arc::new(crate::svpl::SvplContext::for_principals(
+        settings.svpl_mapping.clone(),
+        &auth.registry().principals(),
+    ));
     let state = AppState {
         store,
         fhir,
@@ -135,6 +140,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         auth: Arc::new(auth),
         bounds: crate::http::body::Bounds::from_settings(settings),
         edge: Arc::new(edge::Edge::new(&settings.limits)),
+        svpl,
     };
     let relinked = crate::fhir::relink::backfill(&state.fhir, state.store.as_ref())
         .await

@@ -23,6 +23,8 @@ pub struct AppState {
     pub bounds: crate::http::body::Bounds,
     /// The edge's limits and counters (`http::edge`).
     pub edge: Arc<crate::http::edge::Edge>,
+    /// SVPL/SIP messages: the mapping and the known HSA-ids (`crate::svpl`).
+    pub svpl: Arc<crate::svpl::SvplContext>,
 }
 
 impl AppState {

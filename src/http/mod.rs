@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod respond;
 pub mod search;
+pub mod svpl;
 pub mod timeline;
 
 use std::sync::Arc;
