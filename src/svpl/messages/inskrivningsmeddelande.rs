@@ -77,7 +77,14 @@ impl Inskrivningsmeddelande {
         let encounter_id = id_for(sender, &e.id, "Encounter");
         let mut t = Translation::new(format!("Encounter/{encounter_id}"));
         let recipients: Vec<String> = e.recipients.iter().map(|r| r.hsa.to_string()).collect();
-        let informed: Vec<Value> = recipients
+        // The listed vårdcentral is told too (its Task below), so it reads the admission it acts on.
+        let mut told = recipients.clone();
+        if let Some(listed) = &e.patient.listed_at
+            && !told.iter().any(|r| r == listed.as_str())
+        {
+            told.push(listed.to_string());
+        }
+        let informed: Vec<Value> = told
             .iter()
             .map(|r| {
                 json!({
