@@ -485,3 +485,239 @@ async fn only_the_original_sender_may_withdraw_a_message_and_its_resources_becom
         assert_eq!(c["category"][0]["coding"][0]["code"], "makulering");
     }
 }
+
+/// Replaces the golden message's times with times relative to now (the deadlines are checked at receipt).
+fn retimed(text: &str, pairs: &[(&str, jiff::Timestamp)]) -> String {
+    let mut out = text.to_owned();
+    for (from, to) in pairs {
+        out = out.replace(from, &to.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string());
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_sip_lifecycle_runs_end_to_end_and_each_step_is_seen_by_the_other_participants() {
+    let app = spawn_app_with_demo().await;
+    let (kommun, vc, mtn, ystad) = (
+        as_(&app, KOMMUN).await,
+        as_(&app, VC).await,
+        as_(&app, MTN).await,
+        as_(&app, YSTAD).await,
+    );
+    let (s, begaran) = post_xml(&app, &kommun, golden("sip-01-begaran")).await;
+    assert_eq!(s, 200, "{begaran}");
+    let begaran = listed(&begaran);
+    let plan_ref = begaran[2].clone();
+    let tasks: Vec<String> = of_type(&begaran, &["Task"]).into_iter().collect();
+
+    // Kallelse from the vårdcentral: an Appointment everyone invited reads, the invitations done.
+    let (s, kallelse) = post_xml(&app, &vc, golden("sip-02-kallelse")).await;
+    assert_eq!(s, 200, "{kallelse}");
+    let appointment = listed(&kallelse)
+        .into_iter()
+        .find(|r| r.starts_with("Appointment/"))
+        .unwrap();
+    for c in [&kommun, &vc, &mtn] {
+        let (s, a) = get_json(&app, c, &appointment).await;
+        assert_eq!(s, 200);
+        assert_eq!(a["start"], "2026-11-26T10:00:00+01:00");
+    }
+    assert_eq!(get_json(&app, &ystad, &appointment).await.0, 404);
+    for t in &tasks {
+        let (_, task) = get_json(&app, &mtn, t).await;
+        assert_eq!(task["status"], "completed", "{t}");
+    }
+
+    // The plan from the kommun: active, one activity per insats and other measure, seen by the performers.
+    let (s, plan) = post_xml(&app, &kommun, golden("sip-03-plan")).await;
+    assert_eq!(s, 200, "{plan}");
+    for c in [&vc, &mtn] {
+        let (_, p) = get_json(&app, c, &plan_ref).await;
+        assert_eq!(p["status"], "active");
+        assert_eq!(p["activity"].as_array().unwrap().len(), 4);
+    }
+    let (_, team) = get_json(&app, &vc, &begaran[0]).await;
+    assert_eq!(
+        team["managingOrganization"][0]["identifier"]["value"],
+        KOMMUN_HSA
+    );
+
+    // Follow-up from the mobile team, referencing the plan message: a Communication the kommun reads.
+    let (s, follow) = post_xml(&app, &mtn, golden("sip-04-uppfoljning")).await;
+    assert_eq!(s, 200, "{follow}");
+    let note = listed(&follow)
+        .into_iter()
+        .find(|r| r.starts_with("Communication/"))
+        .unwrap();
+    let (_, c) = get_json(&app, &kommun, &note).await;
+    assert_eq!(
+        c["payload"][0]["contentString"],
+        "Såren läker; punktinsatser har inte behövts."
+    );
+    let (_, p) = get_json(&app, &kommun, &plan_ref).await;
+    assert!(p["extension"].to_string().contains("2027-03-01"), "{p}");
+
+    // Only the overall responsible principal closes it.
+    let not_theirs = golden("sip-05-avslut")
+        .replace(
+            "Avsandare hsaId=\"SE2120000999-HSJ1290\"",
+            "Avsandare hsaId=\"SE2321000255-VC101\"",
+        )
+        .replace(
+            "<Mottagare hsaId=\"SE2321000255-VC101\" typ=\"vardcentral\"/>",
+            "<Mottagare hsaId=\"SE2120000999-HSJ1290\"/>",
+        );
+    let (s, refused) = post_xml(&app, &vc, not_theirs).await;
+    assert_eq!((s, codes(&refused)), (422, vec!["AVSANDARE".to_owned()]));
+    let (s, done) = post_xml(&app, &kommun, golden("sip-05-avslut")).await;
+    assert_eq!(s, 200, "{done}");
+    for c in [&kommun, &vc, &mtn] {
+        let (_, p) = get_json(&app, c, &plan_ref).await;
+        assert_eq!(p["status"], "completed");
+    }
+    // Ystad's kommun, never addressed, saw none of it.
+    let tolvan = patient_id(&app, "191212121212").await;
+    for ty in [
+        "CarePlan",
+        "Task",
+        "Appointment",
+        "Communication",
+        "CareTeam",
+    ] {
+        let (_, b) = get_json(&app, &ystad, &format!("{ty}?patient={tolvan}")).await;
+        assert!(
+            b["entry"].as_array().is_none_or(|e| e.is_empty()),
+            "{ty}: {b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_admission_chain_tracks_the_lag_2017_612_deadlines_and_overdue_work_is_searchable() {
+    let app = spawn_app_with_demo().await;
+    let (csk, kommun, vc, ystad) = (
+        as_(&app, CSK).await,
+        as_(&app, KOMMUN).await,
+        as_(&app, VC).await,
+        as_(&app, YSTAD).await,
+    );
+    let now = jiff::Timestamp::now();
+    let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
+    // Admitted 2 hours ago: on time. Ready for discharge 4 days ago would be odd; 80 hours after a ready
+    // time is what makes the kallelse overdue, so the chain is told as if admitted long ago.
+    let on_time = retimed(
+        &golden("adm-01-inskrivning"),
+        &[("2026-11-22T21:40:00+01:00", hours(2))],
+    );
+    let (s, admitted) = post_xml(&app, &csk, on_time).await;
+    assert_eq!(s, 200, "{admitted}");
+    let encounter = listed(&admitted)[0].clone();
+    for c in [&csk, &kommun, &vc] {
+        let (s, e) = get_json(&app, c, &encounter).await;
+        assert_eq!(s, 200);
+        assert_eq!(e["status"], "in-progress");
+        assert!(!e["meta"].to_string().contains("late"), "{e}");
+    }
+    assert_eq!(get_json(&app, &ystad, &encounter).await.0, 404);
+
+    // A notice 30 hours after the admission is stored and tagged late.
+    let late = retimed(
+        &golden("late-01-inskrivning"),
+        &[("2026-11-21T18:00:00+01:00", hours(30))],
+    );
+    let ystad_lasarett = app
+        .client_as(
+            "demo-lasarettet-ystad",
+            Some("SE2321000255-P0002"),
+            "system/*.cruds",
+        )
+        .await;
+    let (s, late) = post_xml(&app, &ystad_lasarett, late).await;
+    assert_eq!(s, 200, "{late}");
+    let (_, found) = get_json(
+        &app,
+        &ystad_lasarett,
+        "Encounter?_tag=http://navet.example/CodeSystem/deadline|late",
+    )
+    .await;
+    let tagged: Vec<String> = entry_list(&found);
+    assert_eq!(tagged, vec![listed(&late)[0].clone()]);
+
+    // Ready for discharge 80 hours ago: the listed vårdcentral's kallelse Task was due 3 calendar days later.
+    let ready = retimed(
+        &golden("adm-02-utskrivningsklar"),
+        &[("2026-11-27T14:30:00+01:00", hours(80))],
+    );
+    let (s, ready) = post_xml(&app, &csk, ready).await;
+    assert_eq!(s, 200, "{ready}");
+    let task = listed(&ready)
+        .into_iter()
+        .find(|r| r.starts_with("Task/"))
+        .unwrap();
+    let (_, t) = get_json(&app, &vc, &task).await;
+    assert_eq!(t["owner"]["identifier"]["value"], "SE2321000255-VC101");
+    assert_eq!(
+        t["restriction"]["period"]["end"],
+        navet::svpl::messages::kallelse_due(hours(80))
+    );
+    let overdue = format!(
+        "Task?status=requested&code=sip-kallelse&due=lt{}",
+        now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let (_, b) = get_json(&app, &vc, &overdue).await;
+    assert_eq!(entry_list(&b), vec![task.clone()]);
+    // Overdue work is per principal: the kommun has none of its own, Ystad sees nothing.
+    let (_, b) = get_json(&app, &ystad, &overdue).await;
+    assert_eq!(entry_list(&b), Vec::<String>::new());
+
+    let (s, out) = post_xml(&app, &csk, golden("adm-03-utskrivning")).await;
+    assert_eq!(s, 200, "{out}");
+    let (_, e) = get_json(&app, &kommun, &encounter).await;
+    assert_eq!(e["status"], "finished");
+    assert_eq!(e["period"]["end"], "2026-11-29T10:30:00+01:00");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary bytes and mutated messages through the HTTP API: always a Kvittens, mottagen (200) or
+    /// avvisad (400/422), never a 500.
+    #[test]
+    fn any_body_gets_a_kvittens_and_never_a_500() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (app, kommun) = rt.block_on(async {
+            let app = spawn_app_with_demo().await;
+            let kommun = as_(&app, KOMMUN).await;
+            (app, kommun)
+        });
+        let begaran = golden("sip-01-begaran");
+        let config = ProptestConfig {
+            cases: 48,
+            ..ProptestConfig::default()
+        };
+        let strategy = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            (
+                any::<prop::sample::Index>(),
+                0usize..30,
+                "[<>&/=\" a-zA-Z0-9;#-]{0,10}"
+            )
+                .prop_map(move |(at, len, ins)| {
+                    let b = begaran.as_bytes();
+                    let i = at.index(b.len());
+                    [&b[..i], ins.as_bytes(), &b[(i + len).min(b.len())..]].concat()
+                }),
+        ];
+        proptest::test_runner::TestRunner::new(config)
+            .run(&strategy, |body| {
+                let (status, text) = rt.block_on(post_xml(&app, &kommun, body));
+                prop_assert!(matches!(status, 200 | 400 | 422), "{status}: {text}");
+                let k = Kvittens::from_xml(text.as_bytes(), &Mapping::embedded());
+                prop_assert!(k.is_some(), "not a Kvittens: {text}");
+                prop_assert_eq!(k.unwrap().status == Status::Mottagen, status == 200);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -19,7 +19,7 @@ pub use sip_begaran::SipBegaran;
 pub use sip_kallelse::SipKallelse;
 pub use sip_plan::{Insats, OvrigAtgard, SipPlan};
 pub use sip_uppfoljning::SipUppfoljning;
-pub use utskrivningsklar::Utskrivningsklar;
+pub use utskrivningsklar::{Utskrivningsklar, kallelse_due};
 pub use utskrivningsmeddelande::Utskrivningsmeddelande;
 
 use super::kvittens::{Fel, FelCode};
