@@ -88,3 +88,25 @@ pub fn load_mapping(
     };
     result.map_err(|errors| format!("SVPL mapping errors:\n  - {}", errors.join("\n  - ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mappings_dir_is_read_relative_to_the_configuration_and_a_missing_one_is_named() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let section = SvplSection {
+            mappings_dir: Some("mappings/svpl".into()),
+        };
+        assert!(load_mapping(&section, Some(here)).is_ok());
+        let missing = SvplSection {
+            mappings_dir: Some("mappings/nowhere".into()),
+        };
+        let e = load_mapping(&missing, Some(here)).unwrap_err();
+        assert!(
+            e.contains("nowhere/elements.toml") && e.contains("nowhere/codes.toml"),
+            "{e}"
+        );
+    }
+}
