@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub outbox: crate::outbox::config::OutboxSection,
     #[serde(default)]
     pub destinations: Vec<crate::outbox::config::DestinationConfig>,
+    #[serde(default)]
+    pub svpl: crate::svpl::SvplSection,
 }
 
 /// `[limits]`: the edge's timeouts, concurrency and rate limits (README "Limits and the edge"), and bounds on
@@ -275,6 +277,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// `[outbox]` and `[[destinations]]`: checked, with their credentials read.
     pub outbox: crate::outbox::config::OutboxSettings,
+    /// `[svpl]`: the checked SVPL mapping (`mappings/svpl/`, or the files `mappings_dir` names).
+    pub svpl_mapping: crate::svpl::mapping::Mapping,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -492,6 +496,9 @@ impl Settings {
             &|var| std::env::var(var).ok(),
             &mut errors,
         );
+        let svpl_mapping = crate::svpl::load_mapping(&file.svpl, config_dir.as_deref())
+            .map_err(|e| errors.push(e))
+            .ok();
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -515,6 +522,7 @@ impl Settings {
             limits,
             metrics_listen,
             outbox,
+            svpl_mapping: svpl_mapping.unwrap_or_else(crate::svpl::mapping::Mapping::embedded),
         })
     }
 }

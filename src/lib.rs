@@ -1,5 +1,5 @@
 //! navet ("the hub"): an interoperability gateway for coordinated care in the patient's home in Sweden.
-//! FHIR R4 REST on an embedded SQLite store (PostgreSQL to follow), with SVPL/SIP XML and itACiH to come.
+//! FHIR R4 REST on an embedded SQLite store (PostgreSQL to follow), with SVPL/SIP XML messages and itACiH to come.
 //!
 //! # Layout
 //! - [`audit`]: the access log: AuditEvents in the same transaction, hash-chained.
@@ -18,6 +18,7 @@
 //! - [`timeline`]: the patient timeline: clinical times, keyset cursors, the query the store answers.
 //! - [`outbox`]: durable outbound delivery: enqueue with the change, workers, retries, dead letters.
 //! - [`clients`]: typed outbound clients (a generic HTTP POST for now) with per-destination timeouts.
+//! - [`svpl`]: SVPL/SIP XML messages in and out: mapping, message types, translation to FHIR, receipts.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
 
 pub mod audit;
@@ -33,5 +34,6 @@ pub mod search;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod svpl;
 pub mod timeline;
 pub mod tls;

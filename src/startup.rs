@@ -52,6 +52,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
             .merge(crate::auth::router())
             .merge(crate::http::auditor::routes())
             .merge(crate::http::admin::routes())
+            .merge(crate::http::svpl::routes())
             .route("/metrics", get(crate::http::metrics::scrape))
             .route("/healthz", get(crate::http::health::healthz))
             .route("/readyz", get(crate::http::health::readyz)),
@@ -140,6 +141,10 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     let cursor_key = crate::search::cursor::load_or_create(store.as_ref())
         .await
         .map_err(|e| e.to_string())?;
+    let svpl = Arc::new(crate::svpl::SvplContext::for_principals(
+        settings.svpl_mapping.clone(),
+        &auth.registry().principals(),
+    ));
     let state = AppState {
         cursor_key,
         store,
@@ -150,6 +155,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         auth: Arc::new(auth),
         bounds: crate::http::body::Bounds::from_settings(settings),
         edge: Arc::new(edge::Edge::new(&settings.limits)),
+        svpl,
     };
     let relinked = crate::fhir::relink::backfill(&state.fhir, state.store.as_ref())
         .await

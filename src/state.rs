@@ -25,6 +25,8 @@ pub struct AppState {
     pub edge: Arc<crate::http::edge::Edge>,
     /// Signs and checks search and history `_cursor`s (`search::cursor`).
     pub cursor_key: crate::search::cursor::CursorKey,
+    /// SVPL/SIP messages: the mapping and the known HSA-ids (`crate::svpl`).
+    pub svpl: Arc<crate::svpl::SvplContext>,
 }
 
 impl AppState {

@@ -80,6 +80,18 @@ EXCLUDED = {
     ("*", "phonetic"): "phonetic matching is not supported",
 }
 
+# Parameters navet defines itself (not in FHIR R4), each for a rule navet serves.
+NAVET_PARAMS = {
+    # Lag 2017:612 deadlines (src/svpl/): a Task's due time is the end of `restriction.period`
+    # ("when fulfilment is sought"); `Task?status=requested&due=lt{now}` lists overdue work.
+    ("Task", "due"): {
+        "description": "When the task is due (the end of restriction.period): navet's, for Lag 2017:612 deadlines",
+        "paths": ["restriction.period.end"],
+        "type": "date",
+        "url": "urn:navet:SearchParameter/Task-due",
+    },
+}
+
 # Leaf FHIR types each supported parameter type can index (FHIR R4 4.0.1
 # search.html §3.1.1.4 "Search Types and FHIR Types").
 INDEXABLE = {
@@ -520,6 +532,10 @@ def extract(definitions: Path, served_types=None):
                 dropped.append(f"{type_name}.{code} [{label}]: duplicate code, kept {table[type_name][code]['url']}")
                 continue
             table[type_name][code] = spec
+
+    for (type_name, code), param in NAVET_PARAMS.items():
+        if type_name in table:
+            table[type_name][code] = param
 
     compartment = load_json(definitions / "compartmentdefinition-patient.json")
     patient_compartment: dict[str, list[str]] = {}

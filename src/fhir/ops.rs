@@ -385,6 +385,27 @@ pub fn check_body_id(prepared: &Prepared, id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An update navet makes as the consequence of a message another participant sent (an SVPL kallelse completes
+/// the requester's Task, `crate::svpl::receive`): no owner check and no If-Match; the owner stays the owner.
+/// The caller has checked that the sender takes part in the case the resource belongs to.
+pub fn update_as_consequence(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    id: &str,
+) -> Result<WriteOutcome, ApiError> {
+    let ty = prepared.resource.resource_type().to_owned();
+    let current = match tx.current(&ty, id)? {
+        Some(current) if !current.deleted => current,
+        _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
+    };
+    let version = write_version(ctx, tx, prepared, id, current.version + 1, &current.owner)?;
+    Ok(WriteOutcome {
+        status: WriteStatus::Updated,
+        version,
+    })
+}
+
 /// Conditional update (§3.1.0.4.3): no match creates, one match updates it, several are 412.
 /// How a conditional update behaves: the version it expects when it matches, and what it does when nothing
 /// matches (FHIR R4 §3.1.0.4.3: create with a server id; refused when the scopes do not allow it, or when

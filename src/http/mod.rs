@@ -14,6 +14,7 @@ pub mod outcomes;
 pub mod patch;
 pub mod respond;
 pub mod search;
+pub mod svpl;
 pub mod timeline;
 pub mod validate;
 pub mod xml;

@@ -6,6 +6,8 @@
 //! A job is a closure over [`WriteTx`], so a FHIR transaction Bundle, a conditional create or (later) a
 //! write plus its audit record and outbox rows are all-or-nothing.
 
+pub mod inbound;
+pub mod inbound_sql;
 pub mod outbox;
 pub mod outbox_sql;
 pub mod schema;
@@ -276,6 +278,29 @@ pub trait WriteTx {
     ) -> Result<Vec<(String, Option<String>)>, StoreError>;
     /// Drops every worker's claim (start-up of the embedded node, after a crash).
     fn outbox_release_claims(&mut self) -> Result<usize, StoreError>;
+
+    // Received messages (store/inbound.rs): kept with their receipt, keyed by (format, sender, message id).
+    /// The message `message_id` from `sender`, if received.
+    fn inbound_message(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<inbound::InboundMessage>, StoreError>;
+    /// Every received message with this id (from any sender), oldest first.
+    fn inbound_by_id(
+        &mut self,
+        format: &str,
+        message_id: &str,
+    ) -> Result<Vec<inbound::InboundMessage>, StoreError>;
+    /// Every received message of a case, oldest first.
+    fn inbound_by_case(
+        &mut self,
+        format: &str,
+        case_ref: &str,
+    ) -> Result<Vec<inbound::InboundMessage>, StoreError>;
+    /// Keeps a received message; `false` (nothing written) when (format, sender, message id) is taken.
+    fn put_inbound(&mut self, message: &inbound::InboundMessage) -> Result<bool, StoreError>;
 }
 
 pub type WriteJob =
@@ -374,6 +399,15 @@ pub trait Store: Send + Sync {
 
     /// Pending and dead counts and the oldest pending row per destination (for the metrics).
     async fn outbox_stats(&self, actor: &Actor) -> Result<Vec<DestinationStats>, StoreError>;
+
+    /// A received message (store/inbound.rs). The caller decides who may see it (its sender, auditors).
+    async fn inbound_message(
+        &self,
+        actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<inbound::InboundMessage>, StoreError>;
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

@@ -151,6 +151,27 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, patient, seq);
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, seq);
 
+-- Messages received in other formats than FHIR (store/inbound.rs), as they arrived, with the receipt answered.
+-- The primary key is the idempotency key: a repeat finds the first row and its receipt.
+CREATE TABLE IF NOT EXISTS inbound_messages (
+    seq         INTEGER PRIMARY KEY,
+    format      TEXT    NOT NULL,             -- svpl
+    sender      TEXT    NOT NULL,             -- HSA-id of the sending principal
+    message_id  TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    received_ms INTEGER NOT NULL,
+    body        BLOB    NOT NULL,             -- the message as it arrived
+    receipt     TEXT    NOT NULL,             -- the receipt as answered
+    patient     TEXT,
+    case_ref    TEXT,
+    parties     TEXT    NOT NULL,             -- JSON array of HSA-ids
+    created     TEXT    NOT NULL,             -- JSON array of Type/id
+    updated     TEXT    NOT NULL,
+    UNIQUE (format, sender, message_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_messages_id ON inbound_messages (format, message_id);
+CREATE INDEX IF NOT EXISTS inbound_messages_case ON inbound_messages (format, case_ref);
+
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

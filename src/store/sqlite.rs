@@ -688,6 +688,38 @@ impl WriteTx for SqliteTx<'_> {
         super::outbox_sql::release_claims(self.conn)
     }
 
+    fn inbound_message(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<super::inbound::InboundMessage>, StoreError> {
+        super::inbound_sql::get(self.conn, format, sender, message_id)
+    }
+
+    fn inbound_by_id(
+        &mut self,
+        format: &str,
+        message_id: &str,
+    ) -> Result<Vec<super::inbound::InboundMessage>, StoreError> {
+        super::inbound_sql::by_id(self.conn, format, message_id)
+    }
+
+    fn inbound_by_case(
+        &mut self,
+        format: &str,
+        case_ref: &str,
+    ) -> Result<Vec<super::inbound::InboundMessage>, StoreError> {
+        super::inbound_sql::by_case(self.conn, format, case_ref)
+    }
+
+    fn put_inbound(
+        &mut self,
+        message: &super::inbound::InboundMessage,
+    ) -> Result<bool, StoreError> {
+        super::inbound_sql::put(self.conn, message)
+    }
+
     fn remember_once(
         &mut self,
         scope: &str,
@@ -935,6 +967,18 @@ impl Store for SqliteStore {
         _actor: &Actor,
     ) -> Result<Vec<super::outbox::DestinationStats>, StoreError> {
         self.read_blocking(super::outbox_sql::stats).await
+    }
+
+    async fn inbound_message(
+        &self,
+        _actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<super::inbound::InboundMessage>, StoreError> {
+        let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
+        self.read_blocking(move |conn| super::inbound_sql::get(conn, &format, &sender, &id))
+            .await
     }
 
     async fn close(&self) {

@@ -1,0 +1,97 @@
+//! SQLite statements of the received messages (store/inbound.rs has the type, store/schema.rs the table).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::StoreError;
+use super::inbound::InboundMessage;
+
+const COLUMNS: &str = "format, sender, message_id, kind, received_ms, body, receipt, patient, case_ref, \
+     parties, created, updated";
+
+fn list(text: String) -> Vec<String> {
+    // Written by `put` below as a JSON array; unreadable text reads as empty rather than failing the read.
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn row_to_message(r: &Row<'_>) -> rusqlite::Result<InboundMessage> {
+    Ok(InboundMessage {
+        format: r.get(0)?,
+        sender: r.get(1)?,
+        message_id: r.get(2)?,
+        kind: r.get(3)?,
+        received_ms: r.get(4)?,
+        body: r.get(5)?,
+        receipt: r.get(6)?,
+        patient: r.get(7)?,
+        case_ref: r.get(8)?,
+        parties: list(r.get(9)?),
+        created: list(r.get(10)?),
+        updated: list(r.get(11)?),
+    })
+}
+
+pub fn get(
+    conn: &Connection,
+    format: &str,
+    sender: &str,
+    message_id: &str,
+) -> Result<Option<InboundMessage>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM inbound_messages WHERE format = ?1 AND sender = ?2 AND message_id = ?3"
+        ))?
+        .query_row(params![format, sender, message_id], row_to_message)
+        .optional()?)
+}
+
+pub fn by_id(
+    conn: &Connection,
+    format: &str,
+    message_id: &str,
+) -> Result<Vec<InboundMessage>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM inbound_messages WHERE format = ?1 AND message_id = ?2 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![format, message_id], row_to_message)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn by_case(
+    conn: &Connection,
+    format: &str,
+    case_ref: &str,
+) -> Result<Vec<InboundMessage>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM inbound_messages WHERE format = ?1 AND case_ref = ?2 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![format, case_ref], row_to_message)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Inserts the message; `false` (and nothing written) when its key is taken.
+pub fn put(conn: &Connection, m: &InboundMessage) -> Result<bool, StoreError> {
+    let json = |v: &Vec<String>| {
+        serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("inbound list: {e}")))
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO inbound_messages (format, sender, message_id, kind, received_ms, body, \
+             receipt, patient, case_ref, parties, created, updated) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            m.format,
+            m.sender,
+            m.message_id,
+            m.kind,
+            m.received_ms,
+            m.body,
+            m.receipt,
+            m.patient,
+            m.case_ref,
+            json(&m.parties)?,
+            json(&m.created)?,
+            json(&m.updated)?
+        ])?;
+    Ok(inserted == 1)
+}
