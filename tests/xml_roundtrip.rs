@@ -185,7 +185,7 @@ async fn every_accepted_official_example_posted_as_xml_reads_back_identical_as_x
             refused += 1;
             let status = r.status().as_u16();
             let body = r.text().await.unwrap_or_default();
-            let list = refusals.entry(status).or_insert_with(Vec::new);
+            let list = refusals.entry(status).or_default();
             if list.len() < 3 {
                 list.push(format!("{file}: {}", &body[..body.len().min(300)]));
             }
