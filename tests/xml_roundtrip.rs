@@ -157,6 +157,7 @@ async fn every_accepted_official_example_posted_as_xml_reads_back_identical_as_x
     let structure = Structure::embedded();
     let (mut posted, mut identical, mut refused) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
+    let mut refusals: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
     for (file, text) in examples() {
         if !encodable(&structure, &text) {
             continue;
@@ -182,6 +183,12 @@ async fn every_accepted_official_example_posted_as_xml_reads_back_identical_as_x
         if r.status() != 201 {
             // The refusals are the JSON suite's (official_examples_roundtrip.rs pins each with its reason).
             refused += 1;
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            let list = refusals.entry(status).or_default();
+            if list.len() < 3 {
+                list.push(format!("{file}: {}", &body[..body.len().min(300)]));
+            }
             continue;
         }
         posted += 1;
@@ -211,10 +218,25 @@ async fn every_accepted_official_example_posted_as_xml_reads_back_identical_as_x
         if want.same(&got) {
             identical += 1;
         } else {
-            failures.push(format!("{file}: differs"));
+            let mut a = String::new();
+            want.write(&mut a);
+            let mut b = String::new();
+            got.write(&mut b);
+            let at = a
+                .bytes()
+                .zip(b.bytes())
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
+            failures.push(format!(
+                "{file}: differs at {at}: {} | {}",
+                a.get(at.saturating_sub(80)..(at + 80).min(a.len()))
+                    .unwrap_or(""),
+                b.get(at.saturating_sub(80)..(at + 80).min(b.len()))
+                    .unwrap_or("")
+            ));
         }
     }
-    println!("posted {posted} as XML, identical {identical}, refused {refused}");
+    println!("posted {posted} as XML, identical {identical}, refused {refused}: {refusals:#?}");
     assert!(
         failures.is_empty(),
         "{} failures: {:?}",
