@@ -296,6 +296,14 @@ mod tests {
         assert!(Checkpoint::parse(&format!("{} ", c.line().replace(" t=5", " t=05"))).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_lines_never_panic_the_checkpoint_parser(line in ".{0,300}") {
+            let _ = Checkpoint::parse(&line);
+            let _ = Checkpoint::parse(&format!("navet-audit-checkpoint/1 {line}"));
+        }
+    }
+
     #[test]
     fn merging_copies_refuses_a_foreign_key_a_disagreement_and_a_shrinking_log() {
         let dir = tempfile::tempdir().unwrap();

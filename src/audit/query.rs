@@ -327,6 +327,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_parameters_never_panic_the_parser(
+            pairs in proptest::collection::vec(
+                ("(patient|agent|agent:identifier|date|outcome|action|purpose|_id|[a-z:._]{0,12})", ".{0,40}"),
+                0..6,
+            )
+        ) {
+            let _ = parse(&pairs);
+        }
+    }
+
     #[test]
     fn an_identifier_under_a_system_navet_never_writes_matches_nothing() {
         let u = parse(&pairs(&[("agent:identifier", "urn:other|x")])).unwrap();

@@ -38,8 +38,10 @@ struct Pending {
     reply: Reply,
 }
 
-/// The committed head of the access chain: (seq, hash, time of the newest record).
-type Head = Arc<Mutex<(i64, Hash, i64)>>;
+/// A chain head: (seq, hash, time of the newest record).
+type HeadState = (i64, Hash, i64);
+/// The committed head of the access chain.
+type Head = Arc<Mutex<HeadState>>;
 
 pub struct Appender {
     sender: Mutex<Option<SyncSender<Pending>>>,
@@ -235,8 +237,8 @@ fn run(mut conn: Connection, receiver: Receiver<Pending>, head: &Head) {
 fn commit(
     conn: &mut Connection,
     batch: &[Pending],
-    start: (i64, Hash, i64),
-) -> Result<(Vec<i64>, (i64, Hash, i64)), StoreError> {
+    start: HeadState,
+) -> Result<(Vec<i64>, HeadState), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut head = (start.0, start.1);
     let mut time = start.2;
