@@ -46,7 +46,7 @@ run() { # label url [wrk args…]
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   errors=$(awk '/Non-2xx or 3xx responses:/{print $5}' <<<"$out")
   printf '%-40s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errors:-0}"
-  echo "$rps" > "$dir/$label.rps"
+  echo "$rps" > "$dir/$(tr -c 'a-z' _ <<<"$label").rps"
 }
 echo "== navet $(git rev-parse --short HEAD 2>/dev/null || echo '?'): ${secs}s per figure, $conns connections, 2 wrk threads, $(nproc) cores"
 records_before=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from audit_log').fetchone()[0])" "$dir/data/audit.db")
@@ -55,7 +55,7 @@ run "read-logged (Patient/{id})" "$patient" -H "authorization: Bearer $NAVET_TOK
 run "search-unlogged (Organization?identifier=)" "$base/Organization?identifier=urn:oid:1.2.752.29.4.19|SE2321000255-LOAD1" -H "authorization: Bearer $NAVET_TOKEN"
 run "search-logged (Patient?identifier=)" "$base/Patient?identifier=http://electronichealth.se/identifier/personnummer|191212121212" -H "authorization: Bearer $NAVET_TOKEN"
 run "create (Patient)" "$base/Patient" -s tests/load/create.lua
-ratio() { python3 -c "import sys; a,b=(float(open(p).read()) for p in sys.argv[1:3]); print('%.2f' % (a/b))" "$dir/$1.rps" "$dir/$2.rps"; }
+ratio() { python3 -c "import sys; a,b=(float(open(p).read()) for p in sys.argv[1:3]); print('%.2f' % (a/b))" "$dir/$(tr -c 'a-z' _ <<<"$1").rps" "$dir/$(tr -c 'a-z' _ <<<"$2").rps"; }
 printf '%-40s %10s\n' "read logged / unlogged" "$(ratio 'read-logged (Patient/{id})' 'read-unlogged (Organization/{id})')"
 printf '%-40s %10s\n' "search logged / unlogged" "$(ratio 'search-logged (Patient?identifier=)' 'search-unlogged (Organization?identifier=)')"
 # The access chain's file after the runs: bytes per record (records, index rows and free pages included).
