@@ -189,6 +189,8 @@ pub const DEFAULT_BIG_BODY_WAIT_MS: u64 = 5_000;
 pub struct AuditSection {
     /// How long access-log records are kept, in years. At least 5 (spec/timeline-and-audit.md); default 10.
     pub retention_years: Option<u32>,
+    /// Seconds between signed checkpoints of the access log (default 60; one is also made at shutdown).
+    pub checkpoint_secs: Option<u64>,
 }
 
 /// The access log is kept at least this long (HSLF-FS 2016:40 practice, spec/timeline-and-audit.md).
@@ -265,6 +267,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Access-log retention in years (nothing is purged yet: records are only ever appended).
     pub audit_retention_years: u32,
+    /// `[audit] checkpoint_secs`.
+    pub audit_checkpoint_secs: u64,
     /// `[limits] max_bundle_entries`.
     pub max_bundle_entries: usize,
     /// `[limits] big_body_bytes`, `big_body_concurrency`, `big_body_wait_ms`.
@@ -437,6 +441,10 @@ impl Settings {
                  {MIN_AUDIT_RETENTION_YEARS} years"
             ));
         }
+        let audit_checkpoint_secs = file.audit.checkpoint_secs.unwrap_or(60);
+        if audit_checkpoint_secs == 0 {
+            errors.push("audit.checkpoint_secs must be at least 1".into());
+        }
         let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes < 1024 {
             errors.push(format!(
@@ -515,6 +523,7 @@ impl Settings {
             auth_files,
             tls,
             audit_retention_years,
+            audit_checkpoint_secs,
             max_bundle_entries,
             big_body_bytes,
             big_body_concurrency,

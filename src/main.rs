@@ -39,7 +39,17 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the access log's hash chain offline; exit 0 when intact, 1 naming the first broken record.
-    Verify(DataDirArgs),
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Data directory (SQLite database and keys) [default: ./navet-data]
+    #[arg(long, env = "NAVET_DATA_DIR", default_value = "./navet-data")]
+    data_dir: PathBuf,
+    /// A copy of the checkpoint file kept elsewhere (repeatable): the log must match its checkpoints too.
+    #[arg(long)]
+    checkpoints: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -330,18 +340,25 @@ fn rotate_key(args: ConfigArgs) -> CmdResult {
     Ok(())
 }
 
-fn audit_verify(args: DataDirArgs) -> CmdResult {
-    let report = navet::audit::chain::verify_data_dir(&args.data_dir).map_err(|e| (2, e))?;
+fn audit_verify(args: VerifyArgs) -> CmdResult {
+    let report = navet::audit::chain::verify_data_dir_with(&args.data_dir, &args.checkpoints)
+        .map_err(|e| (2, e))?;
     match report.first_broken {
         None => {
-            println!("intact: {} records", report.records);
+            println!(
+                "intact: {} records, {} signed checkpoints",
+                report.records, report.checkpoints
+            );
             Ok(())
         }
         Some(broken) => Err((
             1,
             format!(
-                "the access log is broken at record {} (AuditEvent/{}): {}",
-                broken.seq, broken.id, broken.reason
+                "the access log is broken at record {} of the {} chain (AuditEvent/{}): {}",
+                broken.seq,
+                broken.chain.name(),
+                broken.id,
+                broken.reason
             ),
         )),
     }

@@ -124,8 +124,13 @@ pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
 pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> StartResult<AppState> {
     // Before the store: its writer thread records metrics from its first batch on.
     crate::http::metrics::handle();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_with(
+            &settings.data_dir,
+            std::time::Duration::from_secs(settings.audit_checkpoint_secs),
+        )
+        .map_err(|e| e.to_string())?,
+    );
     let auth_settings = AuthSettings::new(
         settings.base_url.clone(),
         settings.data_dir.clone(),
@@ -260,7 +265,6 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     )
     .await;
     reload_keys_on_hangup(state.auth.clone());
-    index_audit_in_background(&state);
     edge::flush_refusals_every_minute(&state);
     crate::http::metrics::upkeep_in_background();
     if let Some(metrics_listener) = metrics_listener {
@@ -338,19 +342,6 @@ pub async fn serve(
         }
     }
     .map_err(|e| e.to_string())
-}
-
-/// Keeps the AuditEvent search index close behind the chain (auditor reads catch up fully themselves).
-fn index_audit_in_background(state: &AppState) {
-    let (ctx, store) = (state.fhir.clone(), state.store.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            if let Err(e) = crate::audit::catch_up(&ctx, store.as_ref()).await {
-                tracing::warn!(error = %e, "indexing the access log failed; retrying");
-            }
-        }
-    });
 }
 
 /// `navet rotate-key` writes a new signing key; SIGHUP makes the running server sign with it.

@@ -9,16 +9,20 @@ use serde_json::{Value, json};
 const AUDITOR: &str = "demo-auditor";
 const AUDITOR_USER: &str = "SE2321000255-P0900";
 
-/// Every stored AuditEvent, oldest first, read straight from the database (not through the API).
+/// Every stored record's AuditEvent view, oldest first, read straight from the databases (not through the
+/// API): both chains, in recorded order.
 fn audit_events(app: &TestApp) -> Vec<Value> {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).expect("open");
-    let mut stmt = conn
-        .prepare("SELECT json FROM audit_log ORDER BY seq")
-        .expect("prepare");
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .expect("query")
-        .map(|j| serde_json::from_str(&j.expect("row")).expect("json"))
+    navet::audit::chain::events_in_data_dir(app.data_dir.path())
+        .expect("read the log")
+        .into_iter()
+        .map(|(_, json)| serde_json::from_str(&json).expect("json"))
         .collect()
+}
+
+/// Both databases holding a chain: `navet.db` (the change chain) and `audit.db` (the access chain).
+fn log_databases(app: &TestApp) -> [rusqlite::Connection; 2] {
+    ["navet.db", "audit.db"]
+        .map(|f| rusqlite::Connection::open(app.data_dir.path().join(f)).expect("open"))
 }
 
 fn references(event: &Value) -> Vec<String> {
@@ -166,10 +170,13 @@ async fn when_the_log_cannot_be_written_the_request_fails_and_nothing_is_stored(
     let app = spawn_app().await;
     let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
     let pid = created["id"].as_str().unwrap();
-    // Simulate a failing audit write (full disk, corrupt table): the next insert into the log aborts.
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
-    conn.execute_batch("CREATE TRIGGER test_fail BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
-        .unwrap();
+    // Simulate a failing audit write (full disk, corrupt table): the next insert into either chain aborts.
+    let dbs = log_databases(&app);
+    for conn in &dbs {
+        conn.execute_batch("CREATE TRIGGER test_fail BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+            .unwrap();
+    }
+    let conn = &dbs[0];
     let r = app
         .post("Patient", &patient("19400512-1233", "Nilsson"))
         .await;
@@ -177,7 +184,9 @@ async fn when_the_log_cannot_be_written_the_request_fails_and_nothing_is_stored(
     let read = app.get(&format!("Patient/{pid}")).await;
     assert_eq!(read.status(), 500, "no data leaves without its record");
     assert!(!read.text().await.unwrap().contains("Tolvansson"));
-    conn.execute_batch("DROP TRIGGER test_fail;").unwrap();
+    for conn in &dbs {
+        conn.execute_batch("DROP TRIGGER test_fail;").unwrap();
+    }
     let count: i64 = conn
         .query_row(
             "SELECT count(*) FROM resources_current WHERE type = 'Patient'",
@@ -201,12 +210,19 @@ async fn the_log_cannot_be_changed_through_the_api_or_the_database() {
     );
     assert_eq!(app.delete(&format!("AuditEvent/{id}")).await.status(), 405);
     assert_eq!(app.post("AuditEvent", &body).await.status(), 405);
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
-    assert!(
-        conn.execute("UPDATE audit_log SET json = '{}' WHERE seq = 1", [])
-            .is_err()
-    );
-    assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+    // A create (change chain) and the refused API calls (access chain): both chains hold records.
+    for conn in log_databases(&app) {
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+            .unwrap();
+        assert!(n >= 1);
+        assert!(
+            conn.execute("UPDATE audit_log SET record = x'00' WHERE seq = 1", [])
+                .is_err()
+        );
+        assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+        assert!(conn.execute("DELETE FROM audit_key", []).is_err());
+    }
 }
 
 #[tokio::test]
@@ -278,25 +294,47 @@ async fn only_auditors_doing_audit_work_read_the_log_and_they_read_no_clinical_r
 
 // ------------------------------------------------------------------------------------------------ tamper
 
+/// A seeded patient's id, looked up as navet (no record).
+async fn seeded_patient(app: &TestApp) -> String {
+    let page = app
+        .state
+        .store
+        .search(
+            &navet::store::Actor::system(),
+            "Patient",
+            Default::default(),
+            0,
+            1,
+        )
+        .await
+        .unwrap();
+    page.matches[0].id.clone()
+}
+
+/// Five reads of a seeded patient: records 1 to 5 of the access chain, and nothing else in the log.
 async fn app_with_five_records() -> TestApp {
-    let app = spawn_app().await;
-    let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
-    let pid = created["id"].as_str().unwrap().to_owned();
-    for _ in 0..4 {
+    let app = spawn_app_with_demo().await;
+    let pid = seeded_patient(&app).await;
+    for _ in 0..5 {
         assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
     }
     assert_eq!(audit_events(&app).len(), 5);
     app
 }
 
-/// What an attacker with write access to the file can do: the append-only triggers are dropped first.
+/// What an attacker with write access to the files can do to the access chain: the append-only triggers
+/// are dropped first.
 fn tamper(app: &TestApp, sql: &str) {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
+    let conn = rusqlite::Connection::open(app.data_dir.path().join("audit.db")).unwrap();
     conn.execute_batch(&format!(
         "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; {sql}"
     ))
     .unwrap();
 }
+
+/// SQL setting the outcome byte (FORMAT.md: byte 11, 1-based) of a record to `4`.
+const SET_OUTCOME_4: &str =
+    "record = CAST(substr(record, 1, 10) || x'04' || substr(record, 12) AS BLOB)";
 
 fn verify(app: &TestApp) -> navet::audit::chain::Verification {
     navet::audit::chain::verify_data_dir(app.data_dir.path()).expect("verify")
@@ -315,7 +353,7 @@ async fn editing_one_byte_of_a_record_is_named() {
     let app = app_with_five_records().await;
     tamper(
         &app,
-        "UPDATE audit_log SET json = replace(json, '\"outcome\":\"0\"', '\"outcome\":\"4\"') WHERE seq = 3;",
+        &format!("UPDATE audit_log SET {SET_OUTCOME_4} WHERE seq = 3;"),
     );
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 3);
@@ -358,7 +396,7 @@ async fn navet_audit_verify_works_offline_and_fails_on_a_broken_chain() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact: 5 records"));
     tamper(
         &app,
-        "UPDATE audit_log SET json = json || ' ' WHERE seq = 5;",
+        "UPDATE audit_log SET record = CAST(record || x'20' AS BLOB) WHERE seq = 5;",
     );
     let bad = run();
     assert_eq!(bad.status.code(), Some(1));
@@ -443,4 +481,356 @@ async fn the_auditor_gets_the_patients_log_extract_a_reproducible_sample_and_an_
         .await
         .unwrap();
     assert_eq!(empty.text().await.unwrap(), "");
+}
+
+// ------------------------------------------------------------------------------------- checkpoints (issue 13)
+
+async fn checkpoint(app: &TestApp) {
+    assert!(
+        app.state
+            .store
+            .audit_checkpoint(&navet::store::Actor::system())
+            .await
+            .expect("checkpoint"),
+        "records were added since the last checkpoint"
+    );
+}
+
+/// The access chain's (seq, record, hash) rows.
+fn access_rows(app: &TestApp) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    let conn = rusqlite::Connection::open(app.data_dir.path().join("audit.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, record, hash FROM audit_log ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn cutting_off_the_end_of_the_chain_is_named_by_the_checkpoints_even_without_the_databases_own()
+ {
+    let app = app_with_five_records().await;
+    checkpoint(&app).await;
+    assert_eq!(verify(&app).checkpoints, 1);
+    assert_eq!(verify(&app).first_broken, None);
+    // Records 4 and 5 go, with their index rows and the database's checkpoints: only the file remains.
+    tamper(
+        &app,
+        "DROP TRIGGER audit_key_no_delete; DROP TRIGGER audit_checkpoint_no_delete; \
+         DELETE FROM audit_log WHERE seq >= 4; DELETE FROM audit_key WHERE seq >= 4; \
+         DELETE FROM audit_checkpoint;",
+    );
+    let broken = verify(&app).first_broken.expect("broken");
+    assert_eq!(broken.seq, 4, "{broken:?}");
+    assert!(broken.reason.contains("truncated"), "{broken:?}");
+    // navet refuses to start on it (even with the append-only triggers put back).
+    rusqlite::Connection::open(app.data_dir.path().join("audit.db"))
+        .unwrap()
+        .execute_batch(navet::store::audit_sql::AUDIT_SCHEMA)
+        .unwrap();
+    let dir = app.data_dir.path().to_path_buf();
+    let s = settings(dir, false);
+    let error = navet::startup::build_state(&s)
+        .await
+        .err()
+        .expect("refused");
+    assert!(error.contains("truncated"), "{error}");
+    assert!(error.contains("navet audit verify --data-dir"), "{error}");
+}
+
+#[tokio::test]
+async fn a_chain_recomputed_after_an_edit_is_named_from_the_first_record_no_checkpoint_vouches_for()
+{
+    let app = spawn_app_with_demo().await;
+    let pid = seeded_patient(&app).await;
+    for round in 0..2 {
+        for _ in 0..(2 + round) {
+            assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
+        }
+        checkpoint(&app).await;
+    }
+    // Checkpoint 1 covers records 1–2, checkpoint 2 records 1–5. The attacker edits record 3 and
+    // recomputes every hash from there, so the chain is internally consistent again.
+    let rows = access_rows(&app);
+    assert_eq!(rows.len(), 5);
+    let mut prev: [u8; 32] = rows[1].2.clone().try_into().unwrap();
+    let mut updates = String::new();
+    for (seq, record, _) in &rows[2..] {
+        let mut record = record.clone();
+        if *seq == 3 {
+            record[10] = 4; // the outcome byte
+        }
+        let hash = navet::audit::chain::link_hash(
+            &prev,
+            navet::audit::chain::Chain::Access,
+            *seq,
+            &record,
+        );
+        updates.push_str(&format!(
+            "UPDATE audit_log SET record = x'{}', hash = x'{}' WHERE seq = {seq};",
+            navet::audit::chain::hex(&record),
+            navet::audit::chain::hex(&hash)
+        ));
+        prev = hash;
+    }
+    tamper(&app, &updates);
+    let broken = verify(&app).first_broken.expect("broken");
+    assert_eq!(broken.seq, 3, "{broken:?}");
+    assert!(broken.reason.contains("recomputed"), "{broken:?}");
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_and_a_checkpoint_copy_that_disagrees_are_named() {
+    let app = app_with_five_records().await;
+    checkpoint(&app).await;
+    let file = app.data_dir.path().join(navet::audit::checkpoint::FILE);
+    let line = std::fs::read_to_string(&file).unwrap();
+    // A checkpoint claiming fewer records, with the old signature: the signature no longer verifies.
+    let forged = line.replacen("access=5:", "access=4:", 1);
+    std::fs::write(&file, &forged).unwrap();
+    let broken = verify(&app).first_broken.expect("broken");
+    assert!(broken.reason.contains("not validly signed"), "{broken:?}");
+    // A copy shipped elsewhere that holds another checkpoint 1 than the database does.
+    std::fs::write(&file, &line).unwrap();
+    assert_eq!(verify(&app).first_broken, None);
+    let other = spawn_app_with_demo().await;
+    let other_pid = seeded_patient(&other).await;
+    assert_eq!(
+        other.get(&format!("Patient/{other_pid}")).await.status(),
+        200
+    );
+    checkpoint(&other).await;
+    let copy = other.data_dir.path().join(navet::audit::checkpoint::FILE);
+    let report = navet::audit::chain::verify_data_dir_with(app.data_dir.path(), &[copy]).unwrap();
+    let broken = report.first_broken.expect("broken");
+    assert!(
+        broken.reason.contains("not navet's") || broken.reason.contains("differs"),
+        "{broken:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_finds_accesses_by_personnummer_and_by_hsa_id_and_a_search_navet_cannot_answer_is_refused()
+ {
+    let app = spawn_app().await;
+    let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let pid = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
+    }
+    let auditor = authorized_client(&auditor_token(&app).await);
+    let total = |query: String| {
+        let auditor = auditor.clone();
+        let url = format!("{}/AuditEvent?{query}&_total=accurate", app.fhir);
+        async move {
+            let r = auditor.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, json(r).await)
+        }
+    };
+    // The create and the three reads name the patient (and so will the auditor's own searches that return
+    // them: `agent=` keeps to the mobile team's accesses).
+    for query in [
+        format!("patient=Patient/{pid}"),
+        format!("patient={pid}"),
+        "patient:identifier=http://electronichealth.se/identifier/personnummer|191212121212"
+            .to_owned(),
+        "patient.identifier=http://electronichealth.se/identifier/personnummer|191212121212"
+            .to_owned(),
+    ] {
+        let query = format!("{query}&agent={DEFAULT_PRINCIPAL}");
+        let (status, bundle) = total(query.clone()).await;
+        assert_eq!(
+            (status, bundle["total"].as_u64()),
+            (200, Some(4)),
+            "{query}: {bundle}"
+        );
+    }
+    let (_, nobody) = total(
+        "patient:identifier=http://electronichealth.se/identifier/personnummer|194005121233"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(
+        nobody["total"], 0,
+        "a patient navet does not know has no records: {nobody}"
+    );
+    // The user by bare HSA-id, by identifier, and the care unit (the mobile team's own HSA-id here).
+    for query in [
+        format!("agent={DEFAULT_USER}"),
+        format!("agent:identifier=urn:oid:1.2.752.29.4.19|{DEFAULT_USER}"),
+        format!("agent:identifier={DEFAULT_USER}"),
+        format!("agent={DEFAULT_PRINCIPAL}&action=R"),
+    ] {
+        let (status, bundle) = total(query.clone()).await;
+        let expected = if query.contains("action=R") { 3 } else { 4 };
+        assert_eq!(
+            (status, bundle["total"].as_u64()),
+            (200, Some(expected)),
+            "{query}: {bundle}"
+        );
+    }
+    let (_, reads) = total(format!(
+        "agent={DEFAULT_USER}&date=ge2020-01-01&outcome=0&purpose=TREAT&action=R"
+    ))
+    .await;
+    assert_eq!(reads["total"], 3, "{reads}");
+    let (_, none) = total(format!("agent={DEFAULT_USER}&date=lt2020-01-01")).await;
+    assert_eq!(none["total"], 0, "{none}");
+    // Each match is the AuditEvent by its id.
+    let first = reads["entry"][0]["resource"].clone();
+    let id = first["id"].as_str().unwrap();
+    let one = json(
+        auditor
+            .get(format!("{}/AuditEvent/{id}", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(one, first);
+    for refused in [
+        "agent=Practitioner/abc".to_owned(),
+        "entity-type=1".to_owned(),
+        "patient:missing=true".to_owned(),
+        "outcome=2".to_owned(),
+    ] {
+        let (status, body) = total(refused.clone()).await;
+        assert_eq!(status, 400, "{refused}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome", "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn verifying_the_log_through_the_api_is_logged_and_reports_what_broke() {
+    let app = app_with_five_records().await;
+    checkpoint(&app).await;
+    let auditor = authorized_client(&auditor_token(&app).await);
+    let report = json(
+        auditor
+            .get(format!("{}/audit/verify", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["checkpoints"], 1, "{report}");
+    let last = audit_events(&app).pop().unwrap();
+    assert_eq!(last["subtype"][0]["code"], "verify", "{last}");
+    assert!(agent_ids(&last).contains(&AUDITOR_USER.to_owned()));
+    tamper(&app, "DELETE FROM audit_log WHERE seq = 2;");
+    let report = json(
+        auditor
+            .get(format!("{}/audit/verify", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(report["firstBroken"]["seq"], 3, "{report}");
+    assert_eq!(report["firstBroken"]["chain"], "access", "{report}");
+}
+
+#[tokio::test]
+async fn an_independent_verifier_checks_the_export_and_the_checkpoints_from_the_documented_format_alone()
+ {
+    let app = spawn_app().await;
+    let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let pid = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.get(&format!("Patient/{pid}")).await.status(), 200);
+    }
+    assert_eq!(
+        app.get("Patient?identifier=191212121212").await.status(),
+        200
+    );
+    assert_eq!(app.get("Patient/missing").await.status(), 404);
+    checkpoint(&app).await;
+    let auditor = authorized_client(&auditor_token(&app).await);
+    let export = auditor
+        .get(format!("{}/audit/export", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let export_path = dir.path().join("export.ndjson");
+    let checkpoints = app.data_dir.path().join(navet::audit::checkpoint::FILE);
+    let run = |export: &str| {
+        std::fs::write(&export_path, export).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/audit_verify.py"
+            ))
+            .arg(&export_path)
+            .arg(&checkpoints)
+            .output()
+            .expect("python3 runs (it is needed by this test)");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(&export);
+    assert_eq!(code, Some(0), "{text}");
+    // Five accesses and the export itself (logged before it streams); the create.
+    assert!(
+        text.contains("ok: 6 access records, 1 change records, 1 checkpoints"),
+        "{text}"
+    );
+
+    // A view that says something its record does not.
+    let lines: Vec<&str> = export.lines().collect();
+    let mut changed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    changed[2]["outcome"] = json!("4");
+    let text_of = |events: &[Value]| {
+        events
+            .iter()
+            .map(|e| e.to_string() + "\n")
+            .collect::<String>()
+    };
+    let (code, text) = run(&text_of(&changed));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("outcome"), "{text}");
+    // A record changed by one byte.
+    let mut changed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let carried = changed[1]["meta"]["extension"][0]["valueString"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = carried.split(':').collect();
+    use base64::Engine;
+    let mut record = base64::engine::general_purpose::STANDARD
+        .decode(parts[2])
+        .unwrap();
+    record[10] = 8;
+    let forged = format!(
+        "{}:{}:{}:{}",
+        parts[0],
+        parts[1],
+        base64::engine::general_purpose::STANDARD.encode(&record),
+        parts[3]
+    );
+    changed[1]["meta"]["extension"][0]["valueString"] = json!(forged);
+    let (code, text) = run(&text_of(&changed));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("does not match its hash"), "{text}");
+    // An export missing its last records: the checkpoint names the truncation.
+    let (code, text) = run(&text_of(&changed[..0]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("truncated"), "{text}");
 }

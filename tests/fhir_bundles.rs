@@ -176,14 +176,11 @@ async fn urn_uuid_full_urls_on_conditional_updates_resolve_and_the_transaction_i
         "the second round updated the same patient"
     );
     // One access-log record per transaction (plus one per read above).
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
-    let executes: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM audit_log WHERE json LIKE '%\"action\":\"E\"%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let executes = navet::audit::chain::events_in_data_dir(app.data_dir.path())
+        .unwrap()
+        .iter()
+        .filter(|(_, json)| json.contains("\"action\":\"E\""))
+        .count();
     assert_eq!(executes, 2);
 }
 

@@ -102,13 +102,12 @@ async fn patient_and_task(app: &TestApp) -> (String, String) {
     (pid, task)
 }
 
-/// Every access-log record id, straight from the database.
+/// Every access-log record id, straight from the databases (both chains).
 fn chain_ids(app: &TestApp) -> BTreeSet<String> {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT id FROM audit_log").unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
+    navet::audit::chain::events_in_data_dir(app.data_dir.path())
         .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|(id, _)| id)
         .collect()
 }
 
@@ -578,8 +577,9 @@ async fn app_with_records() -> TestApp {
     app
 }
 
-fn tamper(app: &TestApp, sql: &str) {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
+/// Runs `sql` on one of the log's databases: `navet.db` (the change chain) or `audit.db` (the access chain).
+fn tamper(app: &TestApp, file: &str, sql: &str) {
+    let conn = rusqlite::Connection::open(app.data_dir.path().join(file)).unwrap();
     conn.execute_batch(sql).unwrap();
 }
 
@@ -588,8 +588,9 @@ async fn navet_refuses_to_start_on_a_broken_access_log_and_names_the_command_tha
     let app = app_with_records().await;
     tamper(
         &app,
+        "audit.db",
         "DROP TRIGGER audit_log_no_update; \
-         UPDATE audit_log SET json = json || ' ' WHERE seq = (SELECT MAX(seq) FROM audit_log); \
+         UPDATE audit_log SET record = record || x'20' WHERE seq = (SELECT MAX(seq) FROM audit_log); \
          CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
          BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;",
     );
@@ -601,7 +602,7 @@ async fn navet_refuses_to_start_on_a_broken_access_log_and_names_the_command_tha
 #[tokio::test]
 async fn navet_refuses_to_start_when_the_append_only_triggers_were_dropped() {
     let app = app_with_records().await;
-    tamper(&app, "DROP TRIGGER audit_log_no_delete;");
+    tamper(&app, "navet.db", "DROP TRIGGER audit_log_no_delete;");
     let error = start_error(app).await;
     assert!(error.contains("audit_log_no_delete"), "{error}");
     assert!(error.contains("navet audit verify --data-dir"), "{error}");

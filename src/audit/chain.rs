@@ -1,236 +1,311 @@
-//! The hash chain over the access log: record *n* stores SHA-256 over a canonical form that includes record
-//! *n−1*'s hash, so changing, removing or reordering any record breaks the chain at that record.
+//! The hash chains over the access log, and their verification against the signed checkpoints.
 //!
-//! Canonical form (UTF-8): `{prev_hash}\n{seq}\n{id}\n{recorded_ms}\n{json}`, where `prev_hash` is the
-//! lowercase hex hash of the predecessor (64 zeros for the first record).
+//! Two chains, one per writer (FORMAT.md "Why two chains"): the **change** chain holds the records of writes,
+//! appended inside the write's own transaction by the resource writer; the **access** chain holds every other
+//! record (reads, searches, refusals, auditor use), appended by the access-log appender with group commit.
+//! Record *n* of a chain stores `SHA-256(hash(n−1) ‖ chain letter ‖ n as u64 BE ‖ record bytes)`, so changing,
+//! removing or reordering a record breaks the chain there; a signed checkpoint of both heads catches what a
+//! chain alone cannot: its end cut off, or the whole chain recomputed after an edit.
 
-use rusqlite::Connection;
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
-/// The predecessor hash of the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+use super::checkpoint::Checkpoint;
+use super::format::Entry;
 
-/// The hash of one record.
-pub fn link_hash(prev_hash: &str, seq: i64, id: &str, recorded_ms: i64, json: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(seq.to_string().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(id.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(recorded_ms.to_string().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(json.as_bytes());
-    hex(&hasher.finalize())
+pub type Hash = [u8; 32];
+
+/// The predecessor hash of the first record of a chain.
+pub const GENESIS: Hash = [0; 32];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chain {
+    /// Reads, searches, refusals, auditor use: the appender's chain (in `audit.db`).
+    Access,
+    /// Records of writes, in the write's transaction (in `navet.db`).
+    Change,
 }
 
-fn hex(bytes: &[u8]) -> String {
+impl Chain {
+    pub const ALL: [Chain; 2] = [Chain::Access, Chain::Change];
+
+    /// The byte the hash covers and the AuditEvent id starts with.
+    pub fn letter(self) -> u8 {
+        match self {
+            Chain::Access => b'a',
+            Chain::Change => b'c',
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Chain::Access => "access",
+            Chain::Change => "change",
+        }
+    }
+
+    /// The AuditEvent id of record `seq`: `a-17`, `c-3`.
+    pub fn id(self, seq: i64) -> String {
+        format!("{}-{seq}", self.letter() as char)
+    }
+
+    /// The chain and sequence number an AuditEvent id names.
+    pub fn parse_id(id: &str) -> Option<(Chain, i64)> {
+        let (letter, seq) = id.split_once('-')?;
+        let chain = match letter {
+            "a" => Chain::Access,
+            "c" => Chain::Change,
+            _ => return None,
+        };
+        let seq: i64 = seq.parse().ok().filter(|s| *s > 0)?;
+        // One spelling per record: `a-017` is not `a-17`.
+        (seq.to_string() == seq_text(id)).then_some((chain, seq))
+    }
+}
+
+fn seq_text(id: &str) -> &str {
+    id.split_once('-').map_or("", |(_, s)| s)
+}
+
+/// The hash of record `seq` of `chain`.
+pub fn link_hash(prev: &Hash, chain: Chain, seq: i64, record: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update([chain.letter()]);
+    hasher.update((seq as u64).to_be_bytes());
+    hasher.update(record);
+    hasher.finalize().into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What a walk of the chain found.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
-    /// Records checked.
+    /// Records checked, both chains.
     pub records: u64,
-    /// `None` when the chain is intact.
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
+    /// `None` when every record and checkpoint verifies.
     pub first_broken: Option<Broken>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Broken {
-    /// The position (1-based sequence number) of the first record that does not verify.
+    pub chain: Chain,
+    /// The sequence number (1-based, in its chain) of the first record affected.
     pub seq: i64,
     /// Its AuditEvent id.
     pub id: String,
     pub reason: String,
 }
 
-/// One stored record of the chain.
-struct Link {
-    seq: i64,
-    id: String,
-    recorded_ms: i64,
-    json: String,
-    prev: String,
-    hash: String,
+impl Broken {
+    fn at(chain: Chain, seq: i64, reason: String) -> Broken {
+        Broken {
+            chain,
+            seq,
+            id: chain.id(seq),
+            reason,
+        }
+    }
 }
 
-const LINK_COLUMNS: &str = "seq, id, recorded_ms, json, prev_hash, hash";
-
-fn link(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
-    Ok(Link {
-        seq: row.get(0)?,
-        id: row.get(1)?,
-        recorded_ms: row.get(2)?,
-        json: row.get(3)?,
-        prev: row.get(4)?,
-        hash: row.get(5)?,
-    })
-}
-
-/// Checks records in chain order. `next` is what the next record must be: its sequence number and its
-/// predecessor's hash (`None` at the start of a walk that begins mid-chain, whose predecessor is not read).
-struct Walk {
-    next: Option<(i64, String)>,
-    records: u64,
+/// Checks the records of one chain in order: sequence, hash, format; remembers the hashes the checkpoints
+/// name, to compare them once the walk is done.
+pub struct Walk {
+    chain: Chain,
+    next: i64,
+    prev: Hash,
+    pub records: u64,
+    wanted: BTreeMap<i64, Option<Hash>>,
+    broken: Option<Broken>,
 }
 
 impl Walk {
-    fn new(first: &Link) -> Self {
-        let next = (first.seq == 1).then(|| (1, GENESIS.to_owned()));
-        Walk { next, records: 0 }
+    /// A walk from record 1 that will compare its hashes with `checkpoints`.
+    pub fn new(chain: Chain, checkpoints: &[Checkpoint]) -> Walk {
+        let wanted = checkpoints
+            .iter()
+            .map(|c| c.head(chain).0)
+            .filter(|seq| *seq > 0)
+            .map(|seq| (seq, None))
+            .collect();
+        Walk {
+            chain,
+            next: 1,
+            prev: GENESIS,
+            records: 0,
+            wanted,
+            broken: None,
+        }
     }
 
-    /// The verdict when `link` does not verify.
-    fn check(&mut self, link: Link) -> Option<Verification> {
+    /// A walk that starts after record `seq` whose hash is `hash` (the tail check at start-up).
+    pub fn from(chain: Chain, seq: i64, hash: Hash) -> Walk {
+        Walk {
+            chain,
+            next: seq.saturating_add(1),
+            prev: hash,
+            records: 0,
+            wanted: BTreeMap::new(),
+            broken: None,
+        }
+    }
+
+    /// Checks the next stored record; `false` once the chain is broken (the walk can stop).
+    pub fn check(&mut self, seq: i64, record: &[u8], stored_hash: &[u8]) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
         self.records += 1;
-        let reason = match &self.next {
-            Some((seq, _)) if *seq != link.seq => Some(format!(
-                "expected record {seq} here, found {}: records are missing",
-                link.seq
-            )),
-            Some((_, prev)) if *prev != link.prev => {
-                Some("its predecessor hash does not match the record before it".to_owned())
-            }
-            _ if link_hash(&link.prev, link.seq, &link.id, link.recorded_ms, &link.json)
-                != link.hash =>
-            {
-                Some("its content does not match its hash: it was changed".to_owned())
-            }
-            _ => None,
+        let reason = if seq != self.next {
+            Some(if seq > self.next {
+                format!(
+                    "expected record {} here, found {seq}: records are missing",
+                    self.next
+                )
+            } else {
+                format!(
+                    "expected record {} here, found {seq}: records are out of order",
+                    self.next
+                )
+            })
+        } else if link_hash(&self.prev, self.chain, seq, record) != stored_hash {
+            Some("its content does not match its hash: it was changed, or moved".to_owned())
+        } else if Entry::decode(record).is_err() {
+            Some("it is not a record of the documented format".to_owned())
+        } else {
+            None
         };
         if let Some(reason) = reason {
-            return Some(Verification {
-                records: self.records,
-                first_broken: Some(Broken {
-                    seq: link.seq,
-                    id: link.id,
-                    reason,
-                }),
-            });
+            self.broken = Some(Broken::at(self.chain, seq, reason));
+            return false;
         }
-        self.next = Some((link.seq.saturating_add(1), link.hash));
+        let hash = self.prev_for(stored_hash);
+        if let Some(slot) = self.wanted.get_mut(&seq) {
+            *slot = Some(hash);
+        }
+        self.prev = hash;
+        self.next = seq.saturating_add(1);
+        true
+    }
+
+    fn prev_for(&self, stored: &[u8]) -> Hash {
+        let mut h = GENESIS;
+        if stored.len() == 32 {
+            h.copy_from_slice(stored);
+        }
+        h
+    }
+
+    /// The verdict: the first broken record, else the first checkpoint the chain does not reach or match.
+    pub fn finish(self, checkpoints: &[Checkpoint]) -> Option<Broken> {
+        if self.broken.is_some() {
+            return self.broken;
+        }
+        let last = self.next.saturating_sub(1);
+        // The records up to the last checkpoint that matched are vouched for by its signature.
+        let mut vouched = 0;
+        for checkpoint in checkpoints {
+            let (seq, hash) = checkpoint.head(self.chain);
+            if seq == 0 {
+                continue;
+            }
+            if seq > last {
+                return Some(Broken::at(
+                    self.chain,
+                    last.saturating_add(1),
+                    format!(
+                        "the chain ends at record {last}, but signed checkpoint {} covers {seq} records: \
+                         records {}..={seq} were removed (truncated)",
+                        checkpoint.n,
+                        last.saturating_add(1)
+                    ),
+                ));
+            }
+            if self.wanted.get(&seq).copied().flatten() != Some(hash) {
+                return Some(Broken::at(
+                    self.chain,
+                    vouched + 1,
+                    format!(
+                        "record {seq} does not have the hash signed in checkpoint {}: the chain was recomputed \
+                         after a change at or after record {} (the last record a checkpoint vouches for is {vouched})",
+                        checkpoint.n,
+                        vouched + 1
+                    ),
+                ));
+            }
+            vouched = vouched.max(seq);
+        }
         None
     }
 
-    fn intact(self) -> Verification {
-        Verification {
-            records: self.records,
-            first_broken: None,
-        }
+    /// The hash of the last record checked (the chain head once the walk is done).
+    pub fn head(&self) -> (i64, Hash) {
+        (self.next.saturating_sub(1), self.prev)
     }
 }
 
-/// Walks the whole chain in order. Reads only; works on a copy of the database too (`navet audit verify`).
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {LINK_COLUMNS} FROM audit_log ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
-    // An empty log, or one whose first record is not record 1 (the walk then expects 1 and names the gap).
-    let mut walk = Walk {
-        next: Some((1, GENESIS.to_owned())),
-        records: 0,
-    };
-    while let Some(row) = rows.next()? {
-        if let Some(broken) = walk.check(link(row)?) {
-            return Ok(broken);
-        }
-    }
-    Ok(walk.intact())
-}
-
-/// Verifies the newest `n` records: each one's hash, its link to the one before it, and no gap in the
-/// sequence. Start-up runs it, so navet neither appends to nor serves on a log whose end was changed.
-pub fn verify_tail(conn: &Connection, n: usize) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {LINK_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?1"
-    ))?;
-    let mut links: Vec<Link> = stmt
-        .query_map([i64::try_from(n).unwrap_or(i64::MAX)], link)?
-        .collect::<Result<_, _>>()?;
-    links.reverse();
-    let Some(first) = links.first() else {
-        return Ok(Verification {
-            records: 0,
-            first_broken: None,
-        });
-    };
-    let mut walk = Walk::new(first);
-    for link in links {
-        if let Some(broken) = walk.check(link) {
-            return Ok(broken);
-        }
-    }
-    Ok(walk.intact())
-}
-
-/// Verifies the chain of the database in `data_dir`, opened read-only: `navet audit verify` runs this
-/// offline, on a live data directory or a copy of one.
+/// Verifies the log of the data directory `data_dir` (both chains, against the checkpoints of the database
+/// and of the checkpoint file), opened read-only: `navet audit verify` runs this offline.
 pub fn verify_data_dir(data_dir: &std::path::Path) -> Result<Verification, String> {
-    let path = data_dir.join("navet.db");
-    if !path.exists() {
-        return Err(format!("{} does not exist", path.display()));
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    verify(&conn).map_err(|e| format!("{}: {e}", path.display()))
+    crate::store::audit_sql::verify_data_dir_with(data_dir, &[])
 }
+
+pub use crate::store::audit_sql::{events_in_data_dir, verify_data_dir_with};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_hash_covers_every_part_of_the_canonical_form() {
-        let base = link_hash(GENESIS, 1, "a", 5, "{}");
-        assert_eq!(base.len(), 64);
-        assert_ne!(base, link_hash(GENESIS, 2, "a", 5, "{}"));
-        assert_ne!(base, link_hash(GENESIS, 1, "b", 5, "{}"));
-        assert_ne!(base, link_hash(GENESIS, 1, "a", 6, "{}"));
-        assert_ne!(base, link_hash(GENESIS, 1, "a", 5, "{ }"));
-        assert_ne!(base, link_hash(&base, 1, "a", 5, "{}"));
-    }
-
-    /// A log of `n` linked records in an in-memory database.
-    fn log(n: i64) -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::store::schema::SQLITE_SCHEMA)
-            .unwrap();
-        let mut prev = GENESIS.to_owned();
-        for seq in 1..=n {
-            let (id, json) = (format!("e{seq}"), format!("{{\"n\":{seq}}}"));
-            let hash = link_hash(&prev, seq, &id, seq, &json);
-            conn.execute(
-                "INSERT INTO audit_log (seq, id, recorded_ms, json, prev_hash, hash) VALUES (?1, ?2, ?1, ?3, ?4, ?5)",
-                rusqlite::params![seq, id, json, prev, hash],
-            )
-            .unwrap();
-            prev = hash;
-        }
-        conn
+    fn the_hash_covers_every_part_of_the_link() {
+        let base = link_hash(&GENESIS, Chain::Access, 1, b"x");
+        assert_ne!(base, link_hash(&GENESIS, Chain::Change, 1, b"x"));
+        assert_ne!(base, link_hash(&GENESIS, Chain::Access, 2, b"x"));
+        assert_ne!(base, link_hash(&GENESIS, Chain::Access, 1, b"y"));
+        assert_ne!(base, link_hash(&base, Chain::Access, 1, b"x"));
     }
 
     #[test]
-    fn the_tail_check_starts_mid_chain_and_finds_a_change_or_a_gap_in_it() {
-        let conn = log(6);
-        assert_eq!(verify_tail(&conn, 3).unwrap().first_broken, None);
-        assert_eq!(verify_tail(&conn, 100).unwrap().records, 6);
-        assert_eq!(verify_tail(&log(0), 10).unwrap().first_broken, None);
-        conn.execute_batch(
-            "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; \
-             UPDATE audit_log SET json = '{}' WHERE seq = 5;",
-        )
-        .unwrap();
-        assert_eq!(verify_tail(&conn, 3).unwrap().first_broken.unwrap().seq, 5);
-        conn.execute_batch("UPDATE audit_log SET json = '{\"n\":5}' WHERE seq = 5; DELETE FROM audit_log WHERE seq = 5;")
-            .unwrap();
-        let gap = verify_tail(&conn, 3).unwrap().first_broken.unwrap();
-        assert_eq!((gap.seq, gap.reason.contains("missing")), (6, true));
-        // Outside the tail, the same gap is for `navet audit verify` to find.
-        assert_eq!(verify_tail(&conn, 1).unwrap().first_broken, None);
-        assert_eq!(verify(&conn).unwrap().first_broken.unwrap().seq, 6);
+    fn ids_name_the_chain_and_the_sequence_in_one_spelling() {
+        assert_eq!(Chain::Access.id(17), "a-17");
+        assert_eq!(Chain::parse_id("a-17"), Some((Chain::Access, 17)));
+        assert_eq!(Chain::parse_id("c-3"), Some((Chain::Change, 3)));
+        for bad in [
+            "a-017",
+            "a-0",
+            "a--1",
+            "b-1",
+            "a-",
+            "a17",
+            "",
+            "a-99999999999999999999",
+        ] {
+            assert_eq!(Chain::parse_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        assert_eq!(from_hex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("é1"), None);
     }
 }

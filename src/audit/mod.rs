@@ -1,90 +1,92 @@
-//! The access log (spec/timeline-and-audit.md "The access log"): one AuditEvent per request that touches
-//! patient data, shaped after IHE BALP (Basic Audit Log Patterns) and HSLF-FS 2016:40 4 kap. 9 §, written in
-//! the same database transaction as the change it records, append-only and hash-chained.
+//! The access log (spec/timeline-and-audit.md "The access log"): one record per request that touches patient
+//! data, refused and failed requests included, append-only, hash-chained, anchored by signed checkpoints.
 //!
-//! - [`record`]: what one request did, gathered by the HTTP layer, and its AuditEvent JSON.
-//! - [`chain`]: the SHA-256 chain over the stored records, and its verification (also offline).
-//! - [`append`]: stores a record inside a write job: as an `AuditEvent` resource (so the auditor API searches
-//!   it with the ordinary FHIR search) and as the next link of the chain.
+//! - [`record`]: what one request did, gathered by the HTTP layer ([`AuditRecord`]).
+//! - [`format`]: the stored record ([`format::Entry`]) and its documented byte format (`FORMAT.md`).
+//! - [`view`]: the FHIR AuditEvent (IHE BALP shape) of a stored record, rendered when an auditor reads.
+//! - [`chain`]: the two hash chains and their verification; [`checkpoint`]: the signed checkpoints.
+//! - [`query`]: `AuditEvent` search parameters turned into what the auditor indexes answer exactly.
+//!
+//! Two ways in: [`append`] inside a write job (the record commits with the change it records, on the change
+//! chain), and [`log`] for everything else (the access-log appender, group commit, the access chain).
 
 pub mod chain;
+pub mod checkpoint;
+pub mod format;
+pub mod query;
 pub mod record;
+pub mod view;
 
-pub use record::{Action, AuditRecord, Outcome};
+pub use record::{Action, AuditRecord, Delivery, Outcome};
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::error::ApiError;
-use crate::fhir::FhirContext;
-use crate::search::index::index_resource;
-use crate::store::{NewVersion, WriteTx};
+use crate::store::{Actor, Store, WriteTx};
 
-/// The owner of every stored AuditEvent: navet writes the log, no principal owns (or may change) it.
-pub const AUDIT_OWNER: &str = crate::store::SYSTEM_PRINCIPAL;
+/// A record ready for a chain: its bytes (time still unset) and its index columns and keys.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub action: u8,
+    pub outcome: u8,
+    pub purpose: Option<String>,
+    pub keys: Vec<String>,
+}
 
-/// Appends `record` to the log inside the caller's transaction: if this fails, so does the transaction.
-///
-/// Only the chain row is written here (one insert): that is the durable record. The AuditEvent resource and its
-/// search index rows, which only auditors use, are written by [`index_pending`] a moment later, and always
-/// before an auditor searches or reads the log; a read of patient data so pays one small insert, not an
-/// indexed resource write.
+impl Encoded {
+    pub fn of(record: &AuditRecord) -> Encoded {
+        let entry = format::Entry::from_record(record);
+        Encoded {
+            bytes: entry.encode(),
+            action: entry.action,
+            outcome: entry.outcome,
+            purpose: entry.purpose_code().map(str::to_owned),
+            keys: entry.index_keys(),
+        }
+    }
+}
+
+/// Appends `record` to the change chain inside the caller's transaction: if this fails, so does the
+/// transaction, and the change it records is not made.
 pub fn append(tx: &mut dyn WriteTx, record: &AuditRecord) -> Result<(), ApiError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let (now, now_ms) = tx.now();
-    let json = record.to_audit_event(&id, &now);
-    tx.append_chain(&id, now_ms, &json)?;
+    tx.append_audit(&Encoded::of(record))?;
     Ok(())
 }
 
-/// Setting holding the last chain sequence number whose AuditEvent is searchable.
-pub const INDEXED_UP_TO: &str = "audit_indexed_seq";
-/// How many records one indexing job takes: small, so a job never holds the writer (and the requests queued
-/// behind it) for long.
-pub const INDEX_BATCH: usize = 64;
-
-/// Makes up to [`INDEX_BATCH`] logged records searchable as AuditEvent resources; answers how many it did.
-pub fn index_pending(ctx: &FhirContext, tx: &mut dyn WriteTx) -> Result<usize, ApiError> {
-    let done: i64 = tx
-        .setting(INDEXED_UP_TO)?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let rows = tx.audit_after(done, INDEX_BATCH)?;
-    let Some(last) = rows.last().map(|r| r.0) else {
-        return Ok(0);
-    };
-    for (_, id, recorded_ms, json) in &rows {
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| ApiError::internal(format!("audit event JSON: {e}")))?;
-        let recorded = value["recorded"].as_str().unwrap_or_default().to_owned();
-        tx.put_version(NewVersion {
-            resource_type: "AuditEvent".into(),
-            id: id.clone(),
-            version: 1,
-            last_updated: recorded,
-            last_updated_ms: *recorded_ms,
-            owner: AUDIT_OWNER.into(),
-            deleted: false,
-            index: index_resource(&ctx.params, "AuditEvent", &value),
-            protected: false,
-            json: Some(json.clone()),
-        })?;
-    }
-    tx.set_setting(INDEXED_UP_TO, &last.to_string())?;
-    Ok(rows.len())
+/// Appends `record` to the access chain (reads, searches, refusals) and returns once it is durable: the
+/// caller answers only after this succeeds. Records of many requests share one commit.
+pub async fn log(store: &dyn Store, actor: &Actor, record: &AuditRecord) -> Result<(), ApiError> {
+    store.log_access(actor, Encoded::of(record)).await?;
+    Ok(())
 }
 
-/// Brings the AuditEvent search index up to date with the chain: before an auditor searches or reads the log.
-pub async fn catch_up(
-    ctx: &std::sync::Arc<FhirContext>,
-    store: &dyn crate::store::Store,
-) -> Result<(), ApiError> {
+static LAST_TIME_US: AtomicI64 = AtomicI64::new(0);
+
+/// The time of the next record: the wall clock in microseconds, but always later than every record this
+/// process gave a time (and than `floor`, a chain head's time at start), so times are unique and each chain's
+/// times increase with its sequence numbers even when the clock steps back.
+pub fn next_time_us(floor: i64) -> i64 {
+    let now = jiff::Timestamp::now().as_microsecond();
+    let mut last = LAST_TIME_US.load(Ordering::Relaxed);
     loop {
-        let job_ctx = ctx.clone();
-        let done = store
-            .transact(&crate::store::Actor::system(), move |tx| {
-                index_pending(&job_ctx, tx)
-            })
-            .await?;
-        if done < INDEX_BATCH {
-            return Ok(());
+        let next = now.max(last.saturating_add(1)).max(floor.saturating_add(1));
+        match LAST_TIME_US.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_times_are_unique_and_increasing_even_below_a_floor_in_the_future() {
+        let a = super::next_time_us(0);
+        let b = super::next_time_us(0);
+        assert!(b > a);
+        let future = a + 1_000_000;
+        assert!(super::next_time_us(future) > future);
+        assert!(super::next_time_us(0) > future);
     }
 }

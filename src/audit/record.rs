@@ -2,18 +2,10 @@
 //! fields of HSLF-FS 2016:40 4 kap. 9 §: who (user, role, care unit, principal), whom (patients), what, when,
 //! why (purpose of use), and the outcome).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
-
 use crate::auth::Caller;
 
-/// HSA-ids are identifiers under this system.
-const HSA_SYSTEM: &str = crate::domain::HSA_ID_SYSTEM;
-/// navet's registered client ids.
-pub const CLIENT_SYSTEM: &str = "urn:navet:client";
-/// The request id, to match a log record with navet's operational log line.
-pub const REQUEST_ID_SYSTEM: &str = "urn:navet:request-id";
+pub use super::format::Delivery;
+pub use super::view::{CLIENT_SYSTEM, REQUEST_ID_SYSTEM};
 
 /// BALP/FHIR AuditEvent.action: C R U D E.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +25,17 @@ impl Action {
             Action::Update => "U",
             Action::Delete => "D",
             Action::Execute => "E",
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Action> {
+        match code {
+            b'C' => Some(Action::Create),
+            b'R' => Some(Action::Read),
+            b'U' => Some(Action::Update),
+            b'D' => Some(Action::Delete),
+            b'E' => Some(Action::Execute),
+            _ => None,
         }
     }
 }
@@ -83,6 +86,8 @@ pub struct AuditRecord {
     pub entities: Vec<String>,
     /// The search query string, for searches.
     pub query: Option<String>,
+    /// A delivery navet made (the outbox): the record then names navet and the receiver, not a caller.
+    pub delivery: Option<Delivery>,
 }
 
 impl AuditRecord {
@@ -102,6 +107,7 @@ impl AuditRecord {
             patients: Vec::new(),
             entities: Vec::new(),
             query: None,
+            delivery: None,
         }
     }
 
@@ -111,142 +117,10 @@ impl AuditRecord {
         }
     }
 
-    /// The AuditEvent resource text for this record, stored as `AuditEvent/{id}` at `recorded`.
-    pub fn to_audit_event(&self, id: &str, recorded: &str) -> String {
-        let mut agents = Vec::new();
-        if let Some(caller) = &self.caller {
-            let purpose = caller.user.as_ref().map(|u| u.purpose.as_str());
-            // The person: user HSA-id, name and role, acting for a care unit.
-            if let Some(user) = &caller.user {
-                agents.push(json!({
-                    "type": {"coding": [{
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                        "code": "IRCP", "display": "information recipient"
-                    }]},
-                    "role": [{"coding": [{"system": "urn:navet:user-role", "code": user.role.as_str()}]}],
-                    // No subject_name: no display (FHIR strings are never empty).
-                    "who": match &user.name {
-                        Some(name) => json!({
-                            "identifier": {"system": HSA_SYSTEM, "value": user.hsa_id.as_str()},
-                            "display": name
-                        }),
-                        None => json!({
-                            "identifier": {"system": HSA_SYSTEM, "value": user.hsa_id.as_str()}
-                        }),
-                    },
-                    "requestor": true,
-                    "location": {"identifier": {"system": HSA_SYSTEM, "value": user.care_unit.as_str()}},
-                    "purposeOfUse": purpose.map(purpose_concept).into_iter().collect::<Vec<_>>()
-                }));
-            }
-            // The principal (vårdgivare/huvudman) the access is made for.
-            agents.push(json!({
-                "type": {"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                    "code": "datacollector", "display": "data collector"
-                }]},
-                "who": {
-                    "identifier": {"system": HSA_SYSTEM, "value": caller.principal.hsa_id.as_str()},
-                    "display": caller.principal.name.clone()
-                },
-                "requestor": caller.user.is_none(),
-            }));
-            // The client system, with the token it used.
-            let mut client = json!({
-                "type": {"coding": [{
-                    "system": "http://dicom.nema.org/resources/ontology/DCM",
-                    "code": "110150", "display": "Application"
-                }]},
-                "who": {"identifier": {"system": CLIENT_SYSTEM, "value": &*caller.client_id}},
-                "requestor": false,
-                "policy": [format!("urn:navet:token:{}", caller.token_id)],
-            });
-            if let Some(address) = &self.source_address {
-                client["network"] = json!({"address": address, "type": "2"});
-            }
-            agents.push(client);
-        } else {
-            let mut unknown = json!({
-                "type": {"coding": [{
-                    "system": "http://dicom.nema.org/resources/ontology/DCM",
-                    "code": "110150", "display": "Application"
-                }]},
-                "who": {"display": "unauthenticated caller"},
-                "requestor": true,
-            });
-            if let Some(address) = &self.source_address {
-                unknown["network"] = json!({"address": address, "type": "2"});
-            }
-            agents.push(unknown);
-        }
-
-        let mut entities: Vec<Value> = self
-            .patients
-            .iter()
-            .map(|p| {
-                json!({
-                    "what": {"reference": p},
-                    "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
-                    "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}
-                })
-            })
-            .collect();
-        entities.extend(self.entities.iter().map(|e| {
-            json!({
-                "what": {"reference": e},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}
-            })
-        }));
-        if let Some(query) = &self.query {
-            entities.push(json!({
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24"},
-                "query": STANDARD.encode(query)
-            }));
-        }
-        entities.push(json!({
-            "what": {"identifier": {"system": REQUEST_ID_SYSTEM, "value": self.request_id}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "4"}
-        }));
-
-        let purpose = self
-            .caller
-            .as_ref()
-            .and_then(|c| c.user.as_ref())
-            .map(|u| purpose_concept(u.purpose.as_str()));
-        let mut event = json!({
-            "resourceType": "AuditEvent",
-            "id": id,
-            "meta": {"versionId": "1", "lastUpdated": recorded},
-            "type": {
-                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                "code": "rest", "display": "Restful Operation"
-            },
-            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": self.operation}],
-            "action": self.action.code(),
-            "recorded": recorded,
-            "outcome": self.outcome.code(),
-            "outcomeDesc": format!("HTTP {}", self.status),
-            "agent": agents,
-            "source": {
-                "observer": {"display": "navet"},
-                "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]
-            },
-            "entity": entities,
-        });
-        match purpose {
-            Some(p) => event["purposeOfEvent"] = json!([p]),
-            // A system integration acting without a user: logged so (spec/auth.md).
-            None if self.caller.as_ref().is_some_and(|c| c.system_integration) => {
-                event["purposeOfEvent"] = json!([{"coding": [{"system": "urn:navet:purpose", "code": "SYSTEM-INTEGRATION"}]}]);
-            }
-            None => {}
-        }
-        event.to_string()
+    /// The AuditEvent text of this record as it would be served as `AuditEvent/{id}` at `recorded_us`.
+    pub fn to_audit_event(&self, id: &str, recorded_us: i64) -> String {
+        let mut entry = super::format::Entry::from_record(self);
+        entry.time_us = recorded_us;
+        super::view::audit_event(&entry, id).to_string()
     }
-}
-
-fn purpose_concept(code: &str) -> Value {
-    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}]})
 }

@@ -3,8 +3,9 @@
 //!
 //! - Writes record their AuditEvent inside the write job (same transaction) and mark the response
 //!   [`Audited`].
-//! - Reads and searches attach an [`AuditNote`] naming what they returned; [`audit_requests`] writes it
-//!   (group commit) before the response leaves. If that write fails the client gets a 500, never the data.
+//! - Reads and searches attach an [`AuditNote`] naming what they returned; [`audit_requests`] hands it to
+//!   the access-log appender (`crate::audit::log`: group commit) and lets the response leave only once it is
+//!   durable. If that write fails the client gets a 500, never the data.
 //! - Anything else (refused by the extractor, a scope, a 404, a failed write) is recorded here from the
 //!   method, the path and the status.
 //!
@@ -60,7 +61,10 @@ pub fn note_version(
         "{}/{}/_history/{}",
         v.resource_type, v.id, v.version
     ));
-    if let Some(json) = &v.json {
+    if v.resource_type == "Patient" {
+        // A Patient is its own patient: no need to parse the stored JSON (the hot path of a logged read).
+        record.add_patient(format!("Patient/{}", v.id));
+    } else if let Some(json) = &v.json {
         for patient in
             crate::fhir::participants::patients_in_json(params, &v.resource_type, &v.id, json)
         {
@@ -188,10 +192,8 @@ pub async fn audit_requests(
         .as_ref()
         .map(crate::http::actor_of)
         .unwrap_or_else(Actor::system);
-    let written = state
-        .store
-        .transact(&actor, move |tx| crate::audit::append(tx, &record))
-        .await;
+    // The access chain's appender: group commit with other requests' records, never behind resource writes.
+    let written = crate::audit::log(state.store.as_ref(), &actor, &record).await;
     match written {
         Ok(()) => response,
         Err(e) => {

@@ -1,7 +1,7 @@
-//! The auditor API outside `/fhir` (spec/timeline-and-audit.md "Auditor API"): `/audit/verify`,
-//! `/audit/extract`, `/audit/sample`, `/audit/export`. Searching the log is the ordinary FHIR search on
-//! `/fhir/AuditEvent` (restricted to auditors there). Every endpoint needs an auditor principal acting with
-//! purpose `HOPERAT`, and every use of them is itself logged.
+//! The auditor API (spec/timeline-and-audit.md "Auditor API"): `/audit/verify`, `/audit/extract`,
+//! `/audit/sample`, `/audit/export`, and `GET /fhir/AuditEvent[/{id}]` ([`search_events`], [`read_event`]),
+//! all answered from the access log's own indexes (`crate::audit::query`, `store/audit_sql.rs`). Every
+//! endpoint needs an auditor principal acting with purpose `HOPERAT`, and every use is itself logged.
 
 use std::collections::BTreeMap;
 
@@ -63,14 +63,14 @@ fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// Reading the log is itself logged.
+/// Reading the log is itself logged (on the access chain, before the answer goes out).
 async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
-    state
-        .store
-        .transact(&crate::http::actor_of(caller), move |tx| {
-            crate::audit::append(tx, &record)
-        })
-        .await
+    crate::audit::log(
+        state.store.as_ref(),
+        &crate::http::actor_of(caller),
+        &record,
+    )
+    .await
 }
 
 fn param(raw: &Option<String>, name: &str) -> Option<String> {
@@ -121,18 +121,28 @@ fn number<T: std::str::FromStr>(
     }
 }
 
-/// `GET /audit/verify`: walks the hash chain: `{"records": n, "intact": true}` or the first broken record.
+/// `GET /audit/verify`: walks both hash chains and checks them against the signed checkpoints:
+/// `{"records": n, "checkpoints": k, "intact": true}` or the first record affected.
 async fn verify(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(rc): Extension<RequestContext>,
 ) -> Result<Response, ApiError> {
     require_auditor(&caller)?;
     let report = state
         .store
         .verify_audit(&crate::http::actor_of(&caller))
         .await?;
+    let mut record = rc.record(&caller, Action::Execute, "verify");
+    record.query = Some(format!(
+        "records={}&intact={}",
+        report.records,
+        report.first_broken.is_none()
+    ));
+    log_use(&state, &caller, record).await?;
     let body = json!({
         "records": report.records,
+        "checkpoints": report.checkpoints,
         "intact": report.first_broken.is_none(),
         "firstBroken": report.first_broken,
     });
@@ -178,7 +188,6 @@ async fn extract(
             ));
         }
     };
-    crate::http::fhir::fresh_log(&state, Some("AuditEvent")).await?;
     let events = state
         .store
         .audit_for_patient(&crate::http::actor_of(&caller), &patient)
@@ -337,6 +346,146 @@ async fn export(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
+}
+
+/// `GET /fhir/AuditEvent/{id}`: one record's AuditEvent view (the caller was authorized for the log).
+pub async fn read_event(
+    state: &AppState,
+    caller: &Caller,
+    rc: &RequestContext,
+    actor: &Actor,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let found = match crate::audit::chain::Chain::parse_id(id) {
+        None => None,
+        Some(key) => {
+            let query = crate::audit::query::AuditQuery {
+                ids: Some(vec![key]),
+                ..Default::default()
+            };
+            let page = state.store.audit_search(actor, query, 0, 1, false).await?;
+            page.events.into_iter().next()
+        }
+    };
+    let event =
+        found.ok_or_else(|| ApiError::NotFound(format!("AuditEvent/{id} does not exist")))?;
+    let mut record = rc.record(caller, Action::Read, "read");
+    record
+        .entities
+        .push(format!("AuditEvent/{}/_history/1", event.id));
+    event
+        .patients
+        .iter()
+        .for_each(|p| record.add_patient(p.clone()));
+    let mut response = respond::json_response(StatusCode::OK, event.json);
+    response.headers_mut().insert(
+        axum::http::header::ETAG,
+        HeaderValue::from_static("W/\"1\""),
+    );
+    Ok(crate::http::fhir::with_note(response, "AuditEvent", record))
+}
+
+/// An offset cursor for AuditEvent pages (the log only grows at its end, so an offset from the oldest record
+/// neither skips nor repeats as records are added).
+fn cursor_text(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{offset}"))
+}
+
+fn cursor_offset(text: &str) -> Result<usize, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('a').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "_cursor is not one navet issued; follow the Bundle's links".into(),
+            )
+        })
+}
+
+/// `GET /fhir/AuditEvent?…`: a searchset answered exactly from the auditor indexes, or a refusal.
+pub async fn search_events(
+    state: &AppState,
+    caller: &Caller,
+    rc: &RequestContext,
+    actor: &Actor,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let count = match get("_count") {
+        None => crate::http::search::DEFAULT_COUNT,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::BadRequest(format!("_count '{v}' is not a number")))?
+            .min(crate::http::search::MAX_COUNT),
+    };
+    let offset = get("_cursor").map(cursor_offset).transpose()?.unwrap_or(0);
+    let total = match get("_total") {
+        None | Some("none") => false,
+        Some("accurate") | Some("estimate") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "_total '{other}' is not none, estimate or accurate"
+            )));
+        }
+    };
+    let unresolved = crate::audit::query::parse(&pairs)?;
+    let query =
+        crate::audit::query::resolve(state.store.as_ref(), &state.fhir.params, unresolved).await?;
+    let page = state
+        .store
+        .audit_search(actor, query, offset, count, total)
+        .await?;
+    let base = format!("{}/AuditEvent", state.fhir_base());
+    let mut links = vec![respond::Link {
+        relation: "self",
+        url: respond::page_url(
+            &base,
+            &pairs,
+            (offset > 0).then(|| cursor_text(offset)).as_deref(),
+        ),
+    }];
+    if page.has_more {
+        links.push(respond::Link {
+            relation: "next",
+            url: respond::page_url(&base, &pairs, Some(&cursor_text(offset + count))),
+        });
+    }
+    let mut bundle = respond::BundleText::new("searchset", page.total, &links);
+    let mut record = rc.record(caller, Action::Read, "search-type");
+    record.query = Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish(),
+    );
+    for event in page.events {
+        let full_url = format!("{base}/{}", event.id);
+        record
+            .entities
+            .push(format!("AuditEvent/{}/_history/1", event.id));
+        event
+            .patients
+            .iter()
+            .for_each(|p| record.add_patient(p.clone()));
+        bundle.entry(
+            Some(&full_url),
+            Some(&crate::fhir::protected::Outgoing::navet_made(event.json)),
+            &[("search", json!({"mode": "match"}))],
+        );
+    }
+    Ok(crate::http::fhir::with_note(
+        respond::json_response(StatusCode::OK, bundle.finish()),
+        "AuditEvent",
+        record,
+    ))
 }
 
 #[cfg(test)]

@@ -154,7 +154,9 @@ async fn read(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
-    fresh_log(&state, Some(&ty)).await?;
+    if ty == ACCESS_LOG_TYPE {
+        return crate::http::auditor::read_event(&state, &caller, &rc, &actor, &id).await;
+    }
     let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
     // _summary and _elements on read (search.html#summary), If-Modified-Since (RFC 9110 §13.1.3).
     let response = crate::http::search::read_variants(&state, &actor, &version, &headers, &raw.0)?
@@ -162,15 +164,6 @@ async fn read(
     let mut record = rc.record(&caller, Action::Read, "read");
     note_version(&state.fhir.params, &mut record, &version);
     Ok(with_note(response, &ty, record))
-}
-
-/// Before the access log is read: every record logged so far becomes searchable first (see
-/// [`crate::audit::append`]), so an auditor never misses one.
-pub async fn fresh_log(state: &AppState, ty: Option<&str>) -> Result<(), ApiError> {
-    if ty.is_none_or(|t| t == "AuditEvent") {
-        crate::audit::catch_up(&state.fhir, state.store.as_ref()).await?;
-    }
-    Ok(())
 }
 
 /// Hands a read's record to the access-log middleware; directory reads are not patient data.
@@ -250,7 +243,15 @@ async fn vread(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&caller, &ty, Interaction::Read)?;
-    fresh_log(&state, Some(&ty)).await?;
+    if ty == ACCESS_LOG_TYPE {
+        // Every record has one version, `1`.
+        if vid != "1" {
+            return Err(ApiError::NotFound(format!(
+                "{ty}/{id} has no version '{vid}'"
+            )));
+        }
+        return crate::http::auditor::read_event(&state, &caller, &rc, &actor, &id).await;
+    }
     let version: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;

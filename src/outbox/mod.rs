@@ -17,8 +17,6 @@ pub mod worker;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::audit::{Action, AuditRecord};
 use crate::error::ApiError;
 use crate::store::WriteTx;
@@ -35,7 +33,7 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
 }
 
 /// Identifier system of outbox message ids in access-log records.
-pub const MESSAGE_ID_SYSTEM: &str = "urn:navet:outbox-message";
+pub const MESSAGE_ID_SYSTEM: &str = crate::audit::view::MESSAGE_ID_SYSTEM;
 
 /// Appends the access-log record of one delivery (action E, operation `send`): navet as the sender, the
 /// destination's principal as the recipient, the patient, the message id.
@@ -48,38 +46,14 @@ pub fn log_delivery(
     if let Some(patient) = &message.patient {
         record.add_patient(patient.clone());
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    let (now, now_ms) = tx.now();
-    let mut event: Value = serde_json::from_str(&record.to_audit_event(&id, &now))
-        .map_err(|e| ApiError::internal(format!("audit event JSON: {e}")))?;
     // AuditRecord describes a caller of navet's API; a delivery has none: navet sends, a principal receives.
-    event["agent"] = json!([
-        {
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                  "code": "110153", "display": "Source Role ID"}]},
-            "who": {"display": "navet"},
-            "requestor": true
-        },
-        {
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                  "code": "110152", "display": "Destination Role ID"}]},
-            "who": {
-                "identifier": {"system": crate::domain::HSA_ID_SYSTEM, "value": destination.principal},
-                "display": destination.name
-            },
-            "requestor": false,
-            "network": {"address": destination.url.host_str().unwrap_or_default(), "type": "1"}
-        }
-    ]);
-    if let Some(entities) = event["entity"].as_array_mut() {
-        entities.push(json!({
-            "what": {"identifier": {"system": MESSAGE_ID_SYSTEM, "value": message.id}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}
-        }));
-    }
-    tx.append_chain(&id, now_ms, &event.to_string())?;
-    Ok(())
+    record.delivery = Some(crate::audit::Delivery {
+        principal: destination.principal.to_string(),
+        name: destination.name.to_string(),
+        address: destination.url.host_str().unwrap_or_default().to_owned(),
+        message_id: message.id.clone(),
+    });
+    crate::audit::append(tx, &record)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 pub mod inbound;
 pub mod inbound_sql;
+pub mod appender;
+pub mod audit_sql;
 pub mod outbox;
 pub mod outbox_sql;
 pub mod schema;
@@ -123,6 +125,22 @@ pub struct NewVersion {
 pub struct SearchPage {
     pub matches: Vec<StoredVersion>,
     pub included: Vec<StoredVersion>,
+    pub has_more: bool,
+    pub total: Option<u64>,
+}
+
+/// One `AuditEvent` search match: its id, its AuditEvent JSON, and the patients it names.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub id: String,
+    pub json: String,
+    pub patients: Vec<String>,
+}
+
+/// A page of `AuditEvent` search matches, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPage {
+    pub events: Vec<LoggedEvent>,
     pub has_more: bool,
     pub total: Option<u64>,
 }
@@ -254,14 +272,9 @@ pub trait WriteTx {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<StoredVersion>, StoreError>;
-    /// Access-log records (seq, id, recorded_ms, json) after `after_seq`, in chain order.
-    fn audit_after(
-        &mut self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, i64, String)>, StoreError>;
-    /// Appends the AuditEvent `id` as the next link of the access log's hash chain.
-    fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError>;
+    /// Appends an access-log record to the change chain, committed (or rolled back) with this transaction
+    /// (`crate::audit::append`).
+    fn append_audit(&mut self, record: &crate::audit::Encoded) -> Result<(), StoreError>;
 
     // The outbox (crate::outbox). Its writes are here, not on `Store`, so that they commit with what goes
     // with them: an enqueue with the change that causes it, a delivery with its access-log record.
@@ -342,16 +355,39 @@ pub trait Store: Send + Sync {
     /// A small key/value area for navet's own state (seeding done, schema version, cursors).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Access-log records (sequence number, AuditEvent JSON) recorded in `[from_ms, to_ms)` after `after_seq`,
-    /// in chain order, at most `limit`.
+    /// Access-log records (position, AuditEvent JSON) recorded in `[from_ms, to_ms)` after position `after`,
+    /// both chains in recorded order, at most `limit`. A record's position is its recorded time in µs
+    /// (unique, see `crate::audit::next_time_us`): pass the last one got to read on.
     async fn audit_page(
         &self,
         actor: &Actor,
         from_ms: i64,
         to_ms: i64,
-        after_seq: i64,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Appends a record to the access chain (the appender: group commit, never behind the resource writer)
+    /// and returns once it is durable (`crate::audit::log`).
+    async fn log_access(
+        &self,
+        actor: &Actor,
+        record: crate::audit::Encoded,
+    ) -> Result<(), StoreError>;
+
+    /// `AuditEvent` search answered from the auditor indexes: matches in recorded order.
+    async fn audit_search(
+        &self,
+        actor: &Actor,
+        query: crate::audit::query::AuditQuery,
+        offset: usize,
+        count: usize,
+        total: bool,
+    ) -> Result<AuditPage, StoreError>;
+
+    /// Signs a checkpoint of both chains' heads now (also done at a fixed interval and at close); `false`
+    /// when nothing was logged since the last one.
+    async fn audit_checkpoint(&self, actor: &Actor) -> Result<bool, StoreError>;
 
     /// A page of a patient's timeline: what `actor` may see of it, newest first.
     async fn timeline(

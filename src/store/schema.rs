@@ -112,21 +112,7 @@ CREATE TABLE IF NOT EXISTS seen_once (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_once_expiry ON seen_once (expires_at);
 
--- The access log's hash chain (audit/chain.rs); the AuditEvent resources are also stored as resource versions
--- so the auditor API can search them. Append-only: the triggers refuse UPDATE and DELETE to every writer.
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq         INTEGER PRIMARY KEY,          -- 1, 2, 3, … in write order
-    id          TEXT    NOT NULL UNIQUE,      -- AuditEvent id
-    recorded_ms INTEGER NOT NULL,
-    json        TEXT    NOT NULL,             -- the AuditEvent as served
-    prev_hash   TEXT    NOT NULL,
-    hash        TEXT    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded_ms, seq);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+-- The access log's tables are store/audit_sql.rs AUDIT_SCHEMA (applied to this file and to audit.db).
 
 -- The outbox (outbox/mod.rs): deliveries written in the same transaction as the change that causes them,
 -- claimed and sent by the outbox workers. `id` is the stable message id every attempt carries, so receivers

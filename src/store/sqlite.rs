@@ -37,6 +37,12 @@ struct Job {
 
 pub struct SqliteStore {
     writer: Mutex<Option<SyncSender<Job>>>,
+    /// The access chain's appender and the checkpointer (`store/appender.rs`).
+    appender: Arc<super::appender::Appender>,
+    checkpointer: Arc<super::appender::Checkpointer>,
+    /// Dropping it stops the checkpoint thread.
+    checkpoint_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    data_dir: std::path::PathBuf,
     /// Jobs sent and not yet taken by the writer: the `navet_writer_queue_depth` gauge.
     queued: Arc<AtomicUsize>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -90,9 +96,15 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Readers cannot write (`query_only`): the writer is the only connection that changes the database.
+/// Readers cannot write (`query_only`): the writer is the only connection that changes the database. They
+/// see the access chain's database as the schema `access` (`store/audit_sql.rs`).
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    let access = path.with_file_name(super::audit_sql::ACCESS_DB);
+    conn.execute(
+        &format!("ATTACH DATABASE ?1 AS {}", super::audit_sql::ACCESS_SCHEMA),
+        params![access.to_string_lossy()],
+    )?;
     conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
@@ -101,39 +113,56 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) `navet.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, super::appender::CHECKPOINT_INTERVAL)
+    }
+
+    /// [`SqliteStore::open`] with the interval between signed checkpoints of the access log.
+    pub fn open_with(
+        data_dir: &Path,
+        checkpoint_interval: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("navet.db");
         let conn = open_writer(&path)?;
-        // A data directory whose access log lost its append-only triggers was altered outside navet: the
-        // schema below would quietly recreate them, so they are checked first.
-        let existing_log = object_exists(&conn, "table", "audit_log")?;
-        if existing_log {
-            for trigger in APPEND_ONLY_TRIGGERS {
-                if !object_exists(&conn, "trigger", trigger)? {
-                    return Err(StoreError::Open(format!(
-                        "the access log's append-only trigger {trigger} is missing from {}: the database was \
-                         altered outside navet, so navet will not serve on it. Check the log with \
-                         `navet audit verify --data-dir {}` and restore the data directory from a backup",
-                        path.display(),
-                        data_dir.display()
-                    )));
-                }
-            }
-        }
+        // The access log (store/appender.rs): both databases' append-only triggers, the end of both chains
+        // and the newest signed checkpoint are checked before navet serves.
+        super::appender::check_triggers(&conn, data_dir, &path)?;
+        super::audit_sql::migrate_v1(&conn)?;
         conn.execute_batch(SQLITE_SCHEMA)?;
+        conn.execute_batch(super::audit_sql::AUDIT_SCHEMA)?;
         migrate(&conn)?;
-        // The newest records must chain: navet does not append to (or serve on) a broken log.
-        let tail = crate::audit::chain::verify_tail(&conn, CHAIN_TAIL_CHECKED)?;
-        if let Some(broken) = tail.first_broken {
-            return Err(StoreError::Open(format!(
-                "the access log is broken at record {} (AuditEvent/{}): {}. navet will not serve on a broken \
-                 access log; `navet audit verify --data-dir {}` reports the whole chain",
-                broken.seq,
-                broken.id,
-                broken.reason,
-                data_dir.display()
-            )));
+        let key = crate::audit::checkpoint::CheckpointKey::load_or_generate(data_dir)
+            .map_err(StoreError::Open)?;
+        let (appender, latest) = super::appender::Appender::open(data_dir, &key)?;
+        let appender = Arc::new(appender);
+        let tail = super::audit_sql::check_tail(
+            &conn,
+            crate::audit::chain::Chain::Change,
+            "main",
+            super::appender::TAIL_CHECKED,
+            latest.as_ref(),
+        )?;
+        if let Err(broken) = tail {
+            appender.close();
+            return Err(super::appender::broken_at_start(&broken, data_dir));
+        }
+        let checkpointer = Arc::new(super::appender::Checkpointer::new(data_dir, key, latest)?);
+        let (checkpoint_stop, stop) = std::sync::mpsc::channel::<()>();
+        {
+            let (appender, checkpointer) = (appender.clone(), checkpointer.clone());
+            std::thread::Builder::new()
+                .name("navet-audit-checkpoints".into())
+                .spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stop.recv_timeout(checkpoint_interval)
+                    {
+                        if let Err(e) = checkpointer.checkpoint(appender.head()) {
+                            tracing::error!(error = %e, "signing an access-log checkpoint failed");
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Open(format!("could not start the checkpointer: {e}")))?;
         }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
@@ -150,6 +179,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("could not start the writer: {e}")))?;
         Ok(SqliteStore {
             writer: Mutex::new(Some(tx)),
+            appender,
+            checkpointer,
+            checkpoint_stop: Mutex::new(Some(checkpoint_stop)),
+            data_dir: data_dir.to_owned(),
             queued,
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(ReaderPool {
@@ -246,22 +279,6 @@ pub fn format_instant(ms: i64) -> String {
         ts.strftime("%Y-%m-%dT%H:%M:%S"),
         ms.rem_euclid(1000)
     )
-}
-
-/// The triggers that make `audit_log` append-only (store/schema.rs).
-const APPEND_ONLY_TRIGGERS: [&str; 2] = ["audit_log_no_update", "audit_log_no_delete"];
-/// How many of the newest access-log records start-up verifies (the whole chain is `navet audit verify`).
-const CHAIN_TAIL_CHECKED: usize = 1000;
-
-fn object_exists(conn: &Connection, kind: &str, name: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2",
-            params![kind, name],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
 }
 
 /// Brings a data directory made by an earlier navet up to the current schema.
@@ -623,38 +640,18 @@ impl WriteTx for SqliteTx<'_> {
         Ok(rows)
     }
 
-    fn audit_after(
-        &mut self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, i64, String)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, id, recorded_ms, json FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    fn append_audit(&mut self, record: &crate::audit::Encoded) -> Result<(), StoreError> {
+        // The change chain's head is read inside the transaction (a primary-key lookup of the last row), so a
+        // job's savepoint rollback or a failed group commit takes its links with it and the head stays right.
+        let (seq, hash, t_us) = super::audit_sql::head(self.conn, "main")?;
+        let time = crate::audit::next_time_us(t_us);
+        super::audit_sql::insert(
+            self.conn,
+            crate::audit::chain::Chain::Change,
+            (seq, hash),
+            record,
+            time,
         )?;
-        let rows = stmt
-            .query_map(params![after_seq, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    fn append_chain(&mut self, id: &str, recorded_ms: i64, json: &str) -> Result<(), StoreError> {
-        let last: Option<(i64, String)> = self
-            .conn
-            .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (seq, prev) = match last {
-            Some((seq, hash)) => (seq + 1, hash),
-            None => (1, crate::audit::chain::GENESIS.to_owned()),
-        };
-        let hash = crate::audit::chain::link_hash(&prev, seq, id, recorded_ms, json);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO audit_log (seq, id, recorded_ms, json, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![seq, id, recorded_ms, json, prev, hash])?;
         Ok(())
     }
 
@@ -753,9 +750,20 @@ impl Store for SqliteStore {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
         let actor = actor.clone();
         self.read_blocking(move |conn| match version {
-            // A resource the actor may not see reads as absent: a 404, never a 403 that confirms it exists.
+            // The current version and the visibility rule in one query: a resource the actor may not see
+            // reads as absent (a 404, never a 403 that confirms it exists).
+            None => {
+                let mut args = vec![
+                    rusqlite::types::Value::Text(ty),
+                    rusqlite::types::Value::Text(id),
+                ];
+                let vis = search_sql::visibility_sql(&actor, &mut args);
+                Ok(conn
+                    .prepare_cached(&format!("{CURRENT_SQL}{vis}"))?
+                    .query_row(rusqlite::params_from_iter(args), row_to_version)
+                    .optional()?)
+            }
             _ if !search_sql::visible(conn, &actor, &ty, &id)? => Ok(None),
-            None => read_current(conn, &ty, &id),
             Some(v) => Ok(conn
                 .prepare_cached(
                     "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
@@ -868,21 +876,64 @@ impl Store for SqliteStore {
         actor: &Actor,
         from_ms: i64,
         to_ms: i64,
-        after_seq: i64,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         reads_access_log(actor)?;
         self.read_blocking(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, json FROM audit_log WHERE seq > ?1 AND recorded_ms >= ?2 AND recorded_ms < ?3 \
-                 ORDER BY seq LIMIT ?4",
-            )?;
-            let rows = stmt
-                .query_map(params![after_seq, from_ms, to_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            super::audit_sql::page(
+                conn,
+                from_ms.saturating_mul(1000),
+                to_ms.saturating_mul(1000),
+                after,
+                limit,
+            )
         })
         .await
+    }
+
+    async fn log_access(
+        &self,
+        _actor: &Actor,
+        record: crate::audit::Encoded,
+    ) -> Result<(), StoreError> {
+        self.appender.append(record).await.map(|_| ())
+    }
+
+    async fn audit_search(
+        &self,
+        actor: &Actor,
+        query: crate::audit::query::AuditQuery,
+        offset: usize,
+        count: usize,
+        total: bool,
+    ) -> Result<super::AuditPage, StoreError> {
+        reads_access_log(actor)?;
+        self.read_blocking(move |conn| {
+            let (found, has_more, total) =
+                super::audit_sql::search(conn, &query, offset, count, total)?;
+            Ok(super::AuditPage {
+                events: found
+                    .into_iter()
+                    .map(|l| super::LoggedEvent {
+                        id: l.id(),
+                        json: l.json(),
+                        patients: l.entry.patients,
+                    })
+                    .collect(),
+                has_more,
+                total,
+            })
+        })
+        .await
+    }
+
+    async fn audit_checkpoint(&self, _actor: &Actor) -> Result<bool, StoreError> {
+        let (appender, checkpointer) = (self.appender.clone(), self.checkpointer.clone());
+        tokio::task::spawn_blocking(move || checkpointer.checkpoint(appender.head()))
+            .await
+            .map_err(|_| StoreError::Busy)?
+            .map(|c| c.is_some())
     }
 
     async fn timeline(
@@ -920,16 +971,13 @@ impl Store for SqliteStore {
         patient: &str,
     ) -> Result<Vec<String>, StoreError> {
         reads_access_log(actor)?;
-        let patient = patient.to_owned();
+        let query = crate::audit::query::AuditQuery {
+            key_groups: vec![vec![format!("p|{patient}")]],
+            ..Default::default()
+        };
         self.read_blocking(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT a.json FROM search_index s JOIN audit_log a ON a.id = s.id \
-                 WHERE s.type = 'AuditEvent' AND s.param = 'patient' AND s.value = ?1 ORDER BY a.seq",
-            )?;
-            let rows = stmt
-                .query_map(params![patient], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            let (found, _, _) = super::audit_sql::search(conn, &query, 0, usize::MAX - 1, false)?;
+            Ok(found.iter().map(super::audit_sql::Logged::json).collect())
         })
         .await
     }
@@ -939,8 +987,25 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> Result<crate::audit::chain::Verification, StoreError> {
         reads_access_log(actor)?;
-        self.read_blocking(|conn| Ok(crate::audit::chain::verify(conn)?))
-            .await
+        let dir = self.data_dir.clone();
+        let key = self.checkpointer.public_key();
+        self.read_blocking(move |conn| {
+            let schema = Some(super::audit_sql::ACCESS_SCHEMA);
+            match super::audit_sql::all_checkpoints(conn, schema, &dir, &[], Some(&key)) {
+                Ok(checkpoints) => super::audit_sql::verify(conn, schema, &checkpoints),
+                Err(reason) => Ok(crate::audit::chain::Verification {
+                    records: 0,
+                    checkpoints: 0,
+                    first_broken: Some(crate::audit::chain::Broken {
+                        chain: crate::audit::chain::Chain::Access,
+                        seq: 0,
+                        id: "checkpoints".into(),
+                        reason,
+                    }),
+                }),
+            }
+        })
+        .await
     }
 
     async fn outbox_list(
@@ -990,6 +1055,18 @@ impl Store for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // Then the appender, and a last checkpoint of both final heads (the checkpoint at shutdown).
+        if let Ok(mut stop) = self.checkpoint_stop.lock() {
+            stop.take();
+        }
+        let (appender, checkpointer) = (self.appender.clone(), self.checkpointer.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            appender.close();
+            if let Err(e) = checkpointer.checkpoint(appender.head()) {
+                tracing::error!(error = %e, "the shutdown checkpoint of the access log failed");
+            }
+        })
+        .await;
     }
 }
 
