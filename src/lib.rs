@@ -19,15 +19,21 @@
 //! - [`outbox`]: durable outbound delivery: enqueue with the change, workers, retries, dead letters.
 //! - [`clients`]: typed outbound clients (a generic HTTP POST for now) with per-destination timeouts.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
+//! - [`caremap`]: the team directory (care map) from configuration: hours, holidays, coverage, search.
+//! - [`ordination`]: orders to the mobile teams: rules, intake, visit planning, the work they create.
+//! - [`itacih`]: the itACiH link: visits out through the outbox, the event feed back, the simulator.
 
 pub mod audit;
 pub mod auth;
+pub mod caremap;
 pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod itacih;
+pub mod ordination;
 pub mod outbox;
 pub mod search;
 pub mod startup;

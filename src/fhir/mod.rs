@@ -31,6 +31,8 @@ pub struct FhirContext {
     /// `[[outbox.allow]]`: which principals may have private or plain-http endpoints; a Subscription's
     /// endpoint is checked against them when it is written ([`subscription`]).
     pub outbox_allow: Vec<crate::outbox::config::AllowRule>,
+    /// Ordination rules, the care map and the itACiH link (`crate::ordination`).
+    pub ordination: Arc<crate::ordination::Ordination>,
 }
 
 impl FhirContext {
@@ -44,6 +46,7 @@ impl FhirContext {
             structure: Structure::embedded(),
             params: SearchParams::embedded(),
             outbox_allow,
+            ordination: Arc::new(crate::ordination::Ordination::demo()),
         })
     }
 
