@@ -36,6 +36,12 @@ pub struct FileConfig {
     pub outbox: crate::outbox::config::OutboxSection,
     #[serde(default)]
     pub destinations: Vec<crate::outbox::config::DestinationConfig>,
+    /// `[caremap] file`: the team directory (default: the embedded demo region's).
+    #[serde(default)]
+    pub caremap: crate::caremap::config::CareMapSection,
+    /// `[itacih]`: the itACiH link (off unless `base_url` is set).
+    #[serde(default)]
+    pub itacih: crate::itacih::ItacihSection,
 }
 
 /// `[limits]`: the edge's timeouts, concurrency and rate limits (README "Limits and the edge"), and bounds on
@@ -275,6 +281,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// `[outbox]` and `[[destinations]]`: checked, with their credentials read.
     pub outbox: crate::outbox::config::OutboxSettings,
+    /// The ordination rules, the care map (`[caremap]`) and the itACiH link (`[itacih]`), checked.
+    pub ordination: std::sync::Arc<crate::ordination::Ordination>,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -492,6 +500,13 @@ impl Settings {
             &|var| std::env::var(var).ok(),
             &mut errors,
         );
+        let ordination = crate::ordination::load(
+            &file.caremap,
+            &file.itacih,
+            &outbox.allow,
+            config_dir.as_deref(),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -515,6 +530,7 @@ impl Settings {
             limits,
             metrics_listen,
             outbox,
+            ordination,
         })
     }
 }

@@ -125,7 +125,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
-    let fhir = FhirContext::embedded_with(settings.outbox.allow.clone());
+    let fhir = FhirContext::configured(settings.outbox.allow.clone(), settings.ordination.clone());
     let state = AppState {
         store,
         fhir,
@@ -148,6 +148,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     if settings.seed_demo {
         seed_demo(&state).await?;
     }
+    crate::caremap::seed(&state).await?;
     Ok(state)
 }
 
@@ -232,6 +233,14 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         crate::outbox::config::subscription_template(),
     )
     .await;
+    let itacih = match &settings.ordination.itacih {
+        Some(link) => Some(crate::itacih::push::start(
+            state.store.clone(),
+            state.fhir.clone(),
+            link.clone(),
+        )?),
+        None => None,
+    };
     reload_keys_on_hangup(state.auth.clone());
     index_audit_in_background(&state);
     edge::flush_refusals_every_minute(&state);
@@ -260,6 +269,9 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     }
     outbox.stop().await;
     subscriptions.stop().await;
+    if let Some(itacih) = itacih {
+        itacih.stop().await;
+    }
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())

@@ -15,6 +15,14 @@ use crate::ordination::rules::Rules;
 /// The demo region's care map, embedded (the default when the configuration names none).
 pub const DEMO_CARE_MAP: &str = include_str!("../demo/caremap-demo.toml");
 
+/// `[caremap]` in navet.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CareMapSection {
+    /// A care map TOML file (relative to the configuration's folder); the demo region's when absent.
+    pub file: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CareMapConfig {

@@ -8,13 +8,34 @@
 //! coverage entry and each staff-role band carries the date it applies from (and optionally until).
 
 pub mod config;
+pub mod fhir;
 pub mod holidays;
+pub mod search;
 
 use jiff::Zoned;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 
 pub use config::{CareMapConfig, DEMO_CARE_MAP};
+
+/// Writes the care map into the store as navet itself (caremap/fhir.rs), at every start-up.
+pub async fn seed(state: &crate::state::AppState) -> Result<(), String> {
+    let ctx = &state.fhir;
+    let today = jiff::Zoned::now().with_time_zone(ctx.ordination.care.tz.clone()).date();
+    let bundle = fhir::bundle(&ctx.ordination.care, &ctx.ordination.rules, today).to_string();
+    let unrestricted = |_: &str, _: crate::auth::Interaction| Ok(());
+    crate::fhir::bundle::process(
+        ctx.clone(),
+        state.store.as_ref(),
+        &crate::store::Actor::system(),
+        &unrestricted,
+        None,
+        bundle.as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("the care map could not be stored: {e}"))?;
+    Ok(())
+}
 
 /// The time zone every team's hours and every plan are in.
 pub const TIME_ZONE: &str = "Europe/Stockholm";

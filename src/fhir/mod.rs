@@ -50,6 +50,19 @@ impl FhirContext {
         })
     }
 
+    /// The embedded tables with the configuration's allow rules and ordination (care map, itACiH link).
+    pub fn configured(
+        outbox_allow: Vec<crate::outbox::config::AllowRule>,
+        ordination: Arc<crate::ordination::Ordination>,
+    ) -> Arc<Self> {
+        Arc::new(FhirContext {
+            structure: Structure::embedded(),
+            params: SearchParams::embedded(),
+            outbox_allow,
+            ordination,
+        })
+    }
+
     /// The resource types the search API serves (DESIGN.md glossary plus the shared master data).
     pub fn is_searchable(&self, resource_type: &str) -> bool {
         SEARCHABLE.contains(&resource_type)

@@ -135,6 +135,12 @@ async fn search(
         )));
     }
     let prefer = Prefer::from_headers(headers);
+    // The care map's "which team can do this, here, now" (caremap/search.rs).
+    let pairs = if ty == "HealthcareService" {
+        crate::caremap::search::rewrite(&state.fhir.ordination.care, state.store.as_ref(), &actor, pairs).await?
+    } else {
+        pairs
+    };
     let offset = match pairs.iter().find(|(k, _)| k == "_cursor") {
         Some((_, c)) => decode_cursor(c)?,
         None => 0,

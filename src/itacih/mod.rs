@@ -18,6 +18,7 @@
 pub mod feed;
 pub mod mapping;
 pub mod push;
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -110,6 +110,64 @@ pub fn after_writes(
     }
 }
 
+/// [`after_writes`] for the entries of a transaction (`in_bundle`: FHIRPath locations name the entry) or a
+/// batch entry: replaced versions and warnings go into the entry results; answers what intake wrote.
+pub fn after_entries(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    results: &mut [crate::fhir::bundle::EntryResult],
+    in_bundle: bool,
+) -> Result<Vec<StoredVersion>, ApiError> {
+    let written: Vec<Written<'_>> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let o = r.outcome.as_ref()?;
+            Some(Written { entry: in_bundle.then_some(i), version: &o.version, status: o.status })
+        })
+        .collect();
+    if !written.iter().any(|w| matches!(w.version.resource_type.as_str(), "ServiceRequest" | "MedicationRequest")) {
+        return Ok(Vec::new());
+    }
+    // Positions in `written` are entry indices only when every entry wrote something; map them back.
+    let index: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.outcome.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let after = after_writes(ctx, tx, &written)?;
+    for (pos, newer) in after.replaced {
+        if let Some(o) = index.get(pos).and_then(|i| results.get_mut(*i)).and_then(|r| r.outcome.as_mut()) {
+            o.version = newer;
+        }
+    }
+    for (pos, text) in after.warnings {
+        if let Some(r) = index.get(pos).and_then(|i| results.get_mut(*i)) {
+            r.warnings.push(text);
+        }
+    }
+    Ok(after.created)
+}
+
+/// [`after_writes`] for a single create or update: the (possibly replaced) outcome, warnings, and what
+/// intake wrote.
+pub fn after_single(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    mut outcome: ops::WriteOutcome,
+) -> Result<(ops::WriteOutcome, Vec<String>, Vec<StoredVersion>), ApiError> {
+    if !matches!(outcome.version.resource_type.as_str(), "ServiceRequest" | "MedicationRequest") {
+        return Ok((outcome, Vec::new(), Vec::new()));
+    }
+    let written = [Written { entry: None, version: &outcome.version, status: outcome.status }];
+    let after = after_writes(ctx, tx, &written)?;
+    if let Some((_, newer)) = after.replaced.into_iter().next() {
+        outcome.version = newer;
+    }
+    Ok((outcome, after.warnings.into_iter().map(|(_, w)| w).collect(), after.created))
+}
+
 /// A POST of a ServiceRequest or MedicationRequest with an identifier and no condition of its own is a
 /// conditional create on its first identifier: the same order sent twice is stored once.
 pub fn implicit_condition(

@@ -34,6 +34,41 @@ impl Ordination {
     }
 }
 
+/// Loads the rules, the care map (`[caremap] file`, else the demo region's) and the itACiH link; every
+/// error goes to `errors`.
+pub fn load(
+    caremap: &crate::caremap::config::CareMapSection,
+    itacih: &crate::itacih::ItacihSection,
+    allow: &[crate::outbox::config::AllowRule],
+    config_dir: Option<&std::path::Path>,
+    errors: &mut Vec<String>,
+) -> std::sync::Arc<Ordination> {
+    let rules = Rules::embedded();
+    let care = match &caremap.file {
+        None => Some(CareMap::demo()),
+        Some(path) => {
+            let path = match config_dir {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.clone(),
+            };
+            match std::fs::read_to_string(&path) {
+                Err(e) => {
+                    errors.push(format!("caremap.file {}: {e}", path.display()));
+                    None
+                }
+                Ok(text) => toml::from_str::<crate::caremap::CareMapConfig>(&text)
+                    .map_err(|e| vec![format!("caremap.file {}: {e}", path.display())])
+                    .and_then(|c| crate::caremap::config::build(&c, &rules))
+                    .map_err(|mut e| errors.append(&mut e))
+                    .ok(),
+            }
+        }
+    };
+    let care = care.unwrap_or_else(CareMap::demo);
+    let itacih = crate::itacih::build(itacih, &care, allow, config_dir, errors);
+    std::sync::Arc::new(Ordination { rules, care, itacih })
+}
+
 /// Identifier system of the stable itACiH `externtId` on each visit's Task.
 pub const EXTERNT_ID_SYSTEM: &str = "http://navet.example/identifier/itacih-externt-id";
 /// Extension on a Task: the planned visit's number within its order.
