@@ -683,7 +683,15 @@ fn handle(
         performer: performer.clone(),
         patient: PatientFacts { age, main_need },
     };
-    let planned: Plan = match super::plan::plan(&ctx.ordination.care, rules, &facts) {
+    // A drug order whose MedicationRequest has not arrived yet is planned for its team only (who coordinates),
+    // its visits when the MedicationRequest comes.
+    let waiting_for_mr = needs_mr && facts.per_day.is_none();
+    let team_facts = if waiting_for_mr {
+        OrderFacts { per_day: Some(1), ..facts.clone() }
+    } else {
+        facts.clone()
+    };
+    let planned: Plan = match super::plan::plan(&ctx.ordination.care, rules, &team_facts) {
         Ok(p) => p,
         Err(e) => {
             let path = match &e {
@@ -764,16 +772,12 @@ fn handle(
     } else {
         None
     };
-    let created = if status == "active" && (order.medication.is_some() || !needs_mr_of(&intervention.visits)) {
+    let created = if status == "active" && !waiting_for_mr {
         super::work::create(ctx, tx, &order, &planned)?
     } else {
         Vec::new()
     };
     Ok(Handled { warnings, replaced, created })
-}
-
-fn needs_mr_of(rule: &VisitRule) -> bool {
-    *rule == VisitRule::Doses
 }
 
 /// The ordering physician's HSA-id: a logical HSA identifier, or a PractitionerRole's practitioner.
