@@ -238,7 +238,8 @@ pub async fn run(settings: Settings) -> StartResult<()> {
             state.store.clone(),
             state.fhir.clone(),
             link.clone(),
-        )?),
+        )
+        .await?),
         None => None,
     };
     reload_keys_on_hangup(state.auth.clone());

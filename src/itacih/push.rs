@@ -324,6 +324,13 @@ impl Running {
             let _ = h.await;
         }
     }
+
+    /// Ends both at once, as a crash would: a delivery in flight is not recorded (tests of restarts).
+    pub fn abort(self) {
+        for h in self.handles {
+            h.abort();
+        }
+    }
 }
 
 /// The HTTP client for itACiH: its timeouts, no redirects, no proxy from the environment.
@@ -338,9 +345,14 @@ pub fn client(link: &Link) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("itACiH client: {e}"))
 }
 
-/// Starts the pusher and the feed poller.
-pub fn start(store: Arc<dyn Store>, fhir: Arc<FhirContext>, link: Link) -> Result<Running, String> {
+/// Starts the pusher and the feed poller. Claims left by an earlier process are released first (the
+/// embedded store has one node, so nobody else can hold them), so a crash's deliveries are attempted again.
+pub async fn start(store: Arc<dyn Store>, fhir: Arc<FhirContext>, link: Link) -> Result<Running, String> {
     let http = client(&link)?;
+    store
+        .transact(&Actor::system(), |tx| Ok(tx.outbox_release_claims()?))
+        .await
+        .map_err(|e| format!("the outbox could not be opened: {e}"))?;
     let (stop, stop_rx) = watch::channel(false);
     let pusher = {
         let (store, link, http, mut stop) = (store.clone(), link.clone(), http.clone(), stop_rx.clone());
