@@ -206,7 +206,10 @@ fn itacih_sim(args: SimArgs) -> CmdResult {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| (1, format!("cannot listen on {}: {e}", args.listen)))?;
-        tracing::info!("simulated itACiH at http://{}/api/v1 (modes: POST /sim/mode)", args.listen);
+        tracing::info!(
+            "simulated itACiH at http://{}/api/v1 (modes: POST /sim/mode)",
+            args.listen
+        );
         let state = navet::itacih::sim::Shared::default();
         axum::serve(listener, navet::itacih::sim::app(state))
             .await

@@ -234,12 +234,10 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     )
     .await;
     let itacih = match &settings.ordination.itacih {
-        Some(link) => Some(crate::itacih::push::start(
-            state.store.clone(),
-            state.fhir.clone(),
-            link.clone(),
-        )
-        .await?),
+        Some(link) => Some(
+            crate::itacih::push::start(state.store.clone(), state.fhir.clone(), link.clone())
+                .await?,
+        ),
         None => None,
     };
     reload_keys_on_hangup(state.auth.clone());

@@ -11,7 +11,14 @@ const MTN_K: &str = "SE2321000255-MTN01";
 const ASIH: &str = "SE2321000255-ASIH1";
 
 async fn tasks_of(client: &reqwest::Client, app: &common::TestApp, order: &str) -> Vec<Value> {
-    search_all(client, &format!("{}/Task?based-on=ServiceRequest/{order}&_count=100", app.fhir)).await
+    search_all(
+        client,
+        &format!(
+            "{}/Task?based-on=ServiceRequest/{order}&_count=100",
+            app.fhir
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -24,7 +31,10 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
     assert_eq!(status, 200, "{answer}");
     let sr_id = order_id(&answer);
     assert_eq!(answer["entry"][1]["response"]["status"], "201 Created");
-    assert!(answer["entry"][1]["response"].get("outcome").is_none(), "3 a day: no warning");
+    assert!(
+        answer["entry"][1]["response"].get("outcome").is_none(),
+        "3 a day: no warning"
+    );
 
     let tasks = tasks_of(&csk, &app, &sr_id).await;
     let mut plan: Vec<(String, String)> = tasks
@@ -32,7 +42,10 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
         .map(|t| {
             (
                 t["executionPeriod"]["start"].as_str().unwrap().to_owned(),
-                t["owner"]["identifier"]["value"].as_str().unwrap().to_owned(),
+                t["owner"]["identifier"]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect();
@@ -49,14 +62,34 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
     .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
     .collect();
     assert_eq!(plan, want);
-    let first = tasks.iter().find(|t| t["id"] == format!("{sr_id}-v1")).expect("visit 1");
-    assert_eq!(first["basedOn"][0]["reference"], format!("ServiceRequest/{sr_id}"));
+    let first = tasks
+        .iter()
+        .find(|t| t["id"] == format!("{sr_id}-v1"))
+        .expect("visit 1");
+    assert_eq!(
+        first["basedOn"][0]["reference"],
+        format!("ServiceRequest/{sr_id}")
+    );
     assert_eq!(first["restriction"]["repetitions"], 1);
-    assert_eq!(first["meta"]["tag"][0]["code"], "SE2321000255-CSK01", "written for the orderer");
-    assert!(first["description"].as_str().unwrap().contains("Piperacillin/Tazobactam 4 g"));
+    assert_eq!(
+        first["meta"]["tag"][0]["code"], "SE2321000255-CSK01",
+        "written for the orderer"
+    );
+    assert!(
+        first["description"]
+            .as_str()
+            .unwrap()
+            .contains("Piperacillin/Tazobactam 4 g")
+    );
 
     // The order now names the coordinating team and the medical responsibility (the listed vårdcentral).
-    let sr = common::json(csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir)).send().await.unwrap()).await;
+    let sr = common::json(
+        csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(sr["performer"][0]["identifier"]["value"], MTN_K);
     let resp = sr["extension"]
         .as_array()
@@ -64,7 +97,10 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
         .iter()
         .find(|e| e["url"] == "http://navet.example/StructureDefinition/medical-responsibility")
         .expect("medical responsibility");
-    assert_eq!(resp["valueReference"]["identifier"]["value"], "SE2321000255-VC101");
+    assert_eq!(
+        resp["valueReference"]["identifier"]["value"],
+        "SE2321000255-VC101"
+    );
 
     // Who sees which Tasks: exactly these sets.
     let all = ids(&tasks);
@@ -75,13 +111,20 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
         .cloned()
         .collect::<Vec<_>>());
     let mtn = app.client.clone();
-    assert_eq!(ids(&tasks_of(&mtn, &app, &sr_id).await), all, "MTN coordinates: every visit");
+    assert_eq!(
+        ids(&tasks_of(&mtn, &app, &sr_id).await),
+        all,
+        "MTN coordinates: every visit"
+    );
     // ASIH has no demo user: what its actor finds in the store, under the same visibility rule.
     let asih = navet::store::Actor {
         principal: ASIH.into(),
         client_id: Some("demo-asih".into()),
         user: None,
-        visibility: navet::fhir::visibility::Visibility::Care { sees: vec![ASIH.to_owned()].into(), emergency: false },
+        visibility: navet::fhir::visibility::Visibility::Care {
+            sees: vec![ASIH.to_owned()].into(),
+            emergency: false,
+        },
         population_register: false,
     };
     let page = app
@@ -93,15 +136,44 @@ async fn an_order_becomes_a_plan_of_tasks_owned_by_the_performing_teams() {
     let mut asih_seen: Vec<String> = page.matches.iter().map(|v| v.id.clone()).collect();
     asih_seen.sort();
     assert_eq!(asih_seen, asih_tasks, "ASIH: its own visits");
-    let vc_ystad = app.client_as("demo-vc-ystad", Some("SE2321000255-P0401"), "system/*.cruds").await;
-    assert!(search_all(&vc_ystad, &format!("{}/Task", app.fhir)).await.is_empty());
-    assert!(search_all(&vc_ystad, &format!("{}/Communication", app.fhir)).await.is_empty());
+    let vc_ystad = app
+        .client_as(
+            "demo-vc-ystad",
+            Some("SE2321000255-P0401"),
+            "system/*.cruds",
+        )
+        .await;
+    assert!(
+        search_all(&vc_ystad, &format!("{}/Task", app.fhir))
+            .await
+            .is_empty()
+    );
+    assert!(
+        search_all(&vc_ystad, &format!("{}/Communication", app.fhir))
+            .await
+            .is_empty()
+    );
     // The listed vårdcentral is told the point intervention starts.
-    let vc = app.client_as("demo-vc-nasby", Some("SE2321000255-P0301"), "system/*.cruds").await;
+    let vc = app
+        .client_as(
+            "demo-vc-nasby",
+            Some("SE2321000255-P0301"),
+            "system/*.cruds",
+        )
+        .await;
     let told = search_all(&vc, &format!("{}/Communication", app.fhir)).await;
     assert_eq!(ids(&told), vec![format!("{sr_id}-cstart")]);
-    assert!(told[0]["payload"][0]["contentString"].as_str().unwrap().contains("MTN Kristianstad"));
-    assert!(search_all(&vc, &format!("{}/Task", app.fhir)).await.is_empty());
+    assert!(
+        told[0]["payload"][0]["contentString"]
+            .as_str()
+            .unwrap()
+            .contains("MTN Kristianstad")
+    );
+    assert!(
+        search_all(&vc, &format!("{}/Task", app.fhir))
+            .await
+            .is_empty()
+    );
 
     // The same order again creates nothing new.
     let (status, again) = post_bundle(&csk, &app, &order.bundle()).await;
@@ -138,11 +210,17 @@ async fn invalid_orders_are_refused_with_every_failing_element_and_store_nothing
         .as_object_mut()
         .unwrap()
         .remove("timing");
-    assert_eq!(refused(b).await, ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat"]);
+    assert_eq!(
+        refused(b).await,
+        ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat"]
+    );
     // Frequency 0.
     let mut o = base.clone();
     o.per_day = Some(0);
-    assert_eq!(refused(o.bundle()).await, ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat.frequency"]);
+    assert_eq!(
+        refused(o.bundle()).await,
+        ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat.frequency"]
+    );
     // End before start (both the order and the dosing).
     let mut o = base.clone();
     o.start = "2026-11-26".into();
@@ -161,13 +239,19 @@ async fn invalid_orders_are_refused_with_every_failing_element_and_store_nothing
     // The performer is not a team.
     let mut o = base.clone();
     o.performer = Some("SE2321000255-VC101".into());
-    assert_eq!(refused(o.bundle()).await, ["Bundle.entry[1].resource.performer[0]"]);
+    assert_eq!(
+        refused(o.bundle()).await,
+        ["Bundle.entry[1].resource.performer[0]"]
+    );
     // A bad identifier.
     let mut b = base.bundle();
     b["entry"][1]["resource"]["identifier"] = json!([{"system": "csk ordination", "value": ""}]);
     assert_eq!(
         refused(b).await,
-        ["Bundle.entry[1].resource.identifier[0].system", "Bundle.entry[1].resource.identifier[0].value"]
+        [
+            "Bundle.entry[1].resource.identifier[0].system",
+            "Bundle.entry[1].resource.identifier[0].value"
+        ]
     );
     // An intervention no team offers (not in the code system).
     let mut o = base.clone();
@@ -191,9 +275,21 @@ async fn invalid_orders_are_refused_with_every_failing_element_and_store_nothing
     b["entry"][1]["resource"]["subject"] = json!({"reference": elsewhere});
     assert_eq!(refused(b).await, ["Bundle.entry[1].resource.subject"]);
     // Nothing of any of them was stored.
-    assert!(search_all(&csk, &format!("{}/ServiceRequest", app.fhir)).await.is_empty());
-    assert!(search_all(&csk, &format!("{}/MedicationRequest", app.fhir)).await.is_empty());
-    assert!(search_all(&csk, &format!("{}/Task", app.fhir)).await.is_empty());
+    assert!(
+        search_all(&csk, &format!("{}/ServiceRequest", app.fhir))
+            .await
+            .is_empty()
+    );
+    assert!(
+        search_all(&csk, &format!("{}/MedicationRequest", app.fhir))
+            .await
+            .is_empty()
+    );
+    assert!(
+        search_all(&csk, &format!("{}/Task", app.fhir))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -205,7 +301,12 @@ async fn more_than_four_doses_a_day_is_accepted_with_a_warning() {
     assert_eq!(status, 200, "{answer}");
     let outcome = &answer["entry"][1]["response"]["outcome"];
     assert_eq!(outcome["issue"][0]["severity"], "warning", "{answer}");
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("6 doses a day"));
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("6 doses a day")
+    );
     assert_eq!(tasks_of(&csk, &app, &order_id(&answer)).await.len(), 6);
 }
 
@@ -218,11 +319,20 @@ async fn a_draft_is_seen_by_the_coordinator_and_planned_only_when_active_and_rev
     let (status, answer) = post_bundle(&csk, &app, &order.bundle()).await;
     assert_eq!(status, 200, "{answer}");
     let sr_id = order_id(&answer);
-    assert!(tasks_of(&csk, &app, &sr_id).await.is_empty(), "a draft plans nothing");
+    assert!(
+        tasks_of(&csk, &app, &sr_id).await.is_empty(),
+        "a draft plans nothing"
+    );
     let seen = search_all(&app.client, &format!("{}/ServiceRequest", app.fhir)).await;
     assert_eq!(ids(&seen), vec![sr_id.clone()], "MTN sees the notice");
     // Activated: planned.
-    let mut sr = common::json(csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir)).send().await.unwrap()).await;
+    let mut sr = common::json(
+        csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     sr["status"] = json!("active");
     let r = csk
         .put(format!("{}/ServiceRequest/{sr_id}", app.fhir))
@@ -236,7 +346,13 @@ async fn a_draft_is_seen_by_the_coordinator_and_planned_only_when_active_and_rev
     assert_eq!(tasks.len(), 3);
     assert!(tasks.iter().all(|t| t["status"] == "requested"));
     // Revoked: every remaining Task is cancelled.
-    let mut sr = common::json(csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir)).send().await.unwrap()).await;
+    let mut sr = common::json(
+        csk.get(format!("{}/ServiceRequest/{sr_id}", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     sr["status"] = json!("revoked");
     let r = csk
         .put(format!("{}/ServiceRequest/{sr_id}", app.fhir))
@@ -248,7 +364,10 @@ async fn a_draft_is_seen_by_the_coordinator_and_planned_only_when_active_and_rev
     assert_eq!(r.status(), 200);
     let tasks = tasks_of(&csk, &app, &sr_id).await;
     assert_eq!(tasks.len(), 3);
-    assert!(tasks.iter().all(|t| t["status"] == "cancelled"), "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t["status"] == "cancelled"),
+        "{tasks:?}"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +392,11 @@ async fn separate_creates_plan_when_the_medication_request_arrives() {
 }
 
 async fn patient_ref(client: &reqwest::Client, app: &common::TestApp, pnr: &str) -> String {
-    let found = search_all(client, &format!("{}/Patient?identifier={PNR}|{pnr}", app.fhir)).await;
+    let found = search_all(
+        client,
+        &format!("{}/Patient?identifier={PNR}|{pnr}", app.fhir),
+    )
+    .await;
     format!("Patient/{}", found[0]["id"].as_str().unwrap())
 }
 
@@ -282,13 +405,22 @@ async fn patient_ref(client: &reqwest::Client, app: &common::TestApp, pnr: &str)
 async fn the_care_map_answers_which_team_can_do_this_here_now() {
     let app = common::spawn_app_with_demo().await;
     // The ambulance's system client, without a user: the directory is not patient data.
-    let amb = app.client_as("demo-ambulans", None, "system/HealthcareService.rs system/Location.rs").await;
+    let amb = app
+        .client_as(
+            "demo-ambulans",
+            None,
+            "system/HealthcareService.rs system/Location.rs",
+        )
+        .await;
     let ask = |q: String| {
         let amb = amb.clone();
         let url = format!("{}/HealthcareService?{q}", app.fhir);
         async move {
             let found = search_all(&amb, &url).await;
-            let mut names: Vec<String> = found.iter().map(|h| h["name"].as_str().unwrap().to_owned()).collect();
+            let mut names: Vec<String> = found
+                .iter()
+                .map(|h| h["name"].as_str().unwrap().to_owned())
+                .collect();
             names.sort();
             names
         }
@@ -300,49 +432,130 @@ async fn the_care_map_answers_which_team_can_do_this_here_now() {
     let night = at("2026-11-24T03:00:00+01:00");
     for m in ["1290", "1256", "1272"] {
         assert_eq!(
-            ask(format!("municipality={m}&available-at={weekday_noon}&service-type=iv-antibiotika")).await,
+            ask(format!(
+                "municipality={m}&available-at={weekday_noon}&service-type=iv-antibiotika"
+            ))
+            .await,
             ["ASIH Skåne (demo unit)", "MTN Kristianstad"],
             "{m}"
         );
-        assert_eq!(ask(format!("municipality={m}&available-at={saturday_noon}")).await, ["ASIH Skåne (demo unit)"]);
-        assert_eq!(ask(format!("municipality={m}&available-at={holiday_noon}")).await, ["ASIH Skåne (demo unit)"]);
-        assert_eq!(ask(format!("municipality={m}&available-at={night}")).await, ["ASIH Skåne (demo unit)"]);
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={saturday_noon}")).await,
+            ["ASIH Skåne (demo unit)"]
+        );
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={holiday_noon}")).await,
+            ["ASIH Skåne (demo unit)"]
+        );
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={night}")).await,
+            ["ASIH Skåne (demo unit)"]
+        );
     }
     for m in ["1286", "1291", "1265", "1264", "1270"] {
         assert_eq!(
-            ask(format!("municipality={m}&available-at={weekday_noon}&service-type=iv-antibiotika")).await,
+            ask(format!(
+                "municipality={m}&available-at={weekday_noon}&service-type=iv-antibiotika"
+            ))
+            .await,
             ["ASIH Skåne (demo unit)", "MTN Ystad"],
             "{m}"
         );
-        assert_eq!(ask(format!("municipality={m}&available-at={saturday_noon}")).await, ["ASIH Skåne (demo unit)", "MTN Ystad"]);
-        assert_eq!(ask(format!("municipality={m}&available-at={holiday_noon}")).await, ["ASIH Skåne (demo unit)", "MTN Ystad"]);
-        assert_eq!(ask(format!("municipality={m}&available-at={night}")).await, ["ASIH Skåne (demo unit)"]);
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={saturday_noon}")).await,
+            ["ASIH Skåne (demo unit)", "MTN Ystad"]
+        );
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={holiday_noon}")).await,
+            ["ASIH Skåne (demo unit)", "MTN Ystad"]
+        );
+        assert_eq!(
+            ask(format!("municipality={m}&available-at={night}")).await,
+            ["ASIH Skåne (demo unit)"]
+        );
         // MTN Ystad's physicians work 07:30–16:00 on vardagar only.
         assert_eq!(
-            ask(format!("municipality={m}&available-at={saturday_noon}&service-type=lakarbesok")).await,
+            ask(format!(
+                "municipality={m}&available-at={saturday_noon}&service-type=lakarbesok"
+            ))
+            .await,
             ["ASIH Skåne (demo unit)"]
         );
     }
     // A child: ASIH only. A psychiatric main need: no team.
-    assert_eq!(ask(format!("municipality=1290&available-at={weekday_noon}&patient-age=12")).await, ["ASIH Skåne (demo unit)"]);
-    assert!(ask(format!("municipality=1286&available-at={weekday_noon}&main-need=psykiatri")).await.is_empty());
+    assert_eq!(
+        ask(format!(
+            "municipality=1290&available-at={weekday_noon}&patient-age=12"
+        ))
+        .await,
+        ["ASIH Skåne (demo unit)"]
+    );
+    assert!(
+        ask(format!(
+            "municipality=1286&available-at={weekday_noon}&main-need=psykiatri"
+        ))
+        .await
+        .is_empty()
+    );
     // basonkologi: MTN Ystad and ASIH offer it, MTN Kristianstad does not.
-    assert_eq!(ask(format!("municipality=1290&service-type=basonkologi")).await, ["ASIH Skåne (demo unit)"]);
+    assert_eq!(
+        ask(format!("municipality=1290&service-type=basonkologi")).await,
+        ["ASIH Skåne (demo unit)"]
+    );
     // The standard coverage-area, by the municipality's Location.
-    let loc = search_all(&amb, &format!("{}/Location?identifier=urn:oid:1.2.752.129.2.2.1.17|1286", app.fhir)).await;
+    let loc = search_all(
+        &amb,
+        &format!(
+            "{}/Location?identifier=urn:oid:1.2.752.129.2.2.1.17|1286",
+            app.fhir
+        ),
+    )
+    .await;
     let loc_id = loc[0]["id"].as_str().unwrap();
     assert_eq!(
-        ask(format!("coverage-area=Location/{loc_id}&available-at={weekday_noon}")).await,
+        ask(format!(
+            "coverage-area=Location/{loc_id}&available-at={weekday_noon}"
+        ))
+        .await,
         ["ASIH Skåne (demo unit)", "MTN Ystad"]
     );
     // Bad input is a 400 naming it.
-    let r = amb.get(format!("{}/HealthcareService?available-at=tomorrow", app.fhir)).send().await.unwrap();
+    let r = amb
+        .get(format!(
+            "{}/HealthcareService?available-at=tomorrow",
+            app.fhir
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // The parameters are in the CapabilityStatement.
-    let cs = common::json(app.anonymous.get(format!("{}/metadata", app.fhir)).send().await.unwrap()).await;
-    let hs = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "HealthcareService").unwrap();
-    let names: Vec<&str> = hs["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    for p in ["municipality", "available-at", "coverage-area", "service-type"] {
+    let cs = common::json(
+        app.anonymous
+            .get(format!("{}/metadata", app.fhir))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let hs = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "HealthcareService")
+        .unwrap();
+    let names: Vec<&str> = hs["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "municipality",
+        "available-at",
+        "coverage-area",
+        "service-type",
+    ] {
         assert!(names.contains(&p), "{p}");
     }
 }

@@ -142,8 +142,7 @@ const ROLES: [&str; 5] = ["LAK", "SSK", "KUR", "SEK", "ANNAN"];
 
 /// Parses and builds a care map against the shipped rules.
 pub fn parse_and_build(text: &str) -> Result<CareMap, Vec<String>> {
-    let config: CareMapConfig =
-        toml::from_str(text).map_err(|e| vec![format!("care map: {e}")])?;
+    let config: CareMapConfig = toml::from_str(text).map_err(|e| vec![format!("care map: {e}")])?;
     build(&config, &Rules::embedded())
 }
 
@@ -251,7 +250,11 @@ pub fn build(config: &CareMapConfig, rules: &Rules) -> Result<CareMap, Vec<Strin
             .coverage
             .iter()
             .map(|c| {
-                if !config.municipalities.iter().any(|m| m.code == c.municipality) {
+                if !config
+                    .municipalities
+                    .iter()
+                    .any(|m| m.code == c.municipality)
+                {
                     errors.push(format!(
                         "{what}: municipality {} is not in the care map's municipalities",
                         c.municipality
@@ -281,7 +284,11 @@ pub fn build(config: &CareMapConfig, rules: &Rules) -> Result<CareMap, Vec<Strin
         let mut role_hours: Vec<RoleHours> = Vec::new();
         for r in &t.role_hours {
             if !ROLES.contains(&r.role.as_str()) {
-                errors.push(format!("{what}: role '{}' is not one of {}", r.role, ROLES.join(", ")));
+                errors.push(format!(
+                    "{what}: role '{}' is not one of {}",
+                    r.role,
+                    ROLES.join(", ")
+                ));
             }
             let b = band(
                 &r.days,
@@ -366,12 +373,16 @@ pub fn build(config: &CareMapConfig, rules: &Rules) -> Result<CareMap, Vec<Strin
             if let Some(hsa) = hsa
                 && !teams.iter().any(|t| &t.hsa_id == hsa)
             {
-                errors.push(format!("{what}: {role} {hsa} is not a team of the care map"));
+                errors.push(format!(
+                    "{what}: {role} {hsa} is not a team of the care map"
+                ));
             }
         }
         for m in &s.municipalities {
             if sites.iter().any(|x: &Site| x.municipalities.contains(m)) {
-                errors.push(format!("{what}: municipality {m} belongs to another site too"));
+                errors.push(format!(
+                    "{what}: municipality {m} belongs to another site too"
+                ));
             }
         }
         sites.push(Site {
@@ -405,9 +416,17 @@ mod tests {
     #[test]
     fn every_error_in_a_care_map_is_reported() {
         let broken = DEMO_CARE_MAP
-            .replacen("start = \"08:00\", end = \"17:00\"", "start = \"17:00\", end = \"08:00\"", 1)
+            .replacen(
+                "start = \"08:00\", end = \"17:00\"",
+                "start = \"17:00\", end = \"08:00\"",
+                1,
+            )
             .replacen("\"basonkologi\"]", "\"basonkologi\", \"akupunktur\"]", 1)
-            .replacen("coordinator = \"SE2321000255-ASIH1\"", "coordinator = \"SE2321000255-XYZ99\"", 1)
+            .replacen(
+                "coordinator = \"SE2321000255-ASIH1\"",
+                "coordinator = \"SE2321000255-XYZ99\"",
+                1,
+            )
             .replacen("days = \"alla\"", "days = \"ibland\"", 1);
         let errors = parse_and_build(&broken).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");

@@ -64,7 +64,11 @@ fn available_time(band: &Band, role: Option<&str>) -> Value {
     } else {
         t["availableStartTime"] = json!(hhmm(band.start_min));
         // 24:00 is not a FHIR time: the last second of the day.
-        t["availableEndTime"] = json!(if band.end_min >= 1440 { "23:59:59".to_owned() } else { hhmm(band.end_min) });
+        t["availableEndTime"] = json!(if band.end_min >= 1440 {
+            "23:59:59".to_owned()
+        } else {
+            hhmm(band.end_min)
+        });
     }
     t
 }
@@ -138,7 +142,10 @@ pub fn healthcare_service(
     if !works_helgdagar {
         for y in years {
             for (day, name) in holidays::public_holidays(*y) {
-                if !matches!(day.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday) {
+                if !matches!(
+                    day.weekday(),
+                    jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+                ) {
                     not_available.push(json!({
                         "description": format!("{name} (allmän helgdag)"),
                         "during": {"start": day.to_string(), "end": day.to_string()}
@@ -148,7 +155,8 @@ pub fn healthcare_service(
         }
     }
     for c in &team.closures {
-        not_available.push(json!({"description": c.reason, "during": period(c.valid.from, c.valid.to)}));
+        not_available
+            .push(json!({"description": c.reason, "during": period(c.valid.from, c.valid.to)}));
     }
     let telecom: Vec<Value> = team
         .telecom
@@ -156,7 +164,8 @@ pub fn healthcare_service(
         .map(|t| {
             let mut v = json!({"system": t.system, "value": t.value, "use": "work"});
             if let Some(b) = &t.band {
-                v["extension"] = json!([{"url": HOURS_TEXT_EXTENSION, "valueString": band_text(b)}]);
+                v["extension"] =
+                    json!([{"url": HOURS_TEXT_EXTENSION, "valueString": band_text(b)}]);
             }
             v
         })
@@ -241,7 +250,14 @@ pub fn bundle(map: &CareMap, rules: &Rules, today: Date) -> Value {
             "request": {"method": "POST", "url": "Organization", "ifNoneExist": format!("identifier={HSA_ID_SYSTEM}|{}", team.hsa_id)}
         }));
         let (system, value) = service_identifier(team);
-        let hs = healthcare_service(team, rules, &org_url(&team.hsa_id), &loc_url, &name_of, &years);
+        let hs = healthcare_service(
+            team,
+            rules,
+            &org_url(&team.hsa_id),
+            &loc_url,
+            &name_of,
+            &years,
+        );
         entries.push(json!({
             "resource": hs,
             "request": {"method": "PUT", "url": format!("HealthcareService?identifier={system}|{value}")}
@@ -280,7 +296,13 @@ mod tests {
         // Weekday holidays of 2026 and 2027 (not those on a Saturday or Sunday).
         assert!(holidays.contains(&"2026-12-25"));
         assert!(holidays.contains(&"2027-03-26"), "Good Friday 2027");
-        assert!(!holidays.contains(&"2026-06-20"), "Midsummer Day 2026 is a Saturday");
-        assert_eq!(entries[8 + 5]["resource"]["availableTime"][0]["allDay"], true);
+        assert!(
+            !holidays.contains(&"2026-06-20"),
+            "Midsummer Day 2026 is a Saturday"
+        );
+        assert_eq!(
+            entries[8 + 5]["resource"]["availableTime"][0]["allDay"],
+            true
+        );
     }
 }

@@ -150,6 +150,9 @@ mod tests {
         assert!(is_helgdag(date(2026, 12, 25)), "Christmas Day, a Friday");
         assert!(is_helgdag(date(2026, 5, 14)), "Ascension Day, a Thursday");
         assert!(!is_helgdag(date(2026, 11, 24)), "an ordinary Tuesday");
-        assert!(!is_helgdag(date(2026, 12, 24)), "Christmas Eve is a weekday by law");
+        assert!(
+            !is_helgdag(date(2026, 12, 24)),
+            "Christmas Eve is a weekday by law"
+        );
     }
 }

@@ -21,7 +21,9 @@ pub use config::{CareMapConfig, DEMO_CARE_MAP};
 /// Writes the care map into the store as navet itself (caremap/fhir.rs), at every start-up.
 pub async fn seed(state: &crate::state::AppState) -> Result<(), String> {
     let ctx = &state.fhir;
-    let today = jiff::Zoned::now().with_time_zone(ctx.ordination.care.tz.clone()).date();
+    let today = jiff::Zoned::now()
+        .with_time_zone(ctx.ordination.care.tz.clone())
+        .date();
     let bundle = fhir::bundle(&ctx.ordination.care, &ctx.ordination.rules, today).to_string();
     let unrestricted = |_: &str, _: crate::auth::Interaction| Ok(());
     crate::fhir::bundle::process(

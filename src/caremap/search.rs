@@ -83,7 +83,9 @@ pub async fn rewrite(
                 for m in v.split(',') {
                     let code = code_of(m);
                     if code.len() != 4 || !code.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(bad(format!("municipality '{m}' is not a municipality code such as 1290")));
+                        return Err(bad(format!(
+                            "municipality '{m}' is not a municipality code such as 1290"
+                        )));
                     }
                     municipalities.push(code.to_owned());
                 }
@@ -122,7 +124,10 @@ pub async fn rewrite(
                     .ok()
                     .filter(|a| *a <= 150)
                     .ok_or_else(|| bad(format!("patient-age '{v}' is not an age in years")))?;
-                q.patient = PatientFacts { age: Some(age), ..q.patient };
+                q.patient = PatientFacts {
+                    age: Some(age),
+                    ..q.patient
+                };
             }
             "main-need" => q.patient.main_need = Some(code_of(&v).to_owned()),
             "service-type" => {
@@ -133,11 +138,17 @@ pub async fn rewrite(
         }
     }
     let teams: Vec<(String, String)> = if municipalities.is_empty() {
-        care.matching(&q).into_iter().map(service_identifier).collect()
+        care.matching(&q)
+            .into_iter()
+            .map(service_identifier)
+            .collect()
     } else {
         let mut all = Vec::new();
         for m in municipalities {
-            let one = Query { municipality: Some(m), ..q.clone() };
+            let one = Query {
+                municipality: Some(m),
+                ..q.clone()
+            };
             for t in care.matching(&one) {
                 let id = service_identifier(t);
                 if !all.contains(&id) {

@@ -505,12 +505,15 @@ async fn run(
                 .transact(actor, move |tx| {
                     let mut results = run_transaction(&job_ctx, tx, plan)?;
                     // Orders: checked, planned and their work created in this transaction.
-                    let made = crate::ordination::intake::after_entries(&job_ctx, tx, &mut results, true)?;
+                    let made =
+                        crate::ordination::intake::after_entries(&job_ctx, tx, &mut results, true)?;
                     // One record for the whole transaction, in its transaction.
                     if let Some(mut record) = audit {
                         for version in results
                             .iter()
-                            .filter_map(|r| r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref()))
+                            .filter_map(|r| {
+                                r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())
+                            })
                             .chain(made.iter())
                         {
                             note_version(&job_ctx.params, &mut record, version);

@@ -206,7 +206,9 @@ fn append_write_with(
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let text = format!("199 navet \"{}\"", w.replace(['"', '\\'], "'"));
-        if let Ok(v) = axum::http::HeaderValue::from_str(&text.replace(|c: char| !c.is_ascii(), "?")) {
+        if let Ok(v) =
+            axum::http::HeaderValue::from_str(&text.replace(|c: char| !c.is_ascii(), "?"))
+        {
             response.headers_mut().append("warning", v);
         }
     }
@@ -352,12 +354,16 @@ async fn create(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
-            let (outcome, warnings, made) = crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
             append_write_with(&ctx, tx, record, &outcome, &made)?;
             Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(with_warnings(write_response(&state, &actor, &outcome, prefer), &warnings)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn update(
@@ -385,12 +391,16 @@ async fn update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
-            let (outcome, warnings, made) = crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
             append_write_with(&ctx, tx, record, &outcome, &made)?;
             Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(with_warnings(write_response(&state, &actor, &outcome, prefer), &warnings)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn conditional_update(
@@ -422,12 +432,16 @@ async fn conditional_update(
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
-            let (outcome, warnings, made) = crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
             append_write_with(&ctx, tx, record, &outcome, &made)?;
             Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(with_warnings(write_response(&state, &actor, &outcome, prefer), &warnings)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn delete(
@@ -570,7 +584,12 @@ fn entry_response(
                 let issues = r
                     .warnings
                     .iter()
-                    .map(|w| crate::fhir::outcome::Issue::warning(crate::fhir::outcome::IssueCode::Informational, w))
+                    .map(|w| {
+                        crate::fhir::outcome::Issue::warning(
+                            crate::fhir::outcome::IssueCode::Informational,
+                            w,
+                        )
+                    })
                     .collect();
                 response["outcome"] = crate::fhir::outcome::OperationOutcome::new(issues).to_json();
             }

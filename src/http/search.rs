@@ -137,7 +137,13 @@ async fn search(
     let prefer = Prefer::from_headers(headers);
     // The care map's "which team can do this, here, now" (caremap/search.rs).
     let pairs = if ty == "HealthcareService" {
-        crate::caremap::search::rewrite(&state.fhir.ordination.care, state.store.as_ref(), &actor, pairs).await?
+        crate::caremap::search::rewrite(
+            &state.fhir.ordination.care,
+            state.store.as_ref(),
+            &actor,
+            pairs,
+        )
+        .await?
     } else {
         pairs
     };

@@ -59,7 +59,8 @@ pub fn parse_page(bytes: &[u8], link: &Link) -> Result<Page, String> {
         return Err(format!("the page is larger than {MAX_PAGE_BYTES} bytes"));
     }
     let f = &link.mapping.fields.inbound;
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("the page is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the page is not JSON: {e}"))?;
     let events = v
         .get(&f.handelser)
         .and_then(Value::as_array)
@@ -129,7 +130,12 @@ pub fn apply_page(
     let mut highest = before;
     for event in &page.events {
         let Some(seq) = event.get(&f.sekvens).and_then(Value::as_i64) else {
-            dead_letter(tx, &format!("no-sekvens-{}", uuid::Uuid::new_v4()), event, "the event has no sekvens")?;
+            dead_letter(
+                tx,
+                &format!("no-sekvens-{}", uuid::Uuid::new_v4()),
+                event,
+                "the event has no sekvens",
+            )?;
             out.dead += 1;
             continue;
         };
@@ -153,7 +159,12 @@ pub fn apply_page(
     Ok(out)
 }
 
-fn dead_letter(tx: &mut dyn WriteTx, id: &str, event: &Value, reason: &str) -> Result<(), ApiError> {
+fn dead_letter(
+    tx: &mut dyn WriteTx,
+    id: &str,
+    event: &Value,
+    reason: &str,
+) -> Result<(), ApiError> {
     tx.enqueue(NewMessage {
         id: id.to_owned(),
         destination: FEED_DEAD_LETTERS.into(),
@@ -162,7 +173,12 @@ fn dead_letter(tx: &mut dyn WriteTx, id: &str, event: &Value, reason: &str) -> R
         payload: event.to_string(),
         headers: Vec::new(),
     })?;
-    tx.outbox_record(id, &AttemptOutcome::Dead { error: reason.to_owned() })?;
+    tx.outbox_record(
+        id,
+        &AttemptOutcome::Dead {
+            error: reason.to_owned(),
+        },
+    )?;
     tracing::warn!(dead_letter = %id, reason, "an itACiH event could not be applied");
     Ok(())
 }
@@ -196,22 +212,42 @@ fn hsa(value: &str) -> Value {
 
 fn prepare(ctx: &FhirContext, value: &Value) -> Result<Prepared, Unusable> {
     let bytes = serde_json::to_vec(value).map_err(ApiError::internal)?;
-    let ty = value.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let ty = value
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     // A translation navet cannot store is its own defect, but it must not stop the feed: a dead letter.
-    ops::prepare(ctx, &bytes, Some(&ty)).map_err(|e| dead(format!("the translated {ty} is not valid: {e:?}")))
+    ops::prepare(ctx, &bytes, Some(&ty))
+        .map_err(|e| dead(format!("the translated {ty} is not valid: {e:?}")))
 }
 
 /// Writes to do once an event is resolved (so an unusable event writes nothing).
 enum Write {
-    Create { prepared: Prepared, id: String, owner: String },
-    Update { prepared: Prepared, id: String },
+    Create {
+        prepared: Prepared,
+        id: String,
+        owner: String,
+    },
+    Update {
+        prepared: Prepared,
+        id: String,
+    },
 }
 
-fn run_writes(ctx: &FhirContext, tx: &mut dyn WriteTx, writes: Vec<Write>) -> Result<Vec<StoredVersion>, ApiError> {
+fn run_writes(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    writes: Vec<Write>,
+) -> Result<Vec<StoredVersion>, ApiError> {
     let mut out = Vec::new();
     for w in writes {
         out.push(match w {
-            Write::Create { prepared, id, owner } => ops::create_owned(ctx, tx, &prepared, &id, &owner)?.version,
+            Write::Create {
+                prepared,
+                id,
+                owner,
+            } => ops::create_owned(ctx, tx, &prepared, &id, &owner)?.version,
             Write::Update { prepared, id } => ops::update(ctx, tx, &prepared, &id, None)?.version,
         });
     }
@@ -238,7 +274,12 @@ fn id_from(prefix: &str, value: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
-fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Value) -> Result<(), Unusable> {
+fn apply_event(
+    ctx: &FhirContext,
+    link: &Link,
+    tx: &mut dyn WriteTx,
+    event: &Value,
+) -> Result<(), Unusable> {
     let f = &link.mapping.fields.inbound;
     let c = &link.mapping.codes;
     let typ = s(event, &f.typ).ok_or_else(|| dead("the event has no typ"))?;
@@ -281,8 +322,10 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
     let boende = coded(event, &f.boende, &c.lists.boende)?;
     let vidare = coded(event, &f.vidare, &c.lists.vidare)?;
     let uppdrag = coded(event, &f.uppdrag, &c.lists.uppdrag)?;
-    let remittent_hsa = s(event, &f.remittent_hsa_id).filter(|h| crate::domain::HsaId::parse(h).is_ok());
-    let remittent_kommun = s(event, &f.remittent_kommun).filter(|k| k.len() == 4 && k.bytes().all(|b| b.is_ascii_digit()));
+    let remittent_hsa =
+        s(event, &f.remittent_hsa_id).filter(|h| crate::domain::HsaId::parse(h).is_ok());
+    let remittent_kommun = s(event, &f.remittent_kommun)
+        .filter(|k| k.len() == 4 && k.bytes().all(|b| b.is_ascii_digit()));
     // The planned visit, when the event names one: it must be one navet planned.
     let task = match s(event, &f.externt_id) {
         None => None,
@@ -305,8 +348,11 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
             let cat = s(p, &f.personal_kategori)
                 .filter(|k| c.lists.personal.iter().any(|x| x == *k))
                 .ok_or_else(|| dead("a staff entry has no known kategori"))?;
-            let mut participant = json!({"type": [{"coding": [{"system": c.systems.personal, "code": cat}]}]});
-            if let Some(h) = s(p, &f.personal_hsa_id).filter(|h| crate::domain::HsaId::parse(h).is_ok()) {
+            let mut participant =
+                json!({"type": [{"coding": [{"system": c.systems.personal, "code": cat}]}]});
+            if let Some(h) =
+                s(p, &f.personal_hsa_id).filter(|h| crate::domain::HsaId::parse(h).is_ok())
+            {
                 participant["individual"] = hsa(h);
             }
             personal.push(participant);
@@ -351,16 +397,32 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                 eoc["type"] = json!([concept(&c.systems.uppdrag, u)]);
             }
             if let Some(r) = &remittent {
-                extension(&mut eoc, &ext("remittent"), json!({"url": ext("remittent"), "valueCodeableConcept": concept(&c.systems.remittent, r)}));
+                extension(
+                    &mut eoc,
+                    &ext("remittent"),
+                    json!({"url": ext("remittent"), "valueCodeableConcept": concept(&c.systems.remittent, r)}),
+                );
             }
             if let Some(k) = &kontaktorsak {
-                extension(&mut eoc, &ext("kontaktorsak"), json!({"url": ext("kontaktorsak"), "valueCodeableConcept": concept(&c.systems.kontaktorsak, k)}));
+                extension(
+                    &mut eoc,
+                    &ext("kontaktorsak"),
+                    json!({"url": ext("kontaktorsak"), "valueCodeableConcept": concept(&c.systems.kontaktorsak, k)}),
+                );
             }
             if let Some(h) = remittent_hsa {
-                extension(&mut eoc, &ext("remittent-hsa-id"), json!({"url": ext("remittent-hsa-id"), "valueReference": hsa(h)}));
+                extension(
+                    &mut eoc,
+                    &ext("remittent-hsa-id"),
+                    json!({"url": ext("remittent-hsa-id"), "valueReference": hsa(h)}),
+                );
             }
             if let Some(k) = remittent_kommun {
-                extension(&mut eoc, &ext("remittent-kommun"), json!({"url": ext("remittent-kommun"), "valueCoding": {"system": "urn:oid:1.2.752.129.2.2.1.17", "code": k}}));
+                extension(
+                    &mut eoc,
+                    &ext("remittent-kommun"),
+                    json!({"url": ext("remittent-kommun"), "valueCoding": {"system": "urn:oid:1.2.752.129.2.2.1.17", "code": k}}),
+                );
             }
             eoc_changed = true;
         }
@@ -374,7 +436,11 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                 };
             }
             if let Some(v) = &vidare {
-                extension(&mut eoc, &ext("vidare"), json!({"url": ext("vidare"), "valueCodeableConcept": concept(&c.systems.vidare, v)}));
+                extension(
+                    &mut eoc,
+                    &ext("vidare"),
+                    json!({"url": ext("vidare"), "valueCodeableConcept": concept(&c.systems.vidare, v)}),
+                );
             }
             eoc_changed = true;
         }
@@ -383,8 +449,15 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
     if eoc_changed {
         let prepared = prepare(ctx, &eoc)?;
         writes.push(match eoc_current {
-            Some(_) => Write::Update { prepared, id: eoc_id.clone() },
-            None => Write::Create { prepared, id: eoc_id.clone(), owner: team.clone() },
+            Some(_) => Write::Update {
+                prepared,
+                id: eoc_id.clone(),
+            },
+            None => Write::Create {
+                prepared,
+                id: eoc_id.clone(),
+                owner: team.clone(),
+            },
         });
     }
     let eoc_ref = format!("EpisodeOfCare/{eoc_id}");
@@ -439,7 +512,11 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
             enc["extension"] = json!([{"url": ext("punktinsats"), "valueBoolean": p}]);
         }
         let enc_id = format!("itacih-e{seq}");
-        writes.push(Write::Create { prepared: prepare(ctx, &enc)?, id: enc_id.clone(), owner: team.clone() });
+        writes.push(Write::Create {
+            prepared: prepare(ctx, &enc)?,
+            id: enc_id.clone(),
+            owner: team.clone(),
+        });
         if let (Some(t), Some(tj)) = (&task, task_json.clone()) {
             let mut tj = tj;
             if let Some(meta) = tj.get_mut("meta").and_then(Value::as_object_mut) {
@@ -449,7 +526,10 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
             if typ == "BESOK_UTFORT" {
                 tj["status"] = json!("completed");
                 tj["output"] = json!([{"type": {"text": "Besök"}, "valueReference": {"reference": format!("Encounter/{enc_id}")}}]);
-                writes.push(Write::Update { prepared: prepare(ctx, &tj)?, id: t.id.clone() });
+                writes.push(Write::Update {
+                    prepared: prepare(ctx, &tj)?,
+                    id: t.id.clone(),
+                });
                 // A planned dose: its administration.
                 if let Some(mr_ref) = tj.pointer("/focus/reference").and_then(Value::as_str) {
                     let mr = mr_ref
@@ -473,13 +553,20 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                         "supportingInformation": [{"reference": format!("Task/{}", t.id)}],
                         "effectivePeriod": {"start": tid.unwrap_or_default(), "end": slut.or(tid).unwrap_or_default()},
                     });
-                    if let Some(dose) = mr.as_ref().and_then(|m| m.pointer("/dosageInstruction/0/doseAndRate/0/doseQuantity")) {
+                    if let Some(dose) = mr
+                        .as_ref()
+                        .and_then(|m| m.pointer("/dosageInstruction/0/doseAndRate/0/doseQuantity"))
+                    {
                         ma["dosage"] = json!({"dose": dose});
                     }
                     if let Some(p) = personal.iter().find_map(|p| p.get("individual").cloned()) {
                         ma["performer"] = json!([{"actor": p}]);
                     }
-                    writes.push(Write::Create { prepared: prepare(ctx, &ma)?, id: format!("itacih-m{seq}"), owner: team.clone() });
+                    writes.push(Write::Create {
+                        prepared: prepare(ctx, &ma)?,
+                        id: format!("itacih-m{seq}"),
+                        owner: team.clone(),
+                    });
                 }
             } else if typ == "BESOK_INSTALLT" {
                 // Back to the planner (the order's coordinator), and a missed dose is never silent.
@@ -492,16 +579,36 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                     .transpose()?
                     .flatten();
                 let sr_json = sr.as_ref().and_then(json_of);
-                if let Some(coordinator) = sr_json.as_ref().and_then(|v| v.pointer("/performer/0").cloned()) {
+                if let Some(coordinator) = sr_json
+                    .as_ref()
+                    .and_then(|v| v.pointer("/performer/0").cloned())
+                {
                     tj["owner"] = coordinator;
                 }
-                writes.push(Write::Update { prepared: prepare(ctx, &tj)?, id: t.id.clone() });
-                let orderer = sr.as_ref().map(|s| s.owner.clone()).unwrap_or_else(|| team.clone());
+                writes.push(Write::Update {
+                    prepared: prepare(ctx, &tj)?,
+                    id: t.id.clone(),
+                });
+                let orderer = sr
+                    .as_ref()
+                    .map(|s| s.owner.clone())
+                    .unwrap_or_else(|| team.clone());
                 let responsible = sr_json.as_ref().and_then(|v| {
-                    v.get("extension")?.as_array()?.iter().find(|e| {
-                        e.get("url").and_then(Value::as_str)
-                            == Some(ctx.ordination.rules.medical_responsibility_extension.as_str())
-                    })?.pointer("/valueReference/identifier/value")?.as_str().map(str::to_owned)
+                    v.get("extension")?
+                        .as_array()?
+                        .iter()
+                        .find(|e| {
+                            e.get("url").and_then(Value::as_str)
+                                == Some(
+                                    ctx.ordination
+                                        .rules
+                                        .medical_responsibility_extension
+                                        .as_str(),
+                                )
+                        })?
+                        .pointer("/valueReference/identifier/value")?
+                        .as_str()
+                        .map(str::to_owned)
                 });
                 let mut implicated = vec![json!({"reference": format!("Task/{}", t.id)})];
                 if let Some(mr) = tj.pointer("/focus/reference").and_then(Value::as_str) {
@@ -520,7 +627,11 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                 });
                 // Owned by the orderer, so the orderer has it; the Communication brings it to the
                 // principal with medical responsibility too.
-                writes.push(Write::Create { prepared: prepare(ctx, &issue)?, id: issue_id.clone(), owner: orderer.clone() });
+                writes.push(Write::Create {
+                    prepared: prepare(ctx, &issue)?,
+                    id: issue_id.clone(),
+                    owner: orderer.clone(),
+                });
                 let mut recipients = vec![hsa(&orderer)];
                 if let Some(r) = &responsible
                     && *r != orderer
@@ -539,23 +650,39 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                     "sender": hsa(&team),
                     "payload": [{"contentString": "En planerad dos blev inte given: besöket ställdes in. Uppgiften är åter för omplanering."}],
                 });
-                writes.push(Write::Create { prepared: prepare(ctx, &comm)?, id: format!("itacih-c{seq}"), owner: team.clone() });
+                writes.push(Write::Create {
+                    prepared: prepare(ctx, &comm)?,
+                    id: format!("itacih-c{seq}"),
+                    owner: team.clone(),
+                });
             }
         }
     }
     // Enrolment and discharge: the listed vårdcentral and the referrer are told (an ambulance or läkarbil
     // that referred the patient gets the outcome, `vidare`).
     if matches!(typ, "INSKRIVNING" | "UTSKRIVNING") {
-        let patient = tx.current("Patient", &patient_id)?.as_ref().and_then(json_of);
+        let patient = tx
+            .current("Patient", &patient_id)?
+            .as_ref()
+            .and_then(json_of);
         let mut recipients = Vec::new();
-        if let Some(gp) = patient.as_ref().and_then(|p| p.pointer("/generalPractitioner/0").cloned())
+        if let Some(gp) = patient
+            .as_ref()
+            .and_then(|p| p.pointer("/generalPractitioner/0").cloned())
             && let Some(h) = crate::ordination::intake::hsa_of_reference(tx, &gp)?
         {
             recipients.push(h);
         }
         let referrer = remittent_hsa.map(str::to_owned).or_else(|| {
-            eoc.get("extension")?.as_array()?.iter().find(|e| e.get("url").and_then(Value::as_str) == Some(ext("remittent-hsa-id").as_str()))?
-                .pointer("/valueReference/identifier/value")?.as_str().map(str::to_owned)
+            eoc.get("extension")?
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e.get("url").and_then(Value::as_str) == Some(ext("remittent-hsa-id").as_str())
+                })?
+                .pointer("/valueReference/identifier/value")?
+                .as_str()
+                .map(str::to_owned)
         });
         if let Some(r) = &referrer
             && !recipients.contains(r)
@@ -563,7 +690,12 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
             recipients.push(r.clone());
         }
         if !recipients.is_empty() {
-            let team_name = ctx.ordination.care.team(&team).map(|t| t.name.clone()).unwrap_or_else(|| team.clone());
+            let team_name = ctx
+                .ordination
+                .care
+                .team(&team)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| team.clone());
             let text = if typ == "INSKRIVNING" {
                 format!("{team_name} har skrivit in patienten.")
             } else {
@@ -585,13 +717,19 @@ fn apply_event(ctx: &FhirContext, link: &Link, tx: &mut dyn WriteTx, event: &Val
                 "sender": hsa(&team),
                 "payload": [{"contentString": text}],
             });
-            writes.push(Write::Create { prepared: prepare(ctx, &comm)?, id: format!("itacih-c{seq}"), owner: team.clone() });
+            writes.push(Write::Create {
+                prepared: prepare(ctx, &comm)?,
+                id: format!("itacih-c{seq}"),
+                owner: team.clone(),
+            });
         }
     }
     run_writes(ctx, tx, writes)?;
     // The order completes after its last visit.
     if typ == "BESOK_UTFORT"
-        && let Some(sr_id) = sr_ref.as_deref().and_then(|r| r.strip_prefix("ServiceRequest/"))
+        && let Some(sr_id) = sr_ref
+            .as_deref()
+            .and_then(|r| r.strip_prefix("ServiceRequest/"))
     {
         complete_if_done(ctx, tx, sr_id)?;
     }
@@ -609,8 +747,12 @@ fn complete_if_done(ctx: &FhirContext, tx: &mut dyn WriteTx, sr_id: &str) -> Res
     if !all_done {
         return Ok(());
     }
-    let Some(sr) = tx.current("ServiceRequest", sr_id)? else { return Ok(()) };
-    let Some(mut value) = editable(&sr) else { return Ok(()) };
+    let Some(sr) = tx.current("ServiceRequest", sr_id)? else {
+        return Ok(());
+    };
+    let Some(mut value) = editable(&sr) else {
+        return Ok(());
+    };
     if value.get("status").and_then(Value::as_str) == Some("completed") {
         return Ok(());
     }
@@ -650,7 +792,9 @@ pub async fn poll_once(
     ctx: &Arc<FhirContext>,
     link: &Link,
 ) -> Result<bool, String> {
-    let replayed = retry_replayed(store, ctx, link).await.map_err(|e| e.to_string())?;
+    let replayed = retry_replayed(store, ctx, link)
+        .await
+        .map_err(|e| e.to_string())?;
     let cursor = store
         .get_setting(CURSOR_KEY)
         .await
@@ -663,7 +807,9 @@ pub async fn poll_once(
     }
     let (ctx2, link2) = (ctx.clone(), link.clone());
     let applied = store
-        .transact(&Actor::system(), move |tx| apply_page(&ctx2, &link2, tx, &page))
+        .transact(&Actor::system(), move |tx| {
+            apply_page(&ctx2, &link2, tx, &page)
+        })
         .await
         .map_err(|e| e.to_string())?;
     tracing::debug!(?applied, "itACiH feed page applied");
@@ -671,7 +817,11 @@ pub async fn poll_once(
 }
 
 /// Dead letters an admin replayed (pending rows of `itacih-feed`) are applied again.
-async fn retry_replayed(store: &dyn Store, ctx: &Arc<FhirContext>, link: &Link) -> Result<usize, ApiError> {
+async fn retry_replayed(
+    store: &dyn Store,
+    ctx: &Arc<FhirContext>,
+    link: &Link,
+) -> Result<usize, ApiError> {
     let request = ClaimRequest {
         destination: FEED_DEAD_LETTERS.into(),
         now_ms: jiff::Timestamp::now().as_millisecond(),
@@ -679,7 +829,9 @@ async fn retry_replayed(store: &dyn Store, ctx: &Arc<FhirContext>, link: &Link) 
         lease_ms: 60_000,
         budget_ms: i64::MAX / 4,
     };
-    let claim = store.transact(&Actor::system(), move |tx| Ok(tx.outbox_claim(&request)?)).await?;
+    let claim = store
+        .transact(&Actor::system(), move |tx| Ok(tx.outbox_claim(&request)?))
+        .await?;
     let n = claim.due.len();
     for m in claim.due {
         let (ctx, link) = (ctx.clone(), link.clone());
@@ -729,7 +881,10 @@ mod tests {
     use super::*;
 
     fn link() -> Link {
-        Link::for_tests("http://127.0.0.1:1/".parse().unwrap(), &crate::caremap::CareMap::demo())
+        Link::for_tests(
+            "http://127.0.0.1:1/".parse().unwrap(),
+            &crate::caremap::CareMap::demo(),
+        )
     }
 
     #[test]

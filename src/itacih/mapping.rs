@@ -289,9 +289,18 @@ mod tests {
     #[test]
     fn every_error_in_the_mappings_is_reported() {
         let codes = EMBEDDED_CODES
-            .replace("iv-antibiotika = \"IV_ANTIBIOTIKA\"", "iv-antibiotika = \"IV_ANTIBIOTIKUM\"")
-            .replace("[kontaktorsak_by_site.Ystad]", "[kontaktorsak_by_site.Malmo]")
-            .replace("\"SE2321000255-ASIH1\" = \"ASIH-SKANE\"", "\"SE2321000255-XXX99\" = \"ASIH-SKANE\"");
+            .replace(
+                "iv-antibiotika = \"IV_ANTIBIOTIKA\"",
+                "iv-antibiotika = \"IV_ANTIBIOTIKUM\"",
+            )
+            .replace(
+                "[kontaktorsak_by_site.Ystad]",
+                "[kontaktorsak_by_site.Malmo]",
+            )
+            .replace(
+                "\"SE2321000255-ASIH1\" = \"ASIH-SKANE\"",
+                "\"SE2321000255-XXX99\" = \"ASIH-SKANE\"",
+            );
         let errors = Mapping::parse(EMBEDDED_FIELDS, &codes, &CareMap::demo()).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         let all = errors.join("\n");

@@ -81,9 +81,10 @@ impl Link {
             base,
             destination,
             poll_interval: Duration::from_millis(50),
-            mapping: Arc::new(Mapping::embedded(care).unwrap_or_else(|e| {
-                panic!("the shipped itACiH mappings are invalid: {e:?}")
-            })),
+            mapping: Arc::new(
+                Mapping::embedded(care)
+                    .unwrap_or_else(|e| panic!("the shipped itACiH mappings are invalid: {e:?}")),
+            ),
         }
     }
 }

@@ -46,7 +46,10 @@ pub fn insats(
     let mut out = Map::new();
     let text = |s: &str| Value::String(s.to_owned());
     let opt = |s: Option<&str>| s.map(text).unwrap_or(Value::Null);
-    out.insert(f.externt_id.clone(), text(&externt_id(task_id, visit.number)));
+    out.insert(
+        f.externt_id.clone(),
+        text(&externt_id(task_id, visit.number)),
+    );
     out.insert(f.enhet.clone(), opt(m.unit_of(&visit.performer)));
     let mut patient = Map::new();
     patient.insert(f.personnummer.clone(), opt(order.national_id.as_deref()));
@@ -76,7 +79,10 @@ pub fn insats(
     let kontaktorsak = site
         .and_then(|s| c.kontaktorsak_by_site.get(&s.name))
         .and_then(|map| order.reasons.iter().find_map(|r| map.get(r)));
-    out.insert(f.kontaktorsak.clone(), opt(kontaktorsak.map(String::as_str)));
+    out.insert(
+        f.kontaktorsak.clone(),
+        opt(kontaktorsak.map(String::as_str)),
+    );
     if visit.dose.is_some()
         && let Some(med) = &order.medication
     {
@@ -101,7 +107,9 @@ pub fn insats(
 /// The orderer's kind as itACiH's remittent code: from its Organization's `type` (principal kind). A kind the
 /// mapping does not list is `None` (sent as null, not ANNAN).
 fn remittent_of(link: &Link, tx: &mut dyn WriteTx, ctx: &FhirContext, hsa: &str) -> Option<String> {
-    let kind = crate::ordination::intake::principal_kind(ctx, tx, hsa).ok().flatten()?;
+    let kind = crate::ordination::intake::principal_kind(ctx, tx, hsa)
+        .ok()
+        .flatten()?;
     link.mapping.codes.remittent_by_kind.get(&kind).cloned()
 }
 
@@ -128,7 +136,11 @@ pub fn enqueue_visit(
 }
 
 /// Enqueues the cancellation of a visit's Task (revoked order), behind its POST.
-pub fn enqueue_cancel(link: &Link, tx: &mut dyn WriteTx, task: &StoredVersion) -> Result<(), ApiError> {
+pub fn enqueue_cancel(
+    link: &Link,
+    tx: &mut dyn WriteTx,
+    task: &StoredVersion,
+) -> Result<(), ApiError> {
     let value: Value = task
         .json
         .as_deref()
@@ -138,8 +150,10 @@ pub fn enqueue_cancel(link: &Link, tx: &mut dyn WriteTx, task: &StoredVersion) -
         .get("identifier")
         .and_then(Value::as_array)
         .and_then(|ids| {
-            ids.iter()
-                .find(|i| i.get("system").and_then(Value::as_str) == Some(crate::ordination::EXTERNT_ID_SYSTEM))
+            ids.iter().find(|i| {
+                i.get("system").and_then(Value::as_str)
+                    == Some(crate::ordination::EXTERNT_ID_SYSTEM)
+            })
         })
         .and_then(|i| i.get("value").and_then(Value::as_str))
     else {
@@ -175,19 +189,38 @@ type Attempt = (AttemptOutcome, Option<(String, String)>);
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// One attempt at a row.
-async fn attempt(http: &reqwest::Client, store: &dyn Store, link: &Link, m: &OutboxMessage) -> Attempt {
+async fn attempt(
+    http: &reqwest::Client,
+    store: &dyn Store,
+    link: &Link,
+    m: &OutboxMessage,
+) -> Attempt {
     let d = &link.destination;
-    let header = |name: &str| m.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| {
+        m.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let retry = |error: String| {
-        let delay = crate::outbox::backoff(m.attempts.saturating_add(1), d.initial_backoff, d.max_backoff);
+        let delay = crate::outbox::backoff(
+            m.attempts.saturating_add(1),
+            d.initial_backoff,
+            d.max_backoff,
+        );
         let next = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let budget_end = m
             .budget_start_ms
             .saturating_add(i64::try_from(d.retry_budget.as_millis()).unwrap_or(i64::MAX));
         if next >= budget_end {
-            AttemptOutcome::Dead { error: format!("retry budget exhausted; last error: {error}") }
+            AttemptOutcome::Dead {
+                error: format!("retry budget exhausted; last error: {error}"),
+            }
         } else {
-            AttemptOutcome::Retry { error, next_attempt_ms: next }
+            AttemptOutcome::Retry {
+                error,
+                next_attempt_ms: next,
+            }
         }
     };
     let insatser = link.mapping.fields.paths.insatser.clone();
@@ -196,7 +229,14 @@ async fn attempt(http: &reqwest::Client, store: &dyn Store, link: &Link, m: &Out
         let id = match store.get_setting(&id_setting(externt)).await {
             Ok(Some(id)) => id,
             // Its POST never got through (a dead letter): there is nothing at itACiH to cancel.
-            Ok(None) => return (AttemptOutcome::Dead { error: "the visit was never delivered; nothing to cancel".into() }, None),
+            Ok(None) => {
+                return (
+                    AttemptOutcome::Dead {
+                        error: "the visit was never delivered; nothing to cancel".into(),
+                    },
+                    None,
+                );
+            }
             Err(e) => return (retry(e.to_string()), None),
         };
         let mut encoded = String::new();
@@ -204,12 +244,22 @@ async fn attempt(http: &reqwest::Client, store: &dyn Store, link: &Link, m: &Out
             encoded.push_str(part);
         }
         let Some(url) = link.url(&format!("{insatser}/{encoded}")) else {
-            return (AttemptOutcome::Dead { error: "no URL for the cancellation".into() }, None);
+            return (
+                AttemptOutcome::Dead {
+                    error: "no URL for the cancellation".into(),
+                },
+                None,
+            );
         };
         http.patch(url)
     } else {
         let Some(url) = link.url(&insatser) else {
-            return (AttemptOutcome::Dead { error: "no URL for insatser".into() }, None);
+            return (
+                AttemptOutcome::Dead {
+                    error: "no URL for insatser".into(),
+                },
+                None,
+            );
         };
         http.post(url)
     };
@@ -231,9 +281,11 @@ async fn attempt(http: &reqwest::Client, store: &dyn Store, link: &Link, m: &Out
             Ok(b) => b,
             Err(e) => return (retry(e), None),
         };
-        let id = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get(&link.mapping.fields.outbound.id).and_then(Value::as_str).map(str::to_owned));
+        let id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+            v.get(&link.mapping.fields.outbound.id)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
         let remember = match (header(OP_HEADER), id) {
             (None, Some(id)) if id.len() <= 256 => Some((id_setting(&m.id), id)),
             _ => None,
@@ -245,7 +297,12 @@ async fn attempt(http: &reqwest::Client, store: &dyn Store, link: &Link, m: &Out
     {
         (retry(format!("itACiH answered {status}")), None)
     } else {
-        (AttemptOutcome::Dead { error: format!("itACiH refused the message: {status}") }, None)
+        (
+            AttemptOutcome::Dead {
+                error: format!("itACiH refused the message: {status}"),
+            },
+            None,
+        )
     }
 }
 
@@ -270,13 +327,19 @@ const CONCURRENCY: usize = 16;
 
 /// Claims due rows, attempts them, records the outcomes (and the deliveries' access-log records) in one
 /// transaction. Answers how many rows were attempted.
-pub async fn round(http: &reqwest::Client, store: &dyn Store, link: &Link) -> Result<usize, ApiError> {
+pub async fn round(
+    http: &reqwest::Client,
+    store: &dyn Store,
+    link: &Link,
+) -> Result<usize, ApiError> {
     let d = &link.destination;
     let request = ClaimRequest {
         destination: DESTINATION.into(),
         now_ms: now_ms(),
         limit: CONCURRENCY,
-        lease_ms: i64::try_from((d.connect_timeout + d.request_timeout).as_millis()).unwrap_or(i64::MAX) + 30_000,
+        lease_ms: i64::try_from((d.connect_timeout + d.request_timeout).as_millis())
+            .unwrap_or(i64::MAX)
+            + 30_000,
         budget_ms: i64::try_from(d.retry_budget.as_millis()).unwrap_or(i64::MAX),
     };
     let claim = store
@@ -285,7 +348,9 @@ pub async fn round(http: &reqwest::Client, store: &dyn Store, link: &Link) -> Re
     if claim.due.is_empty() {
         return Ok(0);
     }
-    let attempts = futures_util::future::join_all(claim.due.iter().map(|m| attempt(http, store, link, m))).await;
+    let attempts =
+        futures_util::future::join_all(claim.due.iter().map(|m| attempt(http, store, link, m)))
+            .await;
     let n = attempts.len();
     let destination = d.clone();
     let rows: Vec<(OutboxMessage, Attempt)> = claim.due.into_iter().zip(attempts).collect();
@@ -347,7 +412,11 @@ pub fn client(link: &Link) -> Result<reqwest::Client, String> {
 
 /// Starts the pusher and the feed poller. Claims left by an earlier process are released first (the
 /// embedded store has one node, so nobody else can hold them), so a crash's deliveries are attempted again.
-pub async fn start(store: Arc<dyn Store>, fhir: Arc<FhirContext>, link: Link) -> Result<Running, String> {
+pub async fn start(
+    store: Arc<dyn Store>,
+    fhir: Arc<FhirContext>,
+    link: Link,
+) -> Result<Running, String> {
     let http = client(&link)?;
     store
         .transact(&Actor::system(), |tx| Ok(tx.outbox_release_claims()?))
@@ -355,7 +424,8 @@ pub async fn start(store: Arc<dyn Store>, fhir: Arc<FhirContext>, link: Link) ->
         .map_err(|e| format!("the outbox could not be opened: {e}"))?;
     let (stop, stop_rx) = watch::channel(false);
     let pusher = {
-        let (store, link, http, mut stop) = (store.clone(), link.clone(), http.clone(), stop_rx.clone());
+        let (store, link, http, mut stop) =
+            (store.clone(), link.clone(), http.clone(), stop_rx.clone());
         tokio::spawn(async move {
             loop {
                 let worked = match round(&http, store.as_ref(), &link).await {
@@ -375,7 +445,10 @@ pub async fn start(store: Arc<dyn Store>, fhir: Arc<FhirContext>, link: Link) ->
         })
     };
     let poller = tokio::spawn(super::feed::run(store, fhir, link, http, stop_rx));
-    Ok(Running { stop, handles: vec![pusher, poller] })
+    Ok(Running {
+        stop,
+        handles: vec![pusher, poller],
+    })
 }
 
 pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {

@@ -97,7 +97,13 @@ async fn failing(state: &Shared) -> Option<Response> {
         tokio::time::sleep(Duration::from_millis(slow.min(120_000))).await;
     }
     if down {
-        return Some((StatusCode::SERVICE_UNAVAILABLE, "itACiH is down (simulated)").into_response());
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "itACiH is down (simulated)",
+            )
+                .into_response(),
+        );
     }
     if fail {
         return Some((StatusCode::INTERNAL_SERVER_ERROR, "simulated failure").into_response());
@@ -112,7 +118,11 @@ async fn create(State(state): State<Shared>, body: axum::body::Bytes) -> Respons
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
-    let Some(externt) = body.get("externtId").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(externt) = body
+        .get("externtId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return (StatusCode::BAD_REQUEST, "externtId is missing").into_response();
     };
     let mut s = lock(&state);
@@ -134,7 +144,11 @@ async fn create(State(state): State<Shared>, body: axum::body::Bytes) -> Respons
     (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
 }
 
-async fn update(State(state): State<Shared>, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
+async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
     if let Some(r) = failing(&state).await {
         return r;
     }
@@ -248,7 +262,10 @@ struct Perform {
 pub fn performed(state: &Shared, externt_id: &str, typ: &str, kontakt_id: &str) -> Option<i64> {
     let insats = {
         let s = lock(state);
-        s.insatser.iter().find(|i| i.externt_id == externt_id).cloned()?
+        s.insatser
+            .iter()
+            .find(|i| i.externt_id == externt_id)
+            .cloned()?
     };
     let b = &insats.body;
     let start = b.get("planeradStart").cloned().unwrap_or(Value::Null);

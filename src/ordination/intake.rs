@@ -64,12 +64,22 @@ pub fn after_writes(
             // A MedicationRequest that arrives after its order (separate creates) plans that order.
             "MedicationRequest" => json_of(v)
                 .as_ref()
-                .and_then(|mr| literal_refs(mr.get("basedOn"), "ServiceRequest").into_iter().next())
-                .filter(|id| !written.iter().any(|o| o.version.resource_type == "ServiceRequest" && &o.version.id == id))
+                .and_then(|mr| {
+                    literal_refs(mr.get("basedOn"), "ServiceRequest")
+                        .into_iter()
+                        .next()
+                })
+                .filter(|id| {
+                    !written
+                        .iter()
+                        .any(|o| o.version.resource_type == "ServiceRequest" && &o.version.id == id)
+                })
                 .map(|id| (usize::MAX, id)),
             _ => None,
         };
-        let Some((sr_pos, sr_id)) = sr_id else { continue };
+        let Some((sr_pos, sr_id)) = sr_id else {
+            continue;
+        };
         if done.contains(&sr_id) {
             continue;
         }
@@ -123,10 +133,19 @@ pub fn after_entries(
         .enumerate()
         .filter_map(|(i, r)| {
             let o = r.outcome.as_ref()?;
-            Some(Written { entry: in_bundle.then_some(i), version: &o.version, status: o.status })
+            Some(Written {
+                entry: in_bundle.then_some(i),
+                version: &o.version,
+                status: o.status,
+            })
         })
         .collect();
-    if !written.iter().any(|w| matches!(w.version.resource_type.as_str(), "ServiceRequest" | "MedicationRequest")) {
+    if !written.iter().any(|w| {
+        matches!(
+            w.version.resource_type.as_str(),
+            "ServiceRequest" | "MedicationRequest"
+        )
+    }) {
         return Ok(Vec::new());
     }
     // Positions in `written` are entry indices only when every entry wrote something; map them back.
@@ -138,7 +157,11 @@ pub fn after_entries(
         .collect();
     let after = after_writes(ctx, tx, &written)?;
     for (pos, newer) in after.replaced {
-        if let Some(o) = index.get(pos).and_then(|i| results.get_mut(*i)).and_then(|r| r.outcome.as_mut()) {
+        if let Some(o) = index
+            .get(pos)
+            .and_then(|i| results.get_mut(*i))
+            .and_then(|r| r.outcome.as_mut())
+        {
             o.version = newer;
         }
     }
@@ -157,15 +180,26 @@ pub fn after_single(
     tx: &mut dyn WriteTx,
     mut outcome: ops::WriteOutcome,
 ) -> Result<(ops::WriteOutcome, Vec<String>, Vec<StoredVersion>), ApiError> {
-    if !matches!(outcome.version.resource_type.as_str(), "ServiceRequest" | "MedicationRequest") {
+    if !matches!(
+        outcome.version.resource_type.as_str(),
+        "ServiceRequest" | "MedicationRequest"
+    ) {
         return Ok((outcome, Vec::new(), Vec::new()));
     }
-    let written = [Written { entry: None, version: &outcome.version, status: outcome.status }];
+    let written = [Written {
+        entry: None,
+        version: &outcome.version,
+        status: outcome.status,
+    }];
     let after = after_writes(ctx, tx, &written)?;
     if let Some((_, newer)) = after.replaced.into_iter().next() {
         outcome.version = newer;
     }
-    Ok((outcome, after.warnings.into_iter().map(|(_, w)| w).collect(), after.created))
+    Ok((
+        outcome,
+        after.warnings.into_iter().map(|(_, w)| w).collect(),
+        after.created,
+    ))
 }
 
 /// A POST of a ServiceRequest or MedicationRequest with an identifier and no condition of its own is a
@@ -220,7 +254,12 @@ fn codings(v: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
     };
     concepts
         .into_iter()
-        .flat_map(|c| c.get("coding").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| {
+            c.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|c| {
             Some((
                 c.get("system").and_then(Value::as_str)?,
@@ -264,7 +303,11 @@ pub(crate) fn hsa_of_reference(
                 return Ok(hsa_identifier(&found));
             }
             let org = found
-                .get(if ty == "HealthcareService" { "providedBy" } else { "organization" })
+                .get(if ty == "HealthcareService" {
+                    "providedBy"
+                } else {
+                    "organization"
+                })
                 .cloned();
             return match org {
                 Some(o) => hsa_of_reference(tx, &o),
@@ -404,7 +447,10 @@ fn handle(
         });
     }
     if value.get("intent").and_then(Value::as_str) != Some("order") {
-        issue(at("intent"), "an order to a mobile team has intent 'order'".into());
+        issue(
+            at("intent"),
+            "an order to a mobile team has intent 'order'".into(),
+        );
     }
     let category = codings(value.get("category"))
         .find(|(s, _)| *s == rules.category_system)
@@ -421,12 +467,20 @@ fn handle(
             for (i, id) in list.iter().enumerate() {
                 let system = id.get("system").and_then(Value::as_str).unwrap_or("");
                 let val = id.get("value").and_then(Value::as_str).unwrap_or("");
-                let absolute = system.starts_with("urn:") || system.starts_with("http://") || system.starts_with("https://");
+                let absolute = system.starts_with("urn:")
+                    || system.starts_with("http://")
+                    || system.starts_with("https://");
                 if !absolute || system.contains('|') {
-                    issue(at(&format!("identifier[{i}].system")), "an identifier system is an absolute URI (urn:, http: or https:)".into());
+                    issue(
+                        at(&format!("identifier[{i}].system")),
+                        "an identifier system is an absolute URI (urn:, http: or https:)".into(),
+                    );
                 }
                 if val.trim().is_empty() || val.len() > 256 || val.contains(',') {
-                    issue(at(&format!("identifier[{i}].value")), "an identifier value is 1 to 256 characters without commas".into());
+                    issue(
+                        at(&format!("identifier[{i}].value")),
+                        "an identifier value is 1 to 256 characters without commas".into(),
+                    );
                 }
             }
         }
@@ -438,13 +492,22 @@ fn handle(
     if intervention.is_none() {
         issue(
             at("code"),
-            format!("the code is not an intervention of {} (profiles/ordination-rules.toml)", rules.intervention_system),
+            format!(
+                "the code is not an intervention of {} (profiles/ordination-rules.toml)",
+                rules.intervention_system
+            ),
         );
     }
     // The patient.
-    let patient_id = literal_refs(value.get("subject"), "Patient").into_iter().next();
+    let patient_id = literal_refs(value.get("subject"), "Patient")
+        .into_iter()
+        .next();
     let patient = match &patient_id {
-        Some(id) => tx.current("Patient", id)?.filter(|p| !p.deleted).as_ref().and_then(json_of),
+        Some(id) => tx
+            .current("Patient", id)?
+            .filter(|p| !p.deleted)
+            .as_ref()
+            .and_then(json_of),
         None => None,
     };
     if patient.is_none() {
@@ -460,7 +523,10 @@ fn handle(
             .map(str::to_owned)
     });
     if patient.is_some() && municipality.is_none() {
-        issue(at("subject"), "the patient's municipality is not known (Patient extension municipality)".into());
+        issue(
+            at("subject"),
+            "the patient's municipality is not known (Patient extension municipality)".into(),
+        );
     }
     let national_id = patient.as_ref().and_then(|p| {
         p.get("identifier")?.as_array()?.iter().find_map(|i| {
@@ -482,20 +548,34 @@ fn handle(
             .iter()
             .any(|t| !literal_refs(Some(&requester), t).is_empty());
     if !requester_ok {
-        issue(at("requester"), "the requester is the ordering physician: a PractitionerRole or Practitioner reference".into());
+        issue(
+            at("requester"),
+            "the requester is the ordering physician: a PractitionerRole or Practitioner reference"
+                .into(),
+        );
     }
     let ordinator = ordinator_of(tx, &requester)?;
     // The period: first and last day.
     let period = value.get("occurrencePeriod");
-    let first_day = period.and_then(|p| p.get("start")).and_then(Value::as_str).and_then(day_of);
-    let mut last_day = period.and_then(|p| p.get("end")).and_then(Value::as_str).and_then(day_of);
+    let first_day = period
+        .and_then(|p| p.get("start"))
+        .and_then(Value::as_str)
+        .and_then(day_of);
+    let mut last_day = period
+        .and_then(|p| p.get("end"))
+        .and_then(Value::as_str)
+        .and_then(day_of);
     // The MedicationRequest: linked by supportingInfo, or basedOn the order in the same write.
     let mut mr_ids = literal_refs(value.get("supportingInfo"), "MedicationRequest");
     for w in written {
         if w.version.resource_type == "MedicationRequest"
-            && w.version.json.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()).is_some_and(|mr| {
-                literal_refs(mr.get("basedOn"), "ServiceRequest").contains(&sr.id)
-            })
+            && w.version
+                .json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<Value>(j).ok())
+                .is_some_and(|mr| {
+                    literal_refs(mr.get("basedOn"), "ServiceRequest").contains(&sr.id)
+                })
             && !mr_ids.contains(&w.version.id)
         {
             mr_ids.push(w.version.id.clone());
@@ -505,7 +585,9 @@ fn handle(
     let mut per_day = None;
     let mut first_time = None;
     let mut warnings = Vec::new();
-    let needs_mr = intervention.as_ref().is_some_and(|i| i.visits == VisitRule::Doses);
+    let needs_mr = intervention
+        .as_ref()
+        .is_some_and(|i| i.visits == VisitRule::Doses);
     if let Some(mr_id) = mr_ids.first() {
         let mr_entry = written
             .iter()
@@ -515,28 +597,52 @@ fn handle(
             (Some(i), _) => format!("Bundle.entry[{i}].resource.{path}"),
             (None, None) | (None, Some(_)) => format!("MedicationRequest.{path}"),
         };
-        match tx.current("MedicationRequest", mr_id)?.filter(|m| !m.deleted).as_ref().and_then(json_of) {
-            None => issue(at("supportingInfo"), format!("MedicationRequest/{mr_id} is not stored")),
+        match tx
+            .current("MedicationRequest", mr_id)?
+            .filter(|m| !m.deleted)
+            .as_ref()
+            .and_then(json_of)
+        {
+            None => issue(
+                at("supportingInfo"),
+                format!("MedicationRequest/{mr_id} is not stored"),
+            ),
             Some(mr) => {
                 if patient_id.is_some()
                     && literal_refs(mr.get("subject"), "Patient").first() != patient_id.as_ref()
                 {
-                    issue(mr_at("subject"), "the MedicationRequest is for another patient than the order".into());
+                    issue(
+                        mr_at("subject"),
+                        "the MedicationRequest is for another patient than the order".into(),
+                    );
                 }
                 let timing = mr.pointer("/dosageInstruction/0/timing/repeat");
                 let base = "dosageInstruction[0].timing.repeat";
                 match timing {
-                    None if needs_mr => issue(mr_at(base), "no dose timing: timing.repeat with frequency, period 1 and periodUnit d".into()),
+                    None if needs_mr => issue(
+                        mr_at(base),
+                        "no dose timing: timing.repeat with frequency, period 1 and periodUnit d"
+                            .into(),
+                    ),
                     None => {}
                     Some(t) => {
                         let frequency = t.get("frequency").and_then(Value::as_u64);
                         let frequency_max = t.get("frequencyMax").and_then(Value::as_u64);
                         match frequency {
-                            None => issue(mr_at(&format!("{base}.frequency")), "the number of doses a day is missing".into()),
-                            Some(0) => issue(mr_at(&format!("{base}.frequency")), "frequency 0: at least one dose a day".into()),
+                            None => issue(
+                                mr_at(&format!("{base}.frequency")),
+                                "the number of doses a day is missing".into(),
+                            ),
+                            Some(0) => issue(
+                                mr_at(&format!("{base}.frequency")),
+                                "frequency 0: at least one dose a day".into(),
+                            ),
                             Some(f) if f > u64::from(rules.max_doses_per_day) => issue(
                                 mr_at(&format!("{base}.frequency")),
-                                format!("more than {} doses a day cannot be planned", rules.max_doses_per_day),
+                                format!(
+                                    "more than {} doses a day cannot be planned",
+                                    rules.max_doses_per_day
+                                ),
                             ),
                             Some(f) => {
                                 per_day = u32::try_from(f).ok();
@@ -550,21 +656,37 @@ fn handle(
                                 if let Some(fm) = frequency_max
                                     && fm < f
                                 {
-                                    issue(mr_at(&format!("{base}.frequencyMax")), "frequencyMax is less than frequency".into());
+                                    issue(
+                                        mr_at(&format!("{base}.frequencyMax")),
+                                        "frequencyMax is less than frequency".into(),
+                                    );
                                 }
                             }
                         }
                         let period_ok = t.get("period").and_then(Value::as_f64) == Some(1.0);
                         if !period_ok {
-                            issue(mr_at(&format!("{base}.period")), "doses are ordered per day: period 1".into());
+                            issue(
+                                mr_at(&format!("{base}.period")),
+                                "doses are ordered per day: period 1".into(),
+                            );
                         }
                         if t.get("periodUnit").and_then(Value::as_str) != Some("d") {
-                            issue(mr_at(&format!("{base}.periodUnit")), "doses are ordered per day: periodUnit 'd'".into());
+                            issue(
+                                mr_at(&format!("{base}.periodUnit")),
+                                "doses are ordered per day: periodUnit 'd'".into(),
+                            );
                         }
-                        if let Some(tod) = t.get("timeOfDay").and_then(Value::as_array).and_then(|a| a.first()) {
+                        if let Some(tod) = t
+                            .get("timeOfDay")
+                            .and_then(Value::as_array)
+                            .and_then(|a| a.first())
+                        {
                             match tod.as_str().and_then(|s| s.parse::<Time>().ok()) {
                                 Some(time) => first_time = Some(time),
-                                None => issue(mr_at(&format!("{base}.timeOfDay[0]")), "not a time such as 08:00:00".into()),
+                                None => issue(
+                                    mr_at(&format!("{base}.timeOfDay[0]")),
+                                    "not a time such as 08:00:00".into(),
+                                ),
                             }
                         }
                         // The bounds give the period where the order has none.
@@ -574,18 +696,29 @@ fn handle(
                             if let (Some(s), Some(e)) = (s, e)
                                 && e < s
                             {
-                                issue(mr_at(&format!("{base}.boundsPeriod.end")), "the dosing ends before it starts".into());
+                                issue(
+                                    mr_at(&format!("{base}.boundsPeriod.end")),
+                                    "the dosing ends before it starts".into(),
+                                );
                             }
                             if first_day.is_none() && last_day.is_none() {
                                 last_day = e;
                             }
                         }
                         if let (Some(fd), None) = (first_day, last_day)
-                            && let Some(days) = t.pointer("/boundsDuration/value").and_then(Value::as_u64)
-                            && t.pointer("/boundsDuration/code").and_then(Value::as_str).or(t.pointer("/boundsDuration/unit").and_then(Value::as_str)) == Some("d")
+                            && let Some(days) =
+                                t.pointer("/boundsDuration/value").and_then(Value::as_u64)
+                            && t.pointer("/boundsDuration/code")
+                                .and_then(Value::as_str)
+                                .or(t.pointer("/boundsDuration/unit").and_then(Value::as_str))
+                                == Some("d")
                             && (1..=u64::from(rules.max_period_days)).contains(&days)
                         {
-                            last_day = fd.checked_add(jiff::Span::new().days(i64::try_from(days).unwrap_or(1) - 1)).ok();
+                            last_day = fd
+                                .checked_add(
+                                    jiff::Span::new().days(i64::try_from(days).unwrap_or(1) - 1),
+                                )
+                                .ok();
                         }
                     }
                 }
@@ -596,11 +729,17 @@ fn handle(
                         .or(mr.pointer("/medicationCodeableConcept/coding/0/display"))
                         .and_then(Value::as_str)
                         .map(str::to_owned),
-                    dose: mr.pointer("/dosageInstruction/0/doseAndRate/0/doseQuantity").and_then(|q| {
-                        let v = q.get("value")?;
-                        let unit = q.get("unit").or(q.get("code")).and_then(Value::as_str).unwrap_or("");
-                        Some(format!("{v} {unit}").trim().to_owned())
-                    }),
+                    dose: mr
+                        .pointer("/dosageInstruction/0/doseAndRate/0/doseQuantity")
+                        .and_then(|q| {
+                            let v = q.get("value")?;
+                            let unit = q
+                                .get("unit")
+                                .or(q.get("code"))
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            Some(format!("{v} {unit}").trim().to_owned())
+                        }),
                     route: mr
                         .pointer("/dosageInstruction/0/route/coding/0/code")
                         .and_then(Value::as_str)
@@ -614,12 +753,26 @@ fn handle(
         );
     }
     match (first_day, last_day) {
-        (None, _) => issue(at("occurrencePeriod.start"), "the first day of the period is missing".into()),
-        (Some(_), None) => issue(at("occurrencePeriod.end"), "the last day of the period is missing".into()),
-        (Some(s), Some(e)) if e < s => issue(at("occurrencePeriod.end"), "the period ends before it starts".into()),
+        (None, _) => issue(
+            at("occurrencePeriod.start"),
+            "the first day of the period is missing".into(),
+        ),
+        (Some(_), None) => issue(
+            at("occurrencePeriod.end"),
+            "the last day of the period is missing".into(),
+        ),
+        (Some(s), Some(e)) if e < s => issue(
+            at("occurrencePeriod.end"),
+            "the period ends before it starts".into(),
+        ),
         (Some(s), Some(e)) => {
-            if s.until(e).map(|d| d.get_days()).unwrap_or(i32::MAX) >= i32::try_from(rules.max_period_days).unwrap_or(i32::MAX) {
-                issue(at("occurrencePeriod"), format!("the period is longer than {} days", rules.max_period_days));
+            if s.until(e).map(|d| d.get_days()).unwrap_or(i32::MAX)
+                >= i32::try_from(rules.max_period_days).unwrap_or(i32::MAX)
+            {
+                issue(
+                    at("occurrencePeriod"),
+                    format!("the period is longer than {} days", rules.max_period_days),
+                );
             }
         }
     }
@@ -627,9 +780,17 @@ fn handle(
     let units = match value.get("quantityQuantity") {
         None => None,
         Some(q) => match q.get("value").and_then(Value::as_u64) {
-            Some(u) if (1..=u64::from(rules.max_transfusion_units)).contains(&u) => u32::try_from(u).ok(),
+            Some(u) if (1..=u64::from(rules.max_transfusion_units)).contains(&u) => {
+                u32::try_from(u).ok()
+            }
             _ => {
-                issue(at("quantityQuantity.value"), format!("units are a whole number from 1 to {}", rules.max_transfusion_units));
+                issue(
+                    at("quantityQuantity.value"),
+                    format!(
+                        "units are a whole number from 1 to {}",
+                        rules.max_transfusion_units
+                    ),
+                );
                 None
             }
         },
@@ -637,7 +798,11 @@ fn handle(
     let base_test = codings(value.get("orderDetail"))
         .any(|(s, c)| s == rules.intervention_system && c == "bas-test");
     // A named performer must be a team of the care map.
-    let performer_ref = value.get("performer").and_then(Value::as_array).and_then(|a| a.first()).cloned();
+    let performer_ref = value
+        .get("performer")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .cloned();
     let performer = match &performer_ref {
         None => None,
         Some(r) => match hsa_of_reference(tx, r)? {
@@ -659,15 +824,31 @@ fn handle(
         return Err(HandleError::Invalid(issues));
     }
     // Every field above was checked: these hold.
-    let (Some(intervention), Some(patient_id), Some(patient), Some(municipality), Some(first_day), Some(last_day)) =
-        (intervention, patient_id, patient, municipality, first_day, last_day)
+    let (
+        Some(intervention),
+        Some(patient_id),
+        Some(patient),
+        Some(municipality),
+        Some(first_day),
+        Some(last_day),
+    ) = (
+        intervention,
+        patient_id,
+        patient,
+        municipality,
+        first_day,
+        last_day,
+    )
     else {
-        return Err(HandleError::Api(ApiError::internal("an order passed its checks incompletely")));
+        return Err(HandleError::Api(ApiError::internal(
+            "an order passed its checks incompletely",
+        )));
     };
     let age = national_id.as_ref().and_then(|n| {
         n.birth_date().until(first_day).ok().and_then(|_| {
             let years = first_day.year() - n.birth_date().year();
-            let before_birthday = (first_day.month(), first_day.day()) < (n.birth_date().month(), n.birth_date().day());
+            let before_birthday = (first_day.month(), first_day.day())
+                < (n.birth_date().month(), n.birth_date().day());
             u32::try_from(years - i16::from(before_birthday)).ok()
         })
     });
@@ -677,7 +858,12 @@ fn handle(
         first_day,
         last_day,
         per_day,
-        first_time: first_time.or_else(|| value.pointer("/occurrencePeriod/start").and_then(Value::as_str).and_then(time_of)),
+        first_time: first_time.or_else(|| {
+            value
+                .pointer("/occurrencePeriod/start")
+                .and_then(Value::as_str)
+                .and_then(time_of)
+        }),
         units,
         base_test,
         performer: performer.clone(),
@@ -687,7 +873,10 @@ fn handle(
     // its visits when the MedicationRequest comes.
     let waiting_for_mr = needs_mr && facts.per_day.is_none();
     let team_facts = if waiting_for_mr {
-        OrderFacts { per_day: Some(1), ..facts.clone() }
+        OrderFacts {
+            per_day: Some(1),
+            ..facts.clone()
+        }
     } else {
         facts.clone()
     };
@@ -697,31 +886,52 @@ fn handle(
             let path = match &e {
                 PlanError::NoArea(_) => at("subject"),
                 PlanError::NotOffered { .. } | PlanError::UnknownIntervention(_) => at("code"),
-                PlanError::UnknownPerformer(_) | PlanError::PerformerCannot { .. } => at("performer[0]"),
-                PlanError::NoTiming => "MedicationRequest.dosageInstruction[0].timing.repeat.frequency".into(),
+                PlanError::UnknownPerformer(_) | PlanError::PerformerCannot { .. } => {
+                    at("performer[0]")
+                }
+                PlanError::NoTiming => {
+                    "MedicationRequest.dosageInstruction[0].timing.repeat.frequency".into()
+                }
                 PlanError::Bounds(_) => at("occurrencePeriod"),
             };
-            return Err(HandleError::Invalid(vec![ElementIssue { path, message: e.to_string() }]));
+            return Err(HandleError::Invalid(vec![ElementIssue {
+                path,
+                message: e.to_string(),
+            }]));
         }
     };
     let orderer = sr.owner.clone();
     // (v2) A point intervention is ordered by another care provider than the team that performs it.
-    if category == "punktinsats" && (orderer == planned.coordinator || orderer == planned.day_team) {
+    if category == "punktinsats" && (orderer == planned.coordinator || orderer == planned.day_team)
+    {
         return Err(HandleError::Invalid(vec![ElementIssue {
             path: at("category"),
-            message: "the performing team's own order is an ordinary order, not a punktinsats".into(),
+            message: "the performing team's own order is an ordinary order, not a punktinsats"
+                .into(),
         }]));
     }
-    let listed_vc = match patient.get("generalPractitioner").and_then(Value::as_array).and_then(|a| a.first()) {
+    let listed_vc = match patient
+        .get("generalPractitioner")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         Some(r) => hsa_of_reference(tx, r)?,
         None => None,
     };
     let responsibility_ext = value
         .get("extension")
         .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|e| e.get("url").and_then(Value::as_str) == Some(rules.medical_responsibility_extension.as_str())))
+        .and_then(|a| {
+            a.iter().find(|e| {
+                e.get("url").and_then(Value::as_str)
+                    == Some(rules.medical_responsibility_extension.as_str())
+            })
+        })
         .cloned();
-    let responsible = match responsibility_ext.as_ref().and_then(|e| e.get("valueReference")) {
+    let responsible = match responsibility_ext
+        .as_ref()
+        .and_then(|e| e.get("valueReference"))
+    {
         Some(r) => hsa_of_reference(tx, r)?,
         None => listed_vc.clone(),
     };
@@ -777,7 +987,11 @@ fn handle(
     } else {
         Vec::new()
     };
-    Ok(Handled { warnings, replaced, created })
+    Ok(Handled {
+        warnings,
+        replaced,
+        created,
+    })
 }
 
 /// The ordering physician's HSA-id: a logical HSA identifier, or a PractitionerRole's practitioner.
@@ -795,14 +1009,21 @@ fn ordinator_of(tx: &mut dyn WriteTx, requester: &Value) -> Result<Option<String
             .and_then(|r| r.get("practitioner").cloned()),
         None => Some(requester.clone()),
     };
-    let Some(p) = practitioner else { return Ok(None) };
+    let Some(p) = practitioner else {
+        return Ok(None);
+    };
     if let Some(id) = p.get("identifier")
         && id.get("system").and_then(Value::as_str) == Some(HSA_ID_SYSTEM)
     {
         return Ok(id.get("value").and_then(Value::as_str).map(str::to_owned));
     }
     match literal_refs(Some(&p), "Practitioner").first() {
-        Some(pid) => Ok(tx.current("Practitioner", pid)?.as_ref().and_then(json_of).as_ref().and_then(hsa_identifier)),
+        Some(pid) => Ok(tx
+            .current("Practitioner", pid)?
+            .as_ref()
+            .and_then(json_of)
+            .as_ref()
+            .and_then(hsa_identifier)),
         None => Ok(None),
     }
 }
@@ -825,10 +1046,16 @@ mod tests {
     #[test]
     fn dates_and_times_are_read_without_panicking_on_any_text() {
         assert_eq!(day_of("2026-11-24"), Some(jiff::civil::date(2026, 11, 24)));
-        assert_eq!(day_of("2026-11-24T08:00:00+01:00"), Some(jiff::civil::date(2026, 11, 24)));
+        assert_eq!(
+            day_of("2026-11-24T08:00:00+01:00"),
+            Some(jiff::civil::date(2026, 11, 24))
+        );
         assert_eq!(day_of("2026-1"), None);
         assert_eq!(day_of("åäöåäöåäöåäö"), None);
-        assert_eq!(time_of("2026-11-24T10:30:00+01:00"), Some(jiff::civil::time(10, 30, 0, 0)));
+        assert_eq!(
+            time_of("2026-11-24T10:30:00+01:00"),
+            Some(jiff::civil::time(10, 30, 0, 0))
+        );
         assert_eq!(time_of("2026-11-24"), None);
         assert_eq!(time_of("2026-11-24Tåäöåäö"), None);
     }

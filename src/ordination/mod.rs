@@ -66,7 +66,11 @@ pub fn load(
     };
     let care = care.unwrap_or_else(CareMap::demo);
     let itacih = crate::itacih::build(itacih, &care, allow, config_dir, errors);
-    std::sync::Arc::new(Ordination { rules, care, itacih })
+    std::sync::Arc::new(Ordination {
+        rules,
+        care,
+        itacih,
+    })
 }
 
 /// Identifier system of the stable itACiH `externtId` on each visit's Task.

@@ -84,7 +84,9 @@ pub enum PlanError {
     },
     #[error("{0} is not a team of the care map")]
     UnknownPerformer(String),
-    #[error("{team} does not cover municipality {municipality}, offer {intervention} or take this patient")]
+    #[error(
+        "{team} does not cover municipality {municipality}, offer {intervention} or take this patient"
+    )]
     PerformerCannot {
         team: String,
         municipality: String,
@@ -150,9 +152,7 @@ pub fn plan(map: &CareMap, rules: &Rules, order: &OrderFacts) -> Result<Plan, Pl
         .intervention(&order.intervention)
         .ok_or_else(|| PlanError::UnknownIntervention(order.intervention.clone()))?;
     if order.last_day < order.first_day {
-        return Err(PlanError::Bounds(
-            "the period ends before it starts".into(),
-        ));
+        return Err(PlanError::Bounds("the period ends before it starts".into()));
     }
     let days = order
         .first_day
@@ -244,7 +244,8 @@ pub fn plan(map: &CareMap, rules: &Rules, order: &OrderFacts) -> Result<Plan, Pl
         } else {
             rules.intervention(&code).and_then(|i| i.role.clone())
         };
-        let performer = if day_team.fits(&start.datetime(), &end.datetime(), visit_role.as_deref()) {
+        let performer = if day_team.fits(&start.datetime(), &end.datetime(), visit_role.as_deref())
+        {
             day_team
         } else {
             after_hours
@@ -300,8 +301,8 @@ fn follow_up(
     // A fortnight is more than any run of days without physicians (Easter is four).
     for _ in 0..14 {
         if let Some(&(start_min, _)) = day_team.bands_on(day, Some("LAK")).first() {
-            let local = day.to_datetime(Time::midnight())
-                + Span::new().minutes(i64::from(start_min));
+            let local =
+                day.to_datetime(Time::midnight()) + Span::new().minutes(i64::from(start_min));
             let (start, end) = zoned_visit(map, local, minutes)?;
             return Ok(Some(Visit {
                 number: 0,
@@ -341,7 +342,9 @@ fn next_day(day: Date) -> Result<Date, PlanError> {
 }
 
 fn each_day(first: Date, last: Date) -> impl Iterator<Item = Date> {
-    std::iter::successors(Some(first), move |d| d.tomorrow().ok().filter(|n| *n <= last))
+    std::iter::successors(Some(first), move |d| {
+        d.tomorrow().ok().filter(|n| *n <= last)
+    })
 }
 
 #[cfg(test)]

@@ -107,7 +107,8 @@ impl Rules {
 
 /// Parses and checks a rules file; every problem is reported.
 pub fn parse(text: &str) -> Result<Rules, Vec<String>> {
-    let file: RulesFile = toml::from_str(text).map_err(|e| vec![format!("ordination rules: {e}")])?;
+    let file: RulesFile =
+        toml::from_str(text).map_err(|e| vec![format!("ordination rules: {e}")])?;
     let mut errors = Vec::new();
     let default_first_dose = file
         .default_first_dose
@@ -153,7 +154,10 @@ pub fn parse(text: &str) -> Result<Rules, Vec<String>> {
                 i.code
             ));
         }
-        if interventions.iter().any(|x: &Intervention| x.code == i.code) {
+        if interventions
+            .iter()
+            .any(|x: &Intervention| x.code == i.code)
+        {
             errors.push(format!("intervention {} is listed twice", i.code));
         }
         interventions.push(Intervention {
@@ -197,7 +201,11 @@ mod tests {
     #[test]
     fn the_shipped_rules_load_with_the_eleven_interventions_of_the_spec() {
         let rules = Rules::embedded();
-        let codes: Vec<&str> = rules.interventions.iter().map(|i| i.code.as_str()).collect();
+        let codes: Vec<&str> = rules
+            .interventions
+            .iter()
+            .map(|i| i.code.as_str())
+            .collect();
         assert_eq!(
             codes,
             [
@@ -214,14 +222,20 @@ mod tests {
                 "basonkologi"
             ]
         );
-        assert_eq!(rules.intervention("lakarbesok").unwrap().role.as_deref(), Some("LAK"));
+        assert_eq!(
+            rules.intervention("lakarbesok").unwrap().role.as_deref(),
+            Some("LAK")
+        );
         assert_eq!(rules.default_first_dose, Time::constant(8, 0, 0, 0));
     }
 
     #[test]
     fn every_error_in_a_rules_file_is_reported() {
         let broken = EMBEDDED
-            .replace("default_first_dose = \"08:00\"", "default_first_dose = \"8 o'clock\"")
+            .replace(
+                "default_first_dose = \"08:00\"",
+                "default_first_dose = \"8 o'clock\"",
+            )
             .replace("visits = \"units\"", "visits = \"daily\"")
             .replace("[kva]", "[kva]\nXX000 = \"nope\"");
         let errors = parse(&broken).unwrap_err();

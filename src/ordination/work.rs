@@ -68,7 +68,9 @@ fn create_once(
     }
     let bytes = serde_json::to_vec(value).map_err(ApiError::internal)?;
     let prepared = ops::prepare(ctx, &bytes, Some(&ty))?;
-    Ok(Some(ops::create(ctx, tx, &prepared, Some(id.to_owned()), None)?.version))
+    Ok(Some(
+        ops::create(ctx, tx, &prepared, Some(id.to_owned()), None)?.version,
+    ))
 }
 
 fn task_json(ctx: &FhirContext, order: &Order, visit: &Visit, id: &str, now: &str) -> Value {
@@ -132,7 +134,9 @@ pub fn create(
     plan: &Plan,
 ) -> Result<Vec<StoredVersion>, ApiError> {
     if order.sr_id.len() > 56 {
-        return Err(ApiError::internal("an order id too long for its visits' ids"));
+        return Err(ApiError::internal(
+            "an order id too long for its visits' ids",
+        ));
     }
     let (now, _) = tx.now();
     let mut written = Vec::new();
@@ -170,7 +174,11 @@ pub fn create(
             .unwrap_or_default();
         let text = format!(
             "{} ({}) för patienten planeras av {team}: {} besök, första {first}. Det medicinska ansvaret ligger hos er.",
-            if order.category == "bedomning" { "Bedömning i hemmet" } else { "Punktinsats" },
+            if order.category == "bedomning" {
+                "Bedömning i hemmet"
+            } else {
+                "Punktinsats"
+            },
             order.facts.intervention,
             plan.visits.len(),
         );
@@ -260,7 +268,10 @@ pub fn revoke(
     let mut written = Vec::new();
     for task in tasks {
         let status = task_status(&task);
-        if matches!(status.as_str(), "completed" | "cancelled" | "failed" | "entered-in-error") {
+        if matches!(
+            status.as_str(),
+            "completed" | "cancelled" | "failed" | "entered-in-error"
+        ) {
             continue;
         }
         let v = set_task_status(ctx, tx, &task, "cancelled", Some("Ordinationen återkallad"))?;

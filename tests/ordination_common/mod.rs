@@ -32,7 +32,13 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn antibiotics(patient: &str, per_day: u64, start: &str, end: &str, identifier: &str) -> Self {
+    pub fn antibiotics(
+        patient: &str,
+        per_day: u64,
+        start: &str,
+        end: &str,
+        identifier: &str,
+    ) -> Self {
         Order {
             patient: patient.into(),
             code: "iv-antibiotika".into(),
@@ -140,7 +146,14 @@ pub async fn search_all(client: &reqwest::Client, url: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut next = Some(url.to_owned());
     while let Some(u) = next {
-        let b: Value = client.get(&u).send().await.expect("send").json().await.expect("json");
+        let b: Value = client
+            .get(&u)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(b["resourceType"], "Bundle", "{b}");
         for e in b["entry"].as_array().into_iter().flatten() {
             if e["search"]["mode"] == "match" {
@@ -154,7 +167,10 @@ pub async fn search_all(client: &reqwest::Client, url: &str) -> Vec<Value> {
 
 /// The ids of the resources, sorted.
 pub fn ids(resources: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = resources.iter().map(|r| r["id"].as_str().unwrap_or("").to_owned()).collect();
+    let mut v: Vec<String> = resources
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or("").to_owned())
+        .collect();
     v.sort();
     v
 }
@@ -162,6 +178,8 @@ pub fn ids(resources: &[Value]) -> Vec<String> {
 /// The ServiceRequest id a transaction answer created (its last entry).
 pub fn order_id(answer: &Value) -> String {
     let entries = answer["entry"].as_array().expect("entries");
-    let loc = entries.last().unwrap()["response"]["location"].as_str().expect("location");
+    let loc = entries.last().unwrap()["response"]["location"]
+        .as_str()
+        .expect("location");
     loc.split('/').nth(1).unwrap().to_owned()
 }

@@ -47,7 +47,13 @@ fn short(hsa: &str) -> &'static str {
 fn lines(p: &Plan) -> Vec<String> {
     p.visits
         .iter()
-        .map(|v| format!("{} {}", v.start.strftime("%m-%d %H:%M%:z"), short(&v.performer)))
+        .map(|v| {
+            format!(
+                "{} {}",
+                v.start.strftime("%m-%d %H:%M%:z"),
+                short(&v.performer)
+            )
+        })
         .collect()
 }
 
@@ -56,7 +62,11 @@ fn run(o: &OrderFacts) -> Plan {
 }
 
 fn expect(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -93,7 +103,11 @@ fn three_a_day_in_kristianstad_for_a_week_with_a_holiday_and_a_weekend() {
     assert_eq!(p.coordinator, MTN_K);
     assert_eq!(p.follow_up, None, "Kristianstad's MTN coordinates itself");
     assert_eq!(p.visits[1].note, "Dos 2 av 3 idag");
-    assert_eq!(p.visits[2].day, date(2026, 5, 11), "the midnight dose is the 11th's third");
+    assert_eq!(
+        p.visits[2].day,
+        date(2026, 5, 11),
+        "the midnight dose is the 11th's third"
+    );
     assert_eq!(p.visits[0].end.strftime("%H:%M").to_string(), "08:45");
 }
 
@@ -101,7 +115,15 @@ fn three_a_day_in_kristianstad_for_a_week_with_a_holiday_and_a_weekend() {
 fn four_a_day_in_kristianstad_for_a_week_with_a_holiday_and_a_weekend() {
     let p = run(&doses("1290", 4, date(2026, 5, 11), date(2026, 5, 17)));
     let mut want = Vec::new();
-    for (day, open) in [(11, true), (12, true), (13, true), (14, false), (15, true), (16, false), (17, false)] {
+    for (day, open) in [
+        (11, true),
+        (12, true),
+        (13, true),
+        (14, false),
+        (15, true),
+        (16, false),
+        (17, false),
+    ] {
         let team = if open { "MTN-K" } else { "ASIH" };
         want.push(format!("05-{day} 08:00+02:00 {team}"));
         want.push(format!("05-{day} 14:00+02:00 {team}"));
@@ -116,9 +138,20 @@ fn three_a_day_in_ystad_for_a_week_with_a_holiday_and_a_weekend() {
     let p = run(&doses("1286", 3, date(2026, 5, 11), date(2026, 5, 17)));
     let mut want = Vec::new();
     // vardagar 07–19: 08:00 and 16:00 to MTN; helgdagar 08–16: the 16:00 dose (to 16:45) to ASIH.
-    for (day, vardag) in [(11, true), (12, true), (13, true), (14, false), (15, true), (16, false), (17, false)] {
+    for (day, vardag) in [
+        (11, true),
+        (12, true),
+        (13, true),
+        (14, false),
+        (15, true),
+        (16, false),
+        (17, false),
+    ] {
         want.push(format!("05-{day} 08:00+02:00 MTN-Y"));
-        want.push(format!("05-{day} 16:00+02:00 {}", if vardag { "MTN-Y" } else { "ASIH" }));
+        want.push(format!(
+            "05-{day} 16:00+02:00 {}",
+            if vardag { "MTN-Y" } else { "ASIH" }
+        ));
         want.push(format!("05-{} 00:00+02:00 ASIH", day + 1));
     }
     assert_eq!(lines(&p), want);
@@ -129,7 +162,10 @@ fn three_a_day_in_ystad_for_a_week_with_a_holiday_and_a_weekend() {
     let f = p.follow_up.expect("a physician follow-up");
     assert_eq!(f.performer, MTN_Y);
     assert_eq!(f.role.as_deref(), Some("LAK"));
-    assert_eq!(f.start.strftime("%m-%d %H:%M%:z").to_string(), "05-11 07:30+02:00");
+    assert_eq!(
+        f.start.strftime("%m-%d %H:%M%:z").to_string(),
+        "05-11 07:30+02:00"
+    );
 }
 
 #[test]
@@ -162,7 +198,12 @@ fn the_first_dose_follows_time_of_day() {
 
 #[test]
 fn a_transfusion_with_a_base_test_has_the_test_first_and_the_units_from_the_next_day() {
-    let mut o = order("blodtransfusion", "1290", date(2026, 11, 24), date(2026, 11, 26));
+    let mut o = order(
+        "blodtransfusion",
+        "1290",
+        date(2026, 11, 24),
+        date(2026, 11, 26),
+    );
     o.base_test = true;
     let p = run(&o);
     assert_eq!(
@@ -180,7 +221,12 @@ fn a_transfusion_with_a_base_test_has_the_test_first_and_the_units_from_the_next
 
 #[test]
 fn a_transfusion_without_a_base_test_starts_its_units_on_the_first_day() {
-    let mut o = order("blodtransfusion", "1290", date(2026, 11, 27), date(2026, 11, 29));
+    let mut o = order(
+        "blodtransfusion",
+        "1290",
+        date(2026, 11, 27),
+        date(2026, 11, 29),
+    );
     o.units = Some(3);
     let p = run(&o);
     // Friday to MTN; Saturday and Sunday (MTN Kristianstad works vardagar) to ASIH.
@@ -198,18 +244,44 @@ fn a_transfusion_without_a_base_test_starts_its_units_on_the_first_day() {
 #[test]
 fn a_physician_visit_goes_to_the_team_only_while_its_physicians_work() {
     let at = |day: i8, h: i8, m: i8| {
-        let mut o = order("lakarbesok", "1286", date(2026, 11, day), date(2026, 11, day));
+        let mut o = order(
+            "lakarbesok",
+            "1286",
+            date(2026, 11, day),
+            date(2026, 11, day),
+        );
         o.first_time = Some(time(h, m, 0, 0));
         lines(&run(&o))
     };
     // MTN Ystad's physicians: vardagar 07:30–16:00, though the team works until 19:00.
     assert_eq!(at(24, 10, 0), ["11-24 10:00+01:00 MTN-Y"]);
-    assert_eq!(at(24, 15, 15), ["11-24 15:15+01:00 MTN-Y"], "ends 16:00 exactly");
-    assert_eq!(at(24, 15, 30), ["11-24 15:30+01:00 ASIH"], "would end 16:15");
-    assert_eq!(at(24, 17, 0), ["11-24 17:00+01:00 ASIH"], "the team works, no physician does");
-    assert_eq!(at(28, 10, 0), ["11-28 10:00+01:00 ASIH"], "Saturday: no physician");
+    assert_eq!(
+        at(24, 15, 15),
+        ["11-24 15:15+01:00 MTN-Y"],
+        "ends 16:00 exactly"
+    );
+    assert_eq!(
+        at(24, 15, 30),
+        ["11-24 15:30+01:00 ASIH"],
+        "would end 16:15"
+    );
+    assert_eq!(
+        at(24, 17, 0),
+        ["11-24 17:00+01:00 ASIH"],
+        "the team works, no physician does"
+    );
+    assert_eq!(
+        at(28, 10, 0),
+        ["11-28 10:00+01:00 ASIH"],
+        "Saturday: no physician"
+    );
     // The nurse's visit at 17:00 is the team's.
-    let mut o = order("provtagning", "1286", date(2026, 11, 24), date(2026, 11, 24));
+    let mut o = order(
+        "provtagning",
+        "1286",
+        date(2026, 11, 24),
+        date(2026, 11, 24),
+    );
     o.first_time = Some(time(17, 0, 0, 0));
     assert_eq!(lines(&run(&o)), ["11-24 17:00+01:00 MTN-Y"]);
 }
@@ -251,7 +323,10 @@ fn the_march_change_has_no_two_oclock_and_the_october_change_no_doubled_hour() {
              10-26 02:00+01:00 ASIH"
         )
     );
-    assert_eq!(p.visits[3].end.strftime("%H:%M%:z").to_string(), "02:45+02:00");
+    assert_eq!(
+        p.visits[3].end.strftime("%H:%M%:z").to_string(),
+        "02:45+02:00"
+    );
     // Across the change on a vardag: Monday 26 October's doses are MTN's again, in CET.
     let p = run(&doses("1290", 3, date(2026, 10, 26), date(2026, 10, 26)));
     assert_eq!(
@@ -290,7 +365,12 @@ fn orders_outside_the_map_or_its_interventions_are_refused() {
         plan(&CareMap::demo(), &Rules::embedded(), &o).unwrap_err(),
         PlanError::NoArea("1280".into())
     );
-    let o = order("basonkologi", "1290", date(2026, 11, 24), date(2026, 11, 24));
+    let o = order(
+        "basonkologi",
+        "1290",
+        date(2026, 11, 24),
+        date(2026, 11, 24),
+    );
     // MTN Kristianstad does not offer basic oncology; ASIH does.
     assert_eq!(run(&o).visits[0].performer, ASIH);
     let mut o = doses("1290", 3, date(2026, 11, 24), date(2026, 11, 24));
