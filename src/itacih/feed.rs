@@ -859,14 +859,28 @@ pub async fn run(
     http: reqwest::Client,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The first failure of a run of failures is a warning; the rest are debug (itACiH down for hours must
+    // not flood the log).
+    let mut failing = false;
     loop {
         if *stop.borrow() {
             return;
         }
         let more = match poll_once(&http, store.as_ref(), &fhir, &link).await {
-            Ok(more) => more,
+            Ok(more) => {
+                if failing {
+                    tracing::info!("the itACiH feed answers again");
+                }
+                failing = false;
+                more
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "itACiH feed poll failed; retrying");
+                if failing {
+                    tracing::debug!(error = %e, "itACiH feed poll failed; retrying");
+                } else {
+                    tracing::warn!(error = %e, "itACiH feed poll failed; retrying quietly until it answers");
+                }
+                failing = true;
                 false
             }
         };
