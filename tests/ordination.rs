@@ -499,7 +499,7 @@ async fn the_care_map_answers_which_team_can_do_this_here_now() {
     );
     // basonkologi: MTN Ystad and ASIH offer it, MTN Kristianstad does not.
     assert_eq!(
-        ask(format!("municipality=1290&service-type=basonkologi")).await,
+        ask("municipality=1290&service-type=basonkologi".to_string()).await,
         ["ASIH Skåne (demo unit)"]
     );
     // The standard coverage-area, by the municipality's Location.

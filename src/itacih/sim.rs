@@ -178,7 +178,7 @@ async fn feed(State(state): State<Shared>, Query(q): Query<FeedQuery>) -> Respon
     s.feed_calls += 1;
     // Duplicate pages: every second call serves the previous page again.
     if s.mode.duplicate_pages
-        && s.feed_calls % 2 == 0
+        && s.feed_calls.is_multiple_of(2)
         && let Some(page) = s.last_page.clone()
     {
         return Json(page).into_response();

@@ -146,6 +146,9 @@ fn teams_for<'a>(
     }
 }
 
+/// A visit before its team is chosen: (code, local start, day, dose, note).
+type Wanted = (String, DateTime, Date, Option<(u32, u32)>, String);
+
 /// Plans an order. Deterministic: depends only on its arguments.
 pub fn plan(map: &CareMap, rules: &Rules, order: &OrderFacts) -> Result<Plan, PlanError> {
     let intervention = rules
@@ -168,8 +171,7 @@ pub fn plan(map: &CareMap, rules: &Rules, order: &OrderFacts) -> Result<Plan, Pl
     let (coordinator, day_team, after_hours) = teams_for(map, order)?;
     let first_time = order.first_time.unwrap_or(rules.default_first_dose);
     let role = intervention.role.clone();
-    // (code, local start, day, dose, note)
-    let mut wanted: Vec<(String, DateTime, Date, Option<(u32, u32)>, String)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     match intervention.visits {
         VisitRule::Doses => {
             let n = order.per_day.ok_or(PlanError::NoTiming)?;
@@ -262,7 +264,7 @@ pub fn plan(map: &CareMap, rules: &Rules, order: &OrderFacts) -> Result<Plan, Pl
             note,
         });
     }
-    visits.sort_by(|a, b| a.start.timestamp().cmp(&b.start.timestamp()));
+    visits.sort_by_key(|v| v.start.timestamp());
     for (i, v) in visits.iter_mut().enumerate() {
         v.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }

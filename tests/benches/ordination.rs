@@ -24,7 +24,10 @@ fn csk() -> Actor {
         principal: CSK.into(),
         client_id: Some("demo-csk".into()),
         user: Some("SE2321000255-P0001".into()),
-        visibility: Visibility::Care { sees: vec![CSK.to_owned()].into(), emergency: false },
+        visibility: Visibility::Care {
+            sees: vec![CSK.to_owned()].into(),
+            emergency: false,
+        },
         population_register: false,
     }
 }
@@ -32,11 +35,21 @@ fn csk() -> Actor {
 /// A two-day ×3 antibiotics order (6 visits) for Tolvan, or a one-visit blood test.
 fn order(n: u64, one_visit: bool) -> Vec<u8> {
     // The demo patients (in both teams' areas), in turn: one patient's visits go to itACiH one at a time.
-    const PATIENTS: [&str; 6] =
-        ["191212121212", "194005121233", "193803032451", "194508223577", "193301154682", "195009722397"];
+    const PATIENTS: [&str; 6] = [
+        "191212121212",
+        "194005121233",
+        "193803032451",
+        "194508223577",
+        "193301154682",
+        "195009722397",
+    ];
     let patient = format!(
         "Patient?identifier=http://electronichealth.se/identifier/{}|{}",
-        if n % 6 == 5 { "samordningsnummer" } else { "personnummer" },
+        if n % 6 == 5 {
+            "samordningsnummer"
+        } else {
+            "personnummer"
+        },
         PATIENTS[(n % 6) as usize]
     );
     let patient = patient.as_str();
@@ -58,7 +71,9 @@ fn order(n: u64, one_visit: bool) -> Vec<u8> {
         sr
     };
     let entries = if one_visit {
-        vec![json!({"resource": sr("provtagning", None), "request": {"method": "POST", "url": "ServiceRequest"}})]
+        vec![
+            json!({"resource": sr("provtagning", None), "request": {"method": "POST", "url": "ServiceRequest"}}),
+        ]
     } else {
         let mr_url = format!("urn:uuid:00000000-0000-4000-8000-{n:012}");
         vec![
@@ -119,8 +134,12 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let (sim_url, sim) = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url: reqwest::Url = format!("http://{}/", l.local_addr().expect("addr")).parse().expect("url");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url: reqwest::Url = format!("http://{}/", l.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
         (url, navet::itacih::sim::spawn(l))
     });
     let state = rt.block_on(state(dir.path(), sim_url));
@@ -145,14 +164,23 @@ fn benches(c: &mut Criterion) {
     let http = navet::itacih::push::client(&link).expect("client");
     group.bench_function("itacih_drain_per_visit", |b| {
         b.to_async(&rt).iter_custom(|iters| {
-            let (state, next, link, http) = (state.clone(), next.clone(), link.clone(), http.clone());
+            let (state, next, link, http) =
+                (state.clone(), next.clone(), link.clone(), http.clone());
             async move {
                 // Drain what earlier benchmarks queued, untimed; then queue `iters` one-visit orders.
-                while navet::itacih::push::round(&http, state.store.as_ref(), &link).await.expect("round") > 0 {}
+                while navet::itacih::push::round(&http, state.store.as_ref(), &link)
+                    .await
+                    .expect("round")
+                    > 0
+                {}
                 let first = next.fetch_add(iters, Ordering::Relaxed);
                 submit(&state, first, iters, true).await;
                 let start = Instant::now();
-                while navet::itacih::push::round(&http, state.store.as_ref(), &link).await.expect("round") > 0 {}
+                while navet::itacih::push::round(&http, state.store.as_ref(), &link)
+                    .await
+                    .expect("round")
+                    > 0
+                {}
                 start.elapsed()
             }
         })
