@@ -545,7 +545,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.base_url, "http://127.0.0.1:8080");
         assert!(s.seed_demo);
-        assert_eq!(s.auth.clients.len(), 12, "every demo client is registered");
+        assert_eq!(s.auth.clients.len(), 13, "every demo client is registered");
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.metrics_listen, None);
     }

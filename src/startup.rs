@@ -148,7 +148,9 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     if settings.seed_demo {
         seed_demo(&state).await?;
     }
-    crate::caremap::seed(&state).await?;
+    if settings.seed_demo || settings.ordination.care_map_configured {
+        crate::caremap::seed(&state).await?;
+    }
     Ok(state)
 }
 

@@ -34,6 +34,7 @@ async fn setup() -> Setup {
             rules: navet::ordination::rules::Rules::embedded(),
             care,
             itacih: Some(l),
+            care_map_configured: false,
         });
     })
     .await;

@@ -366,7 +366,7 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
             // An order sent again (same identifier) is stored once (spec/ordination.md v2).
             let condition = match condition {
                 Some(c) => Some(c),
-                None => crate::ordination::intake::implicit_condition(ctx, &prepared)?,
+                None => crate::ordination::intake::implicit_condition(ctx, &prepared, false)?,
             };
             Ok(Op::Create {
                 prepared,
@@ -496,6 +496,23 @@ async fn run(
                 ops_list.push(
                     authorized_entry(&ctx, &e, authorize).map_err(|err| prefix_paths(err, i))?,
                 );
+            }
+            // An order's MedicationRequests sent again are stored once too (spec/ordination.md v2).
+            let with_order = ops_list.iter().any(|op| {
+                matches!(op, Op::Create { prepared, .. } if crate::ordination::intake::is_order_resource(&ctx, prepared))
+            });
+            if with_order {
+                for op in ops_list.iter_mut() {
+                    if let Op::Create {
+                        prepared,
+                        condition: condition @ None,
+                        ..
+                    } = op
+                    {
+                        *condition =
+                            crate::ordination::intake::implicit_condition(&ctx, prepared, true)?;
+                    }
+                }
             }
             // Ids, reference rewriting and re-validation happen here, before the job reaches the single
             // writer; the writer only resolves what needs the store (conditional entries and references).

@@ -347,7 +347,7 @@ async fn create(
     // An order sent again (same identifier) is stored once (spec/ordination.md v2).
     let condition = match condition {
         Some(c) => Some(c),
-        None => crate::ordination::intake::implicit_condition(&state.fhir, &prepared)?,
+        None => crate::ordination::intake::implicit_condition(&state.fhir, &prepared, false)?,
     };
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state

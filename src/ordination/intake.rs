@@ -204,12 +204,23 @@ pub fn after_single(
 
 /// A POST of a ServiceRequest or MedicationRequest with an identifier and no condition of its own is a
 /// conditional create on its first identifier: the same order sent twice is stored once.
+/// Only an order's resources: a ServiceRequest of navet's categories, or a MedicationRequest `basedOn` a
+/// ServiceRequest or sent with an order (`with_order`, in the same transaction).
 pub fn implicit_condition(
     ctx: &FhirContext,
     prepared: &Prepared,
+    with_order: bool,
 ) -> Result<Option<Condition>, ApiError> {
     let ty = prepared.resource.resource_type();
-    if ty != "ServiceRequest" && ty != "MedicationRequest" {
+    let value = prepared.resource.value();
+    let applies = match ty {
+        "ServiceRequest" => is_order(ctx, value),
+        "MedicationRequest" => {
+            with_order || !literal_refs(value.get("basedOn"), "ServiceRequest").is_empty()
+        }
+        _ => false,
+    };
+    if !applies {
         return Ok(None);
     }
     let first = prepared
@@ -236,6 +247,12 @@ pub fn implicit_condition(
 
 fn json_of(v: &StoredVersion) -> Option<Value> {
     v.json.as_deref().and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// Whether a prepared resource is an order (a ServiceRequest of navet's categories).
+pub fn is_order_resource(ctx: &FhirContext, prepared: &Prepared) -> bool {
+    prepared.resource.resource_type() == "ServiceRequest"
+        && is_order(ctx, prepared.resource.value())
 }
 
 /// A ServiceRequest of one of navet's order categories.

@@ -21,6 +21,9 @@ pub struct Ordination {
     pub care: CareMap,
     /// The itACiH link, when configured: planned visits are enqueued for it.
     pub itacih: Option<crate::itacih::Link>,
+    /// The configuration names a care map (`[caremap] file`): it is written to the store at start-up even
+    /// without the demo seed (the embedded demo map is written with the demo seed only).
+    pub care_map_configured: bool,
 }
 
 impl Ordination {
@@ -30,6 +33,7 @@ impl Ordination {
             rules: Rules::embedded(),
             care: CareMap::demo(),
             itacih: None,
+            care_map_configured: false,
         }
     }
 }
@@ -70,6 +74,7 @@ pub fn load(
         rules,
         care,
         itacih,
+        care_map_configured: caremap.file.is_some(),
     })
 }
 

@@ -106,6 +106,7 @@ async fn state(dir: &std::path::Path, sim: reqwest::Url) -> AppState {
         rules: navet::ordination::rules::Rules::embedded(),
         itacih: Some(navet::itacih::Link::for_tests(sim, &care)),
         care,
+        care_map_configured: false,
     });
     navet::startup::build_state(&s).await.expect("state")
 }
