@@ -38,6 +38,12 @@ pub struct FileConfig {
     pub destinations: Vec<crate::outbox::config::DestinationConfig>,
     #[serde(default)]
     pub svpl: crate::svpl::SvplSection,
+    /// `[caremap] file`: the team directory (default: the embedded demo region's).
+    #[serde(default)]
+    pub caremap: crate::caremap::config::CareMapSection,
+    /// `[itacih]`: the itACiH link (off unless `base_url` is set).
+    #[serde(default)]
+    pub itacih: crate::itacih::ItacihSection,
 }
 
 /// `[limits]`: the edge's timeouts, concurrency and rate limits (README "Limits and the edge"), and bounds on
@@ -283,6 +289,8 @@ pub struct Settings {
     pub outbox: crate::outbox::config::OutboxSettings,
     /// `[svpl]`: the checked SVPL mapping (`mappings/svpl/`, or the files `mappings_dir` names).
     pub svpl_mapping: crate::svpl::mapping::Mapping,
+    /// The ordination rules, the care map (`[caremap]`) and the itACiH link (`[itacih]`), checked.
+    pub ordination: std::sync::Arc<crate::ordination::Ordination>,
 }
 
 /// HTTPS: the server's certificate chain and key, and optionally the CAs client certificates must chain to.
@@ -507,6 +515,13 @@ impl Settings {
         let svpl_mapping = crate::svpl::load_mapping(&file.svpl, config_dir.as_deref())
             .map_err(|e| errors.push(e))
             .ok();
+        let ordination = crate::ordination::load(
+            &file.caremap,
+            &file.itacih,
+            &outbox.allow,
+            config_dir.as_deref(),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -532,6 +547,7 @@ impl Settings {
             metrics_listen,
             outbox,
             svpl_mapping: svpl_mapping.unwrap_or_else(crate::svpl::mapping::Mapping::embedded),
+            ordination,
         })
     }
 }
@@ -546,7 +562,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.base_url, "http://127.0.0.1:8080");
         assert!(s.seed_demo);
-        assert_eq!(s.auth.clients.len(), 12, "every demo client is registered");
+        assert_eq!(s.auth.clients.len(), 13, "every demo client is registered");
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.metrics_listen, None);
     }

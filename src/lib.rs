@@ -20,15 +20,21 @@
 //! - [`clients`]: typed outbound clients (a generic HTTP POST for now) with per-destination timeouts.
 //! - [`svpl`]: SVPL/SIP XML messages in and out: mapping, message types, translation to FHIR, receipts.
 //! - [`tls`]: HTTPS and optional client certificates with rustls.
+//! - [`caremap`]: the team directory (care map) from configuration: hours, holidays, coverage, search.
+//! - [`ordination`]: orders to the mobile teams: rules, intake, visit planning, the work they create.
+//! - [`itacih`]: the itACiH link: visits out through the outbox, the event feed back, the simulator.
 
 pub mod audit;
 pub mod auth;
+pub mod caremap;
 pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod itacih;
+pub mod ordination;
 pub mod outbox;
 pub mod search;
 pub mod startup;

@@ -34,6 +34,16 @@ enum Command {
     /// The access log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run a simulated itACiH (spec/itacih.md) for tests and demos, with switchable failure modes
+    /// (POST /sim/mode); see the README's hospital story.
+    ItacihSim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:9300")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +192,7 @@ fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::RotateKey(args) => rotate_key(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
+        Command::ItacihSim(args) => itacih_sim(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +208,23 @@ type CmdResult = Result<(), (u8, String)>;
 
 fn load_settings(overrides: &Overrides) -> Result<Settings, (u8, String)> {
     Settings::load(overrides).map_err(|e| (2, e.to_string()))
+}
+
+fn itacih_sim(args: SimArgs) -> CmdResult {
+    init_logging(LogFormat::Text);
+    runtime().map_err(|e| (1, e))?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| (1, format!("cannot listen on {}: {e}", args.listen)))?;
+        tracing::info!(
+            "simulated itACiH at http://{}/api/v1 (modes: POST /sim/mode)",
+            args.listen
+        );
+        let state = navet::itacih::sim::Shared::default();
+        axum::serve(listener, navet::itacih::sim::app(state))
+            .await
+            .map_err(|e| (1, e.to_string()))
+    })
 }
 
 fn serve(args: ServeArgs) -> CmdResult {

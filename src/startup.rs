@@ -142,7 +142,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
-    let fhir = FhirContext::embedded_with(settings.outbox.allow.clone());
+    let fhir = FhirContext::configured(settings.outbox.allow.clone(), settings.ordination.clone());
     let cursor_key = crate::search::cursor::load_or_create(store.as_ref())
         .await
         .map_err(|e| e.to_string())?;
@@ -179,6 +179,9 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     }
     if settings.seed_demo {
         seed_demo(&state).await?;
+    }
+    if settings.seed_demo || settings.ordination.care_map_configured {
+        crate::caremap::seed(&state).await?;
     }
     Ok(state)
 }
@@ -264,6 +267,13 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         crate::outbox::config::subscription_template(),
     )
     .await;
+    let itacih = match &settings.ordination.itacih {
+        Some(link) => Some(
+            crate::itacih::push::start(state.store.clone(), state.fhir.clone(), link.clone())
+                .await?,
+        ),
+        None => None,
+    };
     reload_keys_on_hangup(state.auth.clone());
     edge::flush_refusals_every_minute(&state);
     crate::http::metrics::upkeep_in_background();
@@ -291,6 +301,9 @@ pub async fn run(settings: Settings) -> StartResult<()> {
     }
     outbox.stop().await;
     subscriptions.stop().await;
+    if let Some(itacih) = itacih {
+        itacih.stop().await;
+    }
     store.close().await;
     tracing::info!("navet stopped; every acknowledged write is committed");
     Ok(())

@@ -499,10 +499,11 @@ mod tests {
     fn the_demo_configuration_builds() {
         let cfg = AuthConfig::from_toml(crate::auth::demo::AUTH_DEMO_TOML).unwrap();
         let registry = build_registry(&cfg, &files()).unwrap();
-        // spec/demo-region.md v2: 12 principals and clients with the admin; 11 users (the admin's none).
-        assert_eq!(registry.clients().len(), 12);
-        assert_eq!(registry.principals().len(), 12);
-        assert_eq!(registry.users().len(), 11);
+        // spec/demo-region.md v2: 13 principals and clients with the ambulance and the admin; 13 users (v2 adds
+        // MTN Ystad's physician and the ambulance nurse; the admin's none).
+        assert_eq!(registry.clients().len(), 13);
+        assert_eq!(registry.principals().len(), 13);
+        assert_eq!(registry.users().len(), 13);
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub const DEMO_KEYS: &[DemoKey] = &[
         public_pem: include_str!("../demo/keys-demo-only/demo-mtn-ystad.pub.pem"),
     },
     DemoKey {
+        client_id: "demo-ambulans",
+        private_pem: include_str!("../demo/keys-demo-only/demo-ambulans.key.pem"),
+        public_pem: include_str!("../demo/keys-demo-only/demo-ambulans.pub.pem"),
+    },
+    DemoKey {
         client_id: "demo-asih",
         private_pem: include_str!("../demo/keys-demo-only/demo-asih.key.pem"),
         public_pem: include_str!("../demo/keys-demo-only/demo-asih.pub.pem"),

@@ -214,7 +214,7 @@ async fn every_demo_client_gets_a_token_that_authenticates_as_its_principal() {
             client.client_id
         );
     }
-    assert_eq!(f.service.registry().clients().len(), 12);
+    assert_eq!(f.service.registry().clients().len(), 13);
 }
 
 #[tokio::test]

@@ -126,6 +126,8 @@ pub struct EntryResult {
     pub outcome: Option<WriteOutcome>,
     pub read: Option<StoredVersion>,
     pub error: Option<ApiErrorSummary>,
+    /// Warnings to answer with the entry (`response.outcome`), e.g. an order of more than 4 doses a day.
+    pub warnings: Vec<String>,
 }
 
 /// An entry's error, kept as status and OperationOutcome JSON (ApiError is not Clone).
@@ -360,8 +362,14 @@ fn prepare_entry(ctx: &FhirContext, e: &EntryIn) -> Result<Op, ApiError> {
                 .as_deref()
                 .map(|q| Condition::parse(ctx, ty, q))
                 .transpose()?;
+            let prepared = resource(ty)?;
+            // An order sent again (same identifier) is stored once (spec/ordination.md v2).
+            let condition = match condition {
+                Some(c) => Some(c),
+                None => crate::ordination::intake::implicit_condition(ctx, &prepared, false)?,
+            };
             Ok(Op::Create {
-                prepared: resource(ty)?,
+                prepared,
                 condition,
                 full_url: e.full_url.clone(),
             })
@@ -491,18 +499,42 @@ async fn run(
                     authorized_entry(&ctx, &e, authorize).map_err(|err| prefix_paths(err, i))?,
                 );
             }
+            // An order's MedicationRequests sent again are stored once too (spec/ordination.md v2).
+            let with_order = ops_list.iter().any(|op| {
+                matches!(op, Op::Create { prepared, .. } if crate::ordination::intake::is_order_resource(&ctx, prepared))
+            });
+            if with_order {
+                for op in ops_list.iter_mut() {
+                    if let Op::Create {
+                        prepared,
+                        condition: condition @ None,
+                        ..
+                    } = op
+                    {
+                        *condition =
+                            crate::ordination::intake::implicit_condition(&ctx, prepared, true)?;
+                    }
+                }
+            }
             // Ids, reference rewriting and re-validation happen here, before the job reaches the single
             // writer; the writer only resolves what needs the store (conditional entries and references).
             let plan = plan_transaction(&ctx, ops_list)?;
             let job_ctx = ctx.clone();
             let results = store
                 .transact(actor, move |tx| {
-                    let results = run_transaction(&job_ctx, tx, plan)?;
+                    let mut results = run_transaction(&job_ctx, tx, plan)?;
+                    // Orders: checked, planned and their work created in this transaction.
+                    let made =
+                        crate::ordination::intake::after_entries(&job_ctx, tx, &mut results, true)?;
                     // One record for the whole transaction, in its transaction.
                     if let Some(mut record) = audit {
-                        for version in results.iter().filter_map(|r| {
-                            r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())
-                        }) {
+                        for version in results
+                            .iter()
+                            .filter_map(|r| {
+                                r.outcome.as_ref().map(|o| &o.version).or(r.read.as_ref())
+                            })
+                            .chain(made.iter())
+                        {
                             note_version(&job_ctx.params, &mut record, version);
                         }
                         crate::audit::append(tx, &record)?;
@@ -528,7 +560,13 @@ async fn run(
                         let run = store
                             .transact(actor, move |tx| {
                                 let mut map = HashMap::new();
-                                let result = run_op(&job_ctx, tx, op, &mut map)?;
+                                let mut result = run_op(&job_ctx, tx, op, &mut map)?;
+                                let made = crate::ordination::intake::after_entries(
+                                    &job_ctx,
+                                    tx,
+                                    std::slice::from_mut(&mut result),
+                                    false,
+                                )?;
                                 if let Some(mut record) = entry_record {
                                     if let Some(v) = result
                                         .outcome
@@ -536,6 +574,9 @@ async fn run(
                                         .map(|o| &o.version)
                                         .or(result.read.as_ref())
                                     {
+                                        note_version(&job_ctx.params, &mut record, v);
+                                    }
+                                    for v in &made {
                                         note_version(&job_ctx.params, &mut record, v);
                                     }
                                     record.status = result.status;
@@ -573,6 +614,7 @@ fn error_result(err: &ApiError) -> EntryResult {
         outcome: None,
         read: None,
         error: Some(err.into()),
+        warnings: Vec::new(),
     }
 }
 
@@ -895,6 +937,7 @@ fn written(outcome: WriteOutcome) -> EntryResult {
         outcome: Some(outcome),
         read: None,
         error: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -951,6 +994,7 @@ fn run_op(
                     outcome: None,
                     read: None,
                     error: None,
+                    warnings: Vec::new(),
                 }),
             }
         }
@@ -966,6 +1010,7 @@ fn run_op(
                 outcome: None,
                 read: Some(v),
                 error: None,
+                warnings: Vec::new(),
             }),
         },
     }

@@ -76,6 +76,17 @@ pub fn generate(ctx: &FhirContext) -> Value {
                         includes.push(Value::String(format!("{ty}:{}", p.code)));
                     }
                 }
+                if ty == "HealthcareService" {
+                    // The care map's "which team can do this, here, now" (caremap/search.rs).
+                    for (name, kind, doc) in crate::caremap::search::CAPABILITY {
+                        params.push(json!({
+                            "name": name,
+                            "definition": format!("http://navet.example/SearchParameter/HealthcareService-{name}"),
+                            "type": kind,
+                            "documentation": doc
+                        }));
+                    }
+                }
                 r["searchParam"] = Value::Array(params);
                 if !includes.is_empty() {
                     r["searchInclude"] = Value::Array(includes);

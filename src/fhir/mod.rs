@@ -36,6 +36,8 @@ pub struct FhirContext {
     /// `[[outbox.allow]]`: which principals may have private or plain-http endpoints; a Subscription's
     /// endpoint is checked against them when it is written ([`subscription`]).
     pub outbox_allow: Vec<crate::outbox::config::AllowRule>,
+    /// Ordination rules, the care map and the itACiH link (`crate::ordination`).
+    pub ordination: Arc<crate::ordination::Ordination>,
 }
 
 impl FhirContext {
@@ -51,6 +53,20 @@ impl FhirContext {
             structure,
             params: SearchParams::embedded(),
             outbox_allow,
+            ordination: Arc::new(crate::ordination::Ordination::demo()),
+        })
+    }
+
+    /// The embedded tables with the configuration's allow rules and ordination (care map, itACiH link).
+    pub fn configured(
+        outbox_allow: Vec<crate::outbox::config::AllowRule>,
+        ordination: Arc<crate::ordination::Ordination>,
+    ) -> Arc<Self> {
+        Arc::new(FhirContext {
+            structure: Structure::embedded(),
+            params: SearchParams::embedded(),
+            outbox_allow,
+            ordination,
         })
     }
 

@@ -283,6 +283,23 @@ pub fn create(
     })
 }
 
+/// create with a given owner and id: navet writing on a principal's behalf (ordination and itACiH: a
+/// translated event is owned by the team it came from, `crate::itacih::feed`).
+pub fn create_owned(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    prepared: &Prepared,
+    id: &str,
+    owner: &str,
+) -> Result<WriteOutcome, ApiError> {
+    check_id(id)?;
+    let version = write_version(ctx, tx, prepared, id, 1, owner)?;
+    Ok(WriteOutcome {
+        status: WriteStatus::Created,
+        version,
+    })
+}
+
 /// The one current resource matching a condition; 412 when several do (§3.1.0.8.1).
 fn find_single(
     tx: &mut dyn WriteTx,

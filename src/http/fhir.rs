@@ -196,6 +196,34 @@ pub(crate) fn append_write(
     crate::audit::append(tx, &record)
 }
 
+/// [`append_write`] noting the resources an order's intake wrote with it (Tasks, Communications).
+fn append_write_with(
+    ctx: &crate::fhir::FhirContext,
+    tx: &mut dyn crate::store::WriteTx,
+    mut record: AuditRecord,
+    outcome: &WriteOutcome,
+    made: &[StoredVersion],
+) -> Result<(), ApiError> {
+    for v in made {
+        note_version(&ctx.params, &mut record, v);
+    }
+    append_write(ctx, tx, record, outcome)
+}
+
+/// Warnings of a write (an order of more than 4 doses a day) as `Warning: 199` headers (RFC 9111 §5.5 is
+/// obsolete, but the header is what a single create has besides its body).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("199 navet \"{}\"", w.replace(['"', '\\'], "'"));
+        if let Ok(v) =
+            axum::http::HeaderValue::from_str(&text.replace(|c: char| !c.is_ascii(), "?"))
+        {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
+}
+
 /// read (§3.1.0.2) once the caller is authorized; public so the benchmarks can measure what authentication
 /// adds on top of it.
 pub async fn read_resource(
@@ -350,16 +378,26 @@ async fn create(
             Condition::parse(&state.fhir, &ty, &q)
         })
         .transpose()?;
+    // An order sent again (same identifier) is stored once (spec/ordination.md v2).
+    let condition = match condition {
+        Some(c) => Some(c),
+        None => crate::ordination::intake::implicit_condition(&state.fhir, &prepared, false)?,
+    };
     let ctx = state.fhir.clone();
-    let outcome = state
+    let (outcome, warnings) = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
-            append_write(&ctx, tx, record, &outcome)?;
-            Ok(outcome)
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            append_write_with(&ctx, tx, record, &outcome, &made)?;
+            Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn update(
@@ -384,15 +422,20 @@ async fn update(
     // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
     let _permit = bytes.into_parts().1;
     let ctx = state.fhir.clone();
-    let outcome = state
+    let (outcome, warnings) = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
-            append_write(&ctx, tx, record, &outcome)?;
-            Ok(outcome)
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            append_write_with(&ctx, tx, record, &outcome, &made)?;
+            Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn conditional_update(
@@ -420,15 +463,20 @@ async fn conditional_update(
     // The parsed resource is all the write needs: the bytes go, a big body's permit stays to the end.
     let _permit = bytes.into_parts().1;
     let ctx = state.fhir.clone();
-    let outcome = state
+    let (outcome, warnings) = state
         .store
         .transact(&actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
-            append_write(&ctx, tx, record, &outcome)?;
-            Ok(outcome)
+            let (outcome, warnings, made) =
+                crate::ordination::intake::after_single(&ctx, tx, outcome)?;
+            append_write_with(&ctx, tx, record, &outcome, &made)?;
+            Ok((outcome, warnings))
         })
         .await?;
-    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
+    Ok(audited(with_warnings(
+        write_response(&state, &actor, &outcome, prefer),
+        &warnings,
+    )))
 }
 
 async fn delete(
@@ -567,6 +615,19 @@ fn entry_response(
                 "etag": etag(v.version),
                 "lastModified": v.last_updated,
             });
+            if !r.warnings.is_empty() {
+                let issues = r
+                    .warnings
+                    .iter()
+                    .map(|w| {
+                        crate::fhir::outcome::Issue::warning(
+                            crate::fhir::outcome::IssueCode::Informational,
+                            w,
+                        )
+                    })
+                    .collect();
+                response["outcome"] = crate::fhir::outcome::OperationOutcome::new(issues).to_json();
+            }
             if r.status != 204 {
                 response["location"] = serde_json::Value::String(format!(
                     "{}/{}/_history/{}",

@@ -220,6 +220,18 @@ async fn search_in(
         )));
     }
     let prefer = Prefer::from_headers(headers);
+    // The care map's "which team can do this, here, now" (caremap/search.rs).
+    let pairs = if ty == "HealthcareService" {
+        crate::caremap::search::rewrite(
+            &state.fhir.ordination.care,
+            state.store.as_ref(),
+            &actor,
+            pairs,
+        )
+        .await?
+    } else {
+        pairs
+    };
     let path = match &compartment {
         Some(c) => format!("/{c}/{ty}"),
         None => format!("/{ty}"),
