@@ -47,14 +47,7 @@ impl FhirContext {
 
     /// The embedded tables with the configuration's outbound allow rules.
     pub fn embedded_with(outbox_allow: Vec<crate::outbox::config::AllowRule>) -> Arc<Self> {
-        let structure = Structure::embedded();
-        Arc::new(FhirContext {
-            invariants: validate::Invariants::embedded(&structure),
-            structure,
-            params: SearchParams::embedded(),
-            outbox_allow,
-            ordination: Arc::new(crate::ordination::Ordination::demo()),
-        })
+        Self::configured(outbox_allow, Arc::new(crate::ordination::Ordination::demo()))
     }
 
     /// The embedded tables with the configuration's allow rules and ordination (care map, itACiH link).
@@ -62,8 +55,10 @@ impl FhirContext {
         outbox_allow: Vec<crate::outbox::config::AllowRule>,
         ordination: Arc<crate::ordination::Ordination>,
     ) -> Arc<Self> {
+        let structure = Structure::embedded();
         Arc::new(FhirContext {
-            structure: Structure::embedded(),
+            invariants: validate::Invariants::embedded(&structure),
+            structure,
             params: SearchParams::embedded(),
             outbox_allow,
             ordination,
