@@ -43,5 +43,7 @@ echo "fhirpy suite: $((SECONDS - start)) s"
 
 start=$SECONDS
 TOKEN=$("$BIN" token --server "$BASE" --client demo-csk --user SE2321000255-P0001)
-"$ROOT/tests/python/schemathesis.sh" "$VENV" "$BASE" "$TOKEN"
+AUDITOR=$("$BIN" token --server "$BASE" --client demo-auditor --user SE2321000255-P0900 \
+  --purpose HOPERAT --scope "system/AuditEvent.rs system/Patient.rs")
+"$ROOT/tests/python/schemathesis.sh" "$VENV" "$BASE" "$TOKEN" "$AUDITOR"
 echo "schemathesis: $((SECONDS - start)) s"
