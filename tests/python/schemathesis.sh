@@ -7,6 +7,8 @@
 # (about 7 minutes; clean on 2026-12-02).
 set -euo pipefail
 VENV=$1 BASE=$2 TOKEN=$3 AUDITOR=$4
+# schemathesis keeps its example database in ./.schemathesis: keep it in the venv, out of the repository.
+cd "$VENV"
 SELECT=(--include-path-regex '^/(metadata|_history|Patient|Observation|Task|ServiceRequest|Parameters)?([/?].*)?$')
 [ "${NAVET_ST_ALL:-0}" = 1 ] && SELECT=(--exclude-path-regex '^/AuditEvent')
 # One worker: with two, schemathesis 4.32 on CPython 3.11 sometimes failed inside the tool itself
