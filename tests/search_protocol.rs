@@ -294,6 +294,15 @@ async fn totals_subsets_and_if_modified_since() {
     assert!(count.get("entry").is_none());
     assert_eq!(get_ok(&app, "Patient?_count=0").await["total"], 2);
     assert_eq!(get_ok(&app, "Patient?_total=estimate").await["total"], 2);
+    // fhirpy 2.x's count() asks with Aidbox's `_totalMethod=count`.
+    assert_eq!(
+        get_ok(&app, "Patient?_count=0&_totalMethod=count").await["total"],
+        2
+    );
+    assert_eq!(
+        app.get("Patient?_totalMethod=sometimes").await.status(),
+        400
+    );
     assert!(
         get_ok(&app, "Patient?_total=none")
             .await

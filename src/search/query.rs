@@ -465,7 +465,8 @@ pub fn parse_query(
         };
         let outcome = match name {
             "_pretty" => Ok(()),
-            "_count" | "_sort" | "_total" | "_summary" | "_format" | "_cursor" | "_page" => {
+            "_count" | "_sort" | "_total" | "_totalMethod" | "_summary" | "_format" | "_cursor"
+            | "_page" => {
                 let slot = if name == "_page" {
                     "_cursor"
                 } else {
@@ -579,7 +580,7 @@ fn result_slot(name: &str) -> &'static str {
     match name {
         "_count" => "_count",
         "_sort" => "_sort",
-        "_total" => "_total",
+        "_total" | "_totalMethod" => "_total",
         "_summary" => "_summary",
         "_format" => "_format",
         _ => "_cursor",
@@ -617,6 +618,20 @@ fn parse_single_result_param(
                 _ => {
                     return Err(invalid(format!(
                         "_total must be none, estimate or accurate, not {value:?}"
+                    )));
+                }
+            }
+        }
+        // fhirpy's `count()` (2.x) sends Aidbox's `_totalMethod=count` instead of `_total`: the same request,
+        // so it is read as `_total` (and, sharing its slot, cannot be given beside it).
+        "_totalMethod" => {
+            query.total = match value {
+                "none" => TotalMode::None,
+                "estimate" => TotalMode::Estimate,
+                "count" => TotalMode::Accurate,
+                _ => {
+                    return Err(invalid(format!(
+                        "_totalMethod must be none, estimate or count, not {value:?}"
                     )));
                 }
             }
