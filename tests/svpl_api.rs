@@ -360,7 +360,7 @@ async fn each_bad_message_gets_the_spec_s_fel_code_stores_nothing_and_is_logged(
         &format!("<!-- {} --><Anledning>", "x".repeat(1024 * 1024)),
     );
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("malformed XML", begaran[..begaran.len() / 2].as_bytes().to_vec(), 400, "SCHEMA"),
+        ("malformed XML", begaran.as_bytes()[..begaran.len() / 2].to_vec(), 400, "SCHEMA"),
         ("wrong namespace", with("urn:navet:svpl:1", "urn:navet:svpl:2").into_bytes(), 400, "SCHEMA"),
         ("unknown typ", with("typ=\"SipBegaran\"", "typ=\"SipFraga\"").into_bytes(), 400, "SCHEMA"),
         ("missing element", with("<Anledning>Behov av samordning efter utskrivning: hemsjukvård och läkarinsatser</Anledning>", "").into_bytes(), 400, "SCHEMA"),

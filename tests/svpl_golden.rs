@@ -22,8 +22,11 @@ const GOLDEN_PATIENT: &str = "Patient/golden-patient";
 #[derive(Default)]
 struct Chain {
     resources: BTreeMap<(String, String), Value>,
-    messages: Vec<(String, String, String, Vec<String>, Vec<String>)>, // sender, id, case, parties, created
+    messages: Vec<Sent>,
 }
+
+/// One message of the chain: sender, id, case, parties, created.
+type Sent = (String, String, String, Vec<String>, Vec<String>);
 
 impl Chain {
     fn case_for(&self, m: &Message) -> Case {

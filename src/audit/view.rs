@@ -186,7 +186,9 @@ pub fn audit_event(e: &Entry, id: &str) -> Value {
 /// token without `subject_name` must not yield `"display": ""` (issue 14).
 fn who_by_hsa_id(hsa_id: &str, name: Option<&str>) -> Value {
     match name.filter(|n| !n.trim().is_empty()) {
-        Some(name) => json!({"identifier": {"system": HSA_SYSTEM, "value": hsa_id}, "display": name}),
+        Some(name) => {
+            json!({"identifier": {"system": HSA_SYSTEM, "value": hsa_id}, "display": name})
+        }
         None => json!({"identifier": {"system": HSA_SYSTEM, "value": hsa_id}}),
     }
 }

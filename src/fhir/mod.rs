@@ -47,7 +47,10 @@ impl FhirContext {
 
     /// The embedded tables with the configuration's outbound allow rules.
     pub fn embedded_with(outbox_allow: Vec<crate::outbox::config::AllowRule>) -> Arc<Self> {
-        Self::configured(outbox_allow, Arc::new(crate::ordination::Ordination::demo()))
+        Self::configured(
+            outbox_allow,
+            Arc::new(crate::ordination::Ordination::demo()),
+        )
     }
 
     /// The embedded tables with the configuration's allow rules and ordination (care map, itACiH link).

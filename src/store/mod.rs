@@ -6,10 +6,10 @@
 //! A job is a closure over [`WriteTx`], so a FHIR transaction Bundle, a conditional create or (later) a
 //! write plus its audit record and outbox rows are all-or-nothing.
 
-pub mod inbound;
-pub mod inbound_sql;
 pub mod appender;
 pub mod audit_sql;
+pub mod inbound;
+pub mod inbound_sql;
 pub mod outbox;
 pub mod outbox_sql;
 pub mod schema;

@@ -157,7 +157,8 @@ pub struct Partial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub errors: Vec<Fel>,
-    pub partial: Partial,
+    /// Boxed: what was read before the refusal is big, and refusals are the rare path.
+    pub partial: Box<Partial>,
 }
 
 /// Reads the fields of one element (the root or a group element) against the mapping, collecting problems.
@@ -317,7 +318,7 @@ pub fn read(bytes: &[u8], map: &Mapping) -> Result<Message, Refusal> {
                     field: "/".into(),
                     text: e.to_string(),
                 }],
-                partial: Partial::default(),
+                partial: Box::default(),
             });
         }
     };
@@ -341,7 +342,7 @@ pub fn read_element(root: &Element, map: &Mapping) -> Result<Message, Refusal> {
         });
         return Err(Refusal {
             errors: r.errors,
-            partial,
+            partial: Box::new(partial),
         });
     }
     let kind = match r.req(root, "message.type", None) {
@@ -418,7 +419,7 @@ pub fn read_element(root: &Element, map: &Mapping) -> Result<Message, Refusal> {
         (true, Some(id), Some(created_text), Some(sender), Some(patient), Some(body)) => {
             let created = created_text.parse::<Timestamp>().map_err(|_| Refusal {
                 errors: Vec::new(),
-                partial: partial.clone(),
+                partial: Box::new(partial.clone()),
             })?;
             Ok(Message {
                 envelope: Envelope {
@@ -444,7 +445,7 @@ pub fn read_element(root: &Element, map: &Mapping) -> Result<Message, Refusal> {
             }
             Err(Refusal {
                 errors: r.errors,
-                partial,
+                partial: Box::new(partial),
             })
         }
     }

@@ -85,7 +85,7 @@ pub async fn receive(
                 store,
                 actor,
                 record,
-                refusal.partial,
+                *refusal.partial,
                 refusal.errors,
             )
             .await;
@@ -513,14 +513,13 @@ fn find_case(
     })
 }
 
+/// The created and updated `Type/id`s and the versions for the access log.
+type Applied = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Writes the translation: creates with their ids, updates keeping each resource's owner (the message is
 /// the authority for the consequences it has on the case's resources, e.g. a kallelse completing the
 /// requester's Task). Answers the created and updated `Type/id`s and the versions for the access log.
-fn apply(
-    fhir: &FhirContext,
-    tx: &mut dyn WriteTx,
-    t: &Translation,
-) -> Result<(Vec<String>, Vec<String>, Vec<String>), ApiError> {
+fn apply(fhir: &FhirContext, tx: &mut dyn WriteTx, t: &Translation) -> Result<Applied, ApiError> {
     let (mut created, mut updated, mut versions) = (Vec::new(), Vec::new(), Vec::new());
     for w in &t.writes {
         let mut value = w.value.clone();
