@@ -118,6 +118,10 @@ impl SipKallelse {
             "serviceCategory": [{"coding": [{"system": CS_CAREPLAN_CATEGORY, "code": "sip"}]}],
             "description": "SIP-möte",
             "start": self.time,
+            // SVPL gives the meeting's start only; R4's app-2/app-3 want a booked Appointment's end too, so
+            // navet books the meeting for one hour (MEETING_MINUTES).
+            "end": meeting_end(&self.time),
+            "minutesDuration": MEETING_MINUTES,
             "created": e.created_text,
             "supportingInformation": [literal("CarePlan", &plan.id)],
             "participant": participants
@@ -178,4 +182,16 @@ impl SipKallelse {
         );
         Ok(t)
     }
+}
+
+/// How long navet books a SIP meeting for: SVPL's `Mote` carries only its start.
+const MEETING_MINUTES: i64 = 60;
+
+/// The meeting's end as an instant (UTC); `None` for a start that is no instant, which the reader refused.
+fn meeting_end(start: &str) -> Option<String> {
+    let start: jiff::Timestamp = start.parse().ok()?;
+    start
+        .checked_add(jiff::SignedDuration::from_mins(MEETING_MINUTES))
+        .ok()
+        .map(|end| end.to_string())
 }
