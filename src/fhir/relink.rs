@@ -23,7 +23,20 @@ pub async fn backfill(
     ctx: &std::sync::Arc<FhirContext>,
     store: &dyn Store,
 ) -> Result<usize, ApiError> {
-    if store.get_setting(SETTING).await?.as_deref() == Some(VERSION) {
+    revisit_all(ctx, store, SETTING, VERSION, relink).await
+}
+
+/// One start-up migration's walk: unless `setting` already holds `version`, hands every current resource to
+/// `each` in (type, id) order, [`BATCH`] per write job, and records `version` in the job that finishes the walk
+/// (so an interrupted walk starts again at the next start). Answers how many resources it revisited.
+pub async fn revisit_all(
+    ctx: &std::sync::Arc<FhirContext>,
+    store: &dyn Store,
+    setting: &'static str,
+    version: &'static str,
+    each: fn(&FhirContext, &mut dyn WriteTx, &StoredVersion) -> Result<(), ApiError>,
+) -> Result<usize, ApiError> {
+    if store.get_setting(setting).await?.as_deref() == Some(version) {
         return Ok(0);
     }
     let mut after: Option<(String, String)> = None;
@@ -36,13 +49,13 @@ pub async fn backfill(
                 let from = from.as_ref().map(|(t, i)| (t.as_str(), i.as_str()));
                 let batch = tx.current_after(from, BATCH)?;
                 for v in &batch {
-                    relink(&job_ctx, tx, v)?;
+                    each(&job_ctx, tx, v)?;
                 }
                 let last = batch
                     .last()
                     .map(|v| (v.resource_type.clone(), v.id.clone()));
                 if batch.len() < BATCH {
-                    tx.set_setting(SETTING, VERSION)?;
+                    tx.set_setting(setting, version)?;
                 }
                 Ok((batch.len(), last))
             })
