@@ -142,7 +142,16 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("configuration errors:\n  - {}", lines.join("\n  - "))
     })?;
-    let fhir = FhirContext::configured(settings.outbox.allow.clone(), settings.ordination.clone());
+    let svpl_outbound = crate::svpl::outbound::Outbound::configured(
+        settings.svpl_mapping.clone(),
+        &auth.registry().principals(),
+        &settings.outbox.destinations,
+    );
+    let fhir = FhirContext::configured_with_svpl(
+        settings.outbox.allow.clone(),
+        settings.ordination.clone(),
+        svpl_outbound,
+    );
     let cursor_key = crate::search::cursor::load_or_create(store.as_ref())
         .await
         .map_err(|e| e.to_string())?;
@@ -259,7 +268,12 @@ pub async fn run(settings: Settings) -> StartResult<()> {
         settings.base_url
     );
     // Deliveries left by the previous run (also after kill -9) resume now.
-    let outbox = crate::outbox::worker::start(state.store.clone(), &settings.outbox).await?;
+    let outbox = crate::outbox::worker::start_with(
+        state.store.clone(),
+        &settings.outbox,
+        Some(state.fhir.clone()),
+    )
+    .await?;
     let subscriptions = crate::outbox::worker::start_subscriptions(
         state.store.clone(),
         state.fhir.clone(),

@@ -50,6 +50,32 @@ impl HttpPostClient {
 
     /// One attempt. `Ok` on any 2xx.
     pub async fn send(&self, message: &OutboxMessage) -> Result<(), SendError> {
+        let status = self.request(message).await?.status();
+        // The body is not read into the error: it may hold anything, and the error is stored and shown.
+        if status.is_success() {
+            Ok(())
+        } else if is_retryable(status) {
+            Err(SendError::Retryable(format!(
+                "the receiver answered {status}"
+            )))
+        } else {
+            Err(SendError::Rejected(format!(
+                "the receiver refused the message: {status}"
+            )))
+        }
+    }
+
+    /// One attempt that answers the receiver's reply, whatever its status, with its body (at most
+    /// [`MAX_REPLY_BYTES`]): SVPL receivers answer a `Kvittens` also when they refuse (`crate::svpl::delivery`).
+    /// `Err` only when there was no reply: no connection, a timeout, a body too large or cut off (retryable).
+    pub async fn post(&self, message: &OutboxMessage) -> Result<Reply, SendError> {
+        let response = self.request(message).await?;
+        let status = response.status().as_u16();
+        let body = read_capped(response).await.map_err(SendError::Retryable)?;
+        Ok(Reply { status, body })
+    }
+
+    async fn request(&self, message: &OutboxMessage) -> Result<reqwest::Response, SendError> {
         let mut headers = HeaderMap::new();
         for (name, value) in &message.headers {
             let lower = name.to_ascii_lowercase();
@@ -104,23 +130,40 @@ impl HttpPostClient {
             }
             Err(e) => return Err(SendError::Retryable(e.to_string())),
         };
-        let status = response.status();
-        // The body is not read into the error: it may hold anything, and the error is stored and shown.
-        if status.is_success() {
-            Ok(())
-        } else if status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(SendError::Retryable(format!(
-                "the receiver answered {status}"
-            )))
-        } else {
-            Err(SendError::Rejected(format!(
-                "the receiver refused the message: {status}"
-            )))
-        }
+        Ok(response)
     }
+}
+
+/// The largest reply body read (a Kvittens is a few kilobytes).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// A receiver's answer: its HTTP status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// 5xx, 408 and 429: the receiver may take the same message later.
+pub fn is_retryable(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("the reply was cut off: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(format!("the reply is larger than {MAX_REPLY_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Resolves names to public addresses only: a name that points into navet's own network (DNS rebinding, or

@@ -1,9 +1,10 @@
 //! Typed outbound clients the outbox delivers through, each with its destination's timeouts. For now one
-//! generic client (a JSON or XML POST); the itACiH and SVPL clients will sit beside it.
+//! generic client (a JSON or XML POST), which also answers the receiver's reply (SVPL reads the `Kvittens` in
+//! it, `crate::svpl::delivery`).
 
 pub mod http_post;
 
-pub use http_post::HttpPostClient;
+pub use http_post::{HttpPostClient, Reply};
 
 /// Every delivery carries its outbox message id in this header, the same on every attempt, so a receiver can
 /// answer a repeated message without acting on it twice.

@@ -38,6 +38,8 @@ pub struct FhirContext {
     pub outbox_allow: Vec<crate::outbox::config::AllowRule>,
     /// Ordination rules, the care map and the itACiH link (`crate::ordination`).
     pub ordination: Arc<crate::ordination::Ordination>,
+    /// Outbound SVPL (`crate::svpl::outbound`): `None` when no principal has an SVPL endpoint.
+    pub svpl_outbound: Option<Arc<crate::svpl::outbound::Outbound>>,
 }
 
 impl FhirContext {
@@ -58,6 +60,15 @@ impl FhirContext {
         outbox_allow: Vec<crate::outbox::config::AllowRule>,
         ordination: Arc<crate::ordination::Ordination>,
     ) -> Arc<Self> {
+        Self::configured_with_svpl(outbox_allow, ordination, None)
+    }
+
+    /// [`Self::configured`] with the outbound SVPL endpoints (`crate::svpl::outbound`).
+    pub fn configured_with_svpl(
+        outbox_allow: Vec<crate::outbox::config::AllowRule>,
+        ordination: Arc<crate::ordination::Ordination>,
+        svpl_outbound: Option<Arc<crate::svpl::outbound::Outbound>>,
+    ) -> Arc<Self> {
         let structure = Structure::embedded();
         Arc::new(FhirContext {
             invariants: validate::Invariants::embedded(&structure),
@@ -65,6 +76,7 @@ impl FhirContext {
             params: SearchParams::embedded(),
             outbox_allow,
             ordination,
+            svpl_outbound,
         })
     }
 

@@ -16,6 +16,9 @@ use crate::store::{NewVersion, StoredVersion, WriteTx};
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub resource: IncomingResource,
+    /// Written as the translation of a received message (`crate::svpl::receive`): it sends no outbound
+    /// message (`crate::svpl::outbound`), so nothing echoes back to where it came from.
+    pub from_message: bool,
 }
 
 /// Parses, validates and checks a resource body for `expected_type` (the URL's type, if any).
@@ -55,7 +58,10 @@ pub fn prepare_parsed(
         crate::fhir::protected::REDACTED_CODE,
     );
     validate(ctx, &resource)?;
-    Ok(Prepared { resource })
+    Ok(Prepared {
+        resource,
+        from_message: false,
+    })
 }
 
 /// Structure, bindings, invariants and Swedish rules (`crate::fhir::validate`): every error refuses the write
@@ -199,6 +205,7 @@ fn write_version(
     let patients = crate::fhir::participants::patients_in(&ctx.params, &ty, id, &value);
     crate::fhir::sharing::record(tx, &ty, id, &value, &owner, &patients, &participants)?;
     record_timeline(tx, &ty, id, &value, &patients, now_ms)?;
+    crate::svpl::outbound::on_write(ctx, tx, prepared.from_message, &ty, id, &value)?;
     tx.put_version(NewVersion {
         resource_type: ty.clone(),
         id: id.to_owned(),

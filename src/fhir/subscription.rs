@@ -245,6 +245,7 @@ pub fn checked<'a>(
     let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
     Ok(Cow::Owned(Prepared {
         resource: crate::fhir::json::IncomingResource::parse(&bytes)?,
+        from_message: prepared.from_message,
     }))
 }
 

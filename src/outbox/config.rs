@@ -18,6 +18,13 @@
 //! connect_timeout_ms = 2000                 # defaults as shown
 //! request_timeout_ms = 10000
 //! retry_budget_secs = 86400
+//!
+//! # A principal's SVPL endpoint (crate::svpl::outbound): the messages navet sends to it on others' behalf.
+//! [[destinations]]
+//! name = "kristianstad-svpl"
+//! principal = "SE2120000999-HSJ1290"
+//! url = "https://svpl.kristianstad.example.se/svpl"
+//! svpl = true                               # at most one per principal
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -57,6 +64,9 @@ pub struct DestinationConfig {
     pub breaker_threshold: Option<u32>,
     pub breaker_pause_ms: Option<u64>,
     pub concurrency: Option<usize>,
+    /// The principal's SVPL endpoint (`crate::svpl::outbound`); at most one per principal.
+    #[serde(default)]
+    pub svpl: bool,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -109,6 +119,9 @@ pub struct Destination {
     pub concurrency: usize,
     /// An allow rule matched: the endpoint may be private or plain http, so addresses are not filtered.
     pub private_allowed: bool,
+    /// The principal's SVPL endpoint: it is sent SVPL messages and answers each with a Kvittens
+    /// (`crate::svpl::delivery`).
+    pub svpl: bool,
 }
 
 impl Destination {
@@ -128,6 +141,7 @@ impl Destination {
             breaker_pause: DEFAULT_BREAKER_PAUSE,
             concurrency: DEFAULT_CONCURRENCY,
             private_allowed: false,
+            svpl: false,
         }
     }
 }
@@ -388,7 +402,18 @@ pub fn build(
             breaker_pause: ms(d.breaker_pause_ms, DEFAULT_BREAKER_PAUSE),
             concurrency: d.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             private_allowed,
+            svpl: d.svpl,
         };
+        if d.svpl
+            && destinations[..i]
+                .iter()
+                .any(|o| o.svpl && o.principal == d.principal)
+        {
+            errors.push(format!(
+                "{at}: principal {} has an SVPL endpoint already (svpl = true once per principal)",
+                d.principal
+            ));
+        }
         if dest.connect_timeout.is_zero() || dest.request_timeout.is_zero() {
             errors.push(format!("{at}: timeouts must be above 0"));
         }
@@ -500,11 +525,11 @@ mod tests {
         let parse = |s: &str| -> DestinationConfig { toml::from_str(s).expect("toml") };
         let dests = vec![
             parse(
-                "name = \"a\"\nprincipal = \"P1\"\nurl = \"http://127.0.0.1:1/\"\nbearer_token_env = \"TOKEN\"",
+                "name = \"a\"\nprincipal = \"P1\"\nurl = \"http://127.0.0.1:1/\"\nbearer_token_env = \"TOKEN\"\nsvpl = true",
             ),
             parse("name = \"a\"\nprincipal = \"P9\"\nurl = \"not a url\""),
             parse(
-                "name = \"b c\"\nprincipal = \"P1\"\nurl = \"https://10.0.0.1/\"\nretry_budget_secs = 5\nbearer_token_env = \"MISSING\"",
+                "name = \"b c\"\nprincipal = \"P1\"\nurl = \"https://10.0.0.1/\"\nretry_budget_secs = 5\nbearer_token_env = \"MISSING\"\nsvpl = true",
             ),
         ];
         let mut errors = Vec::new();
@@ -522,6 +547,7 @@ mod tests {
             "retry_budget_secs must be at least 60",
             "MISSING is not set",
             "poll_interval_ms",
+            "#3 (b c): principal P1 has an SVPL endpoint already",
         ] {
             assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
         }
@@ -530,7 +556,7 @@ mod tests {
             text.contains("#1 (a): http://127.0.0.1:1/ is not https"),
             "{text}"
         );
-        assert_eq!(errors.len(), 11, "{text}");
+        assert_eq!(errors.len(), 12, "{text}");
         let a = &built.destinations[0];
         assert_eq!(a.bearer.as_ref().map(Secret::expose), Some("s3cret"));
         assert!(!format!("{built:?}").contains("s3cret"));

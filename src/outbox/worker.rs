@@ -37,6 +37,17 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Starts a worker per configured destination. Claims left by an earlier process (a crash, `kill -9`) are
 /// released first: the embedded store has one node, so nobody else can be holding them.
 pub async fn start(store: Arc<dyn Store>, settings: &OutboxSettings) -> Result<Workers, String> {
+    start_with(store, settings, None).await
+}
+
+/// [`start`], with the FHIR context SVPL destinations need (`svpl = true`): their receivers' Kvittens are
+/// read, kept and, when `avvisad`, told to the sender as a Task (`crate::svpl::delivery`). Without it (or
+/// without outbound SVPL configured) an SVPL destination is a plain POST destination.
+pub async fn start_with(
+    store: Arc<dyn Store>,
+    settings: &OutboxSettings,
+    fhir: Option<Arc<FhirContext>>,
+) -> Result<Workers, String> {
     let released = store
         .transact(&Actor::system(), |tx| Ok(tx.outbox_release_claims()?))
         .await
@@ -58,6 +69,9 @@ pub async fn start(store: Arc<dyn Store>, settings: &OutboxSettings) -> Result<W
             poll: settings.poll_interval,
             breaker: Breaker::new(destination.breaker_threshold, destination.breaker_pause),
             subscription: None,
+            svpl: fhir
+                .clone()
+                .filter(|f| destination.svpl && f.svpl_outbound.is_some()),
         };
         handles.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
@@ -132,6 +146,7 @@ async fn supervise(
                     client,
                     poll,
                     subscription: Some(target),
+                    svpl: None,
                 };
                 running.insert(
                     s.destination.clone(),
@@ -218,6 +233,8 @@ struct DestinationWorker {
     breaker: Breaker,
     /// For a `subscription:<id>` destination: where its endpoint and bodies come from (outbox/subscription.rs).
     subscription: Option<Target>,
+    /// For an SVPL destination: the context its receipts are recorded with (`crate::svpl::delivery`).
+    svpl: Option<Arc<FhirContext>>,
 }
 
 impl DestinationWorker {
@@ -305,16 +322,31 @@ impl DestinationWorker {
             });
         }
         let client = &self.client;
+        let svpl = self
+            .svpl
+            .as_ref()
+            .and_then(|f| Some((f.clone(), f.svpl_outbound.as_ref()?.mapping.clone())));
+        let svpl_ref = svpl.as_ref();
         let attempts = join_all(planned.into_iter().map(|plan| async move {
             let sent = plan?;
             let start = Instant::now();
-            let result = client.send(&sent).await;
+            // An SVPL receiver answers a Kvittens, read and judged; others are judged by the status alone.
+            let result = match svpl_ref {
+                Some((_, map)) => client
+                    .post(&sent)
+                    .await
+                    .and_then(|reply| crate::svpl::delivery::judge(map, &sent, &reply))
+                    .map(Some),
+                None => client.send(&sent).await.map(|()| None),
+            };
             Ok::<_, AttemptOutcome>((result, start.elapsed()))
         }))
         .await;
         let now = now_ms();
         let budget_ms = duration_ms(d.retry_budget);
         let mut outcomes: Vec<(OutboxMessage, AttemptOutcome)> = Vec::with_capacity(attempts.len());
+        let mut receipts: std::collections::HashMap<String, crate::svpl::delivery::Receipt> =
+            Default::default();
         let mut last_error = None;
         for (message, attempt) in claim.due.into_iter().zip(attempts) {
             let (result, took) = match attempt {
@@ -336,7 +368,10 @@ impl DestinationWorker {
                 last_error = Some(e.to_string());
             }
             let outcome = match result {
-                Ok(()) => {
+                Ok(receipt) => {
+                    if let Some(r) = receipt {
+                        receipts.insert(message.id.clone(), r);
+                    }
                     self.breaker.success();
                     metrics::counter!("navet_outbox_attempts_total", "destination" => d.name.clone(), "result" => "delivered").increment(1);
                     AttemptOutcome::Delivered
@@ -394,6 +429,18 @@ impl DestinationWorker {
                             counts.0 += 1;
                             if message.patient.is_some() {
                                 super::log_delivery(tx, message, &destination)?;
+                            }
+                            if let (Some((fhir, map)), Some(receipt)) =
+                                (&svpl, receipts.get(&message.id))
+                            {
+                                crate::svpl::delivery::record(
+                                    fhir,
+                                    map,
+                                    tx,
+                                    message,
+                                    &destination.principal,
+                                    receipt,
+                                )?;
                             }
                         }
                         AttemptOutcome::Dead { .. } => counts.1 += 1,

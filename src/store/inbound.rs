@@ -1,6 +1,10 @@
 //! Messages received in another format than FHIR (SVPL today), kept as they arrived with the receipt navet
 //! answered, keyed by (format, sender, message id): the key makes a repeat find the first receipt, durably and
 //! race-free (the writer runs one job at a time, and the primary key refuses a second row).
+//!
+//! The SVPL messages navet sends on a principal's behalf (`crate::svpl::outbound`) are kept here too, with
+//! that principal as their sender and the receiver's Kvittens as their receipt (empty until it answers): so
+//! the sender fetches them like its own, and a receiver's follow-up can reference them.
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,3 +95,19 @@ pub fn put(conn: &Connection, m: &InboundMessage) -> Result<bool, StoreError> {
         ])?;
     Ok(inserted == 1)
 }
+
+/// Sets the receipt of a kept message (an outbound SVPL message's Kvittens, answered after it was kept).
+pub fn set_receipt(
+    conn: &Connection,
+    format: &str,
+    sender: &str,
+    message_id: &str,
+    receipt: &str,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE inbound_messages SET receipt = ?4 WHERE format = ?1 AND sender = ?2 AND message_id = ?3",
+        )?
+        .execute(params![format, sender, message_id, receipt])?;
+    Ok(changed == 1)
+}

@@ -314,6 +314,15 @@ pub trait WriteTx {
     ) -> Result<Vec<inbound::InboundMessage>, StoreError>;
     /// Keeps a received message; `false` (nothing written) when (format, sender, message id) is taken.
     fn put_inbound(&mut self, message: &inbound::InboundMessage) -> Result<bool, StoreError>;
+    /// Sets the receipt of a kept message: the Kvittens a receiver answered an SVPL message navet sent on
+    /// the sender's behalf (`crate::svpl::delivery`). `false` when there is no such message.
+    fn set_inbound_receipt(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+        receipt: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 pub type WriteJob =

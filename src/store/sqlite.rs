@@ -717,6 +717,16 @@ impl WriteTx for SqliteTx<'_> {
         super::inbound_sql::put(self.conn, message)
     }
 
+    fn set_inbound_receipt(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+        receipt: &str,
+    ) -> Result<bool, StoreError> {
+        super::inbound_sql::set_receipt(self.conn, format, sender, message_id, receipt)
+    }
+
     fn remember_once(
         &mut self,
         scope: &str,

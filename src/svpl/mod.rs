@@ -10,11 +10,15 @@
 //! - [`patient`]: the Patient made for a patient navet does not know yet.
 //! - [`kvittens`]: receipts and `Fel` codes.
 //! - [`receive`]: one inbound message in one transaction: checks, case, writes, the kept original, the log.
+//! - [`outbound`]: the message a FHIR change sends, enqueued with the change; [`delivery`]: the receiver's
+//!   `Kvittens`.
 
+pub mod delivery;
 pub mod kvittens;
 pub mod mapping;
 pub mod message;
 pub mod messages;
+pub mod outbound;
 pub mod patient;
 pub mod receive;
 pub mod translate;

@@ -63,3 +63,44 @@ pub fn resource(p: &PatientData, map: &Mapping) -> Value {
     }
     patient
 }
+
+/// The reverse of [`resource`]: the patient block of an outbound message, from navet's Patient. `None` when
+/// the Patient has no identifier navet checks (a message names its patient by one). A protected identity's
+/// withheld address is not in the stored Patient, so it cannot leave in a message either.
+pub fn data(patient: &Value, map: &Mapping) -> Option<PatientData> {
+    let identifiers = patient.get("identifier")?.as_array()?;
+    let (id, id_type) = identifiers.iter().find_map(|i| {
+        let system = i.get("system")?.as_str()?;
+        let value = i.get("value")?.as_str()?;
+        let id = crate::domain::from_fhir(system, value).ok()??;
+        let id_type = map.patient_id_type_for(id.canonical_system())?.to_owned();
+        Some((id, id_type))
+    })?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let name = patient.pointer("/name/0");
+    let address = patient.pointer("/address/0");
+    let municipality = patient
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|x| x.get("url").and_then(Value::as_str) == Some(EXT_MUNICIPALITY))
+        .and_then(|x| x.pointer("/valueCoding/code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let listed_at = patient
+        .pointer("/generalPractitioner/0/identifier/value")
+        .and_then(Value::as_str)
+        .and_then(|h| crate::domain::HsaId::parse(h).ok());
+    Some(PatientData {
+        id,
+        id_type,
+        given: text(name.and_then(|n| n.pointer("/given/0"))),
+        family: text(name.and_then(|n| n.get("family"))),
+        street: text(address.and_then(|a| a.pointer("/line/0"))),
+        postal_code: text(address.and_then(|a| a.get("postalCode"))),
+        city: text(address.and_then(|a| a.get("city"))),
+        municipality,
+        listed_at,
+    })
+}

@@ -527,7 +527,9 @@ fn apply(fhir: &FhirContext, tx: &mut dyn WriteTx, t: &Translation) -> Result<Ap
         if !w.create {
             value["id"] = Value::String(w.id.clone());
         }
-        let prepared = ops::prepare(fhir, value.to_string().as_bytes(), Some(&w.resource_type))?;
+        let mut prepared =
+            ops::prepare(fhir, value.to_string().as_bytes(), Some(&w.resource_type))?;
+        prepared.from_message = true;
         let outcome = if w.create {
             ops::create(fhir, tx, &prepared, Some(w.id.clone()), None)?
         } else {

@@ -360,3 +360,41 @@ pub fn task_is_open(task: &Value) -> bool {
         Some("draft" | "requested" | "received" | "accepted" | "ready" | "in-progress" | "on-hold")
     )
 }
+
+// The outbound direction's readers (`crate::svpl::outbound`, the `render` of each message type): the
+// reverse of the helpers above.
+
+/// The extension `url` of a resource, if it has one.
+pub fn extension<'a>(resource: &'a Value, url: &str) -> Option<&'a Value> {
+    resource
+        .get("extension")?
+        .as_array()?
+        .iter()
+        .find(|x| x.get("url").and_then(Value::as_str) == Some(url))
+}
+
+/// The date or dateTime of an extension made by [`date_extension`].
+pub fn date_value(extension: &Value) -> Option<String> {
+    extension
+        .get("valueDate")
+        .or_else(|| extension.get("valueDateTime"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The key of a code map (`codes.toml`) whose coding has the system and code of `coding`.
+pub fn code_key(
+    map: &std::collections::BTreeMap<String, super::mapping::CodingConfig>,
+    coding: &Value,
+) -> Option<String> {
+    let system = coding.get("system")?.as_str()?;
+    let code = coding.get("code")?.as_str()?;
+    map.iter()
+        .find(|(_, c)| c.system == system && c.code == code)
+        .map(|(k, _)| k.clone())
+}
+
+/// The HSA-id of a logical organisation reference made by [`hsa_ref`].
+pub fn hsa_of(reference: &Value) -> Option<&str> {
+    reference.pointer("/identifier/value").and_then(Value::as_str)
+}

@@ -72,6 +72,45 @@ impl Inskrivningsmeddelande {
         }
     }
 
+    /// The outbound direction (`crate::svpl::outbound`): the admission notice a hospital's inpatient
+    /// Encounter is. Answers the body and the `Mottagare`: the Encounter's participants named by HSA-id (the
+    /// reverse of [`Self::translate`], which names every recipient and the listed vårdcentral as an
+    /// information recipient), without `sender`.
+    pub fn render(encounter: &Value, sender: &str, map: &Mapping) -> Option<(Self, Vec<String>)> {
+        let time = encounter.pointer("/period/start")?.as_str()?.to_owned();
+        let unit = encounter
+            .get("serviceProvider")
+            .and_then(hsa_of)
+            .map(str::to_owned);
+        let expected_discharge = extension(encounter, EXT_EXPECTED_DISCHARGE).and_then(date_value);
+        let housing = extension(encounter, EXT_HOUSING)
+            .and_then(|x| x.get("valueCoding"))
+            .and_then(|c| code_key(&map.housing, c));
+        let mut recipients: Vec<String> = Vec::new();
+        for p in encounter
+            .get("participant")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(hsa) = p.get("individual").and_then(hsa_of)
+                && hsa != sender
+                && !recipients.iter().any(|r| r == hsa)
+            {
+                recipients.push(hsa.to_owned());
+            }
+        }
+        Some((
+            Inskrivningsmeddelande {
+                time,
+                unit,
+                expected_discharge,
+                housing,
+            },
+            recipients,
+        ))
+    }
+
     pub fn translate(&self, e: &Envelope, cx: &Context, map: &Mapping) -> Translation {
         let sender = e.sender.hsa.as_str();
         let encounter_id = id_for(sender, &e.id, "Encounter");

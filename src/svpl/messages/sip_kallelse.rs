@@ -79,6 +79,52 @@ impl SipKallelse {
         }
     }
 
+    /// The outbound direction (`crate::svpl::outbound`): the kallelse a SIP meeting booked through FHIR
+    /// (an Appointment) is. Answers the body and the participants without a role, who are the message's
+    /// `Mottagare` (the reverse of [`Self::translate`], which makes every Mottagare a participant without a
+    /// role and every `Deltagare` one with its role). `sender` is left out: it is the `Avsandare`.
+    pub fn render(appointment: &Value, sender: &str, map: &Mapping) -> Option<(Self, Vec<String>)> {
+        let time = appointment.get("start")?.as_str()?.to_owned();
+        let place = appointment
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let digital = extension(appointment, EXT_DIGITAL)
+            .and_then(|x| x.get("valueBoolean"))
+            .and_then(Value::as_bool);
+        let mut participants = Vec::new();
+        let mut recipients = Vec::new();
+        for p in appointment
+            .get("participant")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(hsa) = p.pointer("/actor/identifier/value").and_then(Value::as_str) else {
+                continue; // the patient, or someone without an HSA-id
+            };
+            if hsa == sender || participants.iter().any(|(h, _)| h == hsa) || recipients.iter().any(|h| h == hsa) {
+                continue;
+            }
+            let role = p
+                .pointer("/type/0/coding/0")
+                .and_then(|c| code_key(&map.roles, c));
+            match role {
+                Some(role) => participants.push((hsa.to_owned(), Some(role))),
+                None => recipients.push(hsa.to_owned()),
+            }
+        }
+        Some((
+            SipKallelse {
+                time,
+                place,
+                digital,
+                participants,
+            },
+            recipients,
+        ))
+    }
+
     pub fn translate(
         &self,
         e: &Envelope,

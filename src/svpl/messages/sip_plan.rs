@@ -162,6 +162,85 @@ impl SipPlan {
         }
     }
 
+    /// The outbound direction (`crate::svpl::outbound`): the plan an active SIP CarePlan is, with its
+    /// CareTeam. Answers the body and the `Mottagare`: the team's members other than `sender`. The reverse
+    /// of [`Self::translate`]: an activity with the huvudman `annan` and no performer by HSA-id is one of
+    /// the others' measures (`OvrigaAtgarder`); the overall responsible principal is the team's managing
+    /// organisation, else the plan's author, else the sender.
+    pub fn render(
+        plan: &Value,
+        team: Option<&Value>,
+        sender: &str,
+        map: &Mapping,
+    ) -> Option<(Self, Vec<String>)> {
+        let mut insatser = Vec::new();
+        let mut other = Vec::new();
+        for activity in plan
+            .get("activity")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(detail) = activity.get("detail") else {
+                continue;
+            };
+            let Some(text) = detail.get("description").and_then(Value::as_str) else {
+                continue;
+            };
+            let principal = extension(detail, EXT_HUVUDMAN)
+                .and_then(|x| x.get("valueCoding"))
+                .and_then(|c| code_key(&map.principals, c));
+            let performer = detail.pointer("/performer/0");
+            let performer_hsa = performer.and_then(hsa_of).map(str::to_owned);
+            match principal {
+                Some(p) if p != "annan" || performer_hsa.is_some() => {
+                    let period = |k: &str| {
+                        detail
+                            .pointer(&format!("/scheduledPeriod/{k}"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    };
+                    insatser.push(Insats {
+                        principal: p,
+                        performer: performer_hsa,
+                        start: period("start"),
+                        end: period("end"),
+                        text: text.to_owned(),
+                    });
+                }
+                _ => other.push(OvrigAtgard {
+                    actor: performer
+                        .and_then(|p| p.get("display"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    text: text.to_owned(),
+                }),
+            }
+        }
+        let responsible = team
+            .and_then(|t| t.pointer("/managingOrganization/0"))
+            .and_then(hsa_of)
+            .or_else(|| plan.get("author").and_then(hsa_of))
+            .unwrap_or(sender)
+            .to_owned();
+        let follow_up = extension(plan, EXT_FOLLOW_UP).and_then(date_value);
+        let recipients: Vec<String> = team
+            .map(team_members)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m != sender)
+            .collect();
+        Some((
+            SipPlan {
+                insatser,
+                other,
+                responsible,
+                follow_up,
+            },
+            recipients,
+        ))
+    }
+
     pub fn translate(
         &self,
         e: &Envelope,
