@@ -55,9 +55,9 @@ pub fn judge(map: &Mapping, row: &OutboxMessage, reply: &Reply) -> Result<Receip
             errors: raw_errors(&reply.body, map),
             kvittens,
         }),
-        _ if status >= 500 || status == 408 || status == 429 => Err(SendError::Retryable(
-            format!("the receiver answered {status}"),
-        )),
+        _ if status >= 500 || status == 408 || status == 429 => Err(SendError::Retryable(format!(
+            "the receiver answered {status}"
+        ))),
         _ if (200..300).contains(&status) => Err(SendError::Retryable(format!(
             "the receiver answered {status} without a Kvittens for this message"
         ))),
@@ -154,7 +154,11 @@ fn clean(text: &str, max: usize) -> String {
         .take(max)
         .collect();
     let s = s.trim();
-    if s.is_empty() { "-".into() } else { s.to_owned() }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The Task that tells `sender` that `receiver` refused its message: owned by the sender and naming nobody
@@ -287,7 +291,10 @@ mod tests {
             (200, kvittens("navet-2", Status::Mottagen)),
         ] {
             assert!(
-                matches!(judge(&map, &r, &reply(status, body)), Err(SendError::Retryable(_))),
+                matches!(
+                    judge(&map, &r, &reply(status, body)),
+                    Err(SendError::Retryable(_))
+                ),
                 "{status}"
             );
         }

@@ -159,7 +159,12 @@ fn is_sip_plan(plan: &Value) -> bool {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|c| c.get("coding").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| {
+            c.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .any(|c| {
             c.get("system").and_then(Value::as_str) == Some(CS_CAREPLAN_CATEGORY)
                 && c.get("code").and_then(Value::as_str) == Some("sip")
@@ -256,7 +261,12 @@ pub fn render(change: &Change, out: &Outbound) -> Option<Rendered> {
             _ => return None,
         };
     about.insert(0, format!("{}/{}", c.resource_type, c.id));
-    if let Some(team) = c.team.as_ref().and_then(|t| t.get("id")).and_then(Value::as_str) {
+    if let Some(team) = c
+        .team
+        .as_ref()
+        .and_then(|t| t.get("id"))
+        .and_then(Value::as_str)
+    {
         about.push(format!("CareTeam/{team}"));
     }
     let recipients: Vec<Party> = recipients
@@ -346,7 +356,10 @@ pub fn on_write(
         None => None,
     };
     let patient_ref = patient_of(ty, value);
-    let Some(patient_id) = patient_ref.as_deref().and_then(|r| r.strip_prefix("Patient/")) else {
+    let Some(patient_id) = patient_ref
+        .as_deref()
+        .and_then(|r| r.strip_prefix("Patient/"))
+    else {
         return Ok(());
     };
     let Some(mut patient) = current_json(tx, "Patient", patient_id)? else {

@@ -396,5 +396,7 @@ pub fn code_key(
 
 /// The HSA-id of a logical organisation reference made by [`hsa_ref`].
 pub fn hsa_of(reference: &Value) -> Option<&str> {
-    reference.pointer("/identifier/value").and_then(Value::as_str)
+    reference
+        .pointer("/identifier/value")
+        .and_then(Value::as_str)
 }

@@ -103,7 +103,10 @@ impl SipKallelse {
             let Some(hsa) = p.pointer("/actor/identifier/value").and_then(Value::as_str) else {
                 continue; // the patient, or someone without an HSA-id
             };
-            if hsa == sender || participants.iter().any(|(h, _)| h == hsa) || recipients.iter().any(|h| h == hsa) {
+            if hsa == sender
+                || participants.iter().any(|(h, _)| h == hsa)
+                || recipients.iter().any(|h| h == hsa)
+            {
                 continue;
             }
             let role = p
