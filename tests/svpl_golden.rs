@@ -1,5 +1,6 @@
-//! The SVPL translation alone (no server): the golden files in tests/golden/svpl/ (README there), a renamed
-//! element in a copy of the mappings, round trips, and the reader on arbitrary and mutated input.
+//! The SVPL translation alone (no server): the golden files in tests/golden/svpl/ (README there) in both
+//! directions, a renamed element in a copy of the mappings, round trips, and the reader on arbitrary and
+//! mutated input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,7 +160,8 @@ fn every_golden_message_translates_to_its_expected_fhir_resources() {
     }
 }
 
-/// Rebuilds the expected files: `cargo test --test svpl_golden -- --ignored regenerate`. Review the diff.
+/// Rebuilds the expected files of both directions: `cargo test --test svpl_golden -- --ignored regenerate`.
+/// Review the diff.
 #[test]
 #[ignore]
 fn regenerate_the_golden_expected_files() {
@@ -167,6 +169,94 @@ fn regenerate_the_golden_expected_files() {
     for (name, got) in run_all(&map) {
         let path = golden_dir().join(format!("{name}.expected.json"));
         std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    for (name, got) in run_outbound(&map) {
+        std::fs::write(
+            golden_dir().join(format!("{name}.expected.xml")),
+            got + "\n",
+        )
+        .unwrap();
+    }
+}
+
+/// The outbound cases: `<case>.in.json` is a FHIR change (the resource as written, the version before it,
+/// the Patient, the SIP plan and CareTeam, the sender, the message id and time); `<case>.expected.xml` the
+/// SVPL message it sends (src/svpl/outbound.rs).
+fn run_outbound(map: &Mapping) -> Vec<(String, String)> {
+    use navet::auth::PrincipalKind as K;
+    let out = navet::svpl::outbound::Outbound::for_parties(
+        map.clone(),
+        &[
+            ("SE2120000999-HSJ1290", K::Kommun, "Kristianstads kommun"),
+            ("SE2321000255-VC101", K::Vardcentral, "Näsby vårdcentral"),
+            ("SE2321000255-MTN01", K::Mtn, "Mobila teamet Kristianstad"),
+            (
+                "SE2321000255-CSK01",
+                K::Sjukhus,
+                "Centralsjukhuset Kristianstad",
+            ),
+        ],
+    );
+    let mut names: Vec<String> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".in.json")?.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let text =
+                std::fs::read_to_string(golden_dir().join(format!("{name}.in.json"))).unwrap();
+            let c: Value = serde_json::from_str(&text).unwrap();
+            let opt = |k: &str| Some(c[k].clone()).filter(|v| !v.is_null());
+            let resource = c["resource"].clone();
+            let change = navet::svpl::outbound::Change {
+                sender: c["sender"].as_str().unwrap().into(),
+                resource_type: resource["resourceType"].as_str().unwrap().into(),
+                id: resource["id"].as_str().unwrap().into(),
+                value: resource,
+                previous: opt("previous"),
+                patient: c["patient"].clone(),
+                plan: opt("plan").map(|p| (p["id"].as_str().unwrap().to_owned(), p)),
+                team: opt("team"),
+                message_id: c["messageId"].as_str().unwrap().into(),
+                created: c["created"].as_str().unwrap().into(),
+            };
+            let rendered = navet::svpl::outbound::render(&change, &out)
+                .unwrap_or_else(|| panic!("{name}: the change sends no message"));
+            let xml = message::write(&rendered.message, map);
+            // What navet sends, navet's own reader takes.
+            message::read(xml.as_bytes(), map).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            (name, xml)
+        })
+        .collect()
+}
+
+#[test]
+fn every_golden_fhir_change_renders_its_expected_svpl_message() {
+    let map = Mapping::embedded();
+    let results = run_outbound(&map);
+    assert!(
+        results.len() >= 3,
+        "the golden folder lost its outbound cases"
+    );
+    for (name, got) in results {
+        let path = golden_dir().join(format!("{name}.expected.xml"));
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the ignored regenerate test",
+                path.display()
+            )
+        });
+        assert_eq!(
+            got,
+            expected.trim_end(),
+            "{name}: the message differs from {}",
+            path.display()
+        );
     }
 }
 

@@ -32,13 +32,33 @@ const REFERENCE: &str = "KOM1290-2026-000123";
 
 /// The principals navet knows here: (HSA-id, kind, name).
 const PARTIES: [(&str, PrincipalKind, &str); 7] = [
-    ("SE2120000999-HSJ1290", PrincipalKind::Kommun, "Kristianstads kommun"),
-    ("SE2120000999-HSJ1286", PrincipalKind::Kommun, "Ystads kommun"),
-    ("SE2321000255-VC101", PrincipalKind::Vardcentral, "Näsby vårdcentral"),
-    ("SE2321000255-VC201", PrincipalKind::Vardcentral, "Ystad vårdcentral"),
+    (
+        "SE2120000999-HSJ1290",
+        PrincipalKind::Kommun,
+        "Kristianstads kommun",
+    ),
+    (
+        "SE2120000999-HSJ1286",
+        PrincipalKind::Kommun,
+        "Ystads kommun",
+    ),
+    (
+        "SE2321000255-VC101",
+        PrincipalKind::Vardcentral,
+        "Näsby vårdcentral",
+    ),
+    (
+        "SE2321000255-VC201",
+        PrincipalKind::Vardcentral,
+        "Ystad vårdcentral",
+    ),
     ("SE2321000255-MTN01", PrincipalKind::Mtn, "Mobila teamet"),
     ("SE2321000255-CSK01", PrincipalKind::Sjukhus, "CSK"),
-    ("SE2321000255-LYS01", PrincipalKind::Sjukhus, "Lasarettet i Ystad"),
+    (
+        "SE2321000255-LYS01",
+        PrincipalKind::Sjukhus,
+        "Lasarettet i Ystad",
+    ),
 ];
 
 fn outbound() -> Outbound {
@@ -68,14 +88,20 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn instant() -> impl Strategy<Value = String> {
-    (2020i32..2030, 1u8..=12, 1u8..=28, 0u8..24, 0u8..60, any::<bool>()).prop_map(
-        |(y, mo, d, h, mi, summer)| {
+    (
+        2020i32..2030,
+        1u8..=12,
+        1u8..=28,
+        0u8..24,
+        0u8..60,
+        any::<bool>(),
+    )
+        .prop_map(|(y, mo, d, h, mi, summer)| {
             format!(
                 "{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:00{}",
                 if summer { "+02:00" } else { "+01:00" }
             )
-        },
-    )
+        })
 }
 
 fn date() -> impl Strategy<Value = String> {
@@ -102,31 +128,37 @@ fn patient() -> impl Strategy<Value = PatientData> {
             "SE2321000255-VC201",
         ])),
     )
-        .prop_map(|((typ, value), given, family, address, municipality, listed)| {
-            let map = Mapping::embedded();
-            let system = map.patient_id_types[typ].clone();
-            let (street, postal_code, city) = match address {
-                Some((s, p, c)) => (Some(s), Some(p), Some(c)),
-                None => (None, None, None),
-            };
-            PatientData {
-                id: navet::domain::from_fhir(&system, value)
-                    .expect("valid")
-                    .expect("checked"),
-                id_type: typ.to_owned(),
-                given,
-                family,
-                street,
-                postal_code,
-                city,
-                municipality: municipality.map(str::to_owned),
-                listed_at: listed.map(|h| HsaId::parse(h).expect("hsa")),
-            }
-        })
+        .prop_map(
+            |((typ, value), given, family, address, municipality, listed)| {
+                let map = Mapping::embedded();
+                let system = map.patient_id_types[typ].clone();
+                let (street, postal_code, city) = match address {
+                    Some((s, p, c)) => (Some(s), Some(p), Some(c)),
+                    None => (None, None, None),
+                };
+                PatientData {
+                    id: navet::domain::from_fhir(&system, value)
+                        .expect("valid")
+                        .expect("checked"),
+                    id_type: typ.to_owned(),
+                    given,
+                    family,
+                    street,
+                    postal_code,
+                    city,
+                    municipality: municipality.map(str::to_owned),
+                    listed_at: listed.map(|h| HsaId::parse(h).expect("hsa")),
+                }
+            },
+        )
 }
 
 /// `n` distinct HSA-ids of `pool`, none of them `not`.
-fn distinct(pool: Vec<&'static str>, not: &'static str, max: usize) -> impl Strategy<Value = Vec<String>> {
+fn distinct(
+    pool: Vec<&'static str>,
+    not: &'static str,
+    max: usize,
+) -> impl Strategy<Value = Vec<String>> {
     prop::sample::subsequence(pool, 0..=max).prop_map(move |v| {
         v.into_iter()
             .filter(|h| *h != not)
@@ -160,7 +192,11 @@ fn admissions() -> impl Strategy<Value = Message> {
     (hospital, any::<prop::sample::Index>()).prop_flat_map(|(sender, _)| {
         (
             distinct(
-                vec!["SE2120000999-HSJ1290", "SE2120000999-HSJ1286", "SE2321000255-VC101"],
+                vec![
+                    "SE2120000999-HSJ1290",
+                    "SE2120000999-HSJ1286",
+                    "SE2321000255-VC101",
+                ],
                 sender,
                 3,
             )
@@ -169,9 +205,14 @@ fn admissions() -> impl Strategy<Value = Message> {
             "[A-Z]{3}[0-9]{1,6}-[0-9]{1,4}",
             instant(),
             instant(),
-            prop::option::of(prop::sample::select(vec!["SE2321000255-CSK01", "SE2321000255-LYS01"])),
+            prop::option::of(prop::sample::select(vec![
+                "SE2321000255-CSK01",
+                "SE2321000255-LYS01",
+            ])),
             prop::option::of(instant()),
-            prop::option::of(prop::sample::select(vec!["ordinart", "sarskilt", "korttid", "lss"])),
+            prop::option::of(prop::sample::select(vec![
+                "ordinart", "sarskilt", "korttid", "lss",
+            ])),
         )
             .prop_map(
                 move |(recipients, patient, id, created, time, unit, discharge, housing)| Message {
@@ -198,8 +239,12 @@ const SIP_SENDER: &str = "SE2321000255-VC101";
 
 fn kallelser() -> impl Strategy<Value = Message> {
     (
-        distinct(vec!["SE2120000999-HSJ1290", "SE2120000999-HSJ1286"], SIP_SENDER, 2)
-            .prop_filter("a recipient", |r| !r.is_empty()),
+        distinct(
+            vec!["SE2120000999-HSJ1290", "SE2120000999-HSJ1286"],
+            SIP_SENDER,
+            2,
+        )
+        .prop_filter("a recipient", |r| !r.is_empty()),
         prop::collection::vec(
             prop::option::of(prop::sample::select(vec![
                 "lakare",
@@ -216,31 +261,33 @@ fn kallelser() -> impl Strategy<Value = Message> {
         prop::option::of(text()),
         prop::option::of(any::<bool>()),
     )
-        .prop_map(|(recipients, roles, patient, id, created, time, place, digital)| {
-            // The Deltagare are others than the sender and the Mottagare.
-            let others = ["SE2321000255-MTN01", "SE2321000255-VC201"];
-            let participants = others
-                .iter()
-                .zip(roles)
-                .map(|(h, r)| ((*h).to_owned(), r.map(str::to_owned)))
-                .collect();
-            Message {
-                envelope: envelope(
-                    MessageKind::SipKallelse,
-                    SIP_SENDER,
-                    recipients,
-                    patient,
-                    id,
-                    created,
-                ),
-                body: Body::SipKallelse(SipKallelse {
-                    time,
-                    place,
-                    digital,
-                    participants,
-                }),
-            }
-        })
+        .prop_map(
+            |(recipients, roles, patient, id, created, time, place, digital)| {
+                // The Deltagare are others than the sender and the Mottagare.
+                let others = ["SE2321000255-MTN01", "SE2321000255-VC201"];
+                let participants = others
+                    .iter()
+                    .zip(roles)
+                    .map(|(h, r)| ((*h).to_owned(), r.map(str::to_owned)))
+                    .collect();
+                Message {
+                    envelope: envelope(
+                        MessageKind::SipKallelse,
+                        SIP_SENDER,
+                        recipients,
+                        patient,
+                        id,
+                        created,
+                    ),
+                    body: Body::SipKallelse(SipKallelse {
+                        time,
+                        place,
+                        digital,
+                        participants,
+                    }),
+                }
+            },
+        )
 }
 
 fn plans() -> impl Strategy<Value = Message> {
@@ -268,8 +315,12 @@ fn plans() -> impl Strategy<Value = Message> {
             text,
         });
     (
-        distinct(vec!["SE2120000999-HSJ1290", "SE2321000255-MTN01"], SIP_SENDER, 2)
-            .prop_filter("a recipient", |r| !r.is_empty()),
+        distinct(
+            vec!["SE2120000999-HSJ1290", "SE2321000255-MTN01"],
+            SIP_SENDER,
+            2,
+        )
+        .prop_filter("a recipient", |r| !r.is_empty()),
         prop::collection::vec(insats, 0..4),
         prop::collection::vec((prop::option::of(text()), text()), 0..3),
         prop::sample::select(vec!["SE2321000255-VC101", "SE2120000999-HSJ1290"]),
@@ -382,10 +433,16 @@ fn change_of(m: &Message, t: &Translation, cx: &Context) -> Change {
     let (ty, previous) = match e.kind {
         MessageKind::Inskrivningsmeddelande => ("Encounter", None),
         MessageKind::SipKallelse => ("Appointment", None),
-        _ => ("CarePlan", cx.case.first("CarePlan").map(|c| c.value.clone())),
+        _ => (
+            "CarePlan",
+            cx.case.first("CarePlan").map(|c| c.value.clone()),
+        ),
     };
     let (id, value) = written(t, ty).expect("the translation wrote it");
-    let plan = cx.case.first("CarePlan").map(|c| (c.id.clone(), c.value.clone()));
+    let plan = cx
+        .case
+        .first("CarePlan")
+        .map(|c| (c.id.clone(), c.value.clone()));
     let team = written(t, "CareTeam")
         .map(|(_, v)| v)
         .or_else(|| cx.case.first("CareTeam").map(|c| c.value.clone()));
@@ -517,25 +574,64 @@ fn a_change_that_is_no_trigger_sends_nothing() {
         "class": {"code": "IMP"}, "period": {"start": "2026-11-23T08:00:00+01:00"},
         "participant": [{"individual": {"identifier": {"value": "SE2120000999-HSJ1290"}}}]});
     // An admission by a hospital sends an Inskrivningsmeddelande ...
-    let sent = render(&base("Encounter", admission.clone(), None, "SE2321000255-CSK01"), &out);
-    assert_eq!(sent.map(|r| r.message.envelope.kind), Some(MessageKind::Inskrivningsmeddelande));
+    let sent = render(
+        &base("Encounter", admission.clone(), None, "SE2321000255-CSK01"),
+        &out,
+    );
+    assert_eq!(
+        sent.map(|r| r.message.envelope.kind),
+        Some(MessageKind::Inskrivningsmeddelande)
+    );
     // ... once: not again when it is changed while in progress, not by a kommun, not when it is finished.
-    assert!(render(&base("Encounter", admission.clone(), Some(admission.clone()), "SE2321000255-CSK01"), &out).is_none());
-    assert!(render(&base("Encounter", admission.clone(), None, "SE2120000999-HSJ1286"), &out).is_none());
+    assert!(
+        render(
+            &base(
+                "Encounter",
+                admission.clone(),
+                Some(admission.clone()),
+                "SE2321000255-CSK01"
+            ),
+            &out
+        )
+        .is_none()
+    );
+    assert!(
+        render(
+            &base("Encounter", admission.clone(), None, "SE2120000999-HSJ1286"),
+            &out
+        )
+        .is_none()
+    );
     let mut finished = admission.clone();
     finished["status"] = json!("finished");
-    assert!(render(&base("Encounter", finished, None, "SE2321000255-CSK01"), &out).is_none());
+    assert!(
+        render(
+            &base("Encounter", finished, None, "SE2321000255-CSK01"),
+            &out
+        )
+        .is_none()
+    );
     // A CarePlan that is no SIP, or a SIP plan that stays a draft or was active already, sends nothing.
     let plan = json!({"resourceType": "CarePlan", "status": "active", "intent": "plan"});
     assert!(render(&base("CarePlan", plan.clone(), None, SIP_SENDER), &out).is_none());
     let mut sip = plan.clone();
-    sip["category"] = json!([{"coding": [{"system": translate::CS_CAREPLAN_CATEGORY, "code": "sip"}]}]);
-    assert!(render(&base("CarePlan", sip.clone(), Some(sip.clone()), SIP_SENDER), &out).is_none());
+    sip["category"] =
+        json!([{"coding": [{"system": translate::CS_CAREPLAN_CATEGORY, "code": "sip"}]}]);
+    assert!(
+        render(
+            &base("CarePlan", sip.clone(), Some(sip.clone()), SIP_SENDER),
+            &out
+        )
+        .is_none()
+    );
     let mut draft = sip.clone();
     draft["status"] = json!("draft");
     assert!(render(&base("CarePlan", draft.clone(), None, SIP_SENDER), &out).is_none());
     let activated = render(&base("CarePlan", sip, Some(draft), SIP_SENDER), &out);
-    assert_eq!(activated.map(|r| r.message.envelope.kind), Some(MessageKind::SipPlan));
+    assert_eq!(
+        activated.map(|r| r.message.envelope.kind),
+        Some(MessageKind::SipPlan)
+    );
     // An Appointment without a SIP plan sends nothing.
     let appointment = json!({"resourceType": "Appointment", "status": "booked", "start": "2026-11-26T10:00:00+01:00"});
     assert!(render(&base("Appointment", appointment, None, SIP_SENDER), &out).is_none());
