@@ -304,6 +304,29 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// A receiver's reply is network input: any bytes, any status, and mutated receipts are judged
+        /// without a panic, and only a receipt naming this message is final.
+        #[test]
+        fn any_reply_is_judged_without_a_panic(
+            status in 100u16..600,
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            insert in "[<>&/=\" a-zA-Z0-9;#x-]{0,12}",
+        ) {
+            let map = Mapping::embedded();
+            let r = row("navet-1");
+            let _ = judge(&map, &r, &Reply { status, body: bytes });
+            let valid = kvittens("navet-1", Status::Avvisad);
+            let i = at.index(valid.len());
+            let mutated = [&valid[..i], insert.as_bytes(), &valid[i..]].concat();
+            if let Ok(receipt) = judge(&map, &r, &Reply { status, body: mutated }) {
+                proptest::prop_assert_eq!(receipt.kvittens.reference.as_deref(), Some("navet-1"));
+                proptest::prop_assert!(status < 500);
+            }
+        }
+    }
+
     #[test]
     fn the_refusal_task_names_the_codes_and_nobody_but_the_sender() {
         let errors = vec![("X_EGEN\u{7}".into(), "/a".into(), "t\nu".into())];
