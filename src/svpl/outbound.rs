@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::FORMAT;
 use super::mapping::Mapping;
-use super::message::{self, Body, Envelope, Message, MessageKind, Party};
+use super::message::{self, Body, Envelope, Message, Party};
 use super::messages::{Inskrivningsmeddelande, SipKallelse, SipPlan};
 use super::translate::{CS_CAREPLAN_CATEGORY, message_system};
 use crate::auth::PrincipalKind;
@@ -486,10 +486,3 @@ fn patient_of(ty: &str, value: &Value) -> Option<String> {
         _ => literal(value.get("subject")?),
     }
 }
-
-/// The kinds a sent message has (for the README table and the tests).
-pub const SENT_KINDS: [MessageKind; 3] = [
-    MessageKind::SipKallelse,
-    MessageKind::Inskrivningsmeddelande,
-    MessageKind::SipPlan,
-];
