@@ -2,7 +2,8 @@
 //! SVPL messages to a fake municipal endpoint on loopback that is down, then answers 500, then accepts with a
 //! Kvittens `mottagen` (every message arrives exactly once, the receipt is kept for the sender, every
 //! delivery is logged); one that answers `avvisad` (a Task for the sender alone, not retried); no echo of a
-//! received message; a change whose message the receiver would refuse is refused.
+//! received message; a receiver's follow-up that references a sent message; a change whose message the
+//! receiver would refuse is refused.
 
 mod common;
 
@@ -626,7 +627,8 @@ async fn an_avvisad_receipt_is_a_task_for_the_sender_alone_and_is_not_retried() 
 }
 
 #[tokio::test]
-async fn a_received_message_is_not_echoed_and_a_plan_the_receiver_would_refuse_is_refused() {
+async fn a_received_message_is_not_echoed_a_reply_finds_the_sent_message_and_a_plan_the_receiver_would_refuse_is_refused()
+ {
     let (app, _) = app_with_endpoint(closed_port()).await;
     let csk = as_(&app, "demo-csk", "SE2321000255-P0001").await;
     let vc = as_(&app, "demo-vc-nasby", "SE2321000255-P0301").await;
@@ -661,8 +663,64 @@ async fn a_received_message_is_not_echoed_and_a_plan_the_receiver_would_refuse_i
             .expect("id")
     );
     let mut plan = sip_case(&app, &vc, &patient).await;
-    let rows_before = outbox_rows(&app).await.len();
-    assert_eq!(rows_before, 1, "the kallelse");
+    let rows = outbox_rows(&app).await;
+    assert_eq!(rows.len(), 1, "the kallelse");
+    let rows_before = rows.len();
+
+    // The kommun answers the kallelse navet sent for the vårdcentral with a follow-up that references it:
+    // navet kept what it sent, so the reference finds the case (and the follow-up is not echoed).
+    let kallelse_id = rows[0].id.split('~').next().expect("message id");
+    let follow_up = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Meddelande xmlns="urn:navet:svpl:1" typ="SipUppfoljning" id="KOM1290-2026-900001" skapad="2026-11-27T10:00:00+01:00">
+  <Avsandare hsaId="{KOMMUN_HSA}" typ="kommun"/>
+  <Mottagare hsaId="{VC_HSA}" typ="vardcentral"/>
+  <Patient><Id typ="personnummer">191212121212</Id></Patient>
+  <Referens id="{kallelse_id}"/>
+  <Anteckning>Vi kommer till mötet.</Anteckning>
+</Meddelande>"#
+    );
+    let kommun = as_(&app, "demo-kommun-kristianstad", "SE2120000999-P1290A").await;
+    let r = kommun
+        .post(format!("{}/svpl", app.base))
+        .header("content-type", "application/xml")
+        .body(follow_up)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    let receipt = r.text().await.expect("receipt");
+    assert_eq!(status, 200, "{receipt}");
+    let receipt = Kvittens::from_xml(receipt.as_bytes(), &Mapping::embedded()).expect("Kvittens");
+    // Its Communication is about the plan the vårdcentral made through FHIR, and the vårdcentral reads it.
+    let (ty, id) = receipt.resources.first().expect("a resource");
+    assert_eq!(ty, "Communication");
+    let communication: Value = vc
+        .get(format!("{}/Communication/{id}", app.fhir))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        communication["about"][0]["reference"],
+        format!("CarePlan/{}", plan["id"].as_str().expect("id"))
+    );
+    assert_eq!(outbox_rows(&app).await.len(), rows_before);
+    // The follow-up changed the plan: its current version is what the change below starts from.
+    plan = vc
+        .get(format!(
+            "{}/CarePlan/{}",
+            app.fhir,
+            plan["id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     plan["status"] = json!("active");
     plan["activity"] = json!([insats("region", VC_HSA, "Läkemedelsgenomgång")]);
     let (s, outcome) = put(&app, &vc, &plan).await;
