@@ -637,3 +637,39 @@ fn a_change_that_is_no_trigger_sends_nothing() {
     assert!(render(&base("Appointment", appointment, None, SIP_SENDER), &out).is_none());
     let _ = map;
 }
+
+#[test]
+fn a_protected_identity_s_address_is_not_in_the_message() {
+    let out = outbound();
+    let mut patient = json!({"resourceType": "Patient", "id": "p",
+        "identifier": [{"system": "http://electronichealth.se/identifier/personnummer", "value": "191212121212"}],
+        "name": [{"family": "Tolvansson", "given": ["Tolvan"]}],
+        "address": [{"line": ["Hemliga gatan 1"], "postalCode": "29131", "city": "Kristianstad"}]});
+    let change = |patient: &Value| Change {
+        sender: "SE2321000255-CSK01".into(),
+        resource_type: "Encounter".into(),
+        id: "x".into(),
+        value: json!({"resourceType": "Encounter", "status": "in-progress", "class": {"code": "IMP"},
+            "period": {"start": "2026-11-23T08:00:00+01:00"},
+            "participant": [{"individual": {"identifier": {"value": "SE2120000999-HSJ1290"}}}]}),
+        previous: None,
+        patient: patient.clone(),
+        plan: None,
+        team: None,
+        message_id: "navet-1".into(),
+        created: "2026-11-23T09:20:00Z".into(),
+    };
+    let open = render(&change(&patient), &out).expect("sent");
+    assert_eq!(
+        open.message.envelope.patient.street.as_deref(),
+        Some("Hemliga gatan 1")
+    );
+    patient["meta"] = json!({"security": [{"system": "http://hl7.se/fhir/ig/base/CodeSystem/SecurityLabel",
+        "code": "skyddadFolkbokforing"}]});
+    let protected = render(&change(&patient), &out).expect("sent");
+    let p = &protected.message.envelope.patient;
+    assert_eq!((&p.street, &p.postal_code, &p.city), (&None, &None, &None));
+    assert_eq!(p.family.as_deref(), Some("Tolvansson"));
+    let xml = message::write(&protected.message, &Mapping::embedded());
+    assert!(!xml.contains("Hemliga") && !xml.contains("29131"), "{xml}");
+}

@@ -288,7 +288,7 @@ pub fn render(change: &Change, out: &Outbound) -> Option<Rendered> {
         created_text: c.created.clone(),
         sender: out.party(&c.sender, true)?,
         recipients,
-        patient: super::patient::data(&c.patient, map)?,
+        patient: patient_block(&c.patient, map)?,
         reference,
     };
     Some(Rendered {
@@ -297,6 +297,18 @@ pub fn render(change: &Change, out: &Outbound) -> Option<Rendered> {
         about,
         addressed,
     })
+}
+
+/// The patient block of a message about `patient`. A protected identity's address leaves navet to nobody but
+/// the principal that entered it (fhir/protected.rs), and a message goes to others: it carries none.
+fn patient_block(patient: &Value, map: &Mapping) -> Option<super::message::PatientData> {
+    let mut data = super::patient::data(patient, map)?;
+    if crate::fhir::protected::is_protected(patient) {
+        data.street = None;
+        data.postal_code = None;
+        data.city = None;
+    }
+    Some(data)
 }
 
 /// The hook in every FHIR write (`fhir/ops.rs` `write_version`, beside the Subscriptions' one): renders and
@@ -362,16 +374,9 @@ pub fn on_write(
     else {
         return Ok(());
     };
-    let Some(mut patient) = current_json(tx, "Patient", patient_id)? else {
+    let Some(patient) = current_json(tx, "Patient", patient_id)? else {
         return Ok(());
     };
-    // A protected identity's address and contact data leave navet to nobody but the principal that
-    // entered them (fhir/protected.rs); a message to another principal carries none.
-    if crate::fhir::protected::is_protected(&patient)
-        && let Some(obj) = patient.as_object_mut()
-    {
-        obj.remove("address");
-    }
     let (now, _) = tx.now();
     let change = Change {
         sender: sender.clone(),
