@@ -1,20 +1,27 @@
 //! `POST /svpl` (spec/svpl-messages.md "Transport"): one SVPL message in, always a `Kvittens` out; and
 //! `GET /svpl/messages/{sender}/{id}` (and `/kvittens`): a kept message as it arrived (its receipt), for its
 //! sender and for auditors doing audit work. The work is `crate::svpl::receive`; this is HTTP only.
+//!
+//! `/kvittens` of a message navet sent to several receivers lists each receiver and what it answered
+//! (`crate::svpl::delivery::receipts_index`); `?mottagare={HSA-id}` answers that receiver's Kvittens byte for
+//! byte. A message with one receiver (and every received message) answers its receipt as before. Admins may
+//! read receipts too (not the messages): they operate the outbox (`/admin/outbox`, which shows them the
+//! payloads already), and a Kvittens carries no patient data beyond references (message id, status, `Fel`
+//! codes, resource ids). Every read is access-logged naming the patient, as for the sender.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::audit::{Action, AuditRecord, Outcome};
-use crate::auth::{Caller, Interaction};
+use crate::auth::{Caller, Interaction, PrincipalKind};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Actor;
@@ -207,10 +214,19 @@ async fn post_message(State(state): State<AppState>, request: Request) -> Respon
     }
 }
 
-/// Whether `caller` may fetch a kept message of `sender`: its sender, or an auditor doing audit work.
-fn may_fetch(caller: &Caller, sender: &str) -> bool {
+/// What a caller fetches of a kept message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Message,
+    Receipts,
+}
+
+/// Whether `caller` may fetch `part` of a kept message of `sender`: its sender, or an auditor doing audit
+/// work; the receipts also an admin (the module comment says why).
+fn may_fetch(caller: &Caller, sender: &str, part: Part) -> bool {
     caller.principal.hsa_id.as_str() == sender
         || crate::http::visibility_of(caller).reads_access_log()
+        || (part == Part::Receipts && caller.principal.kind == PrincipalKind::Admin)
 }
 
 async fn kept(
@@ -218,11 +234,12 @@ async fn kept(
     meta: Meta,
     sender: &str,
     id: &str,
+    part: Part,
 ) -> Result<(crate::store::inbound::InboundMessage, AuditRecord, Actor), ApiError> {
     let caller = state.auth.authenticate(meta.authorization.as_deref())?;
     let actor = crate::http::actor_of(&caller);
     let not_found = || ApiError::NotFound(format!("no SVPL message {id} from {sender}"));
-    if !may_fetch(&caller, sender) {
+    if !may_fetch(&caller, sender, part) {
         return Err(not_found());
     }
     let message = state
@@ -259,7 +276,7 @@ async fn original(
     Path((sender, id)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    match kept(&state, Meta::of(&request), &sender, &id).await {
+    match kept(&state, Meta::of(&request), &sender, &id, Part::Message).await {
         Ok((message, record, actor)) => {
             let body = String::from_utf8_lossy(&message.body).into_owned();
             answer_logged(&state, &actor, record, body).await
@@ -268,15 +285,69 @@ async fn original(
     }
 }
 
+/// `?mottagare={HSA-id}`, the only parameter `/kvittens` takes, parsed once.
+fn receiver_query(raw: Option<&str>) -> Result<Option<crate::domain::HsaId>, ApiError> {
+    let mut receiver = None;
+    for (k, v) in crate::http::negotiate::query_pairs(raw) {
+        match k.as_str() {
+            "mottagare" if receiver.is_none() => {
+                receiver = Some(crate::domain::HsaId::parse(&v).map_err(|e| {
+                    ApiError::BadRequest(format!("mottagare: '{v}' is no HSA-id: {e}"))
+                })?);
+            }
+            "mottagare" => return Err(ApiError::BadRequest("mottagare is given twice".into())),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter '{k}'; /kvittens takes mottagare={{HSA-id}}"
+                )));
+            }
+        }
+    }
+    Ok(receiver)
+}
+
 async fn receipt(
     State(state): State<AppState>,
     Path((sender, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     request: Request,
 ) -> Response {
-    match kept(&state, Meta::of(&request), &sender, &id).await {
-        Ok((message, record, actor)) => {
-            answer_logged(&state, &actor, record, message.receipt).await
-        }
-        Err(e) => e.into_response(),
-    }
+    let receiver = match receiver_query(raw.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (message, mut record, actor) =
+        match kept(&state, Meta::of(&request), &sender, &id, Part::Receipts).await {
+            Ok(k) => k,
+            Err(e) => return e.into_response(),
+        };
+    let receipts = match state
+        .store
+        .receiver_receipts(&actor, FORMAT, &sender, &id)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    record.query = raw;
+    let body = match receiver {
+        Some(h) => match receipts.into_iter().find(|r| r.receiver == h.as_str()) {
+            Some(crate::store::inbound::ReceiverReceipt {
+                receipt: Some(text),
+                ..
+            }) => text,
+            Some(_) => {
+                return ApiError::NotFound(format!("{h} has not answered SVPL message {id} yet"))
+                    .into_response();
+            }
+            None => {
+                return ApiError::NotFound(format!("SVPL message {id} was not sent to {h}"))
+                    .into_response();
+            }
+        },
+        // One receiver (or a received message): its receipt, as always.
+        None if receipts.len() < 2 => message.receipt,
+        None => crate::svpl::delivery::receipts_index(&state.svpl.mapping, &sender, &id, &receipts),
+    };
+    answer_logged(&state, &actor, record, body).await
 }

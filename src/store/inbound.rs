@@ -4,7 +4,9 @@
 //!
 //! The SVPL messages navet sends on a principal's behalf (`crate::svpl::outbound`) are kept here too, with
 //! that principal as their sender and the receiver's Kvittens as their receipt (empty until it answers): so
-//! the sender fetches them like its own, and a receiver's follow-up can reference them.
+//! the sender fetches them like its own, and a receiver's follow-up can reference them. A message sent to
+//! several receivers has one [`ReceiverReceipt`] per receiver; the message's own `receipt` is the last one
+//! answered (what a single-receiver message always had).
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,4 +34,15 @@ pub struct InboundMessage {
     pub created: Vec<String>,
     /// `Type/id` of every resource the message changed.
     pub updated: Vec<String>,
+}
+
+/// One receiver's receipt for a message navet sent (keyed by the kept message and the receiver's HSA-id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverReceipt {
+    /// HSA-id of the receiving principal.
+    pub receiver: String,
+    /// Its Kvittens exactly as answered; `None` until it answers.
+    pub receipt: Option<String>,
+    /// When the answer was recorded.
+    pub answered_ms: Option<i64>,
 }

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
-use super::inbound::InboundMessage;
+use super::inbound::{InboundMessage, ReceiverReceipt};
 
 const COLUMNS: &str = "format, sender, message_id, kind, received_ms, body, receipt, patient, case_ref, \
      parties, created, updated";
@@ -110,4 +110,54 @@ pub fn set_receipt(
         )?
         .execute(params![format, sender, message_id, receipt])?;
     Ok(changed == 1)
+}
+
+/// Keeps a receiver's receipt row: a pending one (no receipt) is added once, an answer replaces it.
+pub fn put_receiver_receipt(
+    conn: &Connection,
+    format: &str,
+    sender: &str,
+    message_id: &str,
+    r: &ReceiverReceipt,
+) -> Result<(), StoreError> {
+    let sql = if r.receipt.is_some() {
+        "INSERT INTO inbound_receipts (format, sender, message_id, receiver, receipt, answered_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (format, sender, message_id, receiver) \
+         DO UPDATE SET receipt = excluded.receipt, answered_ms = excluded.answered_ms"
+    } else {
+        "INSERT OR IGNORE INTO inbound_receipts (format, sender, message_id, receiver, receipt, answered_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    };
+    conn.prepare_cached(sql)?.execute(params![
+        format,
+        sender,
+        message_id,
+        r.receiver,
+        r.receipt,
+        r.answered_ms
+    ])?;
+    Ok(())
+}
+
+/// Every receiver's receipt row of a kept message, by receiver.
+pub fn receiver_receipts(
+    conn: &Connection,
+    format: &str,
+    sender: &str,
+    message_id: &str,
+) -> Result<Vec<ReceiverReceipt>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT receiver, receipt, answered_ms FROM inbound_receipts \
+         WHERE format = ?1 AND sender = ?2 AND message_id = ?3 ORDER BY receiver",
+    )?;
+    let rows = stmt
+        .query_map(params![format, sender, message_id], |r| {
+            Ok(ReceiverReceipt {
+                receiver: r.get(0)?,
+                receipt: r.get(1)?,
+                answered_ms: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }

@@ -323,6 +323,15 @@ pub trait WriteTx {
         message_id: &str,
         receipt: &str,
     ) -> Result<bool, StoreError>;
+    /// Keeps one receiver's receipt row of a kept message: pending (no receipt; added once, when the message
+    /// is enqueued for it) or answered (replaces the row).
+    fn put_receiver_receipt(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+        receipt: &inbound::ReceiverReceipt,
+    ) -> Result<(), StoreError>;
 }
 
 pub type WriteJob =
@@ -453,6 +462,16 @@ pub trait Store: Send + Sync {
         sender: &str,
         message_id: &str,
     ) -> Result<Option<inbound::InboundMessage>, StoreError>;
+
+    /// Each receiver's receipt row of a kept message navet sent (store/inbound.rs), by receiver. The caller
+    /// decides who may see them (the sender, auditors, admins).
+    async fn receiver_receipts(
+        &self,
+        actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<inbound::ReceiverReceipt>, StoreError>;
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

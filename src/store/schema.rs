@@ -158,6 +158,18 @@ CREATE TABLE IF NOT EXISTS inbound_messages (
 CREATE INDEX IF NOT EXISTS inbound_messages_id ON inbound_messages (format, message_id);
 CREATE INDEX IF NOT EXISTS inbound_messages_case ON inbound_messages (format, case_ref);
 
+-- Each receiver's receipt for an SVPL message navet sent on a principal's behalf (store/inbound.rs): one row per
+-- receiver from the moment the message is enqueued (receipt NULL until the receiver answers).
+CREATE TABLE IF NOT EXISTS inbound_receipts (
+    format      TEXT    NOT NULL,
+    sender      TEXT    NOT NULL,             -- the kept message's sender (the principal navet sent for)
+    message_id  TEXT    NOT NULL,
+    receiver    TEXT    NOT NULL,             -- HSA-id of the receiving principal
+    receipt     TEXT,                         -- its Kvittens as answered
+    answered_ms INTEGER,
+    PRIMARY KEY (format, sender, message_id, receiver)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -727,6 +727,16 @@ impl WriteTx for SqliteTx<'_> {
         super::inbound_sql::set_receipt(self.conn, format, sender, message_id, receipt)
     }
 
+    fn put_receiver_receipt(
+        &mut self,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+        receipt: &super::inbound::ReceiverReceipt,
+    ) -> Result<(), StoreError> {
+        super::inbound_sql::put_receiver_receipt(self.conn, format, sender, message_id, receipt)
+    }
+
     fn remember_once(
         &mut self,
         scope: &str,
@@ -1054,6 +1064,20 @@ impl Store for SqliteStore {
         let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
         self.read_blocking(move |conn| super::inbound_sql::get(conn, &format, &sender, &id))
             .await
+    }
+
+    async fn receiver_receipts(
+        &self,
+        _actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<super::inbound::ReceiverReceipt>, StoreError> {
+        let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
+        self.read_blocking(move |conn| {
+            super::inbound_sql::receiver_receipts(conn, &format, &sender, &id)
+        })
+        .await
     }
 
     async fn close(&self) {

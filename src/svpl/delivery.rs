@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::fhir::ops;
 use crate::store::WriteTx;
+use crate::store::inbound::ReceiverReceipt;
 use crate::store::outbox::OutboxMessage;
 
 /// `Task.code` of the Task that tells a sender its message was refused.
@@ -86,7 +87,7 @@ fn raw_errors(bytes: &[u8], map: &Mapping) -> Vec<(String, String, String)> {
 }
 
 /// Records a receipt for `row`, delivered to `receiver`, in the worker's transaction: the receipt on the
-/// kept message, and for an `avvisad` the Task that tells the sender.
+/// kept message and as `receiver`'s, and for an `avvisad` the Task that tells the sender.
 pub fn record(
     fhir: &FhirContext,
     map: &Mapping,
@@ -102,7 +103,20 @@ pub fn record(
     };
     let e = &sent.envelope;
     let sender = e.sender.hsa.as_str();
+    // The message's own receipt is the last one answered (a single receiver's, as it always was); each
+    // receiver's is kept by its HSA-id beside it.
     tx.set_inbound_receipt(FORMAT, sender, &e.id, &receipt.text)?;
+    let (_, now_ms) = tx.now();
+    tx.put_receiver_receipt(
+        FORMAT,
+        sender,
+        &e.id,
+        &ReceiverReceipt {
+            receiver: receiver.to_owned(),
+            receipt: Some(receipt.text.clone()),
+            answered_ms: Some(now_ms),
+        },
+    )?;
     if receipt.kvittens.status != Status::Avvisad {
         return Ok(());
     }
@@ -220,6 +234,47 @@ fn refusal_task(
         task["input"] = Value::Array(inputs);
     }
     task
+}
+
+/// The answer of `GET /svpl/messages/{sender}/{id}/kvittens` for a message navet sent to several receivers:
+/// each receiver and what it answered (`mottagen`, `avvisad`, or `vantar` before it answers), in navet's
+/// namespace. Each receipt itself, byte for byte, is at `…/kvittens?mottagare={HSA-id}`. Pure.
+pub fn receipts_index(
+    map: &Mapping,
+    sender: &str,
+    id: &str,
+    receipts: &[ReceiverReceipt],
+) -> String {
+    let mut root = xml::Element::new("Kvittenser");
+    root.attrs = vec![
+        ("avsandare".into(), sender.to_owned()),
+        ("referens".into(), id.to_owned()),
+    ];
+    for r in receipts {
+        let status = match r
+            .receipt
+            .as_deref()
+            .map(|t| Kvittens::from_xml(t.as_bytes(), map))
+        {
+            None => "vantar",
+            Some(Some(k)) => k.status.as_str(),
+            // Kept only after `judge` read it; should it no longer read (a changed mapping), say so.
+            Some(None) => "olasbar",
+        };
+        let mut el = xml::Element::new("Mottagare");
+        el.attrs = vec![
+            ("hsaId".into(), r.receiver.clone()),
+            ("status".into(), status.into()),
+        ];
+        if let Some(at) = r
+            .answered_ms
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        {
+            el.attrs.push(("besvarad".into(), at.to_string()));
+        }
+        root.children.push(el);
+    }
+    root.to_document(&map.namespace)
 }
 
 #[cfg(test)]
@@ -345,5 +400,48 @@ mod tests {
         assert_eq!(t["input"][0]["valueString"], "/a: t u");
         assert!(t["description"].as_str().unwrap().contains("X_EGEN"));
         assert!(t.get("requester").is_none() && t.get("focus").is_none());
+    }
+
+    #[test]
+    fn the_receipts_index_lists_every_receiver_and_what_it_answered() {
+        let map = Mapping::embedded();
+        let answered = String::from_utf8(kvittens("navet-1", Status::Avvisad)).unwrap();
+        let index = receipts_index(
+            &map,
+            "SE2321000255-CSK01",
+            "navet-1",
+            &[
+                ReceiverReceipt {
+                    receiver: "SE2120000999-HSJ1290".into(),
+                    receipt: Some(answered),
+                    answered_ms: Some(1_764_000_000_000),
+                },
+                ReceiverReceipt {
+                    receiver: "SE2321000255-VC101".into(),
+                    receipt: None,
+                    answered_ms: None,
+                },
+            ],
+        );
+        let root = xml::parse(index.as_bytes(), &map.namespace).unwrap();
+        let rows: Vec<(Option<&str>, Option<&str>, bool)> = root
+            .children
+            .iter()
+            .map(|c| {
+                (
+                    c.attr("hsaId"),
+                    c.attr("status"),
+                    c.attr("besvarad").is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("SE2120000999-HSJ1290"), Some("avvisad"), true),
+                (Some("SE2321000255-VC101"), Some("vantar"), false)
+            ]
+        );
+        assert_eq!(root.attr("referens"), Some("navet-1"));
     }
 }

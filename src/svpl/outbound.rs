@@ -32,7 +32,7 @@ use crate::auth::PrincipalKind;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
 use crate::store::WriteTx;
-use crate::store::inbound::InboundMessage;
+use crate::store::inbound::{InboundMessage, ReceiverReceipt};
 use crate::store::outbox::NewMessage;
 
 /// What outbound SVPL needs at run time: the mapping, each principal's SVPL destination, and the principals'
@@ -450,6 +450,17 @@ pub fn on_write(
         ));
     }
     for (hsa, destination) in destinations {
+        // Each receiver's receipt row exists from now on, so the sender sees who has not answered yet.
+        tx.put_receiver_receipt(
+            FORMAT,
+            &sender,
+            &e.id,
+            &ReceiverReceipt {
+                receiver: hsa.to_owned(),
+                receipt: None,
+                answered_ms: None,
+            },
+        )?;
         tx.enqueue(NewMessage {
             id: outbox_id(&e.id, hsa),
             destination: destination.to_owned(),
