@@ -222,6 +222,7 @@ fn run_outbound(map: &Mapping) -> Vec<(String, String)> {
                 patient: c["patient"].clone(),
                 plan: opt("plan").map(|p| (p["id"].as_str().unwrap().to_owned(), p)),
                 team: opt("team"),
+                case_message: c["caseMessage"].as_str().map(str::to_owned),
                 message_id: c["messageId"].as_str().unwrap().into(),
                 created: c["created"].as_str().unwrap().into(),
             };

@@ -455,6 +455,7 @@ fn change_of(m: &Message, t: &Translation, cx: &Context) -> Change {
         patient,
         plan,
         team,
+        case_message: None,
         message_id: e.id.clone(),
         created: e.created_text.clone(),
     }
@@ -567,6 +568,7 @@ fn a_change_that_is_no_trigger_sends_nothing() {
         patient: patient.clone(),
         plan: None,
         team: None,
+        case_message: None,
         message_id: "navet-1".into(),
         created: "2026-11-23T09:20:00Z".into(),
     };
@@ -656,6 +658,7 @@ fn a_protected_identity_s_address_is_not_in_the_message() {
         patient: patient.clone(),
         plan: None,
         team: None,
+        case_message: None,
         message_id: "navet-1".into(),
         created: "2026-11-23T09:20:00Z".into(),
     };

@@ -7,7 +7,15 @@
 //! |---|---|---|
 //! | Appointment created, `supportingInformation` → a SIP CarePlan | `SipKallelse` | its participants by HSA-id |
 //! | Encounter created or changed into class `IMP`, status `in-progress`, by a sjukhus | `Inskrivningsmeddelande` | its participants by HSA-id |
+//! | such an admission Encounter given the `discharge-ready` extension (as a received `Utskrivningsklar` sets it), by a sjukhus | `Utskrivningsklar` | its participants by HSA-id |
+//! | an `IMP` Encounter changed into status `finished`, by a sjukhus | `Utskrivningsmeddelande` (`period.end`, else the change's time) | its participants by HSA-id |
 //! | SIP CarePlan created or changed into status `active` | `SipPlan` | its CareTeam's members |
+//! | SIP CarePlan changed into status `completed` by its overall responsible principal (the CareTeam's managing organisation; before a plan named one, the owner) | `SipAvslut` (`Orsak`: the closer's last `note`) | its CareTeam's members |
+//!
+//! One write sends at most one message: an Encounter marked ready and finished in the same write sends the
+//! `Utskrivningsmeddelande` (the later fact). A message about an admission references (`Referens`) the
+//! Inskrivningsmeddelande it follows: the received one's id when the Encounter came as one, else the one navet
+//! sent for it (its kept copy, [`Change::case_message`]).
 //!
 //! - No echo: what navet writes as the translation of a received message (`Prepared::from_message`), and what
 //!   navet writes itself (the system actor), sends nothing.
@@ -25,8 +33,12 @@ use serde_json::Value;
 
 use super::FORMAT;
 use super::mapping::Mapping;
-use super::message::{self, Body, Envelope, Message, Party};
-use super::messages::{Inskrivningsmeddelande, SipKallelse, SipPlan};
+use super::message::{self, Body, Envelope, Message, MessageKind, Party};
+use super::messages::{
+    Inskrivningsmeddelande, SipAvslut, SipKallelse, SipPlan, Utskrivningsklar,
+    Utskrivningsmeddelande,
+};
+use super::translate::{EXT_DISCHARGE_READY, extension};
 use super::translate::{CS_CAREPLAN_CATEGORY, message_system};
 use crate::auth::PrincipalKind;
 use crate::error::ApiError;
@@ -139,6 +151,9 @@ pub struct Change {
     pub plan: Option<(String, Value)>,
     /// The CareTeam of the SIP CarePlan.
     pub team: Option<Value>,
+    /// For an Encounter: the id of the Inskrivningsmeddelande kept for it (sent by navet, or received), the
+    /// `Referens` of its later messages when the Encounter carries no message identifier.
+    pub case_message: Option<String>,
     /// The id the message gets, and its `skapad` (RFC 3339).
     pub message_id: String,
     pub created: String,
@@ -175,17 +190,26 @@ fn status(v: Option<&Value>) -> Option<&str> {
     v?.get("status")?.as_str()
 }
 
-fn is_admission(v: Option<&Value>) -> bool {
-    status(v) == Some("in-progress")
-        && v.and_then(|v| v.pointer("/class/code"))
-            .and_then(Value::as_str)
-            == Some("IMP")
+fn is_inpatient(v: Option<&Value>) -> bool {
+    v.and_then(|v| v.pointer("/class/code"))
+        .and_then(Value::as_str)
+        == Some("IMP")
 }
 
-/// The `Referens/@id` of a message about a SIP case: the id of the SVPL message that opened it when it came
-/// as one (the plan's `urn:navet:svpl:message:…` identifier), else `CarePlan/{id}`, the case in navet.
-fn case_reference(plan_id: &str, plan: &Value) -> String {
-    plan.get("identifier")
+fn is_admission(v: Option<&Value>) -> bool {
+    status(v) == Some("in-progress") && is_inpatient(v)
+}
+
+fn is_discharge_ready(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| extension(v, EXT_DISCHARGE_READY).is_some())
+}
+
+/// The `Referens/@id` of a message about a case: the id of the SVPL message that opened it when it came as
+/// one (the resource's `urn:navet:svpl:message:…` identifier), else the message navet sent that opened it
+/// (`kept`), else `{Type}/{id}`, the case in navet.
+fn case_reference(ty: &str, id: &str, resource: &Value, kept: Option<&str>) -> String {
+    resource
+        .get("identifier")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -195,8 +219,9 @@ fn case_reference(plan_id: &str, plan: &Value) -> String {
                 .is_some_and(|s| s.starts_with(&message_system("")))
         })
         .and_then(|i| i.get("value").and_then(Value::as_str))
+        .or(kept)
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("CarePlan/{plan_id}"))
+        .unwrap_or_else(|| format!("{ty}/{id}"))
 }
 
 /// Which message a change sends, if any (the table at the top), rendered. Pure.
@@ -220,40 +245,75 @@ pub fn render(change: &Change, out: &Outbound) -> Option<Rendered> {
                 (
                     Body::SipKallelse(body),
                     recipients,
-                    Some(case_reference(plan_id, plan)),
+                    Some(case_reference("CarePlan", plan_id, plan, None)),
                     format!("CarePlan/{plan_id}"),
                     vec![format!("CarePlan/{plan_id}")],
                 )
             }
             "Encounter" => {
-                if !is_admission(Some(&c.value))
-                    || is_admission(c.previous.as_ref())
-                    || !out.is_hospital(&c.sender)
-                {
+                if !out.is_hospital(&c.sender) || !is_inpatient(Some(&c.value)) {
                     return None;
                 }
-                let (body, recipients) = Inskrivningsmeddelande::render(&c.value, &c.sender, map)?;
+                let before = c.previous.as_ref();
+                let reference = || {
+                    Some(case_reference(
+                        "Encounter",
+                        &c.id,
+                        &c.value,
+                        c.case_message.as_deref(),
+                    ))
+                };
+                let (body, recipients, reference) = if status(Some(&c.value)) == Some("finished")
+                    && before.is_some_and(|b| status(Some(b)) != Some("finished"))
+                {
+                    let (body, recipients) =
+                        Utskrivningsmeddelande::render(&c.value, &c.sender, &c.created);
+                    (
+                        Body::Utskrivningsmeddelande(body),
+                        recipients,
+                        reference(),
+                    )
+                } else if is_admission(Some(&c.value)) && !is_admission(before) {
+                    let (body, recipients) =
+                        Inskrivningsmeddelande::render(&c.value, &c.sender, map)?;
+                    (Body::Inskrivningsmeddelande(body), recipients, None)
+                } else if is_admission(Some(&c.value))
+                    && is_discharge_ready(Some(&c.value))
+                    && !is_discharge_ready(before)
+                {
+                    let (body, recipients) = Utskrivningsklar::render(&c.value, &c.sender)?;
+                    (Body::Utskrivningsklar(body), recipients, reference())
+                } else {
+                    return None;
+                };
                 (
-                    Body::Inskrivningsmeddelande(body),
+                    body,
                     recipients,
-                    None,
+                    reference,
                     format!("Encounter/{}", c.id),
                     Vec::new(),
                 )
             }
             "CarePlan" => {
-                if !is_sip_plan(&c.value)
-                    || status(Some(&c.value)) != Some("active")
-                    || status(c.previous.as_ref()) == Some("active")
-                {
-                    return None;
-                }
-                let (body, recipients) =
-                    SipPlan::render(&c.value, c.team.as_ref(), &c.sender, map)?;
+                let before = status(c.previous.as_ref());
+                let (body, recipients) = match status(Some(&c.value)) {
+                    _ if !is_sip_plan(&c.value) => return None,
+                    Some("active") if before != Some("active") => {
+                        let (body, recipients) =
+                            SipPlan::render(&c.value, c.team.as_ref(), &c.sender, map)?;
+                        (Body::SipPlan(body), recipients)
+                    }
+                    Some("completed") if before.is_some_and(|b| b != "completed") => {
+                        let (body, recipients) =
+                            SipAvslut::render(&c.value, c.team.as_ref(), &c.sender)?;
+                        (Body::SipAvslut(body), recipients)
+                    }
+                    _ => return None,
+                };
                 (
-                    Body::SipPlan(body),
+                    body,
                     recipients,
-                    Some(case_reference(&c.id, &c.value)),
+                    Some(case_reference("CarePlan", &c.id, &c.value, None)),
                     format!("CarePlan/{}", c.id),
                     Vec::new(),
                 )
@@ -330,8 +390,11 @@ pub fn on_write(
     // Cheap checks first: most writes of these types send nothing and read nothing more.
     let worth_a_look = match ty {
         "Appointment" => value.get("supportingInformation").is_some(),
-        "Encounter" => is_admission(Some(value)),
-        _ => status(Some(value)) == Some("active") && is_sip_plan(value),
+        "Encounter" => {
+            is_inpatient(Some(value))
+                && matches!(status(Some(value)), Some("in-progress" | "finished"))
+        }
+        _ => matches!(status(Some(value)), Some("active" | "completed")) && is_sip_plan(value),
     };
     if !worth_a_look {
         return Ok(());
@@ -377,6 +440,15 @@ pub fn on_write(
     let Some(patient) = current_json(tx, "Patient", patient_id)? else {
         return Ok(());
     };
+    // The admission notice a later message about the Encounter references (see `case_reference`).
+    let case_message = match (ty, &previous) {
+        ("Encounter", Some(_)) => tx
+            .inbound_by_case(FORMAT, &format!("Encounter/{id}"))?
+            .into_iter()
+            .find(|m| m.kind == MessageKind::Inskrivningsmeddelande.as_str())
+            .map(|m| m.message_id),
+        _ => None,
+    };
     let (now, _) = tx.now();
     let change = Change {
         sender: sender.clone(),
@@ -387,6 +459,7 @@ pub fn on_write(
         patient,
         plan,
         team,
+        case_message,
         message_id: format!("navet-{}", uuid::Uuid::new_v4()),
         created: now,
     };

@@ -24,6 +24,26 @@ pub struct Inskrivningsmeddelande {
     pub housing: Option<String>,
 }
 
+/// The `Mottagare` of a message about an admission Encounter (this notice, `Utskrivningsklar`,
+/// `Utskrivningsmeddelande`): its participants named by HSA-id, each once, without `sender`.
+pub fn encounter_recipients(encounter: &Value, sender: &str) -> Vec<String> {
+    let mut recipients: Vec<String> = Vec::new();
+    for p in encounter
+        .get("participant")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(hsa) = p.get("individual").and_then(hsa_of)
+            && hsa != sender
+            && !recipients.iter().any(|r| r == hsa)
+        {
+            recipients.push(hsa.to_owned());
+        }
+    }
+    recipients
+}
+
 impl Inskrivningsmeddelande {
     pub fn read(r: &mut Reader<'_>, root: &Element) -> Option<Self> {
         let time = r.instant(root, "inskrivning.time", None, true);
@@ -86,20 +106,7 @@ impl Inskrivningsmeddelande {
         let housing = extension(encounter, EXT_HOUSING)
             .and_then(|x| x.get("valueCoding"))
             .and_then(|c| code_key(&map.housing, c));
-        let mut recipients: Vec<String> = Vec::new();
-        for p in encounter
-            .get("participant")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(hsa) = p.get("individual").and_then(hsa_of)
-                && hsa != sender
-                && !recipients.iter().any(|r| r == hsa)
-            {
-                recipients.push(hsa.to_owned());
-            }
-        }
+        let recipients = encounter_recipients(encounter, sender);
         Some((
             Inskrivningsmeddelande {
                 time,

@@ -27,6 +27,45 @@ impl SipAvslut {
         root.set(map.path("avslut.reason"), &self.reason);
     }
 
+    /// The outbound direction (`crate::svpl::outbound`): a SIP CarePlan its overall responsible principal
+    /// completed, as [`Self::translate`] completes it. `Orsak` is the last `note` the closing principal wrote
+    /// (else the last note; none leaves it empty, and navet's reader refuses the message, so the change is
+    /// refused saying so). Answers the body and the `Mottagare` (the CareTeam's members without `sender`);
+    /// `None` when the team names another principal as overall responsible: only that one closes the SIP
+    /// (the rule the inbound translation enforces; before a plan named one, the plan's owner, who alone
+    /// writes it).
+    pub fn render(plan: &Value, team: Option<&Value>, sender: &str) -> Option<(Self, Vec<String>)> {
+        let responsible = team
+            .and_then(|t| t.pointer("/managingOrganization/0"))
+            .and_then(hsa_of);
+        if responsible.is_some_and(|r| r != sender) {
+            return None;
+        }
+        let notes: Vec<&Value> = plan
+            .get("note")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        let by_sender = notes
+            .iter()
+            .rev()
+            .find(|n| n.get("authorReference").and_then(hsa_of) == Some(sender));
+        let reason = by_sender
+            .or(notes.last())
+            .and_then(|n| n.get("text"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let recipients: Vec<String> = team
+            .map(team_members)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m != sender)
+            .collect();
+        Some((SipAvslut { reason }, recipients))
+    }
+
     pub fn translate(
         &self,
         e: &Envelope,

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::admission;
-use super::inskrivningsmeddelande::FAST_VARDKONTAKT;
+use super::inskrivningsmeddelande::{FAST_VARDKONTAKT, encounter_recipients};
 use crate::svpl::kvittens::{Fel, FelCode};
 use crate::svpl::mapping::Mapping;
 use crate::svpl::message::{Envelope, Reader};
@@ -42,6 +42,17 @@ impl Utskrivningsklar {
 
     pub fn write(&self, root: &mut Element, map: &Mapping) {
         root.set(map.path("utskrivningsklar.time"), &self.time);
+    }
+
+    /// The outbound direction (`crate::svpl::outbound`): the admission Encounter a hospital marked ready for
+    /// discharge, as [`Self::translate`] marks it (the `discharge-ready` extension). Answers the body and the
+    /// `Mottagare` (the Encounter's participants by HSA-id, without `sender`); `None` without the mark.
+    pub fn render(encounter: &Value, sender: &str) -> Option<(Self, Vec<String>)> {
+        let time = extension(encounter, EXT_DISCHARGE_READY).and_then(date_value)?;
+        Some((
+            Utskrivningsklar { time },
+            encounter_recipients(encounter, sender),
+        ))
     }
 
     pub fn translate(

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::admission;
+use super::inskrivningsmeddelande::encounter_recipients;
 use crate::svpl::kvittens::Fel;
 use crate::svpl::mapping::Mapping;
 use crate::svpl::message::{Envelope, Reader};
@@ -23,6 +24,22 @@ impl Utskrivningsmeddelande {
 
     pub fn write(&self, root: &mut Element, map: &Mapping) {
         root.set(map.path("utskrivning.time"), &self.time);
+    }
+
+    /// The outbound direction (`crate::svpl::outbound`): a hospital's admission Encounter that is finished,
+    /// as [`Self::translate`] finishes it. The discharge time is `period.end`; a change that finishes the
+    /// Encounter without one says the patient left when it was made (`changed`, the change's time). Answers
+    /// the body and the `Mottagare` (the Encounter's participants by HSA-id, without `sender`).
+    pub fn render(encounter: &Value, sender: &str, changed: &str) -> (Self, Vec<String>) {
+        let time = encounter
+            .pointer("/period/end")
+            .and_then(Value::as_str)
+            .unwrap_or(changed)
+            .to_owned();
+        (
+            Utskrivningsmeddelande { time },
+            encounter_recipients(encounter, sender),
+        )
     }
 
     pub fn translate(
