@@ -18,7 +18,10 @@ use navet::auth::PrincipalKind;
 use navet::domain::HsaId;
 use navet::svpl::mapping::Mapping;
 use navet::svpl::message::{self, Body, Envelope, Message, MessageKind, Party, PatientData};
-use navet::svpl::messages::{Insats, Inskrivningsmeddelande, OvrigAtgard, SipKallelse, SipPlan};
+use navet::svpl::messages::{
+    Insats, Inskrivningsmeddelande, OvrigAtgard, SipAvslut, SipKallelse, SipPlan, Utskrivningsklar,
+    Utskrivningsmeddelande,
+};
 use navet::svpl::outbound::{Change, Outbound, render};
 use navet::svpl::translate::{self, Case, Context, Current, Translation};
 use proptest::prelude::*;
@@ -29,6 +32,7 @@ const PLAN_ID: &str = "plan-1";
 const TEAM_ID: &str = "team-1";
 const OPENED_BY: &str = "SE2120000999-HSJ1290";
 const REFERENCE: &str = "KOM1290-2026-000123";
+const ENCOUNTER_ID: &str = "enc-1";
 
 /// The principals navet knows here: (HSA-id, kind, name).
 const PARTIES: [(&str, PrincipalKind, &str); 7] = [
@@ -235,7 +239,77 @@ fn admissions() -> impl Strategy<Value = Message> {
     })
 }
 
+/// A hospital's message that follows its admission notice (`Referens`): utskrivningsklar or utskrivning.
+fn discharge_chain() -> impl Strategy<Value = Message> {
+    let hospital = prop::sample::select(vec!["SE2321000255-CSK01", "SE2321000255-LYS01"]);
+    (hospital, any::<prop::sample::Index>()).prop_flat_map(|(sender, _)| {
+        (
+            distinct(
+                vec![
+                    "SE2120000999-HSJ1290",
+                    "SE2120000999-HSJ1286",
+                    "SE2321000255-VC101",
+                ],
+                sender,
+                3,
+            )
+            .prop_filter("a recipient", |r| !r.is_empty()),
+            patient(),
+            "[A-Z]{3}[0-9]{1,6}-[0-9]{1,4}",
+            instant(),
+            instant(),
+            any::<bool>(),
+        )
+            .prop_map(move |(recipients, mut patient, id, created, time, ready)| {
+                let kind = if ready {
+                    // The SIP kallelse it asks for goes to the listed vårdcentral: a ready patient has one.
+                    if patient.listed_at.is_none() {
+                        patient.listed_at = Some(HsaId::parse("SE2321000255-VC201").expect("hsa"));
+                    }
+                    MessageKind::Utskrivningsklar
+                } else {
+                    MessageKind::Utskrivningsmeddelande
+                };
+                Message {
+                    envelope: envelope(kind, sender, recipients, patient, id, created),
+                    body: if ready {
+                        Body::Utskrivningsklar(Utskrivningsklar { time })
+                    } else {
+                        Body::Utskrivningsmeddelande(Utskrivningsmeddelande { time })
+                    },
+                }
+            })
+    })
+}
+
 const SIP_SENDER: &str = "SE2321000255-VC101";
+
+/// A `SipAvslut` from the overall responsible principal (the context's team names [`SIP_SENDER`]).
+fn closes() -> impl Strategy<Value = Message> {
+    (
+        distinct(
+            vec!["SE2120000999-HSJ1290", "SE2321000255-MTN01"],
+            SIP_SENDER,
+            2,
+        )
+        .prop_filter("a recipient", |r| !r.is_empty()),
+        text(),
+        patient(),
+        "[A-Z]{3}[0-9]{1,6}-[0-9]{1,4}",
+        instant(),
+    )
+        .prop_map(|(recipients, reason, patient, id, created)| Message {
+            envelope: envelope(
+                MessageKind::SipAvslut,
+                SIP_SENDER,
+                recipients,
+                patient,
+                id,
+                created,
+            ),
+            body: Body::SipAvslut(SipAvslut { reason }),
+        })
+}
 
 fn kallelser() -> impl Strategy<Value = Message> {
     (
@@ -401,6 +475,40 @@ fn sip_case(members: &[String]) -> Case {
     }
 }
 
+/// The admission a discharge message follows: the Encounter the hospital's notice `REFERENCE` made, telling
+/// the message's recipients.
+fn admission_case(m: &Message) -> Case {
+    let e = &m.envelope;
+    let sender = e.sender.hsa.as_str();
+    let informed: Vec<Value> = e
+        .recipients
+        .iter()
+        .map(|r| json!({"individual": translate::hsa_ref(r.hsa.as_str())}))
+        .collect();
+    let encounter = json!({
+        "resourceType": "Encounter",
+        "id": ENCOUNTER_ID,
+        "identifier": [{"system": translate::message_system(sender), "value": REFERENCE}],
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": PATIENT},
+        "participant": informed,
+        "period": {"start": "2026-11-20T08:00:00+01:00"},
+        "serviceProvider": translate::hsa_ref(sender)
+    });
+    Case {
+        case_ref: Some(format!("Encounter/{ENCOUNTER_ID}")),
+        opened_by: Some(sender.to_owned()),
+        resources: vec![Current {
+            resource_type: "Encounter".into(),
+            id: ENCOUNTER_ID.into(),
+            value: encounter,
+        }],
+        referenced: Vec::new(),
+        referenced_parties: Vec::new(),
+    }
+}
+
 fn context(m: &Message) -> Context {
     let mut members = vec![SIP_SENDER.to_owned()];
     members.extend(m.envelope.recipients.iter().map(|r| r.hsa.to_string()));
@@ -409,6 +517,14 @@ fn context(m: &Message) -> Context {
         received: "2026-11-23T09:20:00Z".parse().expect("instant"),
         case: match m.envelope.kind {
             MessageKind::Inskrivningsmeddelande => Case::default(),
+            MessageKind::Utskrivningsklar | MessageKind::Utskrivningsmeddelande => admission_case(m),
+            MessageKind::SipAvslut => {
+                let mut case = sip_case(&members);
+                // A plan named the sender overall responsible: it closes the SIP.
+                case.resources[1].value["managingOrganization"] =
+                    json!([translate::hsa_ref(SIP_SENDER)]);
+                case
+            }
             _ => sip_case(&members),
         },
     }
@@ -432,6 +548,10 @@ fn change_of(m: &Message, t: &Translation, cx: &Context) -> Change {
     patient["id"] = json!("roundtrip");
     let (ty, previous) = match e.kind {
         MessageKind::Inskrivningsmeddelande => ("Encounter", None),
+        MessageKind::Utskrivningsklar | MessageKind::Utskrivningsmeddelande => (
+            "Encounter",
+            cx.case.first("Encounter").map(|c| c.value.clone()),
+        ),
         MessageKind::SipKallelse => ("Appointment", None),
         _ => (
             "CarePlan",
@@ -515,7 +635,7 @@ proptest! {
 
     /// SVPL → FHIR → SVPL keeps every field the spec names.
     #[test]
-    fn svpl_to_fhir_to_svpl_keeps_the_message(m in prop_oneof![admissions(), kallelser(), plans()]) {
+    fn svpl_to_fhir_to_svpl_keeps_the_message(m in prop_oneof![admissions(), kallelser(), plans(), discharge_chain(), closes()]) {
         let map = Mapping::embedded();
         let cx = context(&m);
         let t = translate::translate(&m, &cx, &map).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
@@ -526,7 +646,7 @@ proptest! {
 
     /// FHIR → SVPL → FHIR: the FHIR a message made, sent as SVPL and received again, is the same FHIR.
     #[test]
-    fn fhir_to_svpl_to_fhir_keeps_the_resources(m in prop_oneof![admissions(), kallelser(), plans()]) {
+    fn fhir_to_svpl_to_fhir_keeps_the_resources(m in prop_oneof![admissions(), kallelser(), plans(), discharge_chain(), closes()]) {
         let map = Mapping::embedded();
         let cx = context(&m);
         let first = translate::translate(&m, &cx, &map).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
@@ -675,4 +795,137 @@ fn a_protected_identity_s_address_is_not_in_the_message() {
     assert_eq!(p.family.as_deref(), Some("Tolvansson"));
     let xml = message::write(&protected.message, &Mapping::embedded());
     assert!(!xml.contains("Hemliga") && !xml.contains("29131"), "{xml}");
+}
+
+#[test]
+fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal() {
+    let out = outbound();
+    let patient = json!({"resourceType": "Patient", "id": "p",
+        "identifier": [{"system": "http://electronichealth.se/identifier/personnummer", "value": "191212121212"}]});
+    let change = |ty: &str, value: &Value, previous: Option<&Value>, sender: &str| Change {
+        sender: sender.into(),
+        resource_type: ty.into(),
+        id: "x".into(),
+        value: value.clone(),
+        previous: previous.cloned(),
+        patient: patient.clone(),
+        plan: None,
+        team: Some(json!({"resourceType": "CareTeam", "id": TEAM_ID,
+            "managingOrganization": [translate::hsa_ref(SIP_SENDER)],
+            "participant": [translate::team_member(SIP_SENDER, "invited"),
+                            translate::team_member("SE2120000999-HSJ1290", "invited")]})),
+        case_message: Some("navet-admission".into()),
+        message_id: "navet-1".into(),
+        created: "2026-11-25T09:20:00Z".into(),
+    };
+    let kind = |c: &Change| render(c, &out).map(|r| r.message.envelope.kind);
+    let hospital = "SE2321000255-CSK01";
+    let admitted = json!({"resourceType": "Encounter", "status": "in-progress", "class": {"code": "IMP"},
+        "period": {"start": "2026-11-23T08:00:00+01:00"},
+        "participant": [{"individual": translate::hsa_ref("SE2120000999-HSJ1290")}]});
+    let mut ready = admitted.clone();
+    ready["extension"] = json!([translate::date_extension(
+        translate::EXT_DISCHARGE_READY,
+        "2026-11-25T10:00:00+01:00"
+    )]);
+    let mut finished = ready.clone();
+    finished["status"] = json!("finished");
+
+    // Marked ready: an Utskrivningsklar referencing the notice navet sent, to the participants.
+    let sent = render(&change("Encounter", &ready, Some(&admitted), hospital), &out).expect("sent");
+    assert_eq!(sent.message.envelope.kind, MessageKind::Utskrivningsklar);
+    assert_eq!(
+        sent.message.envelope.reference.as_deref(),
+        Some("navet-admission")
+    );
+    assert_eq!(sent.addressed, vec!["SE2120000999-HSJ1290".to_owned()]);
+    // Once: not again while it stays marked, not by a kommun, not on an outpatient Encounter.
+    assert_eq!(
+        kind(&change("Encounter", &ready, Some(&ready), hospital)),
+        None
+    );
+    assert_eq!(
+        kind(&change(
+            "Encounter",
+            &ready,
+            Some(&admitted),
+            "SE2120000999-HSJ1286"
+        )),
+        None
+    );
+    let mut outpatient = ready.clone();
+    outpatient["class"] = json!({"code": "AMB"});
+    assert_eq!(
+        kind(&change("Encounter", &outpatient, Some(&admitted), hospital)),
+        None
+    );
+    // Finished: an Utskrivningsmeddelande at period.end, else at the change's time; once.
+    let sent = render(&change("Encounter", &finished, Some(&ready), hospital), &out).expect("sent");
+    assert_eq!(
+        sent.message.body,
+        Body::Utskrivningsmeddelande(Utskrivningsmeddelande {
+            time: "2026-11-25T09:20:00Z".into()
+        })
+    );
+    let mut ended = finished.clone();
+    ended["period"]["end"] = json!("2026-11-25T11:00:00+01:00");
+    assert_eq!(
+        render(&change("Encounter", &ended, Some(&ready), hospital), &out)
+            .map(|r| r.message.body),
+        Some(Body::Utskrivningsmeddelande(Utskrivningsmeddelande {
+            time: "2026-11-25T11:00:00+01:00".into()
+        }))
+    );
+    assert_eq!(
+        kind(&change("Encounter", &finished, Some(&finished), hospital)),
+        None
+    );
+    // Created finished (no admission before it): nothing to follow.
+    assert_eq!(kind(&change("Encounter", &finished, None, hospital)), None);
+
+    // A SIP plan completed by its overall responsible principal: a SipAvslut with its note; once; not by another.
+    let active = json!({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+        "category": [{"coding": [{"system": translate::CS_CAREPLAN_CATEGORY, "code": "sip"}]}]});
+    let mut completed = active.clone();
+    completed["status"] = json!("completed");
+    completed["note"] = json!([
+        {"authorReference": translate::hsa_ref("SE2120000999-HSJ1290"), "text": "annan"},
+        {"authorReference": translate::hsa_ref(SIP_SENDER), "text": "Målen är nådda"}
+    ]);
+    let sent = render(&change("CarePlan", &completed, Some(&active), SIP_SENDER), &out).expect("sent");
+    assert_eq!(
+        sent.message.body,
+        Body::SipAvslut(SipAvslut {
+            reason: "Målen är nådda".into()
+        })
+    );
+    assert_eq!(sent.addressed, vec!["SE2120000999-HSJ1290".to_owned()]);
+    assert_eq!(
+        sent.message.envelope.reference.as_deref(),
+        Some("CarePlan/x")
+    );
+    assert_eq!(
+        kind(&change(
+            "CarePlan",
+            &completed,
+            Some(&completed),
+            SIP_SENDER
+        )),
+        None
+    );
+    assert_eq!(
+        kind(&change(
+            "CarePlan",
+            &completed,
+            Some(&active),
+            "SE2120000999-HSJ1290"
+        )),
+        None
+    );
+    // Without a reason the message is one navet's reader refuses (so the change is refused, outbound.rs).
+    let mut silent = completed.clone();
+    silent.as_object_mut().unwrap().remove("note");
+    let sent = render(&change("CarePlan", &silent, Some(&active), SIP_SENDER), &out).expect("rendered");
+    let xml = message::write(&sent.message, &Mapping::embedded());
+    assert!(message::read(xml.as_bytes(), &Mapping::embedded()).is_err());
 }
