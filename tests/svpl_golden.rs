@@ -241,7 +241,7 @@ fn every_golden_fhir_change_renders_its_expected_svpl_message() {
     let map = Mapping::embedded();
     let results = run_outbound(&map);
     assert!(
-        results.len() >= 3,
+        results.len() >= 6,
         "the golden folder lost its outbound cases"
     );
     for (name, got) in results {
