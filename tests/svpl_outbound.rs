@@ -3,8 +3,11 @@
 //! Kvittens `mottagen` (every message arrives exactly once, the receipt is kept for the sender, every
 //! delivery is logged); one that answers `avvisad` (a Task for the sender alone, not retried); no echo of a
 //! received message; a receiver's follow-up that references a sent message; a change whose message the
-//! receiver would refuse is refused.
+//! receiver would refuse is refused. The admission → utskrivningsklar → utskrivning chain to two receivers,
+//! with each receiver's receipt, is `svpl_outbound/chain.rs`.
 
+#[path = "svpl_outbound/chain.rs"]
+mod chain;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -76,6 +79,8 @@ struct Municipality {
     bodies: Arc<Mutex<BTreeMap<String, String>>>,
     script: Arc<Mutex<VecDeque<Behaviour>>>,
     then: Behaviour,
+    /// The HSA-id its receipts are signed with (`Avsandare`).
+    hsa: &'static str,
 }
 
 impl Municipality {
@@ -85,7 +90,14 @@ impl Municipality {
             bodies: Default::default(),
             script: Arc::new(Mutex::new(script.into())),
             then,
+            hsa: KOMMUN_HSA,
         }
+    }
+
+    /// The same fake, as the SVPL endpoint of another receiver.
+    fn receiving_as(mut self, hsa: &'static str) -> Self {
+        self.hsa = hsa;
+        self
     }
 
     fn log(&self) -> Vec<(String, String, Behaviour)> {
@@ -126,7 +138,7 @@ async fn municipal(State(m): State<Municipality>, body: String) -> (StatusCode, 
     let receipt = |status, errors| Kvittens {
         id: format!("kvittens-{id}"),
         created: jiff::Timestamp::now().to_string(),
-        sender: KOMMUN_HSA.into(),
+        sender: m.hsa.into(),
         recipient: Some(read.envelope.sender.hsa.to_string()),
         reference: Some(id.clone()),
         status,

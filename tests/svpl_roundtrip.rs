@@ -517,7 +517,9 @@ fn context(m: &Message) -> Context {
         received: "2026-11-23T09:20:00Z".parse().expect("instant"),
         case: match m.envelope.kind {
             MessageKind::Inskrivningsmeddelande => Case::default(),
-            MessageKind::Utskrivningsklar | MessageKind::Utskrivningsmeddelande => admission_case(m),
+            MessageKind::Utskrivningsklar | MessageKind::Utskrivningsmeddelande => {
+                admission_case(m)
+            }
             MessageKind::SipAvslut => {
                 let mut case = sip_case(&members);
                 // A plan named the sender overall responsible: it closes the SIP.
@@ -832,7 +834,11 @@ fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal()
     finished["status"] = json!("finished");
 
     // Marked ready: an Utskrivningsklar referencing the notice navet sent, to the participants.
-    let sent = render(&change("Encounter", &ready, Some(&admitted), hospital), &out).expect("sent");
+    let sent = render(
+        &change("Encounter", &ready, Some(&admitted), hospital),
+        &out,
+    )
+    .expect("sent");
     assert_eq!(sent.message.envelope.kind, MessageKind::Utskrivningsklar);
     assert_eq!(
         sent.message.envelope.reference.as_deref(),
@@ -860,7 +866,11 @@ fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal()
         None
     );
     // Finished: an Utskrivningsmeddelande at period.end, else at the change's time; once.
-    let sent = render(&change("Encounter", &finished, Some(&ready), hospital), &out).expect("sent");
+    let sent = render(
+        &change("Encounter", &finished, Some(&ready), hospital),
+        &out,
+    )
+    .expect("sent");
     assert_eq!(
         sent.message.body,
         Body::Utskrivningsmeddelande(Utskrivningsmeddelande {
@@ -870,8 +880,7 @@ fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal()
     let mut ended = finished.clone();
     ended["period"]["end"] = json!("2026-11-25T11:00:00+01:00");
     assert_eq!(
-        render(&change("Encounter", &ended, Some(&ready), hospital), &out)
-            .map(|r| r.message.body),
+        render(&change("Encounter", &ended, Some(&ready), hospital), &out).map(|r| r.message.body),
         Some(Body::Utskrivningsmeddelande(Utskrivningsmeddelande {
             time: "2026-11-25T11:00:00+01:00".into()
         }))
@@ -892,7 +901,11 @@ fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal()
         {"authorReference": translate::hsa_ref("SE2120000999-HSJ1290"), "text": "annan"},
         {"authorReference": translate::hsa_ref(SIP_SENDER), "text": "Målen är nådda"}
     ]);
-    let sent = render(&change("CarePlan", &completed, Some(&active), SIP_SENDER), &out).expect("sent");
+    let sent = render(
+        &change("CarePlan", &completed, Some(&active), SIP_SENDER),
+        &out,
+    )
+    .expect("sent");
     assert_eq!(
         sent.message.body,
         Body::SipAvslut(SipAvslut {
@@ -925,7 +938,11 @@ fn the_discharge_chain_and_the_close_are_sent_once_and_only_by_their_principal()
     // Without a reason the message is one navet's reader refuses (so the change is refused, outbound.rs).
     let mut silent = completed.clone();
     silent.as_object_mut().unwrap().remove("note");
-    let sent = render(&change("CarePlan", &silent, Some(&active), SIP_SENDER), &out).expect("rendered");
+    let sent = render(
+        &change("CarePlan", &silent, Some(&active), SIP_SENDER),
+        &out,
+    )
+    .expect("rendered");
     let xml = message::write(&sent.message, &Mapping::embedded());
     assert!(message::read(xml.as_bytes(), &Mapping::embedded()).is_err());
 }

@@ -38,8 +38,8 @@ use super::messages::{
     Inskrivningsmeddelande, SipAvslut, SipKallelse, SipPlan, Utskrivningsklar,
     Utskrivningsmeddelande,
 };
-use super::translate::{EXT_DISCHARGE_READY, extension};
 use super::translate::{CS_CAREPLAN_CATEGORY, message_system};
+use super::translate::{EXT_DISCHARGE_READY, extension};
 use crate::auth::PrincipalKind;
 use crate::error::ApiError;
 use crate::fhir::FhirContext;
@@ -268,11 +268,7 @@ pub fn render(change: &Change, out: &Outbound) -> Option<Rendered> {
                 {
                     let (body, recipients) =
                         Utskrivningsmeddelande::render(&c.value, &c.sender, &c.created);
-                    (
-                        Body::Utskrivningsmeddelande(body),
-                        recipients,
-                        reference(),
-                    )
+                    (Body::Utskrivningsmeddelande(body), recipients, reference())
                 } else if is_admission(Some(&c.value)) && !is_admission(before) {
                     let (body, recipients) =
                         Inskrivningsmeddelande::render(&c.value, &c.sender, map)?;
