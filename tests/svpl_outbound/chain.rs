@@ -284,3 +284,90 @@ async fn the_admission_chain_arrives_once_in_order_at_each_receiver_and_each_rec
     .await;
     assert_eq!(s, 404);
 }
+
+/// The kinds of the messages in the outbox, oldest first.
+async fn sent_kinds(app: &TestApp) -> Vec<String> {
+    let map = Mapping::embedded();
+    outbox_rows(app)
+        .await
+        .iter()
+        .map(|r| {
+            message::read(r.payload.as_bytes(), &map)
+                .expect("reads")
+                .envelope
+                .kind
+                .as_str()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_plan_its_overall_responsible_principal_completes_sends_one_sip_avslut() {
+    let (app, _) = app_with_endpoint(closed_port()).await;
+    let vc = as_(&app, "demo-vc-nasby", "SE2321000255-P0301").await;
+    let patient = format!(
+        "Patient/{}",
+        create(&app, &vc, patient(PNR, "Tolvansson")).await["id"]
+            .as_str()
+            .expect("id")
+    );
+    let mut plan = sip_case(&app, &vc, &patient).await;
+    plan["status"] = json!("active");
+    plan["activity"] = json!([
+        insats("kommun", KOMMUN_HSA, "Hemtjänst morgon och kväll"),
+        insats("region", VC_HSA, "Läkemedelsgenomgång")
+    ]);
+    let (s, active) = put(&app, &vc, &plan).await;
+    assert_eq!(s, 200, "{active}");
+    assert_eq!(sent_kinds(&app).await, ["SipKallelse", "SipPlan"]);
+
+    // Completed without a reason: the SipAvslut would be refused, so the change is, and nothing is stored.
+    let mut completed = active.clone();
+    completed["status"] = json!("completed");
+    let (s, outcome) = put(&app, &vc, &completed).await;
+    assert_eq!(s, 422, "{outcome}");
+    assert!(outcome.to_string().contains("SipAvslut"), "{outcome}");
+    let (s, stored) = get(
+        &vc,
+        &format!("{}/CarePlan/{}", app.fhir, plan["id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stored).expect("json")["status"],
+        "active"
+    );
+
+    // With the reason as a note: one SipAvslut to the kommun; completing it again sends nothing more.
+    completed["note"] =
+        json!([{"authorReference": hsa(VC_HSA), "text": "Målen i planen är uppnådda"}]);
+    let (s, body) = put(&app, &vc, &completed).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = put(&app, &vc, &body).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        sent_kinds(&app).await,
+        ["SipKallelse", "SipPlan", "SipAvslut"]
+    );
+    let rows = outbox_rows(&app).await;
+    let avslut = message::read(rows[2].payload.as_bytes(), &Mapping::embedded()).expect("reads");
+    assert_eq!(
+        avslut.envelope.reference.as_deref(),
+        Some(format!("CarePlan/{}", plan["id"].as_str().expect("id")).as_str())
+    );
+    assert_eq!(
+        avslut
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| r.hsa.to_string())
+            .collect::<Vec<_>>(),
+        [KOMMUN_HSA]
+    );
+    assert!(
+        rows[2]
+            .payload
+            .contains("<Orsak>Målen i planen är uppnådda</Orsak>")
+    );
+}
