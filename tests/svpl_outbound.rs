@@ -645,26 +645,33 @@ async fn a_received_message_is_not_echoed_a_reply_finds_the_sent_message_and_a_p
     let csk = as_(&app, "demo-csk", "SE2321000255-P0001").await;
     let vc = as_(&app, "demo-vc-nasby", "SE2321000255-P0301").await;
 
-    // An admission notice posted as SVPL to the kommun: stored, and not sent back out as one.
-    let xml = std::fs::read_to_string(format!(
-        "{}/tests/golden/svpl/adm-01-inskrivning.in.xml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("golden");
-    let r = csk
-        .post(format!("{}/svpl", app.base))
-        .header("content-type", "application/xml")
-        .body(xml)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
-    assert!(outbox_rows(&app).await.is_empty());
+    // The admission chain posted as SVPL by the hospital (notice, ready for discharge, discharge): each stored,
+    // and none sent back out, though each writes the Encounter a hospital's FHIR change would send it for.
+    for case in [
+        "adm-01-inskrivning",
+        "adm-02-utskrivningsklar",
+        "adm-03-utskrivning",
+    ] {
+        let xml = std::fs::read_to_string(format!(
+            "{}/tests/golden/svpl/{case}.in.xml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("golden");
+        let r = csk
+            .post(format!("{}/svpl", app.base))
+            .header("content-type", "application/xml")
+            .body(xml)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "{case}: {}",
+            r.text().await.unwrap_or_default()
+        );
+        assert!(outbox_rows(&app).await.is_empty(), "{case}");
+    }
 
     // A SIP plan made active without an insats of the kommun: the SipPlan would be refused
     // (SIP_OFULLSTANDIG), so the change is refused and nothing is stored or sent.
