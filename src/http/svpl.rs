@@ -351,3 +351,40 @@ async fn receipt(
     };
     answer_logged(&state, &actor, record, body).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receiver_query_parses_or_says_what_is_wrong() {
+        assert_eq!(receiver_query(None).unwrap(), None);
+        assert_eq!(
+            receiver_query(Some("mottagare=SE2120000999-HSJ1290"))
+                .unwrap()
+                .map(|h| h.to_string()),
+            Some("SE2120000999-HSJ1290".to_owned())
+        );
+        for (bad, says) in [
+            ("mottagare=inte%20ett", "no HSA-id"),
+            (
+                "mottagare=SE2120000999-HSJ1290&mottagare=SE2321000255-VC101",
+                "twice",
+            ),
+            ("vem=SE2120000999-HSJ1290", "unknown parameter"),
+        ] {
+            match receiver_query(Some(bad)) {
+                Err(ApiError::BadRequest(text)) => assert!(text.contains(says), "{bad}: {text}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The query is network input: any text parses or is refused, never a panic.
+        #[test]
+        fn any_receiver_query_parses_or_is_refused(raw in "\\PC{0,200}") {
+            let _ = receiver_query(Some(&raw));
+        }
+    }
+}

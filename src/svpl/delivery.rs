@@ -1,6 +1,7 @@
 //! The receiver's answer to an SVPL message navet sent (`super::outbound`): a `Kvittens` (spec "Transport").
 //! The outbox worker (outbox/worker.rs) posts the message, hands the reply to [`judge`], and records the
-//! outcome with [`record`] in the transaction that marks the row.
+//! outcome with [`record`] in the transaction that marks the row: the receipt is kept per receiver (by message
+//! and receiver HSA-id), and [`receipts_index`] lists them for a message sent to several.
 //!
 //! | reply | outcome |
 //! |---|---|

@@ -20,8 +20,9 @@
 //! - No echo: what navet writes as the translation of a received message (`Prepared::from_message`), and what
 //!   navet writes itself (the system actor), sends nothing.
 //! - The message navet sends is kept with the received ones (store/inbound.rs, format `svpl`, the acting
-//!   principal as its sender), so the sender fetches it and the receiver's Kvittens at
-//!   `GET /svpl/messages/{sender}/{id}[/kvittens]`, and a receiver's follow-up may reference it (`Referens`).
+//!   principal as its sender), with one receipt row per receiver (pending until it answers), so the sender
+//!   fetches it and each receiver's Kvittens at `GET /svpl/messages/{sender}/{id}[/kvittens[?mottagare=]]`,
+//!   and a receiver's follow-up may reference it (`Referens`).
 //! - A message navet's own reader would refuse (a plan without its four parts, an HSA-id that is none) is
 //!   not sent: the FHIR change is refused with the `Fel` codes and nothing is stored.
 //! - The translation is pure ([`render`]): the golden files and the round-trip property tests run it alone.
