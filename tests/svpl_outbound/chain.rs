@@ -283,6 +283,29 @@ async fn the_admission_chain_arrives_once_in_order_at_each_receiver_and_each_rec
     )
     .await;
     assert_eq!(s, 404);
+
+    // The admin's read of the receipts is one access-log record naming the message and the patient.
+    let admin_reads: Vec<Value> = app
+        .state
+        .store
+        .audit_page(&Actor::system(), 0, i64::MAX, 0, 100_000)
+        .await
+        .expect("log")
+        .into_iter()
+        .filter_map(|(_, j)| serde_json::from_str::<Value>(&j).ok())
+        .filter(|e| {
+            e["agent"].to_string().contains("SE2321000255-ADM01")
+                && e["entity"]
+                    .to_string()
+                    .contains(&format!("svpl-message/{CSK_HSA}/{}", ids[2]))
+        })
+        .collect();
+    assert_eq!(admin_reads.len(), 1, "{admin_reads:?}");
+    assert!(
+        admin_reads[0]["entity"].to_string().contains(&patient),
+        "{}",
+        admin_reads[0]
+    );
 }
 
 /// The kinds of the messages in the outbox, oldest first.
