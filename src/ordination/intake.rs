@@ -993,8 +993,8 @@ fn handle(
             meta.remove("versionId");
             meta.remove("lastUpdated");
         }
-        let bytes = serde_json::to_vec(&updated).map_err(ApiError::internal)?;
-        let prepared = ops::prepare(ctx, &bytes, Some("ServiceRequest"))?;
+        // The client's validated order with navet's two additions: not validated again.
+        let prepared = super::work::built(updated)?;
         Some(ops::update(ctx, tx, &prepared, &sr.id, None)?.version)
     } else {
         None
