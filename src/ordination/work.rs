@@ -186,7 +186,58 @@ pub fn create(
     {
         written.push(v);
     }
+    // (v2) The patient has kommunal hemsjukvård: the kommun's home-care nurse is invited.
+    if let Some((id, invitation)) = home_care_invitation(ctx, order, plan, &now)
+        && let Some(v) = create_once(ctx, tx, &invitation, &id)?
+    {
+        written.push(v);
+    }
     Ok(written)
+}
+
+/// The invitation of the municipal home-care nurse (spec/ordination.md v2 step 4): a Communication to the
+/// kommun where the patient stays, from the coordinating team, about the order, with the first visit and the
+/// team's name. Answers its stable id; none when the patient has no kommunal hemsjukvård.
+fn home_care_invitation(
+    ctx: &FhirContext,
+    order: &Order,
+    plan: &Plan,
+    now: &str,
+) -> Option<(String, Value)> {
+    let kommun = order.home_care_kommun.as_ref()?;
+    let team = ctx
+        .ordination
+        .care
+        .team(&plan.coordinator)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| plan.coordinator.clone());
+    let first = plan
+        .visits
+        .first()
+        .map(|v| fhir_time(&v.start))
+        .unwrap_or_default();
+    let text = format!(
+        "Inbjudan till hemsjukvårdens sjuksköterska: {team} skriver in patienten för {} ({} besök, första {first}). \
+         Patienten har kommunal hemsjukvård; kontakta {team} för samordning.",
+        order.facts.intervention,
+        plan.visits.len(),
+    );
+    let invitation = json!({
+        "resourceType": "Communication",
+        "status": "completed",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/communication-category",
+            "code": "notification"
+        }]}],
+        "reasonCode": [{"text": "Inbjudan: kommunal hemsjukvård"}],
+        "subject": {"reference": format!("Patient/{}", order.patient_id)},
+        "about": [{"reference": format!("ServiceRequest/{}", order.sr_id)}],
+        "sent": now,
+        "recipient": [{"identifier": {"system": HSA_ID_SYSTEM, "value": kommun}}],
+        "sender": hsa_ref(ctx, &plan.coordinator),
+        "payload": [{"contentString": text}],
+    });
+    Some((format!("{}-ckommun", order.sr_id), invitation))
 }
 
 /// The Communication to the principal with medical responsibility that the point intervention starts, with
@@ -360,6 +411,7 @@ mod tests {
                 dose: Some("4 g".into()),
                 route: Some("47625008".into()),
             }),
+            home_care_kommun: Some("SE2120000999-HSJ1286".into()),
             reasons: Vec::new(),
         };
         (order, plan)
@@ -398,8 +450,16 @@ mod tests {
             start_communication(&ctx, &order, &plan, now).expect("VC201 holds the responsibility");
         assert_eq!(id, "sr-1-cstart");
         built.push(communication);
-        // Two days of four doses, the follow-up and the Communication.
-        assert_eq!(built.len(), 10);
+        let (id, invitation) =
+            home_care_invitation(&ctx, &order, &plan, now).expect("kommunal hemsjukvård");
+        assert_eq!(id, "sr-1-ckommun");
+        assert_eq!(
+            invitation["recipient"],
+            json!([{"identifier": {"system": HSA_ID_SYSTEM, "value": "SE2120000999-HSJ1286"}}])
+        );
+        built.push(invitation);
+        // Two days of four doses, the follow-up, the Communication and the invitation.
+        assert_eq!(built.len(), 11);
         for value in &built {
             assert_eq!(errors(&ctx, value), Vec::<String>::new(), "{value}");
         }
