@@ -239,6 +239,7 @@ async fn every_demo_client_gets_a_token_through_http_and_reads_the_directory() {
         "demo-mtn-kristianstad",
         "demo-mtn-ystad",
         "demo-asih",
+        "demo-ambulans",
     ] {
         let c = app.client_as(client, None, "system/Organization.rs").await;
         let r = c
@@ -247,7 +248,8 @@ async fn every_demo_client_gets_a_token_through_http_and_reads_the_directory() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{client}");
-        assert_eq!(json(r).await["total"], 11, "{client}");
+        // One per principal of the seed: 11, and (v2) the ambulance service.
+        assert_eq!(json(r).await["total"], 12, "{client}");
     }
 }
 
@@ -502,6 +504,61 @@ async fn the_acting_user_must_hold_a_role_at_the_care_unit_in_navets_directory()
             "{description}"
         );
         assert!(!description.contains(subject), "the user is not echoed");
+    }
+}
+
+/// (v2) MTN Ystad's physician and the ambulance nurse are in the seeded directory: their clients get tokens for
+/// them, at their own units only.
+#[tokio::test]
+async fn the_v2_demo_users_hold_their_seeded_roles() {
+    let app = spawn_app_with_demo().await;
+    let token_url = format!("{}/auth/token", app.base);
+    let now = jiff::Timestamp::now().as_second();
+    let cases = [
+        // (client, subject, role, unit, expected status)
+        (
+            "demo-mtn-ystad",
+            "SE2321000255-P0202",
+            "LAK",
+            "SE2321000255-MTN02",
+            200,
+        ),
+        (
+            "demo-ambulans",
+            "SE2321000255-P0501",
+            "SSK",
+            "SE2321000255-AMB01",
+            200,
+        ),
+        // Not at each other's units.
+        (
+            "demo-mtn-ystad",
+            "SE2321000255-P0501",
+            "SSK",
+            "SE2321000255-MTN02",
+            400,
+        ),
+        (
+            "demo-ambulans",
+            "SE2321000255-P0202",
+            "LAK",
+            "SE2321000255-AMB01",
+            400,
+        ),
+    ];
+    for (client, subject, role, unit, expected) in cases {
+        let key = navet::auth::cli::demo_private_key(client).unwrap();
+        let user = navet::auth::ActingUserClaims {
+            subject_id: subject.into(),
+            subject_name: None,
+            subject_role: role.into(),
+            subject_organization_id: unit.into(),
+            purpose_of_use: "TREAT".into(),
+        };
+        let assertion =
+            navet::auth::cli::client_assertion(client, &token_url, key, Some(&user), now).unwrap();
+        let (status, body) = token_request(&app, &assertion).await;
+        assert_eq!(status, expected, "{client} {subject}: {body}");
     }
 }
 

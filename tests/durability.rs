@@ -222,10 +222,10 @@ async fn sigterm_lets_in_flight_writes_finish_and_exits_cleanly() {
         .expect("json");
     child.kill().ok();
     child.wait().ok();
-    // The demo seed's 11 organisations plus exactly the writes that were answered 201.
+    // The demo seed's 12 organisations plus exactly the writes that were answered 201.
     assert_eq!(
         total["total"].as_u64().expect("total"),
-        11 + created as u64,
+        12 + created as u64,
         "{total}"
     );
 }

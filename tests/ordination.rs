@@ -221,13 +221,16 @@ async fn invalid_orders_are_refused_with_every_failing_element_and_store_nothing
         refused(o.bundle()).await,
         ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat.frequency"]
     );
-    // End before start: R4's per-1 invariant refuses the first entry's Period before the order rules run (the
-    // transaction stops at the first invalid entry), located at that Period.
+    // End before start: R4's per-1 invariant refuses both entries' Periods before the order rules run, each
+    // located at its Period, in one answer.
     let mut o = base.clone();
     o.start = "2026-11-26".into();
     assert_eq!(
         refused(o.bundle()).await,
-        ["Bundle.entry[0].resource.dosageInstruction[0].timing.repeat.boundsPeriod"]
+        [
+            "Bundle.entry[0].resource.dosageInstruction[0].timing.repeat.boundsPeriod",
+            "Bundle.entry[1].resource.occurrencePeriod"
+        ]
     );
     // Unknown patient: a literal reference to a Patient that does not exist.
     let mut b = base.bundle();

@@ -103,6 +103,7 @@ PRINCIPAL_KINDS = {
     "asih": "Avancerad sjukvård i hemmet",
     "auditor": "Loggkontroll",
     "system": "Systemintegration",
+    "ambulans": "Ambulanssjukvård",
 }
 
 # (name, HSA-id, kind, municipalities); the demo client ids live in the demo configuration, not in FHIR.
@@ -118,6 +119,8 @@ PRINCIPALS = [
     ("ASIH Skåne (demo unit)", "SE2321000255-ASIH1", "asih", ALL_MUNICIPALITIES),
     ("Region Skåne, loggkontroll", "SE2321000255-LOG01", "auditor", []),
     ("itACiH (system integration)", "SE2321000255-ITACIH", "system", []),
+    # (v2) The dispatch chain: P0501's care unit.
+    ("Ambulanssjukvården Skåne", "SE2321000255-AMB01", "ambulans", ALL_MUNICIPALITIES),
 ]
 
 ROLES = {
@@ -158,6 +161,9 @@ USERS = [
     ("SE2321000255-P0301", "LAK", "SE2321000255-VC101", "Mikael", "Håkansson"),
     ("SE2321000255-P0401", "LAK", "SE2321000255-VC201", "Ingrid", "Wallin"),
     ("SE2321000255-P0900", "LOG", "SE2321000255-LOG01", "Lars", "Öberg"),
+    # (v2) MTN Ystad's physician and the ambulance nurse.
+    ("SE2321000255-P0202", "LAK", "SE2321000255-MTN02", "Maria", "Ek"),
+    ("SE2321000255-P0501", "SSK", "SE2321000255-AMB01", "Oskar", "Lindgren"),
 ]
 
 # (national number as in the spec, given, family, kommunkod, listed at (HSA-id), street, postal code, town,

@@ -493,11 +493,17 @@ async fn run(
     match kind {
         BundleKind::Transaction => {
             let mut ops_list = Vec::with_capacity(bundle.entry.len());
-            // Each entry's raw text is dropped as soon as it is prepared.
+            let mut refused: Vec<ApiError> = Vec::new();
+            // Each entry's raw text is dropped as soon as it is prepared. Every entry is checked, so one 422
+            // names the failing elements of all of them (issue 11), not only the first entry's.
             for (i, e) in bundle.entry.into_iter().enumerate() {
-                ops_list.push(
-                    authorized_entry(&ctx, &e, authorize).map_err(|err| prefix_paths(err, i))?,
-                );
+                match authorized_entry(&ctx, &e, authorize) {
+                    Ok(op) => ops_list.push(op),
+                    Err(err) => refused.push(prefix_paths(err, i)),
+                }
+            }
+            if let Some(err) = merge_refusals(refused) {
+                return Err(err);
             }
             // An order's MedicationRequests sent again are stored once too (spec/ordination.md v2).
             let with_order = ops_list.iter().any(|op| {
@@ -606,6 +612,29 @@ async fn run(
             Ok((kind, results))
         }
     }
+}
+
+/// The one answer to a transaction whose entries were refused (none when none was): when every refusal is a
+/// 422, one 422 with all their located issues; otherwise the first refusal that is not a 422 (a 400, 403 or
+/// 404 says what to fix first).
+fn merge_refusals(mut refused: Vec<ApiError>) -> Option<ApiError> {
+    if refused.is_empty() {
+        return None;
+    }
+    if let Some(first) = refused
+        .iter()
+        .position(|e| !matches!(e, ApiError::Invalid(_)))
+    {
+        return Some(refused.swap_remove(first));
+    }
+    let issues = refused
+        .into_iter()
+        .flat_map(|e| match e {
+            ApiError::Invalid(issues) => issues,
+            _ => Vec::new(),
+        })
+        .collect();
+    Some(ApiError::Invalid(issues))
 }
 
 fn error_result(err: &ApiError) -> EntryResult {

@@ -39,6 +39,21 @@ impl IncomingResource {
         Self::from_parts(value, raw)
     }
 
+    /// A resource navet built itself (Tasks, Communications, an order's recorded performer): its members
+    /// are rendered from the value, without the strict parse a client's bytes need (no duplicate names can
+    /// exist in a `Value`).
+    pub fn from_value(value: Value) -> Result<Self, ApiError> {
+        let raw: IndexMap<String, Box<RawValue>> = match &value {
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), serde_json::value::to_raw_value(v)?)))
+                .collect::<Result<_, serde_json::Error>>()
+                .map_err(ApiError::internal)?,
+            _ => return Err(ApiError::internal("a built resource is not a JSON object")),
+        };
+        Self::from_parts(value, raw)
+    }
+
     /// A resource nested in a Bundle entry, given as its raw text.
     pub fn from_raw(raw: &RawValue) -> Result<Self, ApiError> {
         Self::parse(raw.get().as_bytes())

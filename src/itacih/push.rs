@@ -106,14 +106,19 @@ pub fn insats(
 
 /// The orderer's kind as itACiH's remittent code: from its Organization's `type` (principal kind). A kind the
 /// mapping does not list is `None` (sent as null, not ANNAN).
-fn remittent_of(link: &Link, tx: &mut dyn WriteTx, ctx: &FhirContext, hsa: &str) -> Option<String> {
+pub(crate) fn remittent_of(
+    link: &Link,
+    tx: &mut dyn WriteTx,
+    ctx: &FhirContext,
+    hsa: &str,
+) -> Option<String> {
     let kind = crate::ordination::intake::principal_kind(ctx, tx, hsa)
         .ok()
         .flatten()?;
     link.mapping.codes.remittent_by_kind.get(&kind).cloned()
 }
 
-/// Enqueues a planned visit, in the order's transaction.
+/// Enqueues a planned visit, in the order's transaction. `remittent` is [`remittent_of`] the orderer.
 pub fn enqueue_visit(
     ctx: &FhirContext,
     link: &Link,
@@ -121,9 +126,9 @@ pub fn enqueue_visit(
     order: &Order,
     visit: &Visit,
     task_id: &str,
+    remittent: Option<&str>,
 ) -> Result<(), ApiError> {
-    let remittent = remittent_of(link, tx, ctx, &order.orderer);
-    let body = insats(ctx, link, order, visit, task_id, remittent.as_deref());
+    let body = insats(ctx, link, order, visit, task_id, remittent);
     tx.enqueue(NewMessage {
         id: externt_id(task_id, visit.number),
         destination: DESTINATION.into(),

@@ -368,6 +368,45 @@ pub(crate) fn organization_id(
     Ok(tx.search_ids("Organization", &query, 1)?.into_iter().next())
 }
 
+/// The position of the extension with `url` in a resource's top-level `extension` list.
+fn extension_index(v: &Value, url: &str) -> Option<usize> {
+    v.get("extension")?
+        .as_array()?
+        .iter()
+        .position(|e| e.get("url").and_then(Value::as_str) == Some(url))
+}
+
+/// The HSA-id of the kommun principal of `municipality`: a stored Organization of principal kind `kommun`
+/// carrying that municipality (as the demo seed and the configured directory write them).
+fn kommun_of(
+    ctx: &FhirContext,
+    tx: &mut dyn WriteTx,
+    municipality: &str,
+) -> Result<Option<String>, ApiError> {
+    let pairs = vec![("type".to_owned(), format!("{PRINCIPAL_KIND_SYSTEM}|kommun"))];
+    let query = crate::search::query::parse_query(&ctx.params, "Organization", &pairs, false)
+        .map_err(|_| ApiError::internal("a principal-kind query did not parse"))?;
+    // A region has a few hundred kommuner at most.
+    for id in tx.search_ids("Organization", &query, 500)? {
+        let Some(org) = tx.current("Organization", &id)?.as_ref().and_then(json_of) else {
+            continue;
+        };
+        let serves = org
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|e| {
+                e.get("url").and_then(Value::as_str) == Some(MUNICIPALITY_EXTENSION)
+                    && e.pointer("/valueCoding/code").and_then(Value::as_str) == Some(municipality)
+            });
+        if serves && let Some(hsa) = hsa_identifier(&org) {
+            return Ok(Some(hsa));
+        }
+    }
+    Ok(None)
+}
+
 fn hsa_identifier(v: &Value) -> Option<String> {
     v.get("identifier")
         .and_then(Value::as_array)?
@@ -419,6 +458,8 @@ pub struct Order {
     pub responsible: Option<String>,
     pub listed_vc: Option<String>,
     pub medication: Option<Medication>,
+    /// (v2) The kommun (HSA-id) whose home-care nurse is invited: the patient has kommunal hemsjukvård.
+    pub home_care_kommun: Option<String>,
     /// navet reason codes (REASON_SYSTEM), for the kontaktorsak.
     pub reasons: Vec<String>,
 }
@@ -837,6 +878,20 @@ fn handle(
         .filter(|(s, _)| *s == super::REASON_SYSTEM)
         .map(|(_, c)| c.to_owned())
         .collect();
+    // (v2) Kommunal hemsjukvård, stated by the orderer (spec/ordination.md step 4): a yes or no.
+    let home_care = match extension_index(value, &rules.home_care_extension) {
+        None => false,
+        Some(i) => match value.pointer(&format!("/extension/{i}/valueBoolean")) {
+            Some(Value::Bool(b)) => *b,
+            _ => {
+                issue(
+                    at(&format!("extension[{i}]")),
+                    "kommunal hemsjukvård is stated as valueBoolean (true or false)".into(),
+                );
+                false
+            }
+        },
+    };
     if !issues.is_empty() {
         return Err(HandleError::Invalid(issues));
     }
@@ -952,8 +1007,23 @@ fn handle(
         Some(r) => hsa_of_reference(tx, r)?,
         None => listed_vc.clone(),
     };
+    // The home-care nurse is invited through the kommun where the patient stays (hemsjukvård is the
+    // municipality's); a kommun that is not a navet principal cannot be invited, which the orderer is told.
+    let home_care_kommun = if home_care {
+        let found = kommun_of(ctx, tx, &facts.municipality)?;
+        if found.is_none() {
+            warnings.push(format!(
+                "kommunal hemsjukvård: no kommun principal in navet for municipality {}; the home-care nurse is not invited",
+                facts.municipality
+            ));
+        }
+        found
+    } else {
+        None
+    };
     let order = Order {
         sr_id: sr.id.clone(),
+        home_care_kommun,
         patient_id,
         national_id: national_id.map(|n| n.canonical().to_owned()),
         facts,
@@ -993,8 +1063,8 @@ fn handle(
             meta.remove("versionId");
             meta.remove("lastUpdated");
         }
-        let bytes = serde_json::to_vec(&updated).map_err(ApiError::internal)?;
-        let prepared = ops::prepare(ctx, &bytes, Some("ServiceRequest"))?;
+        // The client's validated order with navet's two additions: not validated again.
+        let prepared = super::work::built(updated)?;
         Some(ops::update(ctx, tx, &prepared, &sr.id, None)?.version)
     } else {
         None

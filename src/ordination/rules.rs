@@ -16,6 +16,7 @@ struct RulesFile {
     category_system: String,
     kva_system: String,
     medical_responsibility_extension: String,
+    home_care_extension: String,
     categories: Vec<String>,
     default_visit_minutes: u16,
     default_first_dose: String,
@@ -67,6 +68,9 @@ pub struct Rules {
     pub category_system: String,
     pub kva_system: String,
     pub medical_responsibility_extension: String,
+    /// (v2) Extension on an order: the patient has kommunal hemsjukvård (`valueBoolean`), so the municipal
+    /// home-care nurse is invited.
+    pub home_care_extension: String,
     pub categories: Vec<String>,
     pub default_visit_minutes: u16,
     pub default_first_dose: Time,
@@ -181,6 +185,7 @@ pub fn parse(text: &str) -> Result<Rules, Vec<String>> {
         category_system: file.category_system,
         kva_system: file.kva_system,
         medical_responsibility_extension: file.medical_responsibility_extension,
+        home_care_extension: file.home_care_extension,
         categories: file.categories,
         default_visit_minutes: file.default_visit_minutes,
         default_first_dose,
