@@ -78,6 +78,8 @@ fn create_once(
 pub(crate) fn built(value: Value) -> Result<ops::Prepared, ApiError> {
     Ok(ops::Prepared {
         resource: crate::fhir::json::IncomingResource::from_value(value)?,
+        // Not the translation of a received SVPL message: outbound SVPL judges it like any other write.
+        from_message: false,
     })
 }
 
