@@ -60,6 +60,7 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     }
     // synchronous = FULL: a commit is on disk before any waiter is released (survives kill -9 and power loss).
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+    super::sqlite::tune(&conn)?;
     Ok(conn)
 }
 
@@ -144,7 +145,6 @@ impl Appender {
             Ok(head) => head,
             Err(broken) => return Err(broken_at_start(&broken, data_dir)),
         };
-        conn.set_prepared_statement_cache_capacity(64);
         let head: Head = Arc::new(Mutex::new(head));
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Pending>(QUEUE);
         let thread_head = head.clone();
