@@ -15,8 +15,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::audit::{Action, AuditRecord};
-use crate::auth::{Authenticated, Caller, PrincipalKind, PurposeOfUse};
+use crate::auth::{Caller, PrincipalKind, PurposeOfUse};
 use crate::error::ApiError;
+use crate::http::Acting;
 use crate::http::audit::RequestContext;
 use crate::http::negotiate::query_pairs;
 use crate::http::respond;
@@ -64,13 +65,8 @@ fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Reading the log is itself logged (on the access chain, before the answer goes out).
-async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
-    crate::audit::log(
-        state.store.as_ref(),
-        &crate::http::actor_of(caller),
-        &record,
-    )
-    .await
+async fn log_use(state: &AppState, acting: &Acting, record: AuditRecord) -> Result<(), ApiError> {
+    crate::audit::log(state.store.as_ref(), &acting.actor, &record).await
 }
 
 fn param(raw: &Option<String>, name: &str) -> Option<String> {
@@ -125,21 +121,19 @@ fn number<T: std::str::FromStr>(
 /// `{"records": n, "checkpoints": k, "intact": true}` or the first record affected.
 async fn verify(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     require_auditor(&caller)?;
-    let report = state
-        .store
-        .verify_audit(&crate::http::actor_of(&caller))
-        .await?;
+    let report = state.store.verify_audit(&acting.actor).await?;
     let mut record = rc.record(&caller, Action::Execute, "verify");
     record.query = Some(format!(
         "records={}&intact={}",
         report.records,
         report.first_broken.is_none()
     ));
-    log_use(&state, &caller, record).await?;
+    log_use(&state, &acting, record).await?;
     let body = json!({
         "records": report.records,
         "checkpoints": report.checkpoints,
@@ -154,10 +148,11 @@ async fn verify(
 /// named by role only.
 async fn extract(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     require_auditor(&caller)?;
     let wanted = param(&raw, "patient").ok_or_else(|| {
         ApiError::BadRequest("patient=<personnummer> (or system|value) is required".into())
@@ -190,7 +185,7 @@ async fn extract(
     };
     let events = state
         .store
-        .audit_for_patient(&crate::http::actor_of(&caller), &patient)
+        .audit_for_patient(&acting.actor, &patient)
         .await?;
     let accesses: Vec<Value> = events
         .iter()
@@ -199,7 +194,7 @@ async fn extract(
         .collect();
     let mut record = rc.record(&caller, Action::Read, "extract");
     record.add_patient(patient.clone());
-    log_use(&state, &caller, record).await?;
+    log_use(&state, &acting, record).await?;
     let body = json!({"patient": patient, "identifier": wanted, "accesses": accesses});
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
 }
@@ -231,15 +226,16 @@ fn extract_line(e: &Value) -> Value {
 /// trying records one has no part in ends as a refusal). The same log, period, n and seed give the same sample.
 async fn sample(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     require_auditor(&caller)?;
     let (from, to) = period(&raw)?;
     let n: usize = number(&raw, "n", 50)?.min(MAX_SAMPLE);
     let seed: u64 = number(&raw, "seed", 0)?;
-    let actor = crate::http::actor_of(&caller);
+    let actor = acting.actor.clone();
     // Weighted sampling without replacement (Efraimidis–Spirakis): key = u^(1/w), keep the n largest keys.
     let mut rng = SplitMix64(seed);
     let mut chosen: BTreeMap<(u64, i64), String> = BTreeMap::new();
@@ -267,7 +263,7 @@ async fn sample(
         .rev()
         .filter_map(|j| serde_json::from_str(&j).ok())
         .collect();
-    log_use(&state, &caller, rc.record(&caller, Action::Read, "sample")).await?;
+    log_use(&state, &acting, rc.record(&caller, Action::Read, "sample")).await?;
     let body = json!({"from": from, "to": to, "n": n, "seed": seed, "sample": sample});
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
 }
@@ -305,19 +301,20 @@ impl SplitMix64 {
 /// and sent a page at a time, for an external log-analysis tool.
 async fn export(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     require_auditor(&caller)?;
     let (from, to) = period(&raw)?;
     log_use(
         &state,
-        &caller,
+        &acting,
         rc.record(&caller, Action::Execute, "export"),
     )
     .await?;
-    let actor = crate::http::actor_of(&caller);
+    let actor = acting.actor.clone();
     let store = state.store.clone();
     let stream = futures_util::stream::unfold(Some(0i64), move |after| {
         let (store, actor) = (store.clone(), actor.clone());
@@ -351,11 +348,12 @@ async fn export(
 /// `GET /fhir/AuditEvent/{id}`: one record's AuditEvent view (the caller was authorized for the log).
 pub async fn read_event(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     actor: &Actor,
     id: &str,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let found = match crate::audit::chain::Chain::parse_id(id) {
         None => None,
         Some(key) => {
@@ -409,11 +407,12 @@ fn cursor_offset(text: &str) -> Result<usize, ApiError> {
 /// `GET /fhir/AuditEvent?…`: a searchset answered exactly from the auditor indexes, or a refusal.
 pub async fn search_events(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     actor: &Actor,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let get = |name: &str| {
         pairs
             .iter()

@@ -11,10 +11,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 
 use crate::audit::Action;
-use crate::auth::{Authenticated, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::ops;
 use crate::fhir::patch::{PatchError, apply_fhirpath_patch, apply_json_patch};
+use crate::http::Acting;
 use crate::http::audit::RequestContext;
 use crate::http::fhir::{append_write, audited, authorize, if_match, known_type, write_response};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
@@ -36,20 +37,21 @@ impl From<PatchError> for ApiError {
 
 pub async fn patch(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let format_param = query_pairs(raw.as_deref())
         .into_iter()
         .find(|(k, _)| k == "_format")
         .map(|(_, v)| v);
     check_accept(&headers, format_param.as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Update)?;
+    let actor = authorize(&acting, &ty, Interaction::Update)?;
     let record = rc.record(&caller, Action::Update, "patch");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);

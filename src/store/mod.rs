@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod inbound_sql;
 pub mod outbox;
 pub mod outbox_sql;
+mod read_sql;
 pub mod schema;
 pub mod search_sql;
 pub mod sqlite;
@@ -101,6 +102,15 @@ pub struct StoredVersion {
     /// The resource's current version withholds data from other principals (protected identity): every
     /// version of it is then served redacted to them (`fhir/protected.rs`).
     pub protected: bool,
+}
+
+/// The current version of a resource as a read by id needs it: the version, and the patients it is about (its
+/// patient links, [`crate::fhir::sharing`]) for the read's access-log record.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version: StoredVersion,
+    /// `Patient/{id}` of each patient the resource is about (a Patient: itself).
+    pub patients: Vec<String>,
 }
 
 /// A version to write. `version` must be the current version + 1 (or 1 for a new resource).
@@ -329,6 +339,15 @@ pub trait Store: Send + Sync {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<StoredVersion>, StoreError>;
+
+    /// The current version of a resource (deleted or not) if `actor` may see it, with the patients it is
+    /// about, in one query (a read by id: its answer and its access-log record).
+    async fn read_current(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Current>, StoreError>;
 
     async fn history(
         &self,

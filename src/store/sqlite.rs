@@ -85,7 +85,10 @@ const STATEMENT_CACHE: usize = 256;
 /// statement was prepared again from the SQL text (measured: 28% of an unlogged read by id). navet keeps no
 /// planner statistics (no ANALYZE), so plans never depended on bound values anyway.
 pub(super) fn tune(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
@@ -330,18 +333,13 @@ struct SqliteTx<'a> {
     now: &'a (String, i64),
 }
 
-const CURRENT_SQL: &str = "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-     FROM resources_current c JOIN resource_versions v \
-       ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-     WHERE c.type = ?1 AND c.id = ?2";
-
 fn read_current(
     conn: &Connection,
     ty: &str,
     id: &str,
 ) -> Result<Option<StoredVersion>, StoreError> {
     Ok(conn
-        .prepare_cached(CURRENT_SQL)?
+        .prepare_cached(super::read_sql::CURRENT_SQL)?
         .query_row(params![ty, id], row_to_version)
         .optional()?)
 }
@@ -762,30 +760,22 @@ impl Store for SqliteStore {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
         let actor = actor.clone();
         self.read_blocking(move |conn| match version {
-            // The current version and the visibility rule in one query: a resource the actor may not see
-            // reads as absent (a 404, never a 403 that confirms it exists).
-            None => {
-                let mut args = vec![
-                    rusqlite::types::Value::Text(ty),
-                    rusqlite::types::Value::Text(id),
-                ];
-                let vis = search_sql::visibility_sql(&actor, &mut args);
-                Ok(conn
-                    .prepare_cached(&format!("{CURRENT_SQL}{vis}"))?
-                    .query_row(rusqlite::params_from_iter(args), row_to_version)
-                    .optional()?)
-            }
-            _ if !search_sql::visible(conn, &actor, &ty, &id)? => Ok(None),
-            Some(v) => Ok(conn
-                .prepare_cached(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-                     FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
-                     WHERE v.type = ?1 AND v.id = ?2 AND v.version = ?3",
-                )?
-                .query_row(params![ty, id, v], row_to_version)
-                .optional()?),
+            None => Ok(super::read_sql::current(conn, &actor, &ty, &id)?.map(|c| c.version)),
+            Some(v) => super::read_sql::version(conn, &actor, &ty, &id, v),
         })
         .await
+    }
+
+    async fn read_current(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<super::Current>, StoreError> {
+        let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        let actor = actor.clone();
+        self.read_blocking(move |conn| super::read_sql::current(conn, &actor, &ty, &id))
+            .await
     }
 
     async fn history(
@@ -794,39 +784,8 @@ impl Store for SqliteStore {
         q: HistoryQuery,
     ) -> Result<(Vec<StoredVersion>, bool), StoreError> {
         let actor = actor.clone();
-        self.read_blocking(move |conn| {
-            // Versions of resources the actor may see now (the join gives the visibility filter its `c`).
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let vis = search_sql::visibility_sql(&actor, &mut args);
-            let mut sql = format!(
-                "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-                 FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
-                 WHERE 1 = 1{vis}"
-            );
-            if let Some(ty) = &q.resource_type {
-                sql.push_str(" AND v.type = ?");
-                args.push(ty.clone().into());
-            }
-            if let Some(id) = &q.id {
-                sql.push_str(" AND v.id = ?");
-                args.push(id.clone().into());
-            }
-            if let Some(since) = q.since_ms {
-                sql.push_str(" AND v.lu_ms >= ?");
-                args.push(since.into());
-            }
-            sql.push_str(" ORDER BY v.seq DESC LIMIT ? OFFSET ?");
-            args.push(((q.count + 1) as i64).into());
-            args.push((q.offset as i64).into());
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows: Vec<StoredVersion> = stmt
-                .query_map(rusqlite::params_from_iter(args), row_to_version)?
-                .collect::<Result<_, _>>()?;
-            let more = rows.len() > q.count;
-            rows.truncate(q.count);
-            Ok((rows, more))
-        })
-        .await
+        self.read_blocking(move |conn| super::read_sql::history(conn, &actor, &q))
+            .await
     }
 
     async fn search(
@@ -965,16 +924,8 @@ impl Store for SqliteStore {
         id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
-        self.read_blocking(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT patient FROM patient_links WHERE type = ?1 AND id = ?2 ORDER BY patient",
-            )?;
-            let rows = stmt
-                .query_map(params![ty, id], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read_blocking(move |conn| super::read_sql::patients_of(conn, &ty, &id))
+            .await
     }
 
     async fn audit_for_patient(

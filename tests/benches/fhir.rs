@@ -119,9 +119,16 @@ fn benches(c: &mut Criterion) {
                 |State(s): State<AppState>,
                  Path((ty, id)): Path<(String, String)>,
                  headers: HeaderMap| async move {
-                    navet::http::fhir::read_resource(&s, &Actor::system(), &ty, &id, &headers)
-                        .await
-                        .map(|(response, _)| response)
+                    navet::http::fhir::read_resource(
+                        &s,
+                        &Actor::system(),
+                        &ty,
+                        &id,
+                        &headers,
+                        &None,
+                    )
+                    .await
+                    .map(|(response, _)| response)
                 },
             ),
         )
@@ -170,7 +177,12 @@ fn benches(c: &mut Criterion) {
     // The load script's pair in process: 32 reads at once through the full app, a Patient (logged: its
     // records share the appender's commits) and an Organization (directory: not logged). Their ratio is the
     // issue's "logged read ≥ 0.8 × unlogged read" without sockets; one iteration is 32 reads.
-    let org = rt.block_on(post_to(app.clone(), bearer.clone(), "Organization", ORGANIZATION));
+    let org = rt.block_on(post_to(
+        app.clone(),
+        bearer.clone(),
+        "Organization",
+        ORGANIZATION,
+    ));
     let org_path = Arc::new(
         org.trim_start_matches(BASE)
             .trim_end_matches("/_history/1")
