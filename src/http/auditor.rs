@@ -487,6 +487,152 @@ pub async fn search_events(
     ))
 }
 
+/// A history page's cursor: the recorded time (µs) of the last record given; the next page lists the records
+/// recorded before it.
+fn history_cursor_text(before_us: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h{before_us}"))
+}
+
+fn history_cursor(text: &str) -> Result<i64, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('h').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "_cursor is not one navet issued; follow the Bundle's links".into(),
+            )
+        })
+}
+
+/// `GET /fhir/AuditEvent/_history` and `GET /fhir/AuditEvent/{id}/_history` (FHIR R4 §3.1.0.9) for auditors.
+/// A record is never changed or deleted, so an instance's history is its one version, created when it was
+/// recorded; the type's history is the log itself, newest first, answered from the auditor indexes. Pages are
+/// bounded by recorded time, which is unique per record and only grows along the log, so records added while
+/// an auditor pages (their own reads of the log among them) neither shift nor repeat what the next page shows.
+pub async fn history_events(
+    state: &AppState,
+    acting: &Acting,
+    rc: &RequestContext,
+    id: Option<&str>,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mut count = crate::http::search::DEFAULT_COUNT;
+    let mut query = crate::audit::query::AuditQuery {
+        newest_first: true,
+        ..Default::default()
+    };
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "_count" => {
+                count = v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::BadRequest(format!("_count '{v}' is not a number")))?
+                    .clamp(1, crate::http::search::MAX_COUNT)
+            }
+            "_since" => {
+                let ts: jiff::Timestamp = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("_since '{v}' is not an instant")))?;
+                query.from_us = Some(ts.as_microsecond());
+            }
+            "_cursor" => query.to_us = Some(history_cursor(v)?),
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "'{other}' is not a history parameter (supported: _count, _since, _cursor)"
+                )));
+            }
+        }
+    }
+    if let Some(id) = id {
+        // An id that is no record's names nothing: 404, as for a read.
+        let key = crate::audit::chain::Chain::parse_id(id)
+            .ok_or_else(|| ApiError::NotFound(format!("AuditEvent/{id} does not exist")))?;
+        let exists = crate::audit::query::AuditQuery {
+            ids: Some(vec![key]),
+            ..Default::default()
+        };
+        if state
+            .store
+            .audit_search(&acting.actor, exists, 0, 1, false)
+            .await?
+            .events
+            .is_empty()
+        {
+            return Err(ApiError::NotFound(format!(
+                "AuditEvent/{id} does not exist"
+            )));
+        }
+        query.ids = Some(vec![key]);
+    }
+    let page = state
+        .store
+        .audit_search(&acting.actor, query, 0, count, false)
+        .await?;
+    let base = match id {
+        Some(id) => format!("{}/AuditEvent/{id}/_history", state.fhir_base()),
+        None => format!("{}/AuditEvent/_history", state.fhir_base()),
+    };
+    let cursor = pairs
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.as_str());
+    let mut links = vec![respond::Link {
+        relation: "self",
+        url: respond::page_url(&base, &pairs, cursor),
+    }];
+    if page.has_more
+        && let Some(last) = page.events.last()
+    {
+        links.push(respond::Link {
+            relation: "next",
+            url: respond::page_url(&base, &pairs, Some(&history_cursor_text(last.recorded_us))),
+        });
+    }
+    let mut bundle = respond::BundleText::new("history", None, &links);
+    let operation = if id.is_some() {
+        "history-instance"
+    } else {
+        "history-type"
+    };
+    let mut record = rc.record(&acting.caller, Action::Read, operation);
+    record.query = Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish(),
+    );
+    for event in page.events {
+        record
+            .entities
+            .push(format!("AuditEvent/{}/_history/1", event.id));
+        event
+            .patients
+            .iter()
+            .for_each(|p| record.add_patient(p.clone()));
+        let recorded = crate::store::sqlite::format_instant(event.recorded_us.div_euclid(1000));
+        bundle.entry(
+            Some(&format!("{}/AuditEvent/{}", state.fhir_base(), event.id)),
+            Some(&crate::fhir::protected::Outgoing::navet_made(event.json)),
+            &[
+                ("request", json!({"method": "POST", "url": "AuditEvent"})),
+                (
+                    "response",
+                    json!({"status": "201 Created", "etag": "W/\"1\"", "lastModified": recorded}),
+                ),
+            ],
+        );
+    }
+    Ok(crate::http::fhir::with_note(
+        respond::json_response(StatusCode::OK, bundle.finish()),
+        "AuditEvent",
+        record,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

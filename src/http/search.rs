@@ -425,6 +425,14 @@ fn add_entry(
     );
 }
 
+/// The `_format` parameter of a raw query.
+fn format_of(raw: &Option<String>) -> Option<String> {
+    query_pairs(raw.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v)
+}
+
 pub async fn system_history(
     State(state): State<AppState>,
     acting: Acting,
@@ -455,6 +463,11 @@ pub async fn type_history(
     let caller = &acting.caller;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Search)?;
+    if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
+        check_accept(&headers, format_of(&raw).as_deref())?;
+        let pairs = query_pairs(raw.as_deref());
+        return crate::http::auditor::history_events(&state, &acting, &rc, None, pairs).await;
+    }
     let record = rc.record(&caller, Action::Read, "history-type");
     history(&state, &actor, record, Some(ty), None, &headers, raw).await
 }
@@ -470,6 +483,11 @@ pub async fn instance_history(
     let caller = &acting.caller;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Read)?;
+    if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
+        check_accept(&headers, format_of(&raw).as_deref())?;
+        let pairs = query_pairs(raw.as_deref());
+        return crate::http::auditor::history_events(&state, &acting, &rc, Some(&id), pairs).await;
+    }
     let record = rc.record(&caller, Action::Read, "history-instance");
     history(&state, &actor, record, Some(ty), Some(id), &headers, raw).await
 }
@@ -483,12 +501,6 @@ async fn history(
     headers: &HeaderMap,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
-    if ty.as_deref() == Some(crate::fhir::visibility::ACCESS_LOG_TYPE) {
-        return Err(ApiError::BadRequest(
-            "the access log has no history: every record has one version; search it with GET AuditEvent?…"
-                .into(),
-        ));
-    }
     let pairs = query_pairs(raw.as_deref());
     let mut count = DEFAULT_COUNT;
     let mut since_ms = None;

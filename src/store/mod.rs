@@ -143,6 +143,8 @@ pub struct SearchPage {
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub id: String,
+    /// When it was recorded (µs since the epoch; unique, increasing along the log).
+    pub recorded_us: i64,
     pub json: String,
     pub patients: Vec<String>,
 }

@@ -888,6 +888,7 @@ impl Store for SqliteStore {
                     .into_iter()
                     .map(|l| super::LoggedEvent {
                         id: l.id(),
+                        recorded_us: l.entry.time_us,
                         json: l.json(),
                         patients: l.entry.patients,
                     })
