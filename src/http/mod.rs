@@ -46,6 +46,11 @@ impl Acting {
     }
 }
 
+/// The caller the edge's rate limiter verified the request's token as (`edge::guard`): the extractor takes it
+/// instead of checking the same token again.
+#[derive(Debug, Clone)]
+pub struct Verified(pub Caller);
+
 /// Where the access-log middleware keeps the request's [`Acting`] once the handler's extractor made it.
 #[derive(Debug, Clone, Default)]
 pub struct ActingSlot(pub Arc<OnceLock<Acting>>);
@@ -61,7 +66,10 @@ impl FromRequestParts<AppState> for Acting {
         if let Some(acting) = slot.as_ref().and_then(|s| s.0.get()) {
             return Ok(acting.clone());
         }
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let caller = match parts.extensions.remove::<Verified>() {
+            Some(Verified(caller)) => caller,
+            None => Authenticated::from_request_parts(parts, state).await?.0,
+        };
         let acting = Acting::of(caller);
         if let Some(slot) = slot {
             let _ = slot.0.set(acting.clone());
