@@ -170,11 +170,19 @@ impl SqliteStore {
             std::thread::Builder::new()
                 .name("navet-audit-checkpoints".into())
                 .spawn(move || {
+                    // Two duties on one clock: the access log's WAL is copied into its database file
+                    // often (the appender never stops for it), and a checkpoint is signed per interval.
+                    let tick = super::appender::WAL_CHECKPOINT_INTERVAL.min(checkpoint_interval);
+                    let mut signed = std::time::Instant::now();
                     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stop.recv_timeout(checkpoint_interval)
+                        stop.recv_timeout(tick)
                     {
-                        if let Err(e) = checkpointer.checkpoint(appender.head()) {
-                            tracing::error!(error = %e, "signing an access-log checkpoint failed");
+                        checkpointer.checkpoint_wal();
+                        if signed.elapsed() >= checkpoint_interval {
+                            signed = std::time::Instant::now();
+                            if let Err(e) = checkpointer.checkpoint(appender.head()) {
+                                tracing::error!(error = %e, "signing an access-log checkpoint failed");
+                            }
                         }
                     }
                 })
