@@ -8,6 +8,7 @@
 #   search logged  GET /fhir/Patient?identifier=…         search unlogged GET /fhir/Organization?identifier=…
 #   create         POST /fhir/Patient                     (its record in the write's transaction)
 #   bytes per access-log record on disk, and the log's growth per million reads
+#   the fsync latency of the data directory's disk (what bounds a logged read: each waits for one commit)
 # Traffic goes to 127.0.0.1 only, bounded by the duration; the server is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,4 +74,19 @@ per = size / max(records, 1)
 print("%-40s %10d records (%d this run), %d index rows" % ("access-log records", records, records - before, keys))
 print("%-40s %10.0f bytes (record itself %.0f bytes)" % ("bytes per record on disk", per, record_bytes))
 print("%-40s %10.0f MB" % ("log growth per million reads", per * 1e6 / 1e6))
+PY
+# A logged read is answered after the commit of its record: with N connections at most N reads wait on one
+# commit, so the disk's fsync latency bounds the logged read at about N / (1.5 × fsync) req/s.
+python3 - "$dir/data" "$conns" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+n, start = 200, time.perf_counter()
+for _ in range(n):
+    os.pwrite(fd, b"x" * 4096, 0)
+    os.fsync(fd)
+ms = (time.perf_counter() - start) / n * 1000
+os.close(fd)
+os.remove(path)
+print("%-40s %10.2f ms (logged read bound at %s connections: about %.0f req/s)" % ("fsync latency (data directory)", ms, sys.argv[2], int(sys.argv[2]) / (1.5 * ms / 1000)))
 PY
