@@ -125,9 +125,9 @@ async fn verify(
     Extension(rc): Extension<RequestContext>,
 ) -> Result<Response, ApiError> {
     let caller = &acting.caller;
-    require_auditor(&caller)?;
+    require_auditor(caller)?;
     let report = state.store.verify_audit(&acting.actor).await?;
-    let mut record = rc.record(&caller, Action::Execute, "verify");
+    let mut record = rc.record(caller, Action::Execute, "verify");
     record.query = Some(format!(
         "records={}&intact={}",
         report.records,
@@ -153,7 +153,7 @@ async fn extract(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let caller = &acting.caller;
-    require_auditor(&caller)?;
+    require_auditor(caller)?;
     let wanted = param(&raw, "patient").ok_or_else(|| {
         ApiError::BadRequest("patient=<personnummer> (or system|value) is required".into())
     })?;
@@ -192,7 +192,7 @@ async fn extract(
         .filter_map(|json| serde_json::from_str::<Value>(json).ok())
         .map(|e| extract_line(&e))
         .collect();
-    let mut record = rc.record(&caller, Action::Read, "extract");
+    let mut record = rc.record(caller, Action::Read, "extract");
     record.add_patient(patient.clone());
     log_use(&state, &acting, record).await?;
     let body = json!({"patient": patient, "identifier": wanted, "accesses": accesses});
@@ -231,7 +231,7 @@ async fn sample(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let caller = &acting.caller;
-    require_auditor(&caller)?;
+    require_auditor(caller)?;
     let (from, to) = period(&raw)?;
     let n: usize = number(&raw, "n", 50)?.min(MAX_SAMPLE);
     let seed: u64 = number(&raw, "seed", 0)?;
@@ -263,7 +263,7 @@ async fn sample(
         .rev()
         .filter_map(|j| serde_json::from_str(&j).ok())
         .collect();
-    log_use(&state, &acting, rc.record(&caller, Action::Read, "sample")).await?;
+    log_use(&state, &acting, rc.record(caller, Action::Read, "sample")).await?;
     let body = json!({"from": from, "to": to, "n": n, "seed": seed, "sample": sample});
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
 }
@@ -306,12 +306,12 @@ async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let caller = &acting.caller;
-    require_auditor(&caller)?;
+    require_auditor(caller)?;
     let (from, to) = period(&raw)?;
     log_use(
         &state,
         &acting,
-        rc.record(&caller, Action::Execute, "export"),
+        rc.record(caller, Action::Execute, "export"),
     )
     .await?;
     let actor = acting.actor.clone();

@@ -301,14 +301,14 @@ async fn vread(
                 "{ty}/{id} has no version '{vid}'"
             )));
         }
-        return crate::http::auditor::read_event(&state, &acting, &rc, &actor, &id).await;
+        return crate::http::auditor::read_event(&state, &acting, &rc, actor, &id).await;
     }
     let version: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;
     let v = state
         .store
-        .read(&actor, &ty, &id, Some(version))
+        .read(actor, &ty, &id, Some(version))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} has no version {version}")))?;
     if v.deleted {
@@ -316,10 +316,10 @@ async fn vread(
             "{ty}/{id} version {version} is a deletion"
         )));
     }
-    let mut record = rc.record(&caller, Action::Read, "vread");
+    let mut record = rc.record(caller, Action::Read, "vread");
     note_version(&state.fhir.params, &mut record, &v);
     Ok(with_note(
-        respond::resource(&actor, StatusCode::OK, &v, Return::Representation, None),
+        respond::resource(actor, StatusCode::OK, &v, Return::Representation, None),
         &ty,
         record,
     ))
@@ -368,7 +368,7 @@ async fn create(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Create)?;
-    let record = rc.record(&caller, Action::Create, "create");
+    let record = rc.record(caller, Action::Create, "create");
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
@@ -410,7 +410,7 @@ async fn create(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -419,7 +419,7 @@ async fn create(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
@@ -437,7 +437,7 @@ async fn update(
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "update");
+    let record = rc.record(caller, Action::Update, "update");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -449,7 +449,7 @@ async fn update(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -458,7 +458,7 @@ async fn update(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
@@ -475,7 +475,7 @@ async fn conditional_update(
     let caller = &acting.caller;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "update");
+    let record = rc.record(caller, Action::Update, "update");
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
@@ -491,7 +491,7 @@ async fn conditional_update(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -500,7 +500,7 @@ async fn conditional_update(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
@@ -515,12 +515,12 @@ async fn delete(
     let caller = &acting.caller;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Delete)?;
-    let record = rc.record(&caller, Action::Delete, "delete");
+    let record = rc.record(caller, Action::Delete, "delete");
     let expected = if_match(&headers)?;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::delete(tx, &ty, &id, expected)?;
             append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
@@ -528,7 +528,7 @@ async fn delete(
         .await?;
     Ok(audited(write_response(
         &state,
-        &actor,
+        actor,
         &outcome,
         Prefer::from_headers(&headers),
     )))
@@ -545,12 +545,12 @@ async fn conditional_delete(
     let caller = &acting.caller;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Delete)?;
-    let record = rc.record(&caller, Action::Delete, "delete");
+    let record = rc.record(caller, Action::Delete, "delete");
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::conditional_delete(tx, &ty, &condition)?;
             match &outcome {
                 Some(o) => append_write(&ctx, tx, record, o)?,
@@ -564,7 +564,7 @@ async fn conditional_delete(
         })
         .await?;
     let response = match outcome {
-        Some(o) => write_response(&state, &actor, &o, Prefer::from_headers(&headers)),
+        Some(o) => write_response(&state, actor, &o, Prefer::from_headers(&headers)),
         None => StatusCode::NO_CONTENT.into_response(),
     };
     Ok(audited(response))
@@ -585,11 +585,11 @@ async fn transaction(
     let (bytes, _permit) = json_body(&state, &headers, body).await?.into_parts();
     let actor = &acting.actor;
     let authorize = |ty: &str, interaction: Interaction| check(&acting, ty, interaction);
-    let record = rc.record(&caller, Action::Execute, "transaction");
+    let record = rc.record(caller, Action::Execute, "transaction");
     let (kind, results) = bundle::process_body(
         state.fhir.clone(),
         state.store.as_ref(),
-        &actor,
+        actor,
         &authorize,
         Some(record),
         state.bounds.max_bundle_entries,
@@ -602,7 +602,7 @@ async fn transaction(
     };
     let mut out = BundleText::new(kind_name, None, &[]);
     for r in &results {
-        entry_response(&state, &actor, &mut out, r, prefer.ret);
+        entry_response(&state, actor, &mut out, r, prefer.ret);
     }
     Ok(audited(respond::json_response(
         StatusCode::OK,

@@ -52,7 +52,7 @@ pub async fn patch(
     check_accept(&headers, format_param.as_deref())?;
     known_type(&state, &ty)?;
     let actor = authorize(&acting, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "patch");
+    let record = rc.record(caller, Action::Update, "patch");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -86,7 +86,7 @@ pub async fn patch(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let current = match tx.current(&ty, &id)? {
                 Some(current) if tx.visible(&ty, &id)? => current,
                 _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
@@ -120,5 +120,5 @@ pub async fn patch(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
+    Ok(audited(write_response(&state, actor, &outcome, prefer)))
 }

@@ -178,7 +178,7 @@ pub async fn compartment_search(
     }
     let actor = authorize(&acting, "Patient", Interaction::Read)?;
     ops::check_id(&id)?;
-    match state.store.read(&actor, "Patient", &id, None).await? {
+    match state.store.read(actor, "Patient", &id, None).await? {
         Some(v) if !v.deleted => {}
         _ => return Err(ApiError::NotFound(format!("Patient/{id} does not exist"))),
     }
@@ -214,7 +214,7 @@ async fn search_in(
     let actor = authorize(acting, ty, Interaction::Search)?;
     if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
         // The access log is searched on its own indexes (`crate::audit::query`), never the general one.
-        return crate::http::auditor::search_events(state, acting, rc, &actor, pairs).await;
+        return crate::http::auditor::search_events(state, acting, rc, actor, pairs).await;
     }
     if !state.fhir.is_searchable(ty) {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -227,7 +227,7 @@ async fn search_in(
         crate::caremap::search::rewrite(
             &state.fhir.ordination.care,
             state.store.as_ref(),
-            &actor,
+            actor,
             pairs,
         )
         .await?
@@ -238,7 +238,7 @@ async fn search_in(
         Some(c) => format!("/{c}/{ty}"),
         None => format!("/{ty}"),
     };
-    let binding = cursor::binding(&path, &pairs, &actor);
+    let binding = cursor::binding(&path, &pairs, actor);
     let position = open_cursor(state, &binding, &pairs)?;
     let query_pairs: Vec<(String, String)> = pairs
         .iter()
@@ -294,14 +294,14 @@ async fn search_in(
     };
     query.snapshot_ms = snapshot_ms;
     let ignored = query.ignored.clone();
-    let page = state.store.search(&actor, ty, query, offset, count).await?;
+    let page = state.store.search(actor, ty, query, offset, count).await?;
     // Links keep what the client asked, minus parameters ignored under lenient handling.
     let kept: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(k, _)| !ignored.contains(k))
         .collect();
     let base = format!("{}{path}", state.fhir_base());
-    let kept_binding = cursor::binding(&path, &kept, &actor);
+    let kept_binding = cursor::binding(&path, &kept, actor);
     let mint = |p: &Position| state.cursor_key.mint(&kept_binding, p);
     let mut page_links = vec![Link {
         relation: "self",
@@ -338,7 +338,7 @@ async fn search_in(
         &page_links,
     );
     for v in &page.matches {
-        add_entry(state, &actor, &mut bundle, v, "match", shape.as_ref());
+        add_entry(state, actor, &mut bundle, v, "match", shape.as_ref());
     }
     // An included resource of a type the caller may not read is left out, as if it were not referenced.
     for v in page
@@ -346,7 +346,7 @@ async fn search_in(
         .iter()
         .filter(|v| authorize(acting, &v.resource_type, Interaction::Read).is_ok())
     {
-        add_entry(state, &actor, &mut bundle, v, "include", shape.as_ref());
+        add_entry(state, actor, &mut bundle, v, "include", shape.as_ref());
     }
     if !ignored.is_empty() {
         let text = format!(
@@ -448,7 +448,7 @@ pub async fn system_history(
         ));
     }
     caller.require_patient_data_access()?;
-    let record = rc.record(&caller, Action::Read, "history-system");
+    let record = rc.record(caller, Action::Read, "history-system");
     history(&state, &acting.actor, record, None, None, &headers, raw).await
 }
 
@@ -468,8 +468,8 @@ pub async fn type_history(
         let pairs = query_pairs(raw.as_deref());
         return crate::http::auditor::history_events(&state, &acting, &rc, None, pairs).await;
     }
-    let record = rc.record(&caller, Action::Read, "history-type");
-    history(&state, &actor, record, Some(ty), None, &headers, raw).await
+    let record = rc.record(caller, Action::Read, "history-type");
+    history(&state, actor, record, Some(ty), None, &headers, raw).await
 }
 
 pub async fn instance_history(
@@ -488,8 +488,8 @@ pub async fn instance_history(
         let pairs = query_pairs(raw.as_deref());
         return crate::http::auditor::history_events(&state, &acting, &rc, Some(&id), pairs).await;
     }
-    let record = rc.record(&caller, Action::Read, "history-instance");
-    history(&state, &actor, record, Some(ty), Some(id), &headers, raw).await
+    let record = rc.record(caller, Action::Read, "history-instance");
+    history(&state, actor, record, Some(ty), Some(id), &headers, raw).await
 }
 
 async fn history(

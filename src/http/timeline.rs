@@ -226,7 +226,7 @@ async fn run(
         ));
     }
     let params = parse_params(state, op, &pairs)?;
-    let patient = find_patient(state, &actor, id, params.identifier.as_deref()).await?;
+    let patient = find_patient(state, actor, id, params.identifier.as_deref()).await?;
     let patient_ref = format!("Patient/{}", patient.id);
     // Types the caller's scopes do not allow are left out inside the query, so pages stay full.
     let types = match params.types.clone() {
@@ -253,7 +253,7 @@ async fn run(
         count: params.count,
         total: params.total,
     };
-    let page = state.store.timeline(&actor, query).await?;
+    let page = state.store.timeline(actor, query).await?;
 
     let base = format!(
         "{}/Patient/{}/${}",
@@ -289,7 +289,7 @@ async fn run(
         let full_url = format!("{}/Patient/{}", state.fhir_base(), patient.id);
         bundle.entry(
             Some(&full_url),
-            outgoing(&actor, &patient).as_ref(),
+            outgoing(actor, &patient).as_ref(),
             &[("search", json!({"mode": "match"}))],
         );
         note_version(&state.fhir.params, &mut record, &patient);
@@ -298,7 +298,7 @@ async fn run(
         let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
         bundle.entry(
             Some(&full_url),
-            outgoing(&actor, v).as_ref(),
+            outgoing(actor, v).as_ref(),
             &[("search", search_member(*time_ms, v))],
         );
         note_version(&state.fhir.params, &mut record, v);

@@ -190,7 +190,7 @@ async fn run(
             };
             if let Some(target) = target {
                 crate::fhir::ops::check_id(&target)?;
-                let current = state.store.read(&actor, &ty, &target, None).await?;
+                let current = state.store.read(actor, &ty, &target, None).await?;
                 match current {
                     Some(v) if !v.deleted => {
                         let may_change = crate::fhir::is_shared_master_data(&ty)
@@ -205,7 +205,7 @@ async fn run(
                                 ),
                             ));
                         }
-                        let mut record = rc.record(&caller, Action::Read, "validate");
+                        let mut record = rc.record(caller, Action::Read, "validate");
                         note_version(&state.fhir.params, &mut record, &v);
                         note = Some(record);
                     }
