@@ -220,3 +220,35 @@ async fn the_type_history_lists_the_log_newest_first() {
     assert_eq!(listed, expected, "newest first: {page}");
     assert_eq!(expected.len(), 4, "the create and three reads");
 }
+
+#[tokio::test]
+async fn the_edge_checks_the_token_once_but_two_authorization_headers_are_still_refused() {
+    let app = spawn_app().await;
+    let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
+    let path = format!("{}/Patient/{}", app.fhir, created["id"].as_str().unwrap());
+    let token = token_for(
+        &app.base,
+        DEFAULT_CLIENT,
+        Some(DEFAULT_USER),
+        "system/*.cruds",
+    )
+    .await;
+    let plain = reqwest::Client::new();
+    let one = plain
+        .get(&path)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    // The first of the two is valid: the edge's rate limiter verifies it, but which one the client meant is
+    // ambiguous, so the handler refuses the request as before (no verified caller is handed on).
+    let two = plain
+        .get(&path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", "Bearer another")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status(), 400);
+}

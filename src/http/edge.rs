@@ -269,8 +269,11 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         }
         .into_response();
     };
-    // The handler's extractor takes the verified caller from here rather than checking the token again.
-    if let Some(caller) = caller {
+    // The handler's extractor takes the verified caller from here rather than checking the token again; a
+    // request with more than one Authorization header is left to the extractor, which refuses it (400).
+    if let Some(caller) = caller
+        && request.headers().get_all(AUTHORIZATION).iter().count() == 1
+    {
         request
             .extensions_mut()
             .insert(crate::http::Verified(caller));
