@@ -2,6 +2,7 @@
 # HTTP load test of `navet serve` (release build, durable SQLite in a temp dir) with wrk, logged and unlogged
 # side by side in one run:
 #   tests/load/run.sh [seconds] [connections]
+# (NAVET_LOAD_PROFILE=dev runs a debug build instead: a quick check of the script, not a measurement.)
 # Needs wrk (`apt-get install wrk`) and python3 (for the size of the log). Prints one summary line per figure:
 #   read  logged   GET /fhir/Patient/{id}                 (patient data: one access-log record per read)
 #   read  unlogged GET /fhir/Organization/{id}            (directory: not logged), and the ratio
@@ -16,16 +17,22 @@ secs=${1:-15}
 conns=${2:-32}
 port=${NAVET_LOAD_PORT:-18080}
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 2; }
-cargo build --release --quiet
+if [ "${NAVET_LOAD_PROFILE:-release}" = dev ]; then
+  cargo build --quiet
+  navet=target/debug/navet
+else
+  cargo build --release --quiet
+  navet=target/release/navet
+fi
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 # The embedded demo configuration: its clients and keys give the token.
-NAVET_LOG=warn target/release/navet serve --listen 127.0.0.1:$port --data-dir "$dir/data" &
+NAVET_LOG=warn "$navet" serve --listen 127.0.0.1:$port --data-dir "$dir/data" &
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.1; done
 base=http://127.0.0.1:$port/fhir
 # One token for the whole run (5 minutes), as a real client would reuse it: the verified-token cache is warm.
-NAVET_TOKEN=$(target/release/navet token --server http://127.0.0.1:$port --client demo-mtn-kristianstad --user SE2321000255-P0101)
+NAVET_TOKEN=$("$navet" token --server http://127.0.0.1:$port --client demo-mtn-kristianstad --user SE2321000255-P0101)
 export NAVET_TOKEN
 auth=(-H "authorization: Bearer $NAVET_TOKEN")
 post() { # type body -> Location without the version
@@ -49,7 +56,7 @@ run() { # label url [wrk args…]
   printf '%-40s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errors:-0}"
   echo "$rps" > "$dir/$(tr -c 'a-z' _ <<<"$label").rps"
 }
-echo "== navet $(git rev-parse --short HEAD 2>/dev/null || echo '?'): ${secs}s per figure, $conns connections, 2 wrk threads, $(nproc) cores"
+echo "== navet $(git rev-parse --short HEAD 2>/dev/null || echo '?') (${NAVET_LOAD_PROFILE:-release}): ${secs}s per figure, $conns connections, 2 wrk threads, $(nproc) cores"
 records_before=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from audit_log').fetchone()[0])" "$dir/data/audit.db")
 run "read-unlogged (Organization/{id})" "$org" -H "authorization: Bearer $NAVET_TOKEN"
 run "read-logged (Patient/{id})" "$patient" -H "authorization: Bearer $NAVET_TOKEN"
