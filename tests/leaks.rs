@@ -178,6 +178,30 @@ async fn the_access_log_is_read_by_auditors_only_on_every_path() {
         .map(|r| r.trim_start_matches("AuditEvent/").to_owned())
         .collect();
     assert_eq!(found, before, "the auditor's search is the whole log");
+    // And its history is the same log, newest first, in pages that neither skip nor repeat a record although
+    // each page's own read of the log adds one.
+    let before = chain_ids(&app);
+    let mut listed: Vec<String> = Vec::new();
+    let mut url = Some(format!("{}/AuditEvent/_history?_count=3", app.fhir));
+    while let Some(next) = url.take() {
+        let (status, page) = get(&au, next).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["type"], "history");
+        listed.extend(
+            entry_ids(&page)
+                .into_iter()
+                .map(|r| r.trim_start_matches("AuditEvent/").to_owned()),
+        );
+        url = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+    }
+    let unique: BTreeSet<String> = listed.iter().cloned().collect();
+    assert_eq!(unique.len(), listed.len(), "no record twice: {listed:?}");
+    assert_eq!(unique, before, "the auditor's history is the whole log");
     assert_eq!(get(&au, format!("{}/Patient/{pid}", app.fhir)).await.0, 200);
     assert_eq!(get(&au, format!("{}/Task/{task}", app.fhir)).await.0, 403);
     assert_eq!(get(&au, format!("{}/Task", app.fhir)).await.0, 403);

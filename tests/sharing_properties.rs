@@ -383,13 +383,15 @@ async fn check(specs: Vec<Spec>, consents: Consents, protected: bool) {
         everything.extend(app.directory.iter().cloned());
         let system = get_json(client, format!("{}/_history?_count=500", app.fhir)).await;
         assert_eq!(history_ids(&system), everything, "{who}: system history");
-        let log = client
-            .get(format!("{}/AuditEvent", app.fhir))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(log, 403, "{who}: the access log");
+        for path in ["AuditEvent", "AuditEvent/_history"] {
+            let log = client
+                .get(format!("{}/{path}", app.fhir))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(log, 403, "{who}: the access log ({path})");
+        }
         let batch = json!({"resourceType": "Bundle", "type": "batch",
             "entry": refs.iter().map(|r| json!({"request": {"method": "GET", "url": r}})).collect::<Vec<_>>()});
         let answer = json(

@@ -26,6 +26,8 @@ pub struct AuditQuery {
     pub outcomes: Option<Vec<u8>>,
     pub actions: Option<Vec<u8>>,
     pub purposes: Option<Vec<String>>,
+    /// Newest record first (history), instead of recorded order (search).
+    pub newest_first: bool,
 }
 
 impl AuditQuery {

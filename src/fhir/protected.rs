@@ -89,6 +89,11 @@ impl Outgoing<'_> {
         &self.0
     }
 
+    /// The text, copied only if it is still borrowed from a stored version.
+    pub fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+
     /// Content navet made itself for the answer (an OperationOutcome), holding no stored resource.
     pub fn navet_made(text: String) -> Outgoing<'static> {
         Outgoing(Cow::Owned(text))
@@ -99,13 +104,32 @@ impl Outgoing<'_> {
 /// enter — the text without its address and contact data. `None` for a deletion version.
 pub fn outgoing<'a>(actor: &Actor, v: &'a StoredVersion) -> Option<Outgoing<'a>> {
     let json = v.json.as_deref()?;
-    let withheld = v.resource_type == "Patient"
-        && !actor.visibility.entered(&v.owner)
-        && (v.protected || is_protected_text(json));
-    if withheld && let Some(view) = redacted(json) {
+    if withheld_from(actor, v, json)
+        && let Some(view) = redacted(json)
+    {
         return Some(Outgoing(Cow::Owned(view)));
     }
     Some(Outgoing(Cow::Borrowed(json)))
+}
+
+/// [`outgoing`] that takes the stored text out of `v` instead of borrowing it, so a read answers with the
+/// stored bytes themselves (no copy) when nothing is withheld. `v.json` is `None` afterwards.
+pub fn take_outgoing(actor: &Actor, v: &mut StoredVersion) -> Option<Outgoing<'static>> {
+    let json = v.json.take()?;
+    if withheld_from(actor, v, &json)
+        && let Some(view) = redacted(&json)
+    {
+        return Some(Outgoing(Cow::Owned(view)));
+    }
+    Some(Outgoing(Cow::Owned(json)))
+}
+
+/// The rule itself: a protected Patient's contact data is withheld from every principal but the one that
+/// entered it.
+fn withheld_from(actor: &Actor, v: &StoredVersion, json: &str) -> bool {
+    v.resource_type == "Patient"
+        && !actor.visibility.entered(&v.owner)
+        && (v.protected || is_protected_text(json))
 }
 
 /// Whether stored Patient text carries a protected-identity label (cheap text test first: almost none do).

@@ -135,7 +135,11 @@ pub async fn audit_requests(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     request.extensions_mut().insert(context.clone());
+    let slot = crate::http::ActingSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
+    // The caller and actor the handler's extractor made, if it got that far.
+    let acting = slot.0.get();
 
     if response.extensions().get::<Audited>().is_some() {
         return response;
@@ -160,9 +164,12 @@ pub async fn audit_requests(
                 return response;
             }
             let mut record = AuditRecord::new(action, operation, &*context.request_id);
-            record.caller = header
-                .as_deref()
-                .and_then(|h| state.auth.authenticate(Some(h)).ok());
+            record.caller = match acting {
+                Some(a) => Some(a.caller.clone()),
+                None => header
+                    .as_deref()
+                    .and_then(|h| state.auth.authenticate(Some(h)).ok()),
+            };
             record.source_address = context.source_address.clone();
             record.status = status;
             record.outcome = Outcome::from_status(status);
@@ -187,11 +194,11 @@ pub async fn audit_requests(
             record
         }
     };
-    let actor = record
-        .caller
-        .as_ref()
-        .map(crate::http::actor_of)
-        .unwrap_or_else(Actor::system);
+    let actor = match (acting, &record.caller) {
+        (Some(a), _) => a.actor.clone(),
+        (None, Some(caller)) => crate::http::actor_of(caller),
+        (None, None) => Actor::system(),
+    };
     // The access chain's appender: group commit with other requests' records, never behind resource writes.
     let written = crate::audit::log(state.store.as_ref(), &actor, &record).await;
     match written {

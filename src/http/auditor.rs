@@ -15,8 +15,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::audit::{Action, AuditRecord};
-use crate::auth::{Authenticated, Caller, PrincipalKind, PurposeOfUse};
+use crate::auth::{Caller, PrincipalKind, PurposeOfUse};
 use crate::error::ApiError;
+use crate::http::Acting;
 use crate::http::audit::RequestContext;
 use crate::http::negotiate::query_pairs;
 use crate::http::respond;
@@ -64,13 +65,8 @@ fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Reading the log is itself logged (on the access chain, before the answer goes out).
-async fn log_use(state: &AppState, caller: &Caller, record: AuditRecord) -> Result<(), ApiError> {
-    crate::audit::log(
-        state.store.as_ref(),
-        &crate::http::actor_of(caller),
-        &record,
-    )
-    .await
+async fn log_use(state: &AppState, acting: &Acting, record: AuditRecord) -> Result<(), ApiError> {
+    crate::audit::log(state.store.as_ref(), &acting.actor, &record).await
 }
 
 fn param(raw: &Option<String>, name: &str) -> Option<String> {
@@ -125,21 +121,19 @@ fn number<T: std::str::FromStr>(
 /// `{"records": n, "checkpoints": k, "intact": true}` or the first record affected.
 async fn verify(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
 ) -> Result<Response, ApiError> {
-    require_auditor(&caller)?;
-    let report = state
-        .store
-        .verify_audit(&crate::http::actor_of(&caller))
-        .await?;
-    let mut record = rc.record(&caller, Action::Execute, "verify");
+    let caller = &acting.caller;
+    require_auditor(caller)?;
+    let report = state.store.verify_audit(&acting.actor).await?;
+    let mut record = rc.record(caller, Action::Execute, "verify");
     record.query = Some(format!(
         "records={}&intact={}",
         report.records,
         report.first_broken.is_none()
     ));
-    log_use(&state, &caller, record).await?;
+    log_use(&state, &acting, record).await?;
     let body = json!({
         "records": report.records,
         "checkpoints": report.checkpoints,
@@ -154,11 +148,12 @@ async fn verify(
 /// named by role only.
 async fn extract(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_auditor(&caller)?;
+    let caller = &acting.caller;
+    require_auditor(caller)?;
     let wanted = param(&raw, "patient").ok_or_else(|| {
         ApiError::BadRequest("patient=<personnummer> (or system|value) is required".into())
     })?;
@@ -190,16 +185,16 @@ async fn extract(
     };
     let events = state
         .store
-        .audit_for_patient(&crate::http::actor_of(&caller), &patient)
+        .audit_for_patient(&acting.actor, &patient)
         .await?;
     let accesses: Vec<Value> = events
         .iter()
         .filter_map(|json| serde_json::from_str::<Value>(json).ok())
         .map(|e| extract_line(&e))
         .collect();
-    let mut record = rc.record(&caller, Action::Read, "extract");
+    let mut record = rc.record(caller, Action::Read, "extract");
     record.add_patient(patient.clone());
-    log_use(&state, &caller, record).await?;
+    log_use(&state, &acting, record).await?;
     let body = json!({"patient": patient, "identifier": wanted, "accesses": accesses});
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
 }
@@ -231,15 +226,16 @@ fn extract_line(e: &Value) -> Value {
 /// trying records one has no part in ends as a refusal). The same log, period, n and seed give the same sample.
 async fn sample(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_auditor(&caller)?;
+    let caller = &acting.caller;
+    require_auditor(caller)?;
     let (from, to) = period(&raw)?;
     let n: usize = number(&raw, "n", 50)?.min(MAX_SAMPLE);
     let seed: u64 = number(&raw, "seed", 0)?;
-    let actor = crate::http::actor_of(&caller);
+    let actor = acting.actor.clone();
     // Weighted sampling without replacement (Efraimidis–Spirakis): key = u^(1/w), keep the n largest keys.
     let mut rng = SplitMix64(seed);
     let mut chosen: BTreeMap<(u64, i64), String> = BTreeMap::new();
@@ -267,7 +263,7 @@ async fn sample(
         .rev()
         .filter_map(|j| serde_json::from_str(&j).ok())
         .collect();
-    log_use(&state, &caller, rc.record(&caller, Action::Read, "sample")).await?;
+    log_use(&state, &acting, rc.record(caller, Action::Read, "sample")).await?;
     let body = json!({"from": from, "to": to, "n": n, "seed": seed, "sample": sample});
     Ok(respond::json_response(StatusCode::OK, body.to_string()))
 }
@@ -305,19 +301,20 @@ impl SplitMix64 {
 /// and sent a page at a time, for an external log-analysis tool.
 async fn export(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_auditor(&caller)?;
+    let caller = &acting.caller;
+    require_auditor(caller)?;
     let (from, to) = period(&raw)?;
     log_use(
         &state,
-        &caller,
-        rc.record(&caller, Action::Execute, "export"),
+        &acting,
+        rc.record(caller, Action::Execute, "export"),
     )
     .await?;
-    let actor = crate::http::actor_of(&caller);
+    let actor = acting.actor.clone();
     let store = state.store.clone();
     let stream = futures_util::stream::unfold(Some(0i64), move |after| {
         let (store, actor) = (store.clone(), actor.clone());
@@ -351,11 +348,12 @@ async fn export(
 /// `GET /fhir/AuditEvent/{id}`: one record's AuditEvent view (the caller was authorized for the log).
 pub async fn read_event(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     actor: &Actor,
     id: &str,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let found = match crate::audit::chain::Chain::parse_id(id) {
         None => None,
         Some(key) => {
@@ -409,11 +407,12 @@ fn cursor_offset(text: &str) -> Result<usize, ApiError> {
 /// `GET /fhir/AuditEvent?…`: a searchset answered exactly from the auditor indexes, or a refusal.
 pub async fn search_events(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     actor: &Actor,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let get = |name: &str| {
         pairs
             .iter()
@@ -479,6 +478,152 @@ pub async fn search_events(
             Some(&full_url),
             Some(&crate::fhir::protected::Outgoing::navet_made(event.json)),
             &[("search", json!({"mode": "match"}))],
+        );
+    }
+    Ok(crate::http::fhir::with_note(
+        respond::json_response(StatusCode::OK, bundle.finish()),
+        "AuditEvent",
+        record,
+    ))
+}
+
+/// A history page's cursor: the recorded time (µs) of the last record given; the next page lists the records
+/// recorded before it.
+fn history_cursor_text(before_us: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h{before_us}"))
+}
+
+fn history_cursor(text: &str) -> Result<i64, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('h').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "_cursor is not one navet issued; follow the Bundle's links".into(),
+            )
+        })
+}
+
+/// `GET /fhir/AuditEvent/_history` and `GET /fhir/AuditEvent/{id}/_history` (FHIR R4 §3.1.0.9) for auditors.
+/// A record is never changed or deleted, so an instance's history is its one version, created when it was
+/// recorded; the type's history is the log itself, newest first, answered from the auditor indexes. Pages are
+/// bounded by recorded time, which is unique per record and only grows along the log, so records added while
+/// an auditor pages (their own reads of the log among them) neither shift nor repeat what the next page shows.
+pub async fn history_events(
+    state: &AppState,
+    acting: &Acting,
+    rc: &RequestContext,
+    id: Option<&str>,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let mut count = crate::http::search::DEFAULT_COUNT;
+    let mut query = crate::audit::query::AuditQuery {
+        newest_first: true,
+        ..Default::default()
+    };
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "_count" => {
+                count = v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::BadRequest(format!("_count '{v}' is not a number")))?
+                    .clamp(1, crate::http::search::MAX_COUNT)
+            }
+            "_since" => {
+                let ts: jiff::Timestamp = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("_since '{v}' is not an instant")))?;
+                query.from_us = Some(ts.as_microsecond());
+            }
+            "_cursor" => query.to_us = Some(history_cursor(v)?),
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "'{other}' is not a history parameter (supported: _count, _since, _cursor)"
+                )));
+            }
+        }
+    }
+    if let Some(id) = id {
+        // An id that is no record's names nothing: 404, as for a read.
+        let key = crate::audit::chain::Chain::parse_id(id)
+            .ok_or_else(|| ApiError::NotFound(format!("AuditEvent/{id} does not exist")))?;
+        let exists = crate::audit::query::AuditQuery {
+            ids: Some(vec![key]),
+            ..Default::default()
+        };
+        if state
+            .store
+            .audit_search(&acting.actor, exists, 0, 1, false)
+            .await?
+            .events
+            .is_empty()
+        {
+            return Err(ApiError::NotFound(format!(
+                "AuditEvent/{id} does not exist"
+            )));
+        }
+        query.ids = Some(vec![key]);
+    }
+    let page = state
+        .store
+        .audit_search(&acting.actor, query, 0, count, false)
+        .await?;
+    let base = match id {
+        Some(id) => format!("{}/AuditEvent/{id}/_history", state.fhir_base()),
+        None => format!("{}/AuditEvent/_history", state.fhir_base()),
+    };
+    let cursor = pairs
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.as_str());
+    let mut links = vec![respond::Link {
+        relation: "self",
+        url: respond::page_url(&base, &pairs, cursor),
+    }];
+    if page.has_more
+        && let Some(last) = page.events.last()
+    {
+        links.push(respond::Link {
+            relation: "next",
+            url: respond::page_url(&base, &pairs, Some(&history_cursor_text(last.recorded_us))),
+        });
+    }
+    let mut bundle = respond::BundleText::new("history", None, &links);
+    let operation = if id.is_some() {
+        "history-instance"
+    } else {
+        "history-type"
+    };
+    let mut record = rc.record(&acting.caller, Action::Read, operation);
+    record.query = Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish(),
+    );
+    for event in page.events {
+        record
+            .entities
+            .push(format!("AuditEvent/{}/_history/1", event.id));
+        event
+            .patients
+            .iter()
+            .for_each(|p| record.add_patient(p.clone()));
+        let recorded = crate::store::sqlite::format_instant(event.recorded_us.div_euclid(1000));
+        bundle.entry(
+            Some(&format!("{}/AuditEvent/{}", state.fhir_base(), event.id)),
+            Some(&crate::fhir::protected::Outgoing::navet_made(event.json)),
+            &[
+                ("request", json!({"method": "POST", "url": "AuditEvent"})),
+                (
+                    "response",
+                    json!({"status": "201 Created", "etag": "W/\"1\"", "lastModified": recorded}),
+                ),
+            ],
         );
     }
     Ok(crate::http::fhir::with_note(

@@ -230,7 +230,7 @@ fn exempt(path: &str) -> bool {
 }
 
 /// The rate and concurrency limits. See the module documentation.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if exempt(request.uri().path()) {
         return next.run(request).await;
     }
@@ -269,6 +269,15 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         }
         .into_response();
     };
+    // The handler's extractor takes the verified caller from here rather than checking the token again; a
+    // request with more than one Authorization header is left to the extractor, which refuses it (400).
+    if let Some(caller) = caller
+        && request.headers().get_all(AUTHORIZATION).iter().count() == 1
+    {
+        request
+            .extensions_mut()
+            .insert(crate::http::Verified(caller));
+    }
     let response = next.run(request).await;
     drop(slot);
     response

@@ -11,18 +11,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::audit::{Action, AuditRecord};
-use crate::auth::{Authenticated, Caller, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, BundleKind, EntryResult};
 use crate::fhir::ops::{self, Condition, WriteOutcome, WriteStatus};
 use crate::fhir::protected::outgoing;
 use crate::fhir::visibility::ACCESS_LOG_TYPE;
+use crate::http::Acting;
 use crate::http::audit::{AuditNote, Audited, RequestContext, note_version};
 use crate::http::negotiate::{Prefer, Return, check_accept, json_body, query_pairs};
 use crate::http::respond::{self, BundleText, etag};
 use crate::http::{search, timeline};
 use crate::state::AppState;
-use crate::store::{Actor, StoredVersion};
+use crate::store::{Actor, Current, StoredVersion};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -67,12 +68,17 @@ pub fn routes() -> Router<AppState> {
 
 /// Checks that the caller's scopes allow `interaction` on `ty` and, for patient data, that the token names an
 /// acting user or belongs to a system integration (spec/auth.md); answers the actor the store calls take.
-pub fn authorize(caller: &Caller, ty: &str, interaction: Interaction) -> Result<Actor, ApiError> {
-    check(caller, ty, interaction)?;
-    Ok(crate::http::actor_of(caller))
+pub fn authorize<'a>(
+    acting: &'a Acting,
+    ty: &str,
+    interaction: Interaction,
+) -> Result<&'a Actor, ApiError> {
+    check(acting, ty, interaction)?;
+    Ok(&acting.actor)
 }
 
-fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
+fn check(acting: &Acting, ty: &str, interaction: Interaction) -> Result<(), ApiError> {
+    let caller = &acting.caller;
     if ty == ACCESS_LOG_TYPE
         && interaction != Interaction::Read
         && interaction != Interaction::Search
@@ -86,7 +92,7 @@ fn check(caller: &Caller, ty: &str, interaction: Interaction) -> Result<(), ApiE
     caller.require(ty, interaction)?;
     // The type-level part of the visibility rule answers 403 here, before any store work; which resources
     // of the type are visible is the store's query under the same rule.
-    if !crate::http::visibility_of(caller).may_see_type(ty) {
+    if !acting.actor.visibility.may_see_type(ty) {
         return Err(ApiError::Forbidden(if ty == ACCESS_LOG_TYPE {
             "the access log is read by auditor principals with purpose of use HOPERAT".into()
         } else {
@@ -145,24 +151,35 @@ async fn capability(
 
 async fn read(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Read)?;
+    let actor = authorize(&acting, &ty, Interaction::Read)?;
     if ty == ACCESS_LOG_TYPE {
-        return crate::http::auditor::read_event(&state, &caller, &rc, &actor, &id).await;
+        return crate::http::auditor::read_event(&state, &acting, &rc, actor, &id).await;
     }
-    let (response, version) = read_resource(&state, &actor, &ty, &id, &headers).await?;
-    // _summary and _elements on read (search.html#summary), If-Modified-Since (RFC 9110 §13.1.3).
-    let response = crate::http::search::read_variants(&state, &actor, &version, &headers, &raw.0)?
-        .unwrap_or(response);
-    let mut record = rc.record(&caller, Action::Read, "read");
-    note_version(&state.fhir.params, &mut record, &version);
+    let (response, current) = read_resource(&state, actor, &ty, &id, &headers, &raw.0).await?;
+    if crate::fhir::DIRECTORY_TYPES.contains(&ty.as_str()) {
+        // Directory reads are not patient data: no record.
+        return Ok(response);
+    }
+    let v = &current.version;
+    let mut record = rc.record(caller, Action::Read, "read");
+    record.entities.push(format!(
+        "{}/{}/_history/{}",
+        v.resource_type, v.id, v.version
+    ));
+    // The patients the store keeps for the resource (its patient links), read with it: no parse of its JSON.
+    current
+        .patients
+        .into_iter()
+        .for_each(|p| record.add_patient(p));
     Ok(with_note(response, &ty, record))
 }
 
@@ -224,25 +241,32 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-/// read (§3.1.0.2) once the caller is authorized; public so the benchmarks can measure what authentication
-/// adds on top of it.
+/// read (§3.1.0.2) once the caller is authorized: the current version and its patients in one store query,
+/// answered with the stored text itself (taken out of the version: the returned `Current` has no JSON left).
+/// Public so the benchmarks can measure what authentication and the access log add on top of it.
 pub async fn read_resource(
     state: &AppState,
     actor: &Actor,
     ty: &str,
     id: &str,
     headers: &HeaderMap,
-) -> Result<(Response, StoredVersion), ApiError> {
-    let v = state
+    raw: &Option<String>,
+) -> Result<(Response, Current), ApiError> {
+    let mut current = state
         .store
-        .read(actor, ty, id, None)
+        .read_current(actor, ty, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} does not exist")))?;
+    let v = &mut current.version;
     if v.deleted {
         return Err(ApiError::Gone(format!(
             "{ty}/{id} was deleted (version {})",
             v.version
         )));
+    }
+    // _summary and _elements on read (search.html#summary), If-Modified-Since (RFC 9110 §13.1.3).
+    if let Some(variant) = crate::http::search::read_variants(state, actor, v, headers, raw)? {
+        return Ok((variant, current));
     }
     // A client holding the current version gets 304 and no body (RFC 9110 §13.1.2).
     if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|h| h.to_str().ok())
@@ -251,26 +275,25 @@ pub async fn read_resource(
             .any(|t| ops::parse_etag(t).ok() == Some(v.version))
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
-        r.headers_mut().extend(respond::version_headers(&v));
-        return Ok((r, v));
+        r.headers_mut().extend(respond::version_headers(v));
+        return Ok((r, current));
     }
-    Ok((
-        respond::resource(actor, StatusCode::OK, &v, Return::Representation, None),
-        v,
-    ))
+    let response = respond::read_answer(actor, v);
+    Ok((response, current))
 }
 
 async fn vread(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id, vid)): Path<(String, String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Read)?;
+    let actor = authorize(&acting, &ty, Interaction::Read)?;
     if ty == ACCESS_LOG_TYPE {
         // Every record has one version, `1`.
         if vid != "1" {
@@ -278,14 +301,14 @@ async fn vread(
                 "{ty}/{id} has no version '{vid}'"
             )));
         }
-        return crate::http::auditor::read_event(&state, &caller, &rc, &actor, &id).await;
+        return crate::http::auditor::read_event(&state, &acting, &rc, actor, &id).await;
     }
     let version: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("{ty}/{id} has no version '{vid}'")))?;
     let v = state
         .store
-        .read(&actor, &ty, &id, Some(version))
+        .read(actor, &ty, &id, Some(version))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{ty}/{id} has no version {version}")))?;
     if v.deleted {
@@ -293,10 +316,10 @@ async fn vread(
             "{ty}/{id} version {version} is a deletion"
         )));
     }
-    let mut record = rc.record(&caller, Action::Read, "vread");
+    let mut record = rc.record(caller, Action::Read, "vread");
     note_version(&state.fhir.params, &mut record, &v);
     Ok(with_note(
-        respond::resource(&actor, StatusCode::OK, &v, Return::Representation, None),
+        respond::resource(actor, StatusCode::OK, &v, Return::Representation, None),
         &ty,
         record,
     ))
@@ -334,17 +357,18 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Create)?;
-    let record = rc.record(&caller, Action::Create, "create");
+    let actor = authorize(&acting, &ty, Interaction::Create)?;
+    let record = rc.record(caller, Action::Create, "create");
     let prefer = Prefer::from_headers(&headers);
     let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
@@ -386,7 +410,7 @@ async fn create(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::create(&ctx, tx, &prepared, None, condition.as_ref())?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -395,24 +419,25 @@ async fn create(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "update");
+    let actor = authorize(&acting, &ty, Interaction::Update)?;
+    let record = rc.record(caller, Action::Update, "update");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -424,7 +449,7 @@ async fn update(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::update(&ctx, tx, &prepared, &id, expected)?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -433,30 +458,31 @@ async fn update(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
 
 async fn conditional_update(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "update");
+    let actor = authorize(&acting, &ty, Interaction::Update)?;
+    let record = rc.record(caller, Action::Update, "update");
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
     let options = ops::IfNew {
         if_match: expected,
         id: None,
-        may_create: check(&caller, &ty, Interaction::Create).is_ok(),
+        may_create: check(&acting, &ty, Interaction::Create).is_ok(),
     };
     let bytes = json_body(&state, &headers, body).await?;
     let prepared = ops::prepare(&state.fhir, &bytes, Some(&ty))?;
@@ -465,7 +491,7 @@ async fn conditional_update(
     let ctx = state.fhir.clone();
     let (outcome, warnings) = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::conditional_update(&ctx, tx, &prepared, &condition, options)?;
             let (outcome, warnings, made) =
                 crate::ordination::intake::after_single(&ctx, tx, outcome)?;
@@ -474,26 +500,27 @@ async fn conditional_update(
         })
         .await?;
     Ok(audited(with_warnings(
-        write_response(&state, &actor, &outcome, prefer),
+        write_response(&state, actor, &outcome, prefer),
         &warnings,
     )))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Delete)?;
-    let record = rc.record(&caller, Action::Delete, "delete");
+    let actor = authorize(&acting, &ty, Interaction::Delete)?;
+    let record = rc.record(caller, Action::Delete, "delete");
     let expected = if_match(&headers)?;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::delete(tx, &ty, &id, expected)?;
             append_write(&ctx, tx, record, &outcome)?;
             Ok(outcome)
@@ -501,7 +528,7 @@ async fn delete(
         .await?;
     Ok(audited(write_response(
         &state,
-        &actor,
+        actor,
         &outcome,
         Prefer::from_headers(&headers),
     )))
@@ -509,20 +536,21 @@ async fn delete(
 
 async fn conditional_delete(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Delete)?;
-    let record = rc.record(&caller, Action::Delete, "delete");
+    let actor = authorize(&acting, &ty, Interaction::Delete)?;
+    let record = rc.record(caller, Action::Delete, "delete");
     let condition = Condition::parse(&state.fhir, &ty, raw.as_deref().unwrap_or(""))?;
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let outcome = ops::conditional_delete(tx, &ty, &condition)?;
             match &outcome {
                 Some(o) => append_write(&ctx, tx, record, o)?,
@@ -536,7 +564,7 @@ async fn conditional_delete(
         })
         .await?;
     let response = match outcome {
-        Some(o) => write_response(&state, &actor, &o, Prefer::from_headers(&headers)),
+        Some(o) => write_response(&state, actor, &o, Prefer::from_headers(&headers)),
         None => StatusCode::NO_CONTENT.into_response(),
     };
     Ok(audited(response))
@@ -544,23 +572,24 @@ async fn conditional_delete(
 
 async fn transaction(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(&headers, format_param(&raw.0).as_deref())?;
     let prefer = Prefer::from_headers(&headers);
     // The permit (for a big Bundle) is held until the answer is built; the bytes go once parsed.
     let (bytes, _permit) = json_body(&state, &headers, body).await?.into_parts();
-    let actor = crate::http::actor_of(&caller);
-    let authorize = |ty: &str, interaction: Interaction| check(&caller, ty, interaction);
-    let record = rc.record(&caller, Action::Execute, "transaction");
+    let actor = &acting.actor;
+    let authorize = |ty: &str, interaction: Interaction| check(&acting, ty, interaction);
+    let record = rc.record(caller, Action::Execute, "transaction");
     let (kind, results) = bundle::process_body(
         state.fhir.clone(),
         state.store.as_ref(),
-        &actor,
+        actor,
         &authorize,
         Some(record),
         state.bounds.max_bundle_entries,
@@ -573,7 +602,7 @@ async fn transaction(
     };
     let mut out = BundleText::new(kind_name, None, &[]);
     for r in &results {
-        entry_response(&state, &actor, &mut out, r, prefer.ret);
+        entry_response(&state, actor, &mut out, r, prefer.ret);
     }
     Ok(audited(respond::json_response(
         StatusCode::OK,

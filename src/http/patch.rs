@@ -11,10 +11,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 
 use crate::audit::Action;
-use crate::auth::{Authenticated, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::ops;
 use crate::fhir::patch::{PatchError, apply_fhirpath_patch, apply_json_patch};
+use crate::http::Acting;
 use crate::http::audit::RequestContext;
 use crate::http::fhir::{append_write, audited, authorize, if_match, known_type, write_response};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
@@ -36,21 +37,22 @@ impl From<PatchError> for ApiError {
 
 pub async fn patch(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let format_param = query_pairs(raw.as_deref())
         .into_iter()
         .find(|(k, _)| k == "_format")
         .map(|(_, v)| v);
     check_accept(&headers, format_param.as_deref())?;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Update)?;
-    let record = rc.record(&caller, Action::Update, "patch");
+    let actor = authorize(&acting, &ty, Interaction::Update)?;
+    let record = rc.record(caller, Action::Update, "patch");
     ops::check_id(&id)?;
     let prefer = Prefer::from_headers(&headers);
     let expected = if_match(&headers)?;
@@ -84,7 +86,7 @@ pub async fn patch(
     let ctx = state.fhir.clone();
     let outcome = state
         .store
-        .transact(&actor, move |tx| {
+        .transact(actor, move |tx| {
             let current = match tx.current(&ty, &id)? {
                 Some(current) if tx.visible(&ty, &id)? => current,
                 _ => return Err(ApiError::NotFound(format!("{ty}/{id} does not exist"))),
@@ -118,5 +120,5 @@ pub async fn patch(
             Ok(outcome)
         })
         .await?;
-    Ok(audited(write_response(&state, &actor, &outcome, prefer)))
+    Ok(audited(write_response(&state, actor, &outcome, prefer)))
 }

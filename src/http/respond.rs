@@ -78,6 +78,17 @@ pub fn resource(
     response
 }
 
+/// The answer to a read by id: [`resource`] with `Return::Representation`, its body the stored text taken out
+/// of `v` ([`crate::fhir::protected::take_outgoing`]: no copy when nothing is withheld).
+pub fn read_answer(actor: &Actor, v: &mut StoredVersion) -> Response {
+    let mut response = match crate::fhir::protected::take_outgoing(actor, v) {
+        Some(json) => json_response(StatusCode::OK, json.into_string()),
+        None => StatusCode::OK.into_response(),
+    };
+    response.headers_mut().extend(version_headers(v));
+    response
+}
+
 /// A paging link: `base` with the client's parameters (less any `_cursor`) and, for another page, its cursor.
 pub fn page_url(base: &str, pairs: &[(String, String)], cursor: Option<&str>) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());

@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::Action;
-use crate::auth::{Authenticated, Caller, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::ops;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::fhir::protected::{Outgoing, outgoing};
+use crate::http::Acting;
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, known_type, with_note};
 use crate::http::negotiate::{Prefer, check_accept, query_pairs, read_limited};
@@ -101,20 +102,20 @@ fn links(
 
 pub async fn search_get(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
-    search(&state, &caller, &rc, &ty, &headers, pairs).await
+    search(&state, &acting, &rc, &ty, &headers, pairs).await
 }
 
 /// `POST [type]/_search` with `application/x-www-form-urlencoded` parameters (§3.1.0.9.1).
 pub async fn search_post(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
@@ -133,25 +134,25 @@ pub async fn search_post(
     let bytes = read_limited(body, state.max_body_bytes).await?;
     let mut pairs = query_pairs(raw.as_deref());
     pairs.extend(query_pairs(std::str::from_utf8(&bytes).ok()));
-    search(&state, &caller, &rc, &ty, &headers, pairs).await
+    search(&state, &acting, &rc, &ty, &headers, pairs).await
 }
 
 async fn search(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     ty: &str,
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
-    search_in(state, caller, rc, ty, headers, pairs, None).await
+    search_in(state, acting, rc, ty, headers, pairs, None).await
 }
 
 /// `GET [Compartment]/{id}/[type]` (FHIR R4 4.0.1 §3.1.0.9.2): a search restricted to the patient's
 /// compartment. navet serves the Patient compartment; the patient must exist for the caller.
 pub async fn compartment_search(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((compartment, id, ty)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -175,16 +176,16 @@ pub async fn compartment_search(
             "{ty} is not in the Patient compartment (FHIR R4 CompartmentDefinition patient)"
         )));
     }
-    let actor = authorize(&caller, "Patient", Interaction::Read)?;
+    let actor = authorize(&acting, "Patient", Interaction::Read)?;
     ops::check_id(&id)?;
-    match state.store.read(&actor, "Patient", &id, None).await? {
+    match state.store.read(actor, "Patient", &id, None).await? {
         Some(v) if !v.deleted => {}
         _ => return Err(ApiError::NotFound(format!("Patient/{id} does not exist"))),
     }
     let pairs = query_pairs(raw.as_deref());
     search_in(
         &state,
-        &caller,
+        &acting,
         &rc,
         &ty,
         &headers,
@@ -196,23 +197,24 @@ pub async fn compartment_search(
 
 async fn search_in(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     ty: &str,
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
     compartment: Option<String>,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let format = pairs
         .iter()
         .find(|(k, _)| k == "_format")
         .map(|(_, v)| v.clone());
     check_accept(headers, format.as_deref())?;
     known_type(state, ty)?;
-    let actor = authorize(caller, ty, Interaction::Search)?;
+    let actor = authorize(acting, ty, Interaction::Search)?;
     if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
         // The access log is searched on its own indexes (`crate::audit::query`), never the general one.
-        return crate::http::auditor::search_events(state, caller, rc, &actor, pairs).await;
+        return crate::http::auditor::search_events(state, acting, rc, actor, pairs).await;
     }
     if !state.fhir.is_searchable(ty) {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -225,7 +227,7 @@ async fn search_in(
         crate::caremap::search::rewrite(
             &state.fhir.ordination.care,
             state.store.as_ref(),
-            &actor,
+            actor,
             pairs,
         )
         .await?
@@ -236,7 +238,7 @@ async fn search_in(
         Some(c) => format!("/{c}/{ty}"),
         None => format!("/{ty}"),
     };
-    let binding = cursor::binding(&path, &pairs, &actor);
+    let binding = cursor::binding(&path, &pairs, actor);
     let position = open_cursor(state, &binding, &pairs)?;
     let query_pairs: Vec<(String, String)> = pairs
         .iter()
@@ -246,7 +248,7 @@ async fn search_in(
     let mut query: SearchQuery = parse_query(&state.fhir.params, ty, &query_pairs, prefer.lenient)?;
     // A chain, _has or include reads other types: the caller must be allowed to search each of them.
     for other in query.referenced_types() {
-        authorize(caller, &other, Interaction::Search)?;
+        authorize(acting, &other, Interaction::Search)?;
     }
     let summary_count = query.summary.as_deref() == Some("count");
     let shape = Shape::from_params(query.summary.as_deref(), query.elements.as_deref())
@@ -292,14 +294,14 @@ async fn search_in(
     };
     query.snapshot_ms = snapshot_ms;
     let ignored = query.ignored.clone();
-    let page = state.store.search(&actor, ty, query, offset, count).await?;
+    let page = state.store.search(actor, ty, query, offset, count).await?;
     // Links keep what the client asked, minus parameters ignored under lenient handling.
     let kept: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(k, _)| !ignored.contains(k))
         .collect();
     let base = format!("{}{path}", state.fhir_base());
-    let kept_binding = cursor::binding(&path, &kept, &actor);
+    let kept_binding = cursor::binding(&path, &kept, actor);
     let mint = |p: &Position| state.cursor_key.mint(&kept_binding, p);
     let mut page_links = vec![Link {
         relation: "self",
@@ -336,15 +338,15 @@ async fn search_in(
         &page_links,
     );
     for v in &page.matches {
-        add_entry(state, &actor, &mut bundle, v, "match", shape.as_ref());
+        add_entry(state, actor, &mut bundle, v, "match", shape.as_ref());
     }
     // An included resource of a type the caller may not read is left out, as if it were not referenced.
     for v in page
         .included
         .iter()
-        .filter(|v| authorize(caller, &v.resource_type, Interaction::Read).is_ok())
+        .filter(|v| authorize(acting, &v.resource_type, Interaction::Read).is_ok())
     {
-        add_entry(state, &actor, &mut bundle, v, "include", shape.as_ref());
+        add_entry(state, actor, &mut bundle, v, "include", shape.as_ref());
     }
     if !ignored.is_empty() {
         let text = format!(
@@ -423,13 +425,22 @@ fn add_entry(
     );
 }
 
+/// The `_format` parameter of a raw query.
+fn format_of(raw: &Option<String>) -> Option<String> {
+    query_pairs(raw.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v)
+}
+
 pub async fn system_history(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     // Every type's changes: only for a token that may search every type, with an acting user.
     if !caller.scopes.permits_every_type(Interaction::Search) {
         return Err(ApiError::Forbidden(
@@ -437,45 +448,48 @@ pub async fn system_history(
         ));
     }
     caller.require_patient_data_access()?;
-    let record = rc.record(&caller, Action::Read, "history-system");
-    history(
-        &state,
-        &crate::http::actor_of(&caller),
-        record,
-        None,
-        None,
-        &headers,
-        raw,
-    )
-    .await
+    let record = rc.record(caller, Action::Read, "history-system");
+    history(&state, &acting.actor, record, None, None, &headers, raw).await
 }
 
 pub async fn type_history(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Search)?;
-    let record = rc.record(&caller, Action::Read, "history-type");
-    history(&state, &actor, record, Some(ty), None, &headers, raw).await
+    let actor = authorize(&acting, &ty, Interaction::Search)?;
+    if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
+        check_accept(&headers, format_of(&raw).as_deref())?;
+        let pairs = query_pairs(raw.as_deref());
+        return crate::http::auditor::history_events(&state, &acting, &rc, None, pairs).await;
+    }
+    let record = rc.record(caller, Action::Read, "history-type");
+    history(&state, actor, record, Some(ty), None, &headers, raw).await
 }
 
 pub async fn instance_history(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     known_type(&state, &ty)?;
-    let actor = authorize(&caller, &ty, Interaction::Read)?;
-    let record = rc.record(&caller, Action::Read, "history-instance");
-    history(&state, &actor, record, Some(ty), Some(id), &headers, raw).await
+    let actor = authorize(&acting, &ty, Interaction::Read)?;
+    if ty == crate::fhir::visibility::ACCESS_LOG_TYPE {
+        check_accept(&headers, format_of(&raw).as_deref())?;
+        let pairs = query_pairs(raw.as_deref());
+        return crate::http::auditor::history_events(&state, &acting, &rc, Some(&id), pairs).await;
+    }
+    let record = rc.record(caller, Action::Read, "history-instance");
+    history(&state, actor, record, Some(ty), Some(id), &headers, raw).await
 }
 
 async fn history(
@@ -487,12 +501,6 @@ async fn history(
     headers: &HeaderMap,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
-    if ty.as_deref() == Some(crate::fhir::visibility::ACCESS_LOG_TYPE) {
-        return Err(ApiError::BadRequest(
-            "the access log has no history: every record has one version; search it with GET AuditEvent?…"
-                .into(),
-        ));
-    }
     let pairs = query_pairs(raw.as_deref());
     let mut count = DEFAULT_COUNT;
     let mut since_ms = None;

@@ -10,10 +10,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::audit::Action;
-use crate::auth::{Authenticated, Caller, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::protected::outgoing;
 use crate::fhir::visibility::Visibility;
+use crate::http::Acting;
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, with_note};
 use crate::http::negotiate::{check_accept, query_pairs};
@@ -46,7 +47,7 @@ impl Operation {
 
 pub async fn timeline(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -55,7 +56,7 @@ pub async fn timeline(
     let pairs = query_pairs(raw.as_deref());
     run(
         &state,
-        &caller,
+        &acting,
         &rc,
         &headers,
         Some(id),
@@ -67,7 +68,7 @@ pub async fn timeline(
 
 pub async fn timeline_by_identifier(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -75,7 +76,7 @@ pub async fn timeline_by_identifier(
     let pairs = query_pairs(raw.as_deref());
     run(
         &state,
-        &caller,
+        &acting,
         &rc,
         &headers,
         None,
@@ -87,7 +88,7 @@ pub async fn timeline_by_identifier(
 
 pub async fn everything(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -96,7 +97,7 @@ pub async fn everything(
     let pairs = query_pairs(raw.as_deref());
     run(
         &state,
-        &caller,
+        &acting,
         &rc,
         &headers,
         Some(id),
@@ -203,13 +204,14 @@ fn parse_params(
 
 async fn run(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     rc: &RequestContext,
     headers: &HeaderMap,
     id: Option<String>,
     pairs: Vec<(String, String)>,
     op: Operation,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     check_accept(
         headers,
         pairs
@@ -217,14 +219,14 @@ async fn run(
             .find(|(k, _)| k == "_format")
             .map(|(_, v)| v.as_str()),
     )?;
-    let actor = authorize(caller, "Patient", Interaction::Read)?;
+    let actor = authorize(acting, "Patient", Interaction::Read)?;
     if matches!(actor.visibility, Visibility::Auditor { .. }) {
         return Err(ApiError::Forbidden(
             "auditor principals do not read clinical records (the timeline)".into(),
         ));
     }
     let params = parse_params(state, op, &pairs)?;
-    let patient = find_patient(state, &actor, id, params.identifier.as_deref()).await?;
+    let patient = find_patient(state, actor, id, params.identifier.as_deref()).await?;
     let patient_ref = format!("Patient/{}", patient.id);
     // Types the caller's scopes do not allow are left out inside the query, so pages stay full.
     let types = match params.types.clone() {
@@ -237,7 +239,7 @@ async fn run(
                         .collect()
                 })
                 .into_iter()
-                .filter(|t| authorize(caller, t, Interaction::Read).is_ok())
+                .filter(|t| authorize(acting, t, Interaction::Read).is_ok())
                 .collect(),
         ),
     };
@@ -251,7 +253,7 @@ async fn run(
         count: params.count,
         total: params.total,
     };
-    let page = state.store.timeline(&actor, query).await?;
+    let page = state.store.timeline(actor, query).await?;
 
     let base = format!(
         "{}/Patient/{}/${}",
@@ -287,7 +289,7 @@ async fn run(
         let full_url = format!("{}/Patient/{}", state.fhir_base(), patient.id);
         bundle.entry(
             Some(&full_url),
-            outgoing(&actor, &patient).as_ref(),
+            outgoing(actor, &patient).as_ref(),
             &[("search", json!({"mode": "match"}))],
         );
         note_version(&state.fhir.params, &mut record, &patient);
@@ -296,7 +298,7 @@ async fn run(
         let full_url = format!("{}/{}/{}", state.fhir_base(), v.resource_type, v.id);
         bundle.entry(
             Some(&full_url),
-            outgoing(&actor, v).as_ref(),
+            outgoing(actor, v).as_ref(),
             &[("search", search_member(*time_ms, v))],
         );
         note_version(&state.fhir.params, &mut record, v);

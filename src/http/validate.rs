@@ -19,11 +19,12 @@ use axum::routing::post;
 use serde_json::Value;
 
 use crate::audit::Action;
-use crate::auth::{Authenticated, Interaction};
+use crate::auth::Interaction;
 use crate::error::ApiError;
 use crate::fhir::json::IncomingResource;
 use crate::fhir::outcome::{Issue, IssueCode, OperationOutcome};
 use crate::fhir::validate::{Kind, Level};
+use crate::http::Acting;
 use crate::http::audit::{RequestContext, note_version};
 use crate::http::fhir::{authorize, known_type, with_note};
 use crate::http::negotiate::{check_accept, json_body, query_pairs};
@@ -44,32 +45,32 @@ enum Mode {
 
 async fn type_level(
     state: State<AppState>,
-    caller: Authenticated,
+    acting: Acting,
     rc: Extension<RequestContext>,
     Path(ty): Path<String>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, caller, rc, ty, None, headers, raw, body).await
+    run(state, acting, rc, ty, None, headers, raw, body).await
 }
 
 async fn instance_level(
     state: State<AppState>,
-    caller: Authenticated,
+    acting: Acting,
     rc: Extension<RequestContext>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     raw: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, caller, rc, ty, Some(id), headers, raw, body).await
+    run(state, acting, rc, ty, Some(id), headers, raw, body).await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    acting: Acting,
     Extension(rc): Extension<RequestContext>,
     ty: String,
     id: Option<String>,
@@ -77,6 +78,7 @@ async fn run(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = &acting.caller;
     let pairs = query_pairs(raw.as_deref());
     let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v);
     check_accept(&headers, format.map(String::as_str))?;
@@ -106,7 +108,7 @@ async fn run(
         Mode::Create => Interaction::Create,
         Mode::Update => Interaction::Update,
     };
-    let actor = authorize(&caller, &ty, interaction)?;
+    let actor = authorize(&acting, &ty, interaction)?;
 
     let text = serde_json::to_vec(&resource).map_err(ApiError::internal)?;
     let incoming = IncomingResource::parse(&text)?;
@@ -188,7 +190,7 @@ async fn run(
             };
             if let Some(target) = target {
                 crate::fhir::ops::check_id(&target)?;
-                let current = state.store.read(&actor, &ty, &target, None).await?;
+                let current = state.store.read(actor, &ty, &target, None).await?;
                 match current {
                     Some(v) if !v.deleted => {
                         let may_change = crate::fhir::is_shared_master_data(&ty)
@@ -203,7 +205,7 @@ async fn run(
                                 ),
                             ));
                         }
-                        let mut record = rc.record(&caller, Action::Read, "validate");
+                        let mut record = rc.record(caller, Action::Read, "validate");
                         note_version(&state.fhir.params, &mut record, &v);
                         note = Some(record);
                     }

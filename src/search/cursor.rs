@@ -63,9 +63,10 @@ impl Position {
     }
 }
 
-/// The signing key.
+/// The signing key. Shared, not copied: the application state holding it is cloned for every extractor of
+/// every request, and copying an HMAC key copies its hashing contexts (measured: 6% of a cheap request).
 #[derive(Clone)]
-pub struct CursorKey(hmac::Key);
+pub struct CursorKey(std::sync::Arc<hmac::Key>);
 
 impl std::fmt::Debug for CursorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,7 +76,10 @@ impl std::fmt::Debug for CursorKey {
 
 impl CursorKey {
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        CursorKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+        CursorKey(std::sync::Arc::new(hmac::Key::new(
+            hmac::HMAC_SHA256,
+            bytes,
+        )))
     }
 
     /// A fresh random key (tests; the server keeps its key in the store, [`load_or_create`]).

@@ -30,6 +30,11 @@ const MAX_BATCH: usize = 2048;
 pub const TAIL_CHECKED: usize = 1000;
 /// How often a checkpoint is signed when records were added.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the checkpointer copies the access log's WAL into `audit.db` (SQLite's WAL checkpoint; not to be
+/// confused with the signed checkpoints). The appender's own connection never does: SQLite's automatic
+/// checkpoint would run on the committing connection, after a commit, holding every waiter of the next batch
+/// for its writes and two more fsyncs.
+pub const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<i64, StoreError>>;
 
@@ -60,6 +65,7 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     }
     // synchronous = FULL: a commit is on disk before any waiter is released (survives kill -9 and power loss).
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+    super::sqlite::tune(&conn)?;
     Ok(conn)
 }
 
@@ -131,6 +137,8 @@ impl Appender {
     ) -> Result<(Appender, Option<Checkpoint>), StoreError> {
         let path = data_dir.join(audit_sql::ACCESS_DB);
         let conn = open_db(&path)?;
+        // The checkpointer's thread copies the WAL back ([`WAL_CHECKPOINT_INTERVAL`]).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         check_triggers(&conn, data_dir, &path)?;
         conn.execute_batch(audit_sql::AUDIT_SCHEMA)?;
         let latest = latest_checkpoint(&conn, data_dir, key)?;
@@ -144,7 +152,6 @@ impl Appender {
             Ok(head) => head,
             Err(broken) => return Err(broken_at_start(&broken, data_dir)),
         };
-        conn.set_prepared_statement_cache_capacity(64);
         let head: Head = Arc::new(Mutex::new(head));
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Pending>(QUEUE);
         let thread_head = head.clone();
@@ -278,6 +285,18 @@ impl Checkpointer {
 
     pub fn public_key(&self) -> Vec<u8> {
         self.key.public()
+    }
+
+    /// Copies what the WAL of `audit.db` holds into the database file, without waiting for (or stopping) the
+    /// appender or readers (`PRAGMA wal_checkpoint(PASSIVE)`, https://sqlite.org/pragma.html#pragma_wal_checkpoint);
+    /// the appender then starts the WAL over. A failure is logged: the WAL only grows until the next try.
+    pub fn checkpoint_wal(&self) {
+        let Ok(guard) = self.conns.lock() else {
+            return;
+        };
+        if let Err(e) = guard.0.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %e, "copying the access log's WAL into audit.db failed");
+        }
     }
 
     /// Signs and stores a checkpoint of the committed heads, unless nothing was added since the last one;

@@ -290,7 +290,9 @@ pub fn search(
     }
     let mut args = Vec::new();
     let inner = matching(q, &mut args);
-    let sql = format!("SELECT ch, seq, record FROM ({inner}) ORDER BY t_us LIMIT ? OFFSET ?");
+    let order = if q.newest_first { "DESC" } else { "ASC" };
+    let sql =
+        format!("SELECT ch, seq, record FROM ({inner}) ORDER BY t_us {order} LIMIT ? OFFSET ?");
     let mut page_args = args.clone();
     page_args.push(
         i64::try_from(count.saturating_add(1))

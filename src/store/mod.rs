@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod inbound_sql;
 pub mod outbox;
 pub mod outbox_sql;
+mod read_sql;
 pub mod schema;
 pub mod search_sql;
 pub mod sqlite;
@@ -103,6 +104,15 @@ pub struct StoredVersion {
     pub protected: bool,
 }
 
+/// The current version of a resource as a read by id needs it: the version, and the patients it is about (its
+/// patient links, [`crate::fhir::sharing`]) for the read's access-log record.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version: StoredVersion,
+    /// `Patient/{id}` of each patient the resource is about (a Patient: itself).
+    pub patients: Vec<String>,
+}
+
 /// A version to write. `version` must be the current version + 1 (or 1 for a new resource).
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -133,6 +143,8 @@ pub struct SearchPage {
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub id: String,
+    /// When it was recorded (µs since the epoch; unique, increasing along the log).
+    pub recorded_us: i64,
     pub json: String,
     pub patients: Vec<String>,
 }
@@ -347,6 +359,15 @@ pub trait Store: Send + Sync {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<StoredVersion>, StoreError>;
+
+    /// The current version of a resource (deleted or not) if `actor` may see it, with the patients it is
+    /// about, in one query (a read by id: its answer and its access-log record).
+    async fn read_current(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Current>, StoreError>;
 
     async fn history(
         &self,

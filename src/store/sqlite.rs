@@ -78,6 +78,22 @@ impl ReaderPool {
 /// statements, and re-preparing the evicted ones showed as 8% of the writer's time under load.
 const STATEMENT_CACHE: usize = 256;
 
+/// Settings every connection of the store gets. QPSG (the query planner stability guarantee,
+/// https://sqlite.org/c3ref/c_dbconfig_defensive.html): without it SQLite marks some statements (the visibility
+/// rule's OR terms, after constant propagation) to be re-planned whenever a parameter is bound anew, and
+/// rusqlite's statement cache clears every binding when a statement comes back to it, so every run of such a
+/// statement was prepared again from the SQL text (measured: 28% of an unlogged read by id, 18-20% of the writer's
+/// time in the ordination bench, as `sqlite3Reprepare`). navet keeps no
+/// planner statistics (no ANALYZE), so plans never depended on bound values anyway.
+pub(super) fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
 /// The one connection that writes: WAL + `synchronous=FULL`, so a commit is on disk before it is
 /// acknowledged and survives kill -9 and power loss (https://sqlite.org/pragma.html#pragma_synchronous).
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -93,22 +109,8 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
     )?;
-    plan_once(&conn)?;
+    tune(&conn)?;
     Ok(conn)
-}
-
-/// Query planner stability (QPSG): a cached statement keeps its plan whatever values are bound. Without it
-/// SQLite 3.54 marks every statement with `col = ?` for re-planning on rebinding (it estimates selectivity
-/// from small integer values), and rusqlite clears the bindings when a statement goes back to its cache, so
-/// every reuse re-parsed and re-planned its SQL: measured 18-20% of the writer's time in the ordination
-/// bench (`sqlite3Reprepare`). navet's queries have no plan that depends on a bound value (no LIKE, no
-/// ANALYZE statistics), so nothing is lost. https://sqlite.org/c3ref/c_dbconfig_defensive.html
-fn plan_once(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
-    Ok(())
 }
 
 /// Readers cannot write (`query_only`): the writer is the only connection that changes the database. They
@@ -121,8 +123,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         params![access.to_string_lossy()],
     )?;
     conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")?;
-    plan_once(&conn)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    tune(&conn)?;
     Ok(conn)
 }
 
@@ -170,17 +171,24 @@ impl SqliteStore {
             std::thread::Builder::new()
                 .name("navet-audit-checkpoints".into())
                 .spawn(move || {
+                    // Two duties on one clock: the access log's WAL is copied into its database file
+                    // often (the appender never stops for it), and a checkpoint is signed per interval.
+                    let tick = super::appender::WAL_CHECKPOINT_INTERVAL.min(checkpoint_interval);
+                    let mut signed = std::time::Instant::now();
                     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stop.recv_timeout(checkpoint_interval)
+                        stop.recv_timeout(tick)
                     {
-                        if let Err(e) = checkpointer.checkpoint(appender.head()) {
-                            tracing::error!(error = %e, "signing an access-log checkpoint failed");
+                        checkpointer.checkpoint_wal();
+                        if signed.elapsed() >= checkpoint_interval {
+                            signed = std::time::Instant::now();
+                            if let Err(e) = checkpointer.checkpoint(appender.head()) {
+                                tracing::error!(error = %e, "signing an access-log checkpoint failed");
+                            }
                         }
                     }
                 })
                 .map_err(|e| StoreError::Open(format!("could not start the checkpointer: {e}")))?;
         }
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
         let mut idle = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -334,18 +342,13 @@ struct SqliteTx<'a> {
     now: &'a (String, i64),
 }
 
-const CURRENT_SQL: &str = "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-     FROM resources_current c JOIN resource_versions v \
-       ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-     WHERE c.type = ?1 AND c.id = ?2";
-
 fn read_current(
     conn: &Connection,
     ty: &str,
     id: &str,
 ) -> Result<Option<StoredVersion>, StoreError> {
     Ok(conn
-        .prepare_cached(CURRENT_SQL)?
+        .prepare_cached(super::read_sql::CURRENT_SQL)?
         .query_row(params![ty, id], row_to_version)
         .optional()?)
 }
@@ -786,30 +789,22 @@ impl Store for SqliteStore {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
         let actor = actor.clone();
         self.read_blocking(move |conn| match version {
-            // The current version and the visibility rule in one query: a resource the actor may not see
-            // reads as absent (a 404, never a 403 that confirms it exists).
-            None => {
-                let mut args = vec![
-                    rusqlite::types::Value::Text(ty),
-                    rusqlite::types::Value::Text(id),
-                ];
-                let vis = search_sql::visibility_sql(&actor, &mut args);
-                Ok(conn
-                    .prepare_cached(&format!("{CURRENT_SQL}{vis}"))?
-                    .query_row(rusqlite::params_from_iter(args), row_to_version)
-                    .optional()?)
-            }
-            _ if !search_sql::visible(conn, &actor, &ty, &id)? => Ok(None),
-            Some(v) => Ok(conn
-                .prepare_cached(
-                    "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-                     FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
-                     WHERE v.type = ?1 AND v.id = ?2 AND v.version = ?3",
-                )?
-                .query_row(params![ty, id, v], row_to_version)
-                .optional()?),
+            None => Ok(super::read_sql::current(conn, &actor, &ty, &id)?.map(|c| c.version)),
+            Some(v) => super::read_sql::version(conn, &actor, &ty, &id, v),
         })
         .await
+    }
+
+    async fn read_current(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<super::Current>, StoreError> {
+        let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        let actor = actor.clone();
+        self.read_blocking(move |conn| super::read_sql::current(conn, &actor, &ty, &id))
+            .await
     }
 
     async fn history(
@@ -818,39 +813,8 @@ impl Store for SqliteStore {
         q: HistoryQuery,
     ) -> Result<(Vec<StoredVersion>, bool), StoreError> {
         let actor = actor.clone();
-        self.read_blocking(move |conn| {
-            // Versions of resources the actor may see now (the join gives the visibility filter its `c`).
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let vis = search_sql::visibility_sql(&actor, &mut args);
-            let mut sql = format!(
-                "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-                 FROM resource_versions v JOIN resources_current c ON c.type = v.type AND c.id = v.id \
-                 WHERE 1 = 1{vis}"
-            );
-            if let Some(ty) = &q.resource_type {
-                sql.push_str(" AND v.type = ?");
-                args.push(ty.clone().into());
-            }
-            if let Some(id) = &q.id {
-                sql.push_str(" AND v.id = ?");
-                args.push(id.clone().into());
-            }
-            if let Some(since) = q.since_ms {
-                sql.push_str(" AND v.lu_ms >= ?");
-                args.push(since.into());
-            }
-            sql.push_str(" ORDER BY v.seq DESC LIMIT ? OFFSET ?");
-            args.push(((q.count + 1) as i64).into());
-            args.push((q.offset as i64).into());
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows: Vec<StoredVersion> = stmt
-                .query_map(rusqlite::params_from_iter(args), row_to_version)?
-                .collect::<Result<_, _>>()?;
-            let more = rows.len() > q.count;
-            rows.truncate(q.count);
-            Ok((rows, more))
-        })
-        .await
+        self.read_blocking(move |conn| super::read_sql::history(conn, &actor, &q))
+            .await
     }
 
     async fn search(
@@ -953,6 +917,7 @@ impl Store for SqliteStore {
                     .into_iter()
                     .map(|l| super::LoggedEvent {
                         id: l.id(),
+                        recorded_us: l.entry.time_us,
                         json: l.json(),
                         patients: l.entry.patients,
                     })
@@ -989,16 +954,8 @@ impl Store for SqliteStore {
         id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let (ty, id) = (resource_type.to_owned(), id.to_owned());
-        self.read_blocking(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT patient FROM patient_links WHERE type = ?1 AND id = ?2 ORDER BY patient",
-            )?;
-            let rows = stmt
-                .query_map(params![ty, id], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read_blocking(move |conn| super::read_sql::patients_of(conn, &ty, &id))
+            .await
     }
 
     async fn audit_for_patient(

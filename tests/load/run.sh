@@ -2,12 +2,14 @@
 # HTTP load test of `navet serve` (release build, durable SQLite in a temp dir) with wrk, logged and unlogged
 # side by side in one run:
 #   tests/load/run.sh [seconds] [connections]
+# (NAVET_LOAD_PROFILE=dev runs a debug build instead: a quick check of the script, not a measurement.)
 # Needs wrk (`apt-get install wrk`) and python3 (for the size of the log). Prints one summary line per figure:
 #   read  logged   GET /fhir/Patient/{id}                 (patient data: one access-log record per read)
 #   read  unlogged GET /fhir/Organization/{id}            (directory: not logged), and the ratio
 #   search logged  GET /fhir/Patient?identifier=…         search unlogged GET /fhir/Organization?identifier=…
 #   create         POST /fhir/Patient                     (its record in the write's transaction)
 #   bytes per access-log record on disk, and the log's growth per million reads
+#   the fsync latency of the data directory's disk (what bounds a logged read: each waits for one commit)
 # Traffic goes to 127.0.0.1 only, bounded by the duration; the server is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,16 +17,22 @@ secs=${1:-15}
 conns=${2:-32}
 port=${NAVET_LOAD_PORT:-18080}
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 2; }
-cargo build --release --quiet
+if [ "${NAVET_LOAD_PROFILE:-release}" = dev ]; then
+  cargo build --quiet
+  navet=target/debug/navet
+else
+  cargo build --release --quiet
+  navet=target/release/navet
+fi
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 # The embedded demo configuration: its clients and keys give the token.
-NAVET_LOG=warn target/release/navet serve --listen 127.0.0.1:$port --data-dir "$dir/data" &
+NAVET_LOG=warn "$navet" serve --listen 127.0.0.1:$port --data-dir "$dir/data" &
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.1; done
 base=http://127.0.0.1:$port/fhir
 # One token for the whole run (5 minutes), as a real client would reuse it: the verified-token cache is warm.
-NAVET_TOKEN=$(target/release/navet token --server http://127.0.0.1:$port --client demo-mtn-kristianstad --user SE2321000255-P0101)
+NAVET_TOKEN=$("$navet" token --server http://127.0.0.1:$port --client demo-mtn-kristianstad --user SE2321000255-P0101)
 export NAVET_TOKEN
 auth=(-H "authorization: Bearer $NAVET_TOKEN")
 post() { # type body -> Location without the version
@@ -48,7 +56,7 @@ run() { # label url [wrk args…]
   printf '%-40s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errors:-0}"
   echo "$rps" > "$dir/$(tr -c 'a-z' _ <<<"$label").rps"
 }
-echo "== navet $(git rev-parse --short HEAD 2>/dev/null || echo '?'): ${secs}s per figure, $conns connections, 2 wrk threads, $(nproc) cores"
+echo "== navet $(git rev-parse --short HEAD 2>/dev/null || echo '?') (${NAVET_LOAD_PROFILE:-release}): ${secs}s per figure, $conns connections, 2 wrk threads, $(nproc) cores"
 records_before=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from audit_log').fetchone()[0])" "$dir/data/audit.db")
 run "read-unlogged (Organization/{id})" "$org" -H "authorization: Bearer $NAVET_TOKEN"
 run "read-logged (Patient/{id})" "$patient" -H "authorization: Bearer $NAVET_TOKEN"
@@ -73,4 +81,19 @@ per = size / max(records, 1)
 print("%-40s %10d records (%d this run), %d index rows" % ("access-log records", records, records - before, keys))
 print("%-40s %10.0f bytes (record itself %.0f bytes)" % ("bytes per record on disk", per, record_bytes))
 print("%-40s %10.0f MB" % ("log growth per million reads", per * 1e6 / 1e6))
+PY
+# A logged read is answered after the commit of its record: with N connections at most N reads wait on one
+# commit, so the disk's fsync latency bounds the logged read at about N / (1.5 × fsync) req/s.
+python3 - "$dir/data" "$conns" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+n, start = 200, time.perf_counter()
+for _ in range(n):
+    os.pwrite(fd, b"x" * 4096, 0)
+    os.fsync(fd)
+ms = (time.perf_counter() - start) / n * 1000
+os.close(fd)
+os.remove(path)
+print("%-40s %10.2f ms (logged read bound at %s connections: about %.0f req/s)" % ("fsync latency (data directory)", ms, sys.argv[2], int(sys.argv[2]) / (1.5 * ms / 1000)))
 PY
