@@ -1,3 +1,4 @@
+use super::lexical::string_is_valid;
 use super::*;
 use serde_json::json;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fhir::structure::Structure;
 use proptest::prelude::*;
 
 /// Parsed once: the proptests call it for every case.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::search::index::index_resource;
+use crate::search::params::SearchParams;
 use serde_json::json;
 
 fn params() -> SearchParams {
