@@ -139,17 +139,36 @@ impl Translation {
 }
 
 /// A stable FHIR id for the resource `role` of message `id` from `sender` (36 characters, uuid-shaped).
+/// Written by hand rather than with `format!`: a message makes a dozen ids, and this is on every message's
+/// path (the SVPL bench).
 pub fn id_for(sender: &str, id: &str, role: &str) -> String {
-    let digest = Sha256::digest(format!("{sender}\n{id}\n{role}").as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::new()
+        .chain_update(sender)
+        .chain_update("\n")
+        .chain_update(id)
+        .chain_update("\n")
+        .chain_update(role)
+        .finalize();
+    let mut out = String::with_capacity(36);
+    for (i, b) in digest.iter().take(16).enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// A JSON object of owned members, in this order. `json!` serializes every `Value` put into it a second
+/// time (a deep copy, then the original is dropped); the translation moves the ones it built in instead.
+pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    let mut map = serde_json::Map::with_capacity(N);
+    for (key, value) in members {
+        map.insert(key.to_owned(), value);
+    }
+    Value::Object(map)
 }
 
 /// A logical reference to an organisation by HSA-id.
@@ -158,7 +177,11 @@ pub fn hsa_ref(hsa: &str) -> Value {
 }
 
 pub fn literal(ty: &str, id: &str) -> Value {
-    json!({"reference": format!("{ty}/{id}")})
+    let mut reference = String::with_capacity(ty.len() + 1 + id.len());
+    reference.push_str(ty);
+    reference.push('/');
+    reference.push_str(id);
+    object([("reference", Value::String(reference))])
 }
 
 /// The identifier naming the message a resource came from.
@@ -211,30 +234,44 @@ fn provenance(e: &Envelope, cx: &Context, t: &Translation) -> Value {
         .iter()
         .map(|w| literal(&w.resource_type, &w.id))
         .collect();
-    json!({
-        "resourceType": "Provenance",
-        "target": targets,
-        "occurredDateTime": e.created_text,
-        "recorded": fhir_instant(cx.received),
-        "activity": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-            "code": if t.writes.iter().any(|w| w.create) { "CREATE" } else { "UPDATE" }
-        }]},
-        "agent": [{
-            "type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                "code": "author"
-            }]},
-            "who": hsa_ref(e.sender.hsa.as_str())
-        }],
-        "entity": [{
-            "role": "source",
-            "what": {
-                "identifier": message_identifier(e),
-                "display": format!("SVPL {} {}", e.kind.as_str(), e.id)
-            }
-        }]
-    })
+    let code = if t.writes.iter().any(|w| w.create) {
+        "CREATE"
+    } else {
+        "UPDATE"
+    };
+    object([
+        ("resourceType", json!("Provenance")),
+        ("target", Value::Array(targets)),
+        ("occurredDateTime", json!(e.created_text)),
+        ("recorded", Value::String(fhir_instant(cx.received))),
+        (
+            "activity",
+            json!({"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                "code": code
+            }]}),
+        ),
+        (
+            "agent",
+            json!([{
+                "type": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                    "code": "author"
+                }]},
+                "who": {"identifier": {"system": HSA_ID_SYSTEM, "value": e.sender.hsa.as_str()}}
+            }]),
+        ),
+        (
+            "entity",
+            json!([{
+                "role": "source",
+                "what": {
+                    "identifier": {"system": message_system(e.sender.hsa.as_str()), "value": e.id},
+                    "display": format!("SVPL {} {}", e.kind.as_str(), e.id)
+                }
+            }]),
+        ),
+    ])
 }
 
 /// A Communication telling `recipients` about a message, inheriting the case plan's participants.
@@ -245,20 +282,23 @@ pub fn notification(
     recipients: &[String],
     text: &str,
 ) -> Value {
-    let mut c = json!({
-        "resourceType": "Communication",
-        "identifier": [message_identifier(e)],
-        "status": "completed",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/communication-category",
-            "code": "notification"
-        }]}],
-        "subject": {"reference": cx.patient},
-        "sent": fhir_instant(cx.received),
-        "sender": hsa_ref(e.sender.hsa.as_str()),
-        "recipient": recipients.iter().map(|r| hsa_ref(r)).collect::<Vec<_>>(),
-        "payload": [{"contentString": text}]
-    });
+    let mut c = object([
+        ("resourceType", json!("Communication")),
+        ("identifier", Value::Array(vec![message_identifier(e)])),
+        ("status", json!("completed")),
+        (
+            "category",
+            json!([{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/communication-category",
+                "code": "notification"
+            }]}]),
+        ),
+        ("subject", json!({"reference": cx.patient})),
+        ("sent", Value::String(fhir_instant(cx.received))),
+        ("sender", hsa_ref(e.sender.hsa.as_str())),
+        ("recipient", recipients.iter().map(|r| hsa_ref(r)).collect()),
+        ("payload", json!([{"contentString": text}])),
+    ]);
     if !about.is_empty() {
         c["about"] = Value::Array(about.to_vec());
     }
@@ -321,20 +361,22 @@ pub fn team_members(team: &Value) -> Vec<String> {
 
 /// A CareTeam member entry.
 pub fn team_member(hsa: &str, role: &str) -> Value {
-    json!({
-        "role": [{"coding": [{"system": CS_CARETEAM_ROLE, "code": role}]}],
-        "member": hsa_ref(hsa)
-    })
+    object([
+        (
+            "role",
+            json!([{"coding": [{"system": CS_CARETEAM_ROLE, "code": role}]}]),
+        ),
+        ("member", hsa_ref(hsa)),
+    ])
 }
 
 /// Adds members not yet on the team.
 pub fn add_members(team: &mut Value, members: &[(String, &str)]) {
     let mut have = team_members(team);
-    let mut list: Vec<Value> = team
-        .get("participant")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut list: Vec<Value> = match team.get_mut("participant").map(Value::take) {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
     for (hsa, role) in members {
         if !have.contains(hsa) {
             list.push(team_member(hsa, role));

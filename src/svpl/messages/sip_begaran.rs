@@ -60,70 +60,94 @@ impl SipBegaran {
 
         let mut members = vec![team_member(sender, "initiator")];
         members.extend(recipients.iter().map(|r| team_member(r, "invited")));
-        let team = json!({
-            "resourceType": "CareTeam",
-            "identifier": [message_identifier(e)],
-            "status": "proposed",
-            "category": [{"coding": [{"system": CS_CAREPLAN_CATEGORY, "code": "sip"}]}],
-            "name": "SIP",
-            "subject": {"reference": cx.patient},
-            "participant": members
-        });
+        let team = object([
+            ("resourceType", json!("CareTeam")),
+            ("identifier", Value::Array(vec![message_identifier(e)])),
+            ("status", json!("proposed")),
+            (
+                "category",
+                json!([{"coding": [{"system": CS_CAREPLAN_CATEGORY, "code": "sip"}]}]),
+            ),
+            ("name", json!("SIP")),
+            ("subject", json!({"reference": cx.patient})),
+            ("participant", Value::Array(members)),
+        ]);
         t.create("CareTeam", team_id.clone(), team);
 
         // No `provision`: the SIP consent is consent to the plan, not to sammanhållen dokumentation, so it
         // grants no reading of other records (fhir/sharing.rs reads provisions only).
-        let mut consent = json!({
-            "resourceType": "Consent",
-            "identifier": [message_identifier(e)],
-            "status": "active",
-            "scope": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"
-            }]},
-            "category": [{"coding": [{"system": CS_CONSENT_CATEGORY, "code": "sip",
-                                      "display": "Samtycke till SIP"}]}],
-            "patient": {"reference": cx.patient},
-            "organization": [hsa_ref(sender)],
-            "policyRule": {"text": "HSL 16 kap. 4 §, SoL 2 kap. 7 §: samordnad individuell plan"}
-        });
+        let mut consent = object([
+            ("resourceType", json!("Consent")),
+            ("identifier", Value::Array(vec![message_identifier(e)])),
+            ("status", json!("active")),
+            (
+                "scope",
+                json!({"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"
+                }]}),
+            ),
+            (
+                "category",
+                json!([{"coding": [{"system": CS_CONSENT_CATEGORY, "code": "sip",
+                                    "display": "Samtycke till SIP"}]}]),
+            ),
+            ("patient", json!({"reference": cx.patient})),
+            ("organization", Value::Array(vec![hsa_ref(sender)])),
+            (
+                "policyRule",
+                json!({"text": "HSL 16 kap. 4 §, SoL 2 kap. 7 §: samordnad individuell plan"}),
+            ),
+        ]);
         if let Some(d) = &self.consent_date {
             consent["dateTime"] = Value::String(d.clone());
         }
         t.create("Consent", consent_id.clone(), consent);
 
-        let plan = json!({
-            "resourceType": "CarePlan",
-            "identifier": [message_identifier(e)],
-            "status": "draft",
-            "intent": "plan",
-            "category": [{"coding": [{"system": CS_CAREPLAN_CATEGORY, "code": "sip",
-                                      "display": "Samordnad individuell plan"}]}],
-            "title": "SIP",
-            "description": self.reason,
-            "subject": {"reference": cx.patient},
-            "created": e.created_text,
-            "author": hsa_with_name(sender, e.sender.name.as_deref()),
-            "careTeam": [literal("CareTeam", &team_id)],
-            "supportingInfo": [literal("Consent", &consent_id)]
-        });
+        let plan = object([
+            ("resourceType", json!("CarePlan")),
+            ("identifier", Value::Array(vec![message_identifier(e)])),
+            ("status", json!("draft")),
+            ("intent", json!("plan")),
+            (
+                "category",
+                json!([{"coding": [{"system": CS_CAREPLAN_CATEGORY, "code": "sip",
+                                    "display": "Samordnad individuell plan"}]}]),
+            ),
+            ("title", json!("SIP")),
+            ("description", json!(self.reason)),
+            ("subject", json!({"reference": cx.patient})),
+            ("created", json!(e.created_text)),
+            ("author", hsa_with_name(sender, e.sender.name.as_deref())),
+            (
+                "careTeam",
+                Value::Array(vec![literal("CareTeam", &team_id)]),
+            ),
+            (
+                "supportingInfo",
+                Value::Array(vec![literal("Consent", &consent_id)]),
+            ),
+        ]);
         t.create("CarePlan", plan_id.clone(), plan);
 
         for r in &recipients {
-            let mut task = json!({
-                "resourceType": "Task",
-                "identifier": [message_identifier(e)],
-                "basedOn": [literal("CarePlan", &plan_id)],
-                "status": "requested",
-                "intent": "order",
-                "code": {"coding": [{"system": CS_TASK, "code": TASK_SIP_KALLELSE,
-                                     "display": "Kalla till SIP-möte"}]},
-                "description": self.reason,
-                "focus": literal("CarePlan", &plan_id),
-                "for": {"reference": cx.patient},
-                "authoredOn": e.created_text,
-                "requester": hsa_ref(sender),
-                "owner": hsa_ref(r)
-            });
+            let mut task = object([
+                ("resourceType", json!("Task")),
+                ("identifier", Value::Array(vec![message_identifier(e)])),
+                ("basedOn", Value::Array(vec![literal("CarePlan", &plan_id)])),
+                ("status", json!("requested")),
+                ("intent", json!("order")),
+                (
+                    "code",
+                    json!({"coding": [{"system": CS_TASK, "code": TASK_SIP_KALLELSE,
+                                       "display": "Kalla till SIP-möte"}]}),
+                ),
+                ("description", json!(self.reason)),
+                ("focus", literal("CarePlan", &plan_id)),
+                ("for", json!({"reference": cx.patient})),
+                ("authoredOn", json!(e.created_text)),
+                ("requester", hsa_ref(sender)),
+                ("owner", hsa_ref(r)),
+            ]);
             if let Some(w) = &self.wished_time {
                 task["restriction"] = json!({"period": {"start": w}});
             }

@@ -255,11 +255,13 @@ impl SipPlan {
         for i in &self.insatser {
             let mut detail = json!({"status": "scheduled", "description": i.text});
             if let Some(coding) = map.principals.get(&i.principal) {
-                detail["extension"] =
-                    json!([{"url": EXT_HUVUDMAN, "valueCoding": coding.to_json()}]);
+                detail["extension"] = Value::Array(vec![object([
+                    ("url", json!(EXT_HUVUDMAN)),
+                    ("valueCoding", coding.to_json()),
+                ])]);
             }
             if let Some(p) = &i.performer {
-                detail["performer"] = json!([hsa_ref(p)]);
+                detail["performer"] = Value::Array(vec![hsa_ref(p)]);
                 members.push((p.clone(), "performer"));
             }
             if i.start.is_some() || i.end.is_some() {
@@ -272,18 +274,20 @@ impl SipPlan {
                 }
                 detail["scheduledPeriod"] = period;
             }
-            activities.push(json!({"detail": detail}));
+            activities.push(object([("detail", detail)]));
         }
         for o in &self.other {
             let mut detail = json!({"status": "scheduled", "description": o.text});
             if let Some(coding) = map.principals.get("annan") {
-                detail["extension"] =
-                    json!([{"url": EXT_HUVUDMAN, "valueCoding": coding.to_json()}]);
+                detail["extension"] = Value::Array(vec![object([
+                    ("url", json!(EXT_HUVUDMAN)),
+                    ("valueCoding", coding.to_json()),
+                ])]);
             }
             if let Some(a) = &o.actor {
                 detail["performer"] = json!([{"display": a}]);
             }
-            activities.push(json!({"detail": detail}));
+            activities.push(object([("detail", detail)]));
         }
         for (hsa, _) in &members {
             t.party(hsa);
@@ -292,7 +296,7 @@ impl SipPlan {
             let mut v = base(team);
             v["status"] = json!("active");
             add_members(&mut v, &members);
-            v["managingOrganization"] = json!([hsa_ref(&self.responsible)]);
+            v["managingOrganization"] = Value::Array(vec![hsa_ref(&self.responsible)]);
             t.update(team, v);
         }
         let mut v = base(plan);
