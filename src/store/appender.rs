@@ -376,7 +376,7 @@ mod tests {
         let mut answers = Vec::new();
         for _ in 0..5 {
             let (p, a) = pending();
-            sender.try_send(p).ok().expect("queued");
+            assert!(sender.try_send(p).is_ok(), "queued");
             answers.push(a);
         }
         drop(sender);
@@ -393,7 +393,7 @@ mod tests {
     fn records_of_requests_in_flight_are_each_taken_once() {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Pending>(16);
         let (first, _a) = pending();
-        sender.try_send(first).ok().expect("queued");
+        assert!(sender.try_send(first).is_ok(), "queued");
         // A request still being handled: the appender waits for its record instead of committing without it.
         let expected = crate::audit::Expected::start();
         let (second, _b) = pending();
