@@ -114,6 +114,9 @@ pub async fn audit_requests(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Counted until its record is handed to the appender (or it ends without one): the appender gathers the
+    // records of requests in flight into one commit.
+    let expected = crate::audit::Expected::start();
     let context = RequestContext {
         // The edge's request id (taken from X-Request-ID or made there), so the AuditEvent, the log lines and
         // the client's response header name the same id. A fresh one only when the app runs without the edge.
@@ -200,6 +203,7 @@ pub async fn audit_requests(
         (None, None) => Actor::system(),
     };
     // The access chain's appender: group commit with other requests' records, never behind resource writes.
+    drop(expected);
     let written = crate::audit::log(state.store.as_ref(), &actor, &record).await;
     match written {
         Ok(()) => response,
