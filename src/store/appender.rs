@@ -40,7 +40,16 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// confused with the signed checkpoints). The appender's own connection never does: SQLite's automatic
 /// checkpoint would run on the committing connection, after a commit, holding every waiter of the next batch
 /// for its writes and two more fsyncs.
-pub const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+pub const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// After this many records since it last did, the appender itself runs one PASSIVE WAL checkpoint between two
+/// batches. The checkpointer's copies alone never let the WAL start over under sustained load: SQLite restarts
+/// the WAL only once every frame has been copied back, and the appender adds frames while the checkpointer
+/// copies (checkpoint starvation: the WAL reached 300-480 MB in 8 s of logged reads, and reads slowed as it
+/// grew). With no writer running during the appender's own checkpoint it catches up, and the next commit
+/// starts the WAL over. It only copies what the checkpointer has not yet (at most [`WAL_CHECKPOINT_INTERVAL`]
+/// of records), so the stall it adds to one batch is short and bounded, and the WAL stays near
+/// `CATCH_UP_RECORDS` records' frames (about 5.5 KB each).
+const CATCH_UP_RECORDS: usize = 4096;
 
 type Reply = oneshot::Sender<Result<i64, StoreError>>;
 
@@ -143,7 +152,8 @@ impl Appender {
     ) -> Result<(Appender, Option<Checkpoint>), StoreError> {
         let path = data_dir.join(audit_sql::ACCESS_DB);
         let conn = open_db(&path)?;
-        // The checkpointer's thread copies the WAL back ([`WAL_CHECKPOINT_INTERVAL`]).
+        // The checkpointer's thread copies the WAL back ([`WAL_CHECKPOINT_INTERVAL`]); the appender only
+        // catches up now and then ([`CATCH_UP_RECORDS`]).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         check_triggers(&conn, data_dir, &path)?;
         conn.execute_batch(audit_sql::AUDIT_SCHEMA)?;
@@ -214,13 +224,22 @@ impl Appender {
 
 fn run(mut conn: Connection, receiver: Receiver<Pending>, head: &Head) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    let mut since_catch_up = 0usize;
     while let Ok(first) = receiver.recv() {
+        if since_catch_up >= CATCH_UP_RECORDS {
+            since_catch_up = 0;
+            // Before the batch is gathered, so no waiter's answer is held by it beyond this one batch.
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                tracing::warn!(error = %e, "the appender's WAL catch-up failed; the WAL grows until the next");
+            }
+        }
         batch.push(first);
         gather(&receiver, &mut batch);
         metrics::histogram!("navet_audit_batch_size").record(batch.len() as f64);
         let started = (head.lock().map(|h| *h)).unwrap_or((0, crate::audit::chain::GENESIS, 0));
         match commit(&mut conn, &batch, started) {
             Ok((seqs, new_head)) => {
+                since_catch_up = since_catch_up.saturating_add(batch.len());
                 if let Ok(mut h) = head.lock() {
                     *h = new_head;
                 }
