@@ -207,38 +207,22 @@ fn home_care_invitation(
     now: &str,
 ) -> Option<(String, Value)> {
     let kommun = order.home_care_kommun.as_ref()?;
-    let team = ctx
-        .ordination
-        .care
-        .team(&plan.coordinator)
-        .map(|t| t.name.clone())
-        .unwrap_or_else(|| plan.coordinator.clone());
-    let first = plan
-        .visits
-        .first()
-        .map(|v| fhir_time(&v.start))
-        .unwrap_or_default();
+    let (team, first) = team_and_first_visit(ctx, plan);
     let text = format!(
         "Inbjudan till hemsjukvårdens sjuksköterska: {team} skriver in patienten för {} ({} besök, första {first}). \
          Patienten har kommunal hemsjukvård; kontakta {team} för samordning.",
         order.facts.intervention,
         plan.visits.len(),
     );
-    let invitation = json!({
-        "resourceType": "Communication",
-        "status": "completed",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/communication-category",
-            "code": "notification"
-        }]}],
-        "reasonCode": [{"text": "Inbjudan: kommunal hemsjukvård"}],
-        "subject": {"reference": format!("Patient/{}", order.patient_id)},
-        "about": [{"reference": format!("ServiceRequest/{}", order.sr_id)}],
-        "sent": now,
-        "recipient": [{"identifier": {"system": HSA_ID_SYSTEM, "value": kommun}}],
-        "sender": hsa_ref(ctx, &plan.coordinator),
-        "payload": [{"contentString": text}],
-    });
+    let invitation = notification(
+        ctx,
+        order,
+        plan,
+        now,
+        kommun,
+        Some("Inbjudan: kommunal hemsjukvård"),
+        text,
+    );
     Some((format!("{}-ckommun", order.sr_id), invitation))
 }
 
@@ -251,6 +235,23 @@ fn start_communication(
     now: &str,
 ) -> Option<(String, Value)> {
     let responsible = order.responsible.as_ref()?;
+    let (team, first) = team_and_first_visit(ctx, plan);
+    let text = format!(
+        "{} ({}) för patienten planeras av {team}: {} besök, första {first}. Det medicinska ansvaret ligger hos er.",
+        if order.category == "bedomning" {
+            "Bedömning i hemmet"
+        } else {
+            "Punktinsats"
+        },
+        order.facts.intervention,
+        plan.visits.len(),
+    );
+    let communication = notification(ctx, order, plan, now, responsible, None, text);
+    Some((format!("{}-cstart", order.sr_id), communication))
+}
+
+/// The coordinating team's name and the first planned visit's time, as the notifications about an order say them.
+fn team_and_first_visit(ctx: &FhirContext, plan: &Plan) -> (String, String) {
     let team = ctx
         .ordination
         .care
@@ -262,31 +263,39 @@ fn start_communication(
         .first()
         .map(|v| fhir_time(&v.start))
         .unwrap_or_default();
-    let text = format!(
-        "{} ({}) för patienten planeras av {team}: {} besök, första {first}. Det medicinska ansvaret ligger hos er.",
-        if order.category == "bedomning" {
-            "Bedömning i hemmet"
-        } else {
-            "Punktinsats"
-        },
-        order.facts.intervention,
-        plan.visits.len(),
-    );
-    let communication = json!({
+    (team, first)
+}
+
+/// A notification Communication about the order, from the coordinating team to `recipient` (an HSA-id), with
+/// an optional reason.
+fn notification(
+    ctx: &FhirContext,
+    order: &Order,
+    plan: &Plan,
+    now: &str,
+    recipient: &str,
+    reason: Option<&str>,
+    text: String,
+) -> Value {
+    let mut communication = json!({
         "resourceType": "Communication",
         "status": "completed",
         "category": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/communication-category",
             "code": "notification"
         }]}],
-        "subject": {"reference": format!("Patient/{}", order.patient_id)},
-        "about": [{"reference": format!("ServiceRequest/{}", order.sr_id)}],
-        "sent": now,
-        "recipient": [{"identifier": {"system": HSA_ID_SYSTEM, "value": responsible}}],
-        "sender": hsa_ref(ctx, &plan.coordinator),
-        "payload": [{"contentString": text}],
     });
-    Some((format!("{}-cstart", order.sr_id), communication))
+    if let Some(reason) = reason {
+        communication["reasonCode"] = json!([{"text": reason}]);
+    }
+    communication["subject"] = json!({"reference": format!("Patient/{}", order.patient_id)});
+    communication["about"] = json!([{"reference": format!("ServiceRequest/{}", order.sr_id)}]);
+    communication["sent"] = json!(now);
+    communication["recipient"] =
+        json!([{"identifier": {"system": HSA_ID_SYSTEM, "value": recipient}}]);
+    communication["sender"] = hsa_ref(ctx, &plan.coordinator);
+    communication["payload"] = json!([{"contentString": text}]);
+    communication
 }
 
 /// The order's visit Tasks that exist, in visit order (ids `{order}-v1`, `-v2`, … until one is missing).
