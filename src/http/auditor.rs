@@ -386,17 +386,27 @@ pub async fn read_event(
 /// An offset cursor for AuditEvent pages (the log only grows at its end, so an offset from the oldest record
 /// neither skips nor repeats as records are added).
 fn cursor_text(offset: usize) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{offset}"))
+    tagged_cursor('a', offset)
 }
 
 fn cursor_offset(text: &str) -> Result<usize, ApiError> {
+    untag_cursor('a', text)
+}
+
+/// A page cursor of the auditor's views: a tag (which kind of page) and a number, base64url. Auditors may read
+/// the whole log, so a forged cursor shows nothing they could not read; it only has to parse or be refused.
+fn tagged_cursor(tag: char, n: impl std::fmt::Display) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{tag}{n}"))
+}
+
+fn untag_cursor<T: std::str::FromStr>(tag: char, text: &str) -> Result<T, ApiError> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix('a').and_then(|n| n.parse().ok()))
+        .and_then(|s| s.strip_prefix(tag).and_then(|n| n.parse().ok()))
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "_cursor is not one navet issued; follow the Bundle's links".into(),
@@ -490,22 +500,11 @@ pub async fn search_events(
 /// A history page's cursor: the recorded time (µs) of the last record given; the next page lists the records
 /// recorded before it.
 fn history_cursor_text(before_us: i64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h{before_us}"))
+    tagged_cursor('h', before_us)
 }
 
 fn history_cursor(text: &str) -> Result<i64, ApiError> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix('h').and_then(|n| n.parse().ok()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "_cursor is not one navet issued; follow the Bundle's links".into(),
-            )
-        })
+    untag_cursor('h', text)
 }
 
 /// `GET /fhir/AuditEvent/_history` and `GET /fhir/AuditEvent/{id}/_history` (FHIR R4 §3.1.0.9) for auditors.
@@ -648,5 +647,21 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.iter().all(|u| *u > 0.0 && *u <= 1.0));
         assert_ne!(SplitMix64(1).next_u64(), SplitMix64(2).next_u64());
+    }
+
+    proptest::proptest! {
+        /// The page cursors come back from the network: any text is a number navet issued or a 400, never a
+        /// panic; what navet issues reads back as itself, and one kind of cursor is not taken for the other.
+        #[test]
+        fn cursors_read_back_what_was_issued_and_refuse_anything_else(
+            text in ".{0,40}", offset in proptest::prelude::any::<usize>(), before in proptest::prelude::any::<i64>()
+        ) {
+            let _ = cursor_offset(&text);
+            let _ = history_cursor(&text);
+            proptest::prop_assert_eq!(cursor_offset(&cursor_text(offset)).ok(), Some(offset));
+            proptest::prop_assert_eq!(history_cursor(&history_cursor_text(before)).ok(), Some(before));
+            proptest::prop_assert!(history_cursor(&cursor_text(offset)).is_err());
+            proptest::prop_assert!(cursor_offset(&history_cursor_text(before)).is_err());
+        }
     }
 }
