@@ -368,13 +368,7 @@ pub async fn read_event(
     let event =
         found.ok_or_else(|| ApiError::NotFound(format!("AuditEvent/{id} does not exist")))?;
     let mut record = rc.record(caller, Action::Read, "read");
-    record
-        .entities
-        .push(format!("AuditEvent/{}/_history/1", event.id));
-    event
-        .patients
-        .iter()
-        .for_each(|p| record.add_patient(p.clone()));
+    note_event(&mut record, &event);
     let mut response = respond::json_response(StatusCode::OK, event.json);
     response.headers_mut().insert(
         axum::http::header::ETAG,
@@ -477,13 +471,7 @@ pub async fn search_events(
     );
     for event in page.events {
         let full_url = format!("{base}/{}", event.id);
-        record
-            .entities
-            .push(format!("AuditEvent/{}/_history/1", event.id));
-        event
-            .patients
-            .iter()
-            .for_each(|p| record.add_patient(p.clone()));
+        note_event(&mut record, &event);
         bundle.entry(
             Some(&full_url),
             Some(&crate::fhir::protected::Outgoing::navet_made(event.json)),
@@ -495,6 +483,18 @@ pub async fn search_events(
         "AuditEvent",
         record,
     ))
+}
+
+/// What the access-log record of an auditor's read says of one AuditEvent served: the record (its one
+/// version) and the patients it names.
+fn note_event(record: &mut AuditRecord, event: &crate::store::LoggedEvent) {
+    record
+        .entities
+        .push(format!("AuditEvent/{}/_history/1", event.id));
+    event
+        .patients
+        .iter()
+        .for_each(|p| record.add_patient(p.clone()));
 }
 
 /// A history page's cursor: the recorded time (µs) of the last record given; the next page lists the records
@@ -605,13 +605,7 @@ pub async fn history_events(
             .finish(),
     );
     for event in page.events {
-        record
-            .entities
-            .push(format!("AuditEvent/{}/_history/1", event.id));
-        event
-            .patients
-            .iter()
-            .for_each(|p| record.add_patient(p.clone()));
+        note_event(&mut record, &event);
         let recorded = crate::store::sqlite::format_instant(event.recorded_us.div_euclid(1000));
         bundle.entry(
             Some(&format!("{}/AuditEvent/{}", state.fhir_base(), event.id)),
