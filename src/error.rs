@@ -199,7 +199,42 @@ impl From<crate::store::StoreError> for ApiError {
                 "{what} was changed by another request at the same time; read it and retry"
             )),
             crate::store::StoreError::NotPermitted(why) => ApiError::Forbidden(why),
+            // Another node held the same rows (PostgreSQL) or the database is unreachable: retry later.
+            crate::store::StoreError::Database(crate::store::DbError {
+                kind: crate::store::DbErrorKind::Contention | crate::store::DbErrorKind::Unavailable,
+                ..
+            }) => ApiError::Unavailable,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The FHIR logic's way through the store: its write jobs answer `Result<T, ApiError>`, which the store carries
+/// type-erased (it knows no `ApiError`, `store::WriteJob`).
+impl dyn crate::store::Store + '_ {
+    /// Runs `job` in one transaction and returns its typed result: `Ok` commits, `Err` rolls back this job.
+    pub async fn transact<T, F>(&self, actor: &crate::store::Actor, job: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn crate::store::WriteTx) -> Result<T, ApiError> + Send + 'static,
+    {
+        let out = self
+            .write_boxed(
+                actor,
+                Box::new(move |tx| {
+                    let result = job(tx);
+                    crate::store::JobOutput {
+                        commit: result.is_ok(),
+                        value: Box::new(result),
+                    }
+                }),
+            )
+            .await?;
+        match out.value.downcast::<Result<T, ApiError>>() {
+            Ok(result) => *result,
+            Err(_) => Err(ApiError::internal(
+                "a write job answered an unexpected type",
+            )),
         }
     }
 }

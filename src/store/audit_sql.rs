@@ -209,7 +209,7 @@ fn conditions(
     q: &AuditQuery,
     chain: Chain,
     schema: &str,
-    args: &mut Vec<rusqlite::types::Value>,
+    args: &mut Vec<crate::store::arg::Arg>,
 ) -> String {
     let mut sql = String::from(" WHERE 1 = 1");
     if let Some(from) = q.from_us {
@@ -220,7 +220,7 @@ fn conditions(
         sql.push_str(" AND l.t_us < ?");
         args.push(to.into());
     }
-    let mut list = |sql: &mut String, column: &str, values: Vec<rusqlite::types::Value>| {
+    let mut list = |sql: &mut String, column: &str, values: Vec<crate::store::arg::Arg>| {
         let marks = vec!["?"; values.len()].join(", ");
         sql.push_str(&format!(" AND {column} IN ({marks})"));
         args.extend(values);
@@ -265,7 +265,7 @@ fn conditions(
 }
 
 /// Both chains' matches as one compound SELECT of (chain letter, seq, record, t_us), oldest first.
-fn matching(q: &AuditQuery, args: &mut Vec<rusqlite::types::Value>) -> String {
+fn matching(q: &AuditQuery, args: &mut Vec<crate::store::arg::Arg>) -> String {
     let parts: Vec<String> = [(Chain::Change, "main"), (Chain::Access, ACCESS_SCHEMA)]
         .into_iter()
         .map(|(chain, schema)| {

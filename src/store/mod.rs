@@ -7,11 +7,13 @@
 //! write plus its audit record and outbox rows are all-or-nothing.
 
 pub mod appender;
+pub mod arg;
 pub mod audit_sql;
 pub mod inbound;
 pub mod inbound_sql;
 pub mod outbox;
 pub mod outbox_sql;
+pub mod postgres;
 mod read_sql;
 pub mod schema;
 pub mod search_sql;
@@ -22,7 +24,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::ApiError;
 use crate::fhir::visibility::Visibility;
 use crate::search::index::IndexRow;
 use crate::search::query::SearchQuery;
@@ -70,10 +71,37 @@ impl Actor {
 /// The principal navet acts as for its own writes (demo seeding, token replay bookkeeping).
 pub const SYSTEM_PRINCIPAL: &str = "navet-system";
 
+/// What went wrong in the database, in terms every backend can state (each backend's module classifies its
+/// driver's errors into it): callers decide on the kind, never on a driver's error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// A unique or primary-key constraint refused the write (two writers raced for one key).
+    UniqueViolation,
+    /// The database could not serialise the transaction (a deadlock or serialisation failure on PostgreSQL,
+    /// a lock timeout on SQLite): safe to retry.
+    Contention,
+    /// The database could not be reached or the connection broke.
+    Unavailable,
+    Other,
+}
+
+/// A database error: its kind, and the driver's message (for the log; never shown to callers).
+#[derive(Debug, Clone)]
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(DbError),
     #[error("the store is overloaded or shutting down")]
     Busy,
     #[error("corrupt stored data: {0}")]
@@ -85,6 +113,19 @@ pub enum StoreError {
     /// The actor's visibility rule does not cover what was asked (the access log for a care principal).
     #[error("{0}")]
     NotPermitted(String),
+    /// A write job panicked; its changes were rolled back.
+    #[error("a write job panicked")]
+    JobPanicked,
+}
+
+impl StoreError {
+    /// A database error of `kind` with the driver's `message`.
+    pub fn database(kind: DbErrorKind, message: impl Into<String>) -> Self {
+        StoreError::Database(DbError {
+            kind,
+            message: message.into(),
+        })
+    }
 }
 
 /// One stored version of a resource, as read back.
@@ -346,8 +387,16 @@ pub trait WriteTx {
     ) -> Result<(), StoreError>;
 }
 
-pub type WriteJob =
-    Box<dyn FnOnce(&mut dyn WriteTx) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
+/// What a write job answers: its own result, type-erased (the store never looks inside), and whether its
+/// changes stand. `commit: false` rolls back this job's changes only.
+pub struct JobOutput {
+    pub value: Box<dyn Any + Send>,
+    pub commit: bool,
+}
+
+/// A write job: a closure over the transaction. The store knows nothing of the job's result or error types
+/// (`transact` in `error.rs` carries `Result<T, ApiError>` through it), so no HTTP type crosses the trait.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> JobOutput + Send>;
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -384,12 +433,9 @@ pub trait Store: Send + Sync {
         count: usize,
     ) -> Result<SearchPage, StoreError>;
 
-    /// Runs a job in a transaction on the writer; the job's error rolls back only that job.
-    async fn write_boxed(
-        &self,
-        actor: &Actor,
-        job: WriteJob,
-    ) -> Result<Box<dyn Any + Send>, ApiError>;
+    /// Runs a job in a transaction; a job that answers `commit: false` rolls back only its own changes. The
+    /// job's output comes back once its changes are durable (or rolled back).
+    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<JobOutput, StoreError>;
 
     /// A small key/value area for navet's own state (seeding done, schema version, cursors).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
@@ -498,21 +544,13 @@ pub trait Store: Send + Sync {
     async fn close(&self);
 }
 
-impl dyn Store + '_ {
-    /// Runs `job` in one transaction and returns its typed result.
-    pub async fn transact<T, F>(&self, actor: &Actor, job: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn WriteTx) -> Result<T, ApiError> + Send + 'static,
-    {
-        let out = self
-            .write_boxed(
-                actor,
-                Box::new(move |tx| job(tx).map(|t| Box::new(t) as Box<dyn Any + Send>)),
-            )
-            .await?;
-        out.downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| ApiError::internal("write job returned an unexpected type"))
+/// The access log's own reads (pages, extracts, verification) follow the same rule as `AuditEvent` reads.
+pub(crate) fn reads_access_log(actor: &Actor) -> Result<(), StoreError> {
+    if actor.visibility.reads_access_log() {
+        Ok(())
+    } else {
+        Err(StoreError::NotPermitted(
+            "the access log is read by auditor principals doing audit work (HOPERAT) only".into(),
+        ))
     }
 }

@@ -4,7 +4,7 @@
 //! Each is one statement with the actor's visibility rule inside it (`search_sql::visibility_sql`): a resource
 //! the actor may not see reads as absent (a 404, never a 403 that confirms it exists).
 
-use rusqlite::types::Value as Sql;
+use crate::store::arg::Arg as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::search_sql::{self, row_to_version};

@@ -7,7 +7,7 @@
 
 mod clauses;
 
-use rusqlite::types::Value as Sql;
+use crate::store::arg::Arg as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::{Actor, SearchPage, StoreError, StoredVersion};

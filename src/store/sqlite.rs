@@ -1,7 +1,6 @@
 //! The embedded SQLite store: WAL with `synchronous=FULL`, one writer thread doing group commit, a small
 //! pool of reader connections (WAL readers never block the writer, nor it them).
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,10 +14,9 @@ use tokio::sync::oneshot;
 use super::schema::SQLITE_SCHEMA;
 use super::search_sql::{self, row_to_version};
 use super::{
-    Actor, HistoryQuery, NewVersion, SearchPage, Store, StoreError, StoredVersion, WriteJob,
-    WriteTx,
+    Actor, DbErrorKind, HistoryQuery, JobOutput, NewVersion, SearchPage, Store, StoreError,
+    StoredVersion, WriteJob, WriteTx,
 };
-use crate::error::ApiError;
 use crate::search::query::SearchQuery;
 
 /// Jobs waiting for the writer beyond this are refused with 503 rather than queued without bound.
@@ -31,7 +29,7 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Page cache of each reading connection, in KiB: the hot index pages of reads and searches stay in it.
 const READER_CACHE_KIB: u32 = 16 * 1024;
 
-type JobResult = Result<Box<dyn Any + Send>, ApiError>;
+type JobResult = Result<JobOutput, StoreError>;
 
 struct Job {
     actor: Actor,
@@ -136,6 +134,41 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     ))?;
     tune(&conn)?;
     Ok(conn)
+}
+
+/// The query builders' neutral values, bound by rusqlite.
+impl rusqlite::ToSql for super::arg::Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            super::arg::Arg::Null => ValueRef::Null,
+            super::arg::Arg::Integer(i) => ValueRef::Integer(*i),
+            super::arg::Arg::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
+/// SQLite's errors in the store's neutral terms (`StoreError::Database`): the classification lives here, with
+/// the one driver that produces them.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let kind = match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => match &e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                {
+                    DbErrorKind::UniqueViolation
+                }
+                _ => DbErrorKind::Other,
+            },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbErrorKind::Contention,
+            Some(ErrorCode::CannotOpen) => DbErrorKind::Unavailable,
+            _ => DbErrorKind::Other,
+        };
+        StoreError::database(kind, e.to_string())
+    }
 }
 
 impl SqliteStore {
@@ -269,13 +302,20 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, queued: &AtomicUsize) {
 
 fn run_batch(conn: &mut Connection, batch: &mut [Job], now: &(String, i64)) -> Vec<JobResult> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return batch.iter().map(|_| Err(ApiError::internal(&e))).collect();
+        let e = StoreError::from(e);
+        return batch
+            .iter()
+            .map(|_| Err(StoreError::database(DbErrorKind::Other, e.to_string())))
+            .collect();
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
         let run = std::mem::replace(
             &mut job.run,
-            Box::new(|_| Err(ApiError::internal("job ran twice"))),
+            Box::new(|_| JobOutput {
+                value: Box::new(()),
+                commit: false,
+            }),
         );
         let result = (|| {
             conn.execute_batch("SAVEPOINT job")?;
@@ -284,23 +324,28 @@ fn run_batch(conn: &mut Connection, batch: &mut [Job], now: &(String, i64)) -> V
                 actor: &job.actor,
                 now,
             };
-            let out = std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut tx)))
-                .unwrap_or_else(|_| Err(ApiError::internal("a write job panicked")));
-            if out.is_ok() {
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut tx)));
+            let commit = matches!(&out, Ok(o) if o.commit);
+            if commit {
                 conn.execute_batch("RELEASE job")?;
             } else {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
             }
-            Ok::<_, rusqlite::Error>(out)
+            Ok::<_, rusqlite::Error>(out.map_err(|_| StoreError::JobPanicked))
         })();
-        results.push(result.unwrap_or_else(|e| Err(ApiError::internal(e))));
+        results.push(result.unwrap_or_else(|e| Err(e.into())));
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         tracing::error!(error = %e, "group commit failed; every job of the batch is failed");
         let _ = conn.execute_batch("ROLLBACK");
         return batch
             .iter()
-            .map(|_| Err(ApiError::internal("the commit failed")))
+            .map(|_| {
+                Err(StoreError::database(
+                    DbErrorKind::Other,
+                    format!("the commit failed: {e}"),
+                ))
+            })
             .collect();
     }
     results
@@ -844,11 +889,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn write_boxed(
-        &self,
-        actor: &Actor,
-        job: WriteJob,
-    ) -> Result<Box<dyn Any + Send>, ApiError> {
+    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<JobOutput, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             actor: actor.clone(),
@@ -856,19 +897,19 @@ impl Store for SqliteStore {
             reply,
         };
         {
-            let guard = self.writer.lock().map_err(|_| ApiError::Unavailable)?;
-            let sender = guard.as_ref().ok_or(ApiError::Unavailable)?;
+            let guard = self.writer.lock().map_err(|_| StoreError::Busy)?;
+            let sender = guard.as_ref().ok_or(StoreError::Busy)?;
             // Counted before the send, so the writer never takes more than was counted.
             self.queued.fetch_add(1, Ordering::Relaxed);
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
-                    return Err(ApiError::Unavailable);
+                    return Err(StoreError::Busy);
                 }
             }
         }
-        answer.await.map_err(|_| ApiError::Unavailable)?
+        answer.await.map_err(|_| StoreError::Busy)?
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -890,7 +931,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        reads_access_log(actor)?;
+        super::reads_access_log(actor)?;
         self.read_blocking(move |conn| {
             super::audit_sql::page(
                 conn,
@@ -919,7 +960,7 @@ impl Store for SqliteStore {
         count: usize,
         total: bool,
     ) -> Result<super::AuditPage, StoreError> {
-        reads_access_log(actor)?;
+        super::reads_access_log(actor)?;
         self.read_blocking(move |conn| {
             let (found, has_more, total) =
                 super::audit_sql::search(conn, &query, offset, count, total)?;
@@ -974,7 +1015,7 @@ impl Store for SqliteStore {
         actor: &Actor,
         patient: &str,
     ) -> Result<Vec<String>, StoreError> {
-        reads_access_log(actor)?;
+        super::reads_access_log(actor)?;
         let query = crate::audit::query::AuditQuery {
             key_groups: vec![vec![format!("p|{patient}")]],
             ..Default::default()
@@ -990,7 +1031,7 @@ impl Store for SqliteStore {
         &self,
         actor: &Actor,
     ) -> Result<crate::audit::chain::Verification, StoreError> {
-        reads_access_log(actor)?;
+        super::reads_access_log(actor)?;
         let dir = self.data_dir.clone();
         let key = self.checkpointer.public_key();
         self.read_blocking(move |conn| {
@@ -1085,17 +1126,6 @@ impl Store for SqliteStore {
             }
         })
         .await;
-    }
-}
-
-/// The access log's own reads (pages, extracts, verification) follow the same rule as `AuditEvent` reads.
-fn reads_access_log(actor: &Actor) -> Result<(), StoreError> {
-    if actor.visibility.reads_access_log() {
-        Ok(())
-    } else {
-        Err(StoreError::NotPermitted(
-            "the access log is read by auditor principals doing audit work (HOPERAT) only".into(),
-        ))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `:missing`, `:not`), its compartment and page position, and the `ORDER BY` for `_sort`: the translation
 //! of the index's row encoding into SQL, apart from the statements that run it.
 
-use rusqlite::types::Value as Sql;
+use crate::store::arg::Arg as Sql;
 
 use super::{Actor, SqlPart, placeholders, visibility_sql};
 use crate::search::params::ParamType;

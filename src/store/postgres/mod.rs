@@ -1,0 +1,315 @@
+//! The PostgreSQL store (issue 16): the same [`Store`] and [`WriteTx`] as the embedded SQLite store, for a
+//! region that runs several navet nodes over one database.
+//!
+//! How it differs from SQLite, and why:
+//! - Every write job is its own database transaction on a pooled connection (no single writer, no group
+//!   commit): several nodes write at once, so what must stay exact is decided by the database — primary keys
+//!   and `ON CONFLICT` for unique claims and SVPL idempotency, row locks (`SELECT … FOR UPDATE`) for `If-Match`
+//!   and the chains' heads, `FOR UPDATE SKIP LOCKED` for outbox claims — never by an in-process lock.
+//! - The SQL lives in this module, one file per area, in PostgreSQL's dialect; the search clauses are the
+//!   SQLite module's builders (`store/search_sql`), rendered with `$n` placeholders (`sql.rs`).
+//! - The client is the synchronous `postgres` crate on blocking threads: jobs are synchronous closures.
+
+mod audit;
+mod error;
+mod inbound;
+pub mod migrate;
+mod outbox;
+mod reads;
+mod resources;
+pub mod sql;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::postgres::NoTls;
+
+use super::{
+    Actor, Current, HistoryQuery, JobOutput, SearchPage, Store, StoreError, StoredVersion, WriteJob,
+};
+use crate::search::query::SearchQuery;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// Connections per node. Each request holds one for the length of its statement(s) on a blocking thread.
+const POOL_SIZE: u32 = 16;
+
+pub struct PgStore {
+    pool: Pool,
+    /// The access chain's appender (`audit.rs`): group commit per node, one chain for all nodes.
+    access: Arc<audit::AccessLog>,
+    data_dir: PathBuf,
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The pool for `url`. `r2d2` connects lazily up to its size and checks a connection before lending it out.
+fn pool(url: &str) -> Result<Pool, StoreError> {
+    let config: r2d2_postgres::postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))?;
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
+}
+
+impl PgStore {
+    /// Connects to `url`, brings the schema up to date (`migrate.rs`, serialised across nodes) and starts the
+    /// access-log appender. `data_dir` holds this node's keys (token signing, access-log checkpoints).
+    pub fn open(
+        url: &str,
+        data_dir: &Path,
+        checkpoint_interval: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
+        let pool = pool(url)?;
+        {
+            let mut conn = pool.get().map_err(error::pool)?;
+            migrate::migrate(&mut conn)?;
+        }
+        let access = Arc::new(audit::AccessLog::open(
+            &pool,
+            data_dir,
+            checkpoint_interval,
+        )?);
+        Ok(PgStore {
+            pool,
+            access,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(error::pool)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| StoreError::Busy)?
+    }
+}
+
+/// The transaction's timestamp: FHIR instant text and epoch ms (this node's clock).
+fn now() -> (String, i64) {
+    let ms = jiff::Timestamp::now().as_millisecond();
+    (super::sqlite::format_instant(ms), ms)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn read(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let (actor, ty, id) = (actor.clone(), resource_type.to_owned(), id.to_owned());
+        self.with_conn(move |c| reads::read(c, &actor, &ty, &id, version))
+            .await
+    }
+
+    async fn read_current(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Current>, StoreError> {
+        let (actor, ty, id) = (actor.clone(), resource_type.to_owned(), id.to_owned());
+        self.with_conn(move |c| reads::read_current(c, &actor, &ty, &id))
+            .await
+    }
+
+    async fn history(
+        &self,
+        actor: &Actor,
+        query: HistoryQuery,
+    ) -> Result<(Vec<StoredVersion>, bool), StoreError> {
+        let actor = actor.clone();
+        self.with_conn(move |c| reads::history(c, &actor, &query))
+            .await
+    }
+
+    async fn search(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        query: SearchQuery,
+        offset: usize,
+        count: usize,
+    ) -> Result<SearchPage, StoreError> {
+        let (actor, ty) = (actor.clone(), resource_type.to_owned());
+        self.with_conn(move |c| reads::search_page(c, &actor, &ty, &query, offset, count))
+            .await
+    }
+
+    async fn write_boxed(&self, actor: &Actor, job: WriteJob) -> Result<JobOutput, StoreError> {
+        let actor = actor.clone();
+        self.with_conn(move |c| tx::run(c, &actor, job)).await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |c| resources::setting(c, &key)).await
+    }
+
+    async fn audit_page(
+        &self,
+        actor: &Actor,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        super::reads_access_log(actor)?;
+        self.with_conn(move |c| {
+            audit::page(
+                c,
+                from_ms.saturating_mul(1000),
+                to_ms.saturating_mul(1000),
+                after,
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn log_access(
+        &self,
+        _actor: &Actor,
+        record: crate::audit::Encoded,
+    ) -> Result<(), StoreError> {
+        self.access.append(record).await
+    }
+
+    async fn audit_search(
+        &self,
+        actor: &Actor,
+        query: crate::audit::query::AuditQuery,
+        offset: usize,
+        count: usize,
+        total: bool,
+    ) -> Result<super::AuditPage, StoreError> {
+        super::reads_access_log(actor)?;
+        self.with_conn(move |c| audit::search(c, &query, offset, count, total))
+            .await
+    }
+
+    async fn audit_checkpoint(&self, _actor: &Actor) -> Result<bool, StoreError> {
+        let access = self.access.clone();
+        tokio::task::spawn_blocking(move || access.checkpoint())
+            .await
+            .map_err(|_| StoreError::Busy)?
+    }
+
+    async fn timeline(
+        &self,
+        actor: &Actor,
+        query: crate::timeline::TimelineQuery,
+    ) -> Result<crate::timeline::TimelinePage, StoreError> {
+        let actor = actor.clone();
+        self.with_conn(move |c| reads::timeline_page(c, &actor, &query))
+            .await
+    }
+
+    async fn patients_of(
+        &self,
+        _actor: &Actor,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ty, id) = (resource_type.to_owned(), id.to_owned());
+        self.with_conn(move |c| reads::patients_of(c, &ty, &id))
+            .await
+    }
+
+    async fn audit_for_patient(
+        &self,
+        actor: &Actor,
+        patient: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        super::reads_access_log(actor)?;
+        let patient = patient.to_owned();
+        self.with_conn(move |c| audit::for_patient(c, &patient))
+            .await
+    }
+
+    async fn verify_audit(
+        &self,
+        actor: &Actor,
+    ) -> Result<crate::audit::chain::Verification, StoreError> {
+        super::reads_access_log(actor)?;
+        let (access, dir) = (self.access.clone(), self.data_dir.clone());
+        self.with_conn(move |c| access.verify(c, &dir)).await
+    }
+
+    async fn outbox_list(
+        &self,
+        _actor: &Actor,
+        filter: super::outbox::OutboxFilter,
+    ) -> Result<Vec<super::outbox::OutboxMessage>, StoreError> {
+        self.with_conn(move |c| outbox::list(c, &filter)).await
+    }
+
+    async fn outbox_get(
+        &self,
+        _actor: &Actor,
+        id: &str,
+    ) -> Result<Option<super::outbox::OutboxMessage>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| outbox::get(c, &id)).await
+    }
+
+    async fn outbox_stats(
+        &self,
+        _actor: &Actor,
+    ) -> Result<Vec<super::outbox::DestinationStats>, StoreError> {
+        self.with_conn(|c| outbox::stats(c)).await
+    }
+
+    async fn inbound_message(
+        &self,
+        _actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<super::inbound::InboundMessage>, StoreError> {
+        let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
+        self.with_conn(move |c| inbound::get(c, &format, &sender, &id))
+            .await
+    }
+
+    async fn receiver_receipts(
+        &self,
+        _actor: &Actor,
+        format: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<super::inbound::ReceiverReceipt>, StoreError> {
+        let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
+        self.with_conn(move |c| inbound::receiver_receipts(c, &format, &sender, &id))
+            .await
+    }
+
+    async fn close(&self) {
+        // Every acknowledged write is committed already (one transaction per job); the appender drains what
+        // it holds and signs a last checkpoint.
+        let access = self.access.clone();
+        let _ = tokio::task::spawn_blocking(move || access.close()).await;
+    }
+}
