@@ -31,6 +31,9 @@ enum Command {
     /// Start signing tokens with a new key; the old key keeps verifying until its tokens have expired.
     /// A running navet picks the new key up on SIGHUP or restart.
     RotateKey(ConfigArgs),
+    /// Bring the store's schema up to date and exit (also done at every start; run it before starting
+    /// several nodes of a new version at once).
+    Migrate(ConfigArgs),
     /// The access log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -77,6 +80,9 @@ struct ConfigArgs {
     /// navet.toml to use instead of the embedded demo configuration
     #[arg(long, env = "NAVET_CONFIG")]
     config: Option<PathBuf>,
+    /// postgres://… database to run on instead of SQLite in the data directory (overrides [store] url)
+    #[arg(long, env = "NAVET_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -191,6 +197,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Token(args) => token(args),
         Command::RotateKey(args) => rotate_key(args),
+        Command::Migrate(args) => migrate(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
         Command::ItacihSim(args) => itacih_sim(args),
     };
@@ -232,6 +239,7 @@ fn serve(args: ServeArgs) -> CmdResult {
         listen: args.listen,
         data_dir: args.config.data_dir,
         config: args.config.config,
+        database_url: args.config.database_url,
         base_url: args.base_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -348,10 +356,42 @@ fn token_http_client(args: &TokenArgs) -> Result<reqwest::Client, (u8, String)> 
     builder.build().map_err(|e| (1, e.to_string()))
 }
 
+fn migrate(args: ConfigArgs) -> CmdResult {
+    let settings = load_settings(&Overrides {
+        data_dir: args.data_dir,
+        config: args.config,
+        database_url: args.database_url,
+        ..Overrides::default()
+    })?;
+    init_logging(settings.log_format);
+    let applied = match &settings.database_url {
+        Some(url) => {
+            navet::store::postgres::migrate::migrate_url(url).map_err(|e| (1, e.to_string()))?
+        }
+        // SQLite brings its schema up to date whenever it opens; opening and closing is the migration.
+        None => {
+            let store = navet::store::sqlite::SqliteStore::open(&settings.data_dir)
+                .map_err(|e| (1, e.to_string()))?;
+            runtime()
+                .map_err(|e| (1, e))?
+                .block_on(navet::store::Store::close(&store));
+            Vec::new()
+        }
+    };
+    if applied.is_empty() {
+        eprintln!("the schema is up to date");
+    } else {
+        let steps: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        eprintln!("applied migration step(s) {}", steps.join(", "));
+    }
+    Ok(())
+}
+
 fn rotate_key(args: ConfigArgs) -> CmdResult {
     let settings = load_settings(&Overrides {
         data_dir: args.data_dir,
         config: args.config,
+        database_url: args.database_url,
         ..Overrides::default()
     })?;
     let auth: &AuthConfig = &settings.auth;

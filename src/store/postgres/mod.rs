@@ -104,6 +104,23 @@ impl PgStore {
     }
 }
 
+/// Every record of the database's access log as (AuditEvent id, AuditEvent view), in recorded order, read
+/// outside a running navet (tests and tools): PostgreSQL's counterpart of `audit::chain::events_in_data_dir`.
+/// Connects on the calling thread, which must not be an async runtime's.
+pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
+    let config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let mut client = config.connect(NoTls).map_err(|e| e.to_string())?;
+    let page = audit::search(
+        &mut client,
+        &crate::audit::query::AuditQuery::default(),
+        0,
+        usize::MAX - 1,
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(page.events.into_iter().map(|e| (e.id, e.json)).collect())
+}
+
 /// The transaction's timestamp: FHIR instant text and epoch ms (this node's clock).
 fn now() -> (String, i64) {
     let ms = jiff::Timestamp::now().as_millisecond();
