@@ -14,7 +14,6 @@ use navet::fhir::visibility::Visibility;
 use navet::outbox::config::{Destination, OutboxSettings, Secret};
 use navet::outbox::worker;
 use navet::store::outbox::{MessageStatus, NewMessage, OutboxFilter};
-use navet::store::sqlite::SqliteStore;
 use navet::store::{Actor, Store};
 use serde_json::{Value, json};
 
