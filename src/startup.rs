@@ -125,6 +125,9 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     // Before the store: its writer thread records metrics from its first batch on.
     crate::http::metrics::handle();
     let store = open_store(settings).await?;
+    // Several nodes may start at once on one PostgreSQL database: one at a time does the start-up writes (the
+    // cursor key, the backfills, the seeds), so the second finds the first's work done.
+    let startup = store.startup_lock().await.map_err(|e| e.to_string())?;
     let auth_settings = AuthSettings::new(
         settings.base_url.clone(),
         settings.data_dir.clone(),
@@ -186,6 +189,7 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     if settings.seed_demo || settings.ordination.care_map_configured {
         crate::caremap::seed(&state).await?;
     }
+    drop(startup);
     Ok(state)
 }
 
