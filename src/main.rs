@@ -34,6 +34,11 @@ enum Command {
     /// Bring the store's schema up to date and exit (also done at every start; run it before starting
     /// several nodes of a new version at once).
     Migrate(ConfigArgs),
+    /// Write every row of the store (resources, history, outbox, messages, the access log) to a dump file, to
+    /// move it to another store: SQLite to PostgreSQL or back.
+    Export(MoveArgs),
+    /// Read a dump made by `navet export` into an empty store (a fresh data directory, or an empty database).
+    Import(MoveArgs),
     /// The access log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -70,6 +75,15 @@ struct DataDirArgs {
     /// Data directory (SQLite database and keys) [default: ./navet-data]
     #[arg(long, env = "NAVET_DATA_DIR", default_value = "./navet-data")]
     data_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct MoveArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The dump file (JSON lines)
+    #[arg(long)]
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -198,6 +212,8 @@ fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::RotateKey(args) => rotate_key(args),
         Command::Migrate(args) => migrate(args),
+        Command::Export(args) => export(args),
+        Command::Import(args) => import(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
         Command::ItacihSim(args) => itacih_sim(args),
     };
@@ -372,9 +388,7 @@ fn migrate(args: ConfigArgs) -> CmdResult {
         None => {
             let store = navet::store::sqlite::SqliteStore::open(&settings.data_dir)
                 .map_err(|e| (1, e.to_string()))?;
-            runtime()
-                .map_err(|e| (1, e))?
-                .block_on(navet::store::Store::close(&store));
+            store.shutdown_blocking();
             Vec::new()
         }
     };
@@ -384,6 +398,51 @@ fn migrate(args: ConfigArgs) -> CmdResult {
         let steps: Vec<String> = applied.iter().map(ToString::to_string).collect();
         eprintln!("applied migration step(s) {}", steps.join(", "));
     }
+    Ok(())
+}
+
+fn move_settings(args: &MoveArgs) -> Result<Settings, (u8, String)> {
+    load_settings(&Overrides {
+        data_dir: args.config.data_dir.clone(),
+        config: args.config.config.clone(),
+        database_url: args.config.database_url.clone(),
+        ..Overrides::default()
+    })
+}
+
+fn export(args: MoveArgs) -> CmdResult {
+    let settings = move_settings(&args)?;
+    let file = std::fs::File::create_new(&args.file)
+        .map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    let rows = match &settings.database_url {
+        Some(url) => navet::store::postgres::dump::export(url, &mut out),
+        None => navet::store::dump_sqlite::export(&settings.data_dir, &mut out),
+    }
+    .map_err(|e| (1, e.to_string()))?;
+    std::io::Write::flush(&mut out).map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    eprintln!("exported {rows} rows to {}", args.file.display());
+    Ok(())
+}
+
+fn import(args: MoveArgs) -> CmdResult {
+    let settings = move_settings(&args)?;
+    let file = std::fs::File::open(&args.file)
+        .map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    let mut input = std::io::BufReader::new(file);
+    let rows = match &settings.database_url {
+        Some(url) => navet::store::postgres::dump::import(url, &mut input),
+        None => {
+            // Opening creates the schema (and the keys, if the directory has none).
+            let store = navet::store::sqlite::SqliteStore::open(&settings.data_dir)
+                .map_err(|e| (1, e.to_string()))?;
+            store.shutdown_blocking();
+            drop(store);
+            navet::store::dump_sqlite::import(&settings.data_dir, &mut input)
+        }
+    }
+    .map_err(|e| (1, e.to_string()))?;
+    eprintln!("imported {rows} rows from {}", args.file.display());
     Ok(())
 }
 

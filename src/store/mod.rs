@@ -9,6 +9,8 @@
 pub mod appender;
 pub mod arg;
 pub mod audit_sql;
+pub mod dump;
+pub mod dump_sqlite;
 pub mod inbound;
 pub mod inbound_sql;
 pub mod outbox;

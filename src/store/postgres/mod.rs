@@ -11,6 +11,7 @@
 //! - The client is the synchronous `postgres` crate on blocking threads: jobs are synchronous closures.
 
 mod audit;
+pub mod dump;
 mod error;
 mod inbound;
 pub mod migrate;
