@@ -432,14 +432,7 @@ fn import(args: MoveArgs) -> CmdResult {
     let mut input = std::io::BufReader::new(file);
     let rows = match &settings.database_url {
         Some(url) => navet::store::postgres::dump::import(url, &mut input),
-        None => {
-            // Opening creates the schema (and the keys, if the directory has none).
-            let store = navet::store::sqlite::SqliteStore::open(&settings.data_dir)
-                .map_err(|e| (1, e.to_string()))?;
-            store.shutdown_blocking();
-            drop(store);
-            navet::store::dump_sqlite::import(&settings.data_dir, &mut input)
-        }
+        None => navet::store::dump_sqlite::import(&settings.data_dir, &mut input),
     }
     .map_err(|e| (1, e.to_string()))?;
     eprintln!("imported {rows} rows from {}", args.file.display());

@@ -86,10 +86,22 @@ pub fn export(data_dir: &Path, out: &mut dyn Write) -> Result<u64, StoreError> {
     Ok(rows)
 }
 
-/// Reads a dump into the store in `data_dir`, whose schema exists (open the store once first) and which must
-/// be empty (no resource and no log record); inserts every row in one transaction. Keep the source's data
-/// directory keys (`auth/`, the checkpoint key) with the store, or its signed checkpoints will not verify.
+/// Reads a dump into the store in `data_dir`, which must be empty (no resource and no log record): creates
+/// both databases' schema (without the start-up check of the log against the checkpoint file: the file may
+/// already name the checkpoints the dump brings), then inserts every row in one transaction. Keep the source's
+/// data directory keys (`auth/`, the checkpoint key) with the store, or its signed checkpoints will not verify.
 pub fn import(data_dir: &Path, input: &mut dyn BufRead) -> Result<u64, StoreError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
+    {
+        let main = Connection::open(data_dir.join("navet.db"))?;
+        main.execute_batch("PRAGMA journal_mode = WAL;")?;
+        main.execute_batch(super::schema::SQLITE_SCHEMA)?;
+        main.execute_batch(super::audit_sql::AUDIT_SCHEMA)?;
+        let access = Connection::open(data_dir.join(ACCESS_DB))?;
+        access.execute_batch("PRAGMA journal_mode = WAL;")?;
+        access.execute_batch(super::audit_sql::AUDIT_SCHEMA)?;
+    }
     let conn = open(data_dir, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let occupied: i64 = conn.query_row(
         &format!(
