@@ -19,7 +19,9 @@ use crate::store::{NewVersion, StoreError};
 
 /// A fresh schema, dropped when the test ends.
 struct TestDb {
+    /// The database's URL, and the URL whose connections use the test's schema.
     url: String,
+    schema_url: String,
     schema: String,
 }
 
@@ -28,21 +30,19 @@ impl TestDb {
     fn new() -> Option<TestDb> {
         let url = std::env::var("NAVET_TEST_DATABASE_URL").ok()?;
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = Client::connect(&url, NoTls)
+        let schema_url = migrate::create_schema(&url, &schema)
             .expect("NAVET_TEST_DATABASE_URL is set, but PostgreSQL cannot be reached");
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .expect("create the test schema");
-        let db = TestDb { url, schema };
+        let db = TestDb {
+            url,
+            schema_url,
+            schema,
+        };
         migrate::migrate(&mut db.connect()).expect("migrate");
         Some(db)
     }
 
     fn connect(&self) -> Client {
-        let mut c = Client::connect(&self.url, NoTls).expect("connect");
-        c.batch_execute(&format!("SET search_path TO {}", self.schema))
-            .expect("search_path");
-        c
+        Client::connect(&self.schema_url, NoTls).expect("connect")
     }
 }
 
