@@ -8,7 +8,7 @@ use postgres::Client;
 use crate::store::StoreError;
 
 /// The advisory lock key serialising migrations across nodes ("navet" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6e61_7665_74;
+const MIGRATION_LOCK: i64 = 0x006e_6176_6574;
 
 /// The steps, in order: (version, what it does, SQL). A step is never changed once released; a change is
 /// a new step.

@@ -323,7 +323,7 @@ impl Store for PgStore {
         &self,
         _actor: &Actor,
     ) -> Result<Vec<super::outbox::DestinationStats>, StoreError> {
-        self.with_conn(|c| outbox::stats(c)).await
+        self.with_conn(outbox::stats).await
     }
 
     async fn inbound_message(
