@@ -18,6 +18,8 @@ mod outbox;
 mod reads;
 mod resources;
 pub mod sql;
+#[cfg(test)]
+mod tests_reads;
 mod tx;
 
 use std::path::{Path, PathBuf};
