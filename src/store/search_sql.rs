@@ -1,6 +1,10 @@
-//! A [`SearchQuery`] as SQL over `resources_current` and `search_index` (SQLite dialect; the row encoding is
-//! the contract in `search/index.rs`). Each filter becomes `c.id [NOT] IN (SELECT s.id FROM search_index …)`
-//! so the `(type, param, value)` index does the work; values inside one filter are ORed, filters ANDed.
+//! A [`SearchQuery`] as SQL over `resources_current` and `search_index` (the row encoding is the contract in
+//! `search/index.rs`). Each filter becomes `c.id [NOT] IN (SELECT s.id FROM search_index …)` so the
+//! `(type, param, value)` index does the work; values inside one filter are ORed, filters ANDed.
+//!
+//! The SQL is what SQLite and PostgreSQL both run with the same meaning (`?` placeholders, which the
+//! PostgreSQL store renumbers, `store/postgres/sql.rs`), and the statements run through a [`Reader`], which
+//! each backend implements for its connection: one query builder, one paging and include logic, for both.
 //!
 //! The `WHERE` and `ORDER BY` clauses built from the query's filters and `_sort` are in `clauses`; this
 //! file keeps the visibility rule and the statements that run them (search pages, includes, the timeline).
@@ -13,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use super::{Actor, SearchPage, StoreError, StoredVersion};
 use crate::fhir::visibility::{ACCESS_LOG_TYPE, Visibility};
 use crate::search::query::{Include, SearchQuery, TotalMode};
-use clauses::{filters_sql, order_sql};
+pub(crate) use clauses::{filters_sql, order_sql};
 
 /// `('Patient','Organization',…)`: [`crate::fhir::visibility::SHARED_MASTER_DATA`] as an SQL list, rendered
 /// once from the one list in code.
@@ -81,13 +85,124 @@ pub fn visibility_sql(actor: &Actor, args: &mut Vec<Sql>) -> String {
     )
 }
 
-fn placeholders(n: usize) -> String {
+/// `?, ?, …`: `n` placeholders for an `IN (…)` list. Callers never ask for none: `IN ()` is SQLite's, not
+/// PostgreSQL's, so an empty list is written as a false (or true) condition instead.
+pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-struct SqlPart {
-    text: String,
-    args: Vec<Sql>,
+/// Part of a statement: SQL text with `?` placeholders and their arguments, in order.
+pub(crate) struct SqlPart {
+    pub(crate) text: String,
+    pub(crate) args: Vec<Sql>,
+}
+
+/// A connection the shared read statements run on: SQLite's reader connection, a PostgreSQL client or
+/// transaction (`store/postgres/sql.rs`). Each method runs one statement with `?` placeholders and `args`
+/// and maps its rows; the version columns are `v.type, v.id, v.version, v.last_updated, v.owner, v.deleted,
+/// v.json, c.protected` ([`row_to_version`]).
+pub(crate) trait Reader {
+    /// Rows of the version columns.
+    fn versions(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<StoredVersion>, StoreError>;
+    /// Rows of the version columns and a ninth, nullable text column.
+    fn versions_with_text(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, Option<String>)>, StoreError>;
+    /// Rows of the version columns and a ninth, integer column.
+    fn versions_with_integer(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, i64)>, StoreError>;
+    /// The first column of every row, text.
+    fn texts(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<String>, StoreError>;
+    /// The first column of the one row, an integer (`COUNT(*)`).
+    fn integer(&mut self, sql: &str, args: Vec<Sql>) -> Result<i64, StoreError>;
+    /// Whether the statement answers any row.
+    fn exists(&mut self, sql: &str, args: Vec<Sql>) -> Result<bool, StoreError>;
+}
+
+impl<R: Reader + ?Sized> Reader for &mut R {
+    fn versions(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<StoredVersion>, StoreError> {
+        (**self).versions(sql, args)
+    }
+    fn versions_with_text(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, Option<String>)>, StoreError> {
+        (**self).versions_with_text(sql, args)
+    }
+    fn versions_with_integer(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, i64)>, StoreError> {
+        (**self).versions_with_integer(sql, args)
+    }
+    fn texts(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<String>, StoreError> {
+        (**self).texts(sql, args)
+    }
+    fn integer(&mut self, sql: &str, args: Vec<Sql>) -> Result<i64, StoreError> {
+        (**self).integer(sql, args)
+    }
+    fn exists(&mut self, sql: &str, args: Vec<Sql>) -> Result<bool, StoreError> {
+        (**self).exists(sql, args)
+    }
+}
+
+/// SQLite's reader connections: the statements are prepared once per connection (`prepare_cached`).
+impl Reader for &Connection {
+    fn versions(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<StoredVersion>, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_map(params_from_iter(args), row_to_version)?
+            .collect::<Result<_, _>>()?)
+    }
+    fn versions_with_text(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, Option<String>)>, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_map(params_from_iter(args), |r| {
+                Ok((row_to_version(r)?, r.get(8)?))
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+    fn versions_with_integer(
+        &mut self,
+        sql: &str,
+        args: Vec<Sql>,
+    ) -> Result<Vec<(StoredVersion, i64)>, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_map(params_from_iter(args), |r| {
+                Ok((row_to_version(r)?, r.get(8)?))
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+    fn texts(&mut self, sql: &str, args: Vec<Sql>) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?)
+    }
+    fn integer(&mut self, sql: &str, args: Vec<Sql>) -> Result<i64, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_row(params_from_iter(args), |r| r.get(0))?)
+    }
+    fn exists(&mut self, sql: &str, args: Vec<Sql>) -> Result<bool, StoreError> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_row(params_from_iter(args), |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
 }
 
 /// A version from `SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected`
@@ -106,8 +221,8 @@ pub(super) fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVe
 }
 
 /// Ids of current, non-deleted matches (conditional operations), at most `limit`.
-pub fn matching_ids(
-    conn: &Connection,
+pub(crate) fn matching_ids(
+    mut db: impl Reader,
     actor: &Actor,
     ty: &str,
     query: &SearchQuery,
@@ -121,18 +236,14 @@ pub fn matching_ids(
         f.text
     );
     args.extend(f.args);
-    args.push(Sql::Integer(limit as i64));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let ids = stmt
-        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ids)
+    args.push(Sql::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    db.texts(&sql, args)
 }
 
 /// One page of matches with `_include`s and `_revinclude`s and, when asked, the total. The page starts after
 /// `query.after` (keyset paging in the default order) or at `offset` (under `_sort`, with a snapshot).
-pub fn search_page(
-    conn: &Connection,
+pub(crate) fn search_page(
+    mut db: impl Reader,
     actor: &Actor,
     ty: &str,
     query: &SearchQuery,
@@ -154,9 +265,7 @@ pub fn search_page(
             f.text
         );
         args.extend(f.args);
-        let total: i64 = conn
-            .prepare_cached(&sql)?
-            .query_row(params_from_iter(args), |r| r.get(0))?;
+        let total = db.integer(&sql, args)?;
         page.total = Some(u64::try_from(total).unwrap_or(0));
     }
     if count == 0 {
@@ -187,14 +296,11 @@ pub fn search_page(
         i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1),
     ));
     args.push(Sql::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt
-        .query_map(params_from_iter(args), row_to_version)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = db.versions(&sql, args)?;
     page.has_more = rows.len() > count;
     rows.truncate(count);
     page.matches = rows;
-    page.included = includes(conn, actor, ty, query, &page.matches)?;
+    page.included = includes(&mut db, actor, ty, query, &page.matches)?;
     Ok(page)
 }
 
@@ -207,7 +313,7 @@ const MAX_INCLUDED: usize = 1_000;
 /// reference (or that reference them) through the named parameters, and with `:iterate` those the included
 /// resources reference in turn. What the caller may not see is left out, as if it did not exist.
 fn includes(
-    conn: &Connection,
+    db: &mut impl Reader,
     actor: &Actor,
     ty: &str,
     query: &SearchQuery,
@@ -229,13 +335,13 @@ fn includes(
         let mut next: Vec<(String, String)> = Vec::new();
         for inc in query.include.iter().filter(|i| round == 0 || i.iterate) {
             // Round 0 starts from the matches (of type `ty`); iterations from what was just included.
-            let found = include_targets(conn, inc, ty, round, &frontier)?;
+            let found = include_targets(db, inc, ty, round, &frontier)?;
             for (target_type, target_id) in found {
                 let key = format!("{target_type}/{target_id}");
                 if out.len() >= MAX_INCLUDED || !seen.insert(key) {
                     continue;
                 }
-                if let Some(v) = read_visible(conn, actor, &target_type, &target_id)? {
+                if let Some(v) = read_visible(db, actor, &target_type, &target_id)? {
                     next.push((v.resource_type.clone(), v.id.clone()));
                     out.push(v);
                 }
@@ -251,7 +357,7 @@ fn includes(
 
 /// The (type, id)s one include rule reaches from `frontier`.
 fn include_targets(
-    conn: &Connection,
+    db: &mut impl Reader,
     inc: &Include,
     ty: &str,
     round: usize,
@@ -281,10 +387,7 @@ fn include_targets(
             args.push(Sql::Integer(
                 i64::try_from(MAX_INCLUDED).unwrap_or(i64::MAX),
             ));
-            let ids = conn
-                .prepare_cached(&sql)?
-                .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = db.texts(&sql, args)?;
             found.extend(ids.into_iter().map(|id| (inc.source_type.clone(), id)));
         }
         return Ok(found);
@@ -304,10 +407,7 @@ fn include_targets(
             Sql::Text(inc.param.clone()),
         ];
         args.extend(chunk.iter().cloned());
-        let targets = conn
-            .prepare_cached(&sql)?
-            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let targets = db.texts(&sql, args)?;
         for target in targets {
             // Rows holding other literals (urn:uuid:…) name nothing stored.
             let Some((target_type, target_id)) = target.split_once('/') else {
@@ -324,43 +424,42 @@ fn include_targets(
 
 /// The current, non-deleted version of a resource, if `actor` may see it.
 fn read_visible(
-    conn: &Connection,
+    db: &mut impl Reader,
     actor: &Actor,
     ty: &str,
     id: &str,
 ) -> Result<Option<StoredVersion>, StoreError> {
     let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
     let vis = visibility_sql(actor, &mut args);
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-             FROM resources_current c JOIN resource_versions v \
-               ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-             WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"
-        ))?
-        .query_row(params_from_iter(args), row_to_version)
-        .optional()?)
+    let sql = format!(
+        "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
+         FROM resources_current c JOIN resource_versions v \
+           ON v.type = c.type AND v.id = c.id AND v.version = c.version \
+         WHERE c.type = ? AND c.id = ? AND c.deleted = 0{vis}"
+    );
+    Ok(db.versions(&sql, args)?.into_iter().next())
 }
 
 /// Whether the resource exists for `actor` (see [`visibility_sql`]).
-pub fn visible(conn: &Connection, actor: &Actor, ty: &str, id: &str) -> Result<bool, StoreError> {
+pub(crate) fn visible(
+    mut db: impl Reader,
+    actor: &Actor,
+    ty: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
     let mut args = vec![Sql::Text(ty.to_owned()), Sql::Text(id.to_owned())];
     let vis = visibility_sql(actor, &mut args);
     if vis.is_empty() {
         return Ok(true);
     }
     let sql = format!("SELECT 1 FROM resources_current c WHERE c.type = ? AND c.id = ?{vis}");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(params_from_iter(args), |_| Ok(()))
-        .optional()?
-        .is_some())
+    db.exists(&sql, args)
 }
 
 /// A page of a patient's timeline (`crate::timeline`): rows of `timeline` joined to the current versions the
 /// actor may see, newest first by (time, type, id), after the query's key.
-pub fn timeline_page(
-    conn: &Connection,
+pub(crate) fn timeline_page(
+    mut db: impl Reader,
     actor: &Actor,
     q: &crate::timeline::TimelineQuery,
 ) -> Result<crate::timeline::TimelinePage, StoreError> {
@@ -394,9 +493,10 @@ pub fn timeline_page(
         let vis = visibility_sql(actor, &mut args);
         let mut all = filter_args.clone();
         all.extend(args);
-        let total: i64 = conn
-            .prepare_cached(&format!("SELECT COUNT(*) {joins}{scope}{filters}{vis}"))?
-            .query_row(params_from_iter(all), |r| r.get(0))?;
+        let total = db.integer(
+            &format!("SELECT COUNT(*) {joins}{scope}{filters}{vis}"),
+            all,
+        )?;
         page.total = Some(u64::try_from(total).unwrap_or(0));
     }
     if q.count == 0 {
@@ -419,14 +519,9 @@ pub fn timeline_page(
          {joins} JOIN resource_versions v ON v.type = c.type AND v.id = c.id AND v.version = c.version\
          {scope}{filters}{keyset}{vis} ORDER BY tl.t_ms DESC, tl.type DESC, tl.id DESC LIMIT ?"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt
-        .query_map(params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(8)?, row_to_version(r)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = db.versions_with_integer(&sql, args)?;
     page.has_more = rows.len() > q.count;
     rows.truncate(q.count);
-    page.entries = rows;
+    page.entries = rows.into_iter().map(|(v, t_ms)| (t_ms, v)).collect();
     Ok(page)
 }

@@ -717,20 +717,7 @@ impl WriteTx for SqliteTx<'_> {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<StoredVersion>, StoreError> {
-        let (ty, id) = after.unwrap_or(("", ""));
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT v.type, v.id, v.version, v.last_updated, v.owner, v.deleted, v.json, c.protected \
-             FROM resources_current c JOIN resource_versions v \
-               ON v.type = c.type AND v.id = c.id AND v.version = c.version \
-             WHERE c.deleted = 0 AND (c.type, c.id) > (?1, ?2) ORDER BY c.type, c.id LIMIT ?3",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![ty, id, i64::try_from(limit).unwrap_or(i64::MAX)],
-                row_to_version,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        super::read_sql::current_after(self.conn, after, limit)
     }
 
     fn append_audit(&mut self, record: &crate::audit::Encoded) -> Result<(), StoreError> {

@@ -20,6 +20,8 @@ mod reads;
 mod resources;
 pub mod sql;
 #[cfg(test)]
+mod tests_reads;
+#[cfg(test)]
 mod tests_write;
 mod tx;
 

@@ -16,7 +16,7 @@ const MAX_CHAR: char = '\u{10FFFF}';
 
 /// `WHERE` conditions (after `c.type = ? AND c.deleted = 0` and the visibility rule) for the query's
 /// filters, its compartment and its page position.
-pub(super) fn filters_sql(actor: &Actor, ty: &str, query: &SearchQuery) -> SqlPart {
+pub(crate) fn filters_sql(actor: &Actor, ty: &str, query: &SearchQuery) -> SqlPart {
     let mut text = String::new();
     let mut args: Vec<Sql> = Vec::new();
     for f in &query.filters {
@@ -274,11 +274,16 @@ fn value_sql(f: &Filter, v: &FilterValue, args: &mut Vec<Sql>) -> String {
         },
         FilterValue::Reference(r) => match r {
             ReferenceValue::AnyType { id, types } if types.is_empty() => {
+                // "Ends with /id": the value's last n characters, from position length - n + 1 (1-based),
+                // are the suffix. Both backends count characters; a start below 1 (a value shorter than the
+                // suffix) gives no match on either. (A negative start means "from the end" on SQLite only.)
                 let suffix = format!("/{id}");
-                args.push(Sql::Integer(-(suffix.chars().count() as i64)));
+                args.push(Sql::Integer(
+                    i64::try_from(suffix.chars().count()).unwrap_or(i64::MAX),
+                ));
                 args.push(Sql::Text(suffix));
                 args.push(Sql::Text(id.clone()));
-                "(substr(s.value, ?) = ? OR s.value = ?)".into()
+                "(substr(s.value, length(s.value) - ? + 1) = ? OR s.value = ?)".into()
             }
             other => {
                 let candidates = other.candidates().unwrap_or_default();
@@ -349,7 +354,7 @@ fn starts_with(s: &str, args: &mut Vec<Sql>) -> String {
 }
 
 /// `ORDER BY` for `_sort`, always ending in `c.id` so paging is deterministic. Default: newest first.
-pub(super) fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
+pub(crate) fn order_sql(query: &SearchQuery, args: &mut Vec<Sql>) -> String {
     if query.sort.is_empty() {
         // With a selective lookup among the filters (or a compartment), the matches are found through it and
         // sorted; without one, walking the (type, lu_ms) index in order and stopping at the page is cheaper.
