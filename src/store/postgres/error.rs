@@ -25,7 +25,13 @@ impl From<postgres::Error> for StoreError {
             None if e.is_closed() => DbErrorKind::Unavailable,
             _ => DbErrorKind::Other,
         };
-        StoreError::database(kind, e.to_string())
+        // `postgres::Error`'s Display is only "db error" for a server error: keep the server's code and message
+        // (for the log; callers never see it).
+        let message = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        StoreError::database(kind, message)
     }
 }
 

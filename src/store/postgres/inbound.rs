@@ -11,15 +11,15 @@ use crate::store::inbound::{InboundMessage, ReceiverReceipt};
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE inbound_messages (
     seq         BIGSERIAL PRIMARY KEY,
-    format      TEXT   NOT NULL,
-    sender      TEXT   NOT NULL,
-    message_id  TEXT   NOT NULL,
-    kind        TEXT   NOT NULL,
+    format      TEXT COLLATE "C"   NOT NULL,
+    sender      TEXT COLLATE "C"   NOT NULL,
+    message_id  TEXT COLLATE "C"   NOT NULL,
+    kind        TEXT COLLATE "C"   NOT NULL,
     received_ms BIGINT NOT NULL,
     body        BYTEA  NOT NULL,
     receipt     TEXT   NOT NULL,
-    patient     TEXT,
-    case_ref    TEXT,
+    patient     TEXT COLLATE "C",
+    case_ref    TEXT COLLATE "C",
     parties     TEXT   NOT NULL,
     created     TEXT   NOT NULL,
     updated     TEXT   NOT NULL,
@@ -29,10 +29,10 @@ CREATE INDEX inbound_messages_id ON inbound_messages (format, message_id);
 CREATE INDEX inbound_messages_case ON inbound_messages (format, case_ref);
 
 CREATE TABLE inbound_receipts (
-    format      TEXT NOT NULL,
-    sender      TEXT NOT NULL,
-    message_id  TEXT NOT NULL,
-    receiver    TEXT NOT NULL,
+    format      TEXT COLLATE "C" NOT NULL,
+    sender      TEXT COLLATE "C" NOT NULL,
+    message_id  TEXT COLLATE "C" NOT NULL,
+    receiver    TEXT COLLATE "C" NOT NULL,
     receipt     TEXT,
     answered_ms BIGINT,
     PRIMARY KEY (format, sender, message_id, receiver)

@@ -14,10 +14,10 @@ use crate::store::outbox::{
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE outbox (
     seq              BIGSERIAL PRIMARY KEY,
-    id               TEXT   NOT NULL UNIQUE,
-    destination      TEXT   NOT NULL,
-    patient          TEXT   NOT NULL,
-    content_type     TEXT   NOT NULL,
+    id               TEXT COLLATE "C"   NOT NULL UNIQUE,
+    destination      TEXT COLLATE "C"   NOT NULL,
+    patient          TEXT COLLATE "C"   NOT NULL,
+    content_type     TEXT COLLATE "C"   NOT NULL,
     payload          TEXT   NOT NULL,
     headers          TEXT   NOT NULL,
     attempts         BIGINT NOT NULL DEFAULT 0,
@@ -25,7 +25,7 @@ CREATE TABLE outbox (
     budget_start_ms  BIGINT NOT NULL,
     next_attempt_ms  BIGINT NOT NULL,
     claimed_until_ms BIGINT,
-    status           TEXT   NOT NULL,
+    status           TEXT COLLATE "C"   NOT NULL,
     last_error       TEXT,
     done_ms          BIGINT
 );

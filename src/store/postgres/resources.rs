@@ -9,17 +9,18 @@ use crate::store::{DbErrorKind, NewVersion, StoreError, StoredVersion};
 
 /// This area's tables (applied by `migrate.rs`): `store/schema.rs`'s tables in PostgreSQL's types. Integers are
 /// BIGINT (the drivers' i64) and flags BIGINT 0/1, so the search builders' SQL (`c.deleted = 0`) is the same on
-/// both backends. Text compared by prefix (`search_index.value`) is `COLLATE "C"`: byte order, as on SQLite,
-/// which makes `value >= s AND value < s || U+10FFFF` a prefix match the B-tree index serves.
+/// both backends. Every compared or sorted text column is `COLLATE "C"`: byte order, as on SQLite, whatever the
+/// database's default collation, so ids sort, page and compare the same on both backends, and
+/// `value >= s AND value < s || U+10FFFF` is a prefix match the B-tree index serves.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE resource_versions (
     seq          BIGSERIAL PRIMARY KEY,
-    type         TEXT    NOT NULL,
-    id           TEXT    NOT NULL,
+    type         TEXT COLLATE "C"    NOT NULL,
+    id           TEXT COLLATE "C"    NOT NULL,
     version      BIGINT  NOT NULL,
-    last_updated TEXT    NOT NULL,
+    last_updated TEXT COLLATE "C"    NOT NULL,
     lu_ms        BIGINT  NOT NULL,
-    owner        TEXT    NOT NULL,
+    owner        TEXT COLLATE "C"    NOT NULL,
     deleted      BIGINT  NOT NULL DEFAULT 0,
     json         TEXT,
     UNIQUE (type, id, version)
@@ -27,11 +28,11 @@ CREATE TABLE resource_versions (
 CREATE INDEX resource_versions_type_seq ON resource_versions (type, seq);
 
 CREATE TABLE resources_current (
-    type      TEXT   NOT NULL,
-    id        TEXT   NOT NULL,
+    type      TEXT COLLATE "C"   NOT NULL,
+    id        TEXT COLLATE "C"   NOT NULL,
     version   BIGINT NOT NULL,
     deleted   BIGINT NOT NULL,
-    owner     TEXT   NOT NULL,
+    owner     TEXT COLLATE "C"   NOT NULL,
     lu_ms     BIGINT NOT NULL,
     protected BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (type, id)
@@ -39,10 +40,10 @@ CREATE TABLE resources_current (
 CREATE INDEX resources_current_lu ON resources_current (type, lu_ms, id);
 
 CREATE TABLE search_index (
-    type   TEXT NOT NULL,
-    id     TEXT NOT NULL,
-    param  TEXT NOT NULL,
-    system TEXT,
+    type   TEXT COLLATE "C" NOT NULL,
+    id     TEXT COLLATE "C" NOT NULL,
+    param  TEXT COLLATE "C" NOT NULL,
+    system TEXT COLLATE "C",
     value  TEXT COLLATE "C" NOT NULL,
     lo     BIGINT,
     hi     BIGINT
@@ -52,65 +53,65 @@ CREATE INDEX search_index_date_lo ON search_index (type, param, lo) WHERE lo IS 
 CREATE INDEX search_index_resource ON search_index (type, id);
 
 CREATE TABLE participants (
-    type TEXT NOT NULL,
-    id   TEXT NOT NULL,
-    hsa  TEXT NOT NULL,
+    type TEXT COLLATE "C" NOT NULL,
+    id   TEXT COLLATE "C" NOT NULL,
+    hsa  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (type, id, hsa)
 );
 CREATE TABLE patient_links (
-    type    TEXT NOT NULL,
-    id      TEXT NOT NULL,
-    patient TEXT NOT NULL,
+    type    TEXT COLLATE "C" NOT NULL,
+    id      TEXT COLLATE "C" NOT NULL,
+    patient TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (type, id, patient)
 );
 CREATE INDEX patient_links_patient ON patient_links (patient, type);
 CREATE TABLE care_relations (
-    type    TEXT NOT NULL,
-    id      TEXT NOT NULL,
-    patient TEXT NOT NULL,
-    hsa     TEXT NOT NULL,
+    type    TEXT COLLATE "C" NOT NULL,
+    id      TEXT COLLATE "C" NOT NULL,
+    patient TEXT COLLATE "C" NOT NULL,
+    hsa     TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (type, id, patient, hsa)
 );
 CREATE INDEX care_relations_patient ON care_relations (patient, hsa);
 CREATE TABLE consents (
-    type      TEXT NOT NULL,
-    id        TEXT NOT NULL,
-    patient   TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    principal TEXT NOT NULL,
+    type      TEXT COLLATE "C" NOT NULL,
+    id        TEXT COLLATE "C" NOT NULL,
+    patient   TEXT COLLATE "C" NOT NULL,
+    kind      TEXT COLLATE "C" NOT NULL,
+    principal TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (type, id, patient, kind, principal)
 );
 CREATE INDEX consents_patient ON consents (patient, kind, principal);
 
 CREATE TABLE timeline (
-    patient TEXT   NOT NULL,
+    patient TEXT COLLATE "C"   NOT NULL,
     t_ms    BIGINT NOT NULL,
-    type    TEXT   NOT NULL,
-    id      TEXT   NOT NULL,
+    type    TEXT COLLATE "C"   NOT NULL,
+    id      TEXT COLLATE "C"   NOT NULL,
     PRIMARY KEY (patient, t_ms, type, id)
 );
 CREATE INDEX timeline_resource ON timeline (type, id);
 
 CREATE TABLE unique_keys (
-    scope TEXT NOT NULL,
-    key   TEXT NOT NULL,
-    type  TEXT NOT NULL,
-    id    TEXT NOT NULL,
+    scope TEXT COLLATE "C" NOT NULL,
+    key   TEXT COLLATE "C" NOT NULL,
+    type  TEXT COLLATE "C" NOT NULL,
+    id    TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX unique_keys_resource ON unique_keys (type, id);
 
 CREATE TABLE seen_once (
-    scope      TEXT   NOT NULL,
-    key        TEXT   NOT NULL,
+    scope      TEXT COLLATE "C"   NOT NULL,
+    key        TEXT COLLATE "C"   NOT NULL,
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX seen_once_expiry ON seen_once (expires_at);
 
 CREATE TABLE settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    key   TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT COLLATE "C" NOT NULL
 );
 
 -- SQLite's instr(), which the search builders' `:contains` uses, under the same name (PostgreSQL: strpos).
