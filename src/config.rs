@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub storage: StorageSection,
+    /// `[store] url`: the database (issue 16). Absent: the embedded SQLite store in the data directory.
+    #[serde(default)]
+    pub store: StoreSection,
     #[serde(default)]
     pub demo: DemoSection,
     #[serde(default)]
@@ -229,6 +232,13 @@ pub struct StorageSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user@host:5432/db`: run on PostgreSQL (several nodes may share it). Unset: SQLite.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DemoSection {
     /// Load the demo patients, organisations and practitioners into a fresh data directory.
     #[serde(default)]
@@ -245,6 +255,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    /// `--database-url` / `NAVET_DATABASE_URL`: overrides `[store] url`.
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +270,9 @@ pub enum LogFormat {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database (`[store] url`, `NAVET_DATABASE_URL`); `None`: SQLite in `data_dir`. The data
+    /// directory still holds this node's keys either way.
+    pub database_url: Option<String>,
     pub base_url: String,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -449,6 +464,20 @@ impl Settings {
                  {MIN_AUDIT_RETENTION_YEARS} years"
             ));
         }
+        let database_url = o
+            .database_url
+            .clone()
+            .or(file.store.url.clone())
+            .filter(|u| !u.trim().is_empty());
+        if let Some(url) = &database_url
+            && !crate::store::postgres::is_postgres_url(url)
+        {
+            // Never echo the URL: it may carry a password.
+            errors.push(
+                "[store] url must be a postgres:// or postgresql:// URL (leave it out for the embedded SQLite store)"
+                    .into(),
+            );
+        }
         let audit_checkpoint_secs = file.audit.checkpoint_secs.unwrap_or(60);
         if audit_checkpoint_secs == 0 {
             errors.push("audit.checkpoint_secs must be at least 1".into());
@@ -528,6 +557,7 @@ impl Settings {
         Ok(Settings {
             listen,
             data_dir,
+            database_url,
             base_url,
             max_body_bytes,
             log_format,

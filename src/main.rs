@@ -31,6 +31,14 @@ enum Command {
     /// Start signing tokens with a new key; the old key keeps verifying until its tokens have expired.
     /// A running navet picks the new key up on SIGHUP or restart.
     RotateKey(ConfigArgs),
+    /// Bring the store's schema up to date and exit (also done at every start; run it before starting
+    /// several nodes of a new version at once).
+    Migrate(ConfigArgs),
+    /// Write every row of the store (resources, history, outbox, messages, the access log) to a dump file, to
+    /// move it to another store: SQLite to PostgreSQL or back.
+    Export(MoveArgs),
+    /// Read a dump made by `navet export` into an empty store (a fresh data directory, or an empty database).
+    Import(MoveArgs),
     /// The access log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -70,6 +78,15 @@ struct DataDirArgs {
 }
 
 #[derive(clap::Args)]
+struct MoveArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The dump file (JSON lines)
+    #[arg(long)]
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct ConfigArgs {
     /// Data directory (SQLite database and keys) [default: ./navet-data]
     #[arg(long, env = "NAVET_DATA_DIR")]
@@ -77,6 +94,9 @@ struct ConfigArgs {
     /// navet.toml to use instead of the embedded demo configuration
     #[arg(long, env = "NAVET_CONFIG")]
     config: Option<PathBuf>,
+    /// postgres://… database to run on instead of SQLite in the data directory (overrides [store] url)
+    #[arg(long, env = "NAVET_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -191,6 +211,9 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Token(args) => token(args),
         Command::RotateKey(args) => rotate_key(args),
+        Command::Migrate(args) => migrate(args),
+        Command::Export(args) => export(args),
+        Command::Import(args) => import(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
         Command::ItacihSim(args) => itacih_sim(args),
     };
@@ -232,6 +255,7 @@ fn serve(args: ServeArgs) -> CmdResult {
         listen: args.listen,
         data_dir: args.config.data_dir,
         config: args.config.config,
+        database_url: args.config.database_url,
         base_url: args.base_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -348,10 +372,78 @@ fn token_http_client(args: &TokenArgs) -> Result<reqwest::Client, (u8, String)> 
     builder.build().map_err(|e| (1, e.to_string()))
 }
 
+fn migrate(args: ConfigArgs) -> CmdResult {
+    let settings = load_settings(&Overrides {
+        data_dir: args.data_dir,
+        config: args.config,
+        database_url: args.database_url,
+        ..Overrides::default()
+    })?;
+    init_logging(settings.log_format);
+    let applied = match &settings.database_url {
+        Some(url) => {
+            navet::store::postgres::migrate::migrate_url(url).map_err(|e| (1, e.to_string()))?
+        }
+        // SQLite brings its schema up to date whenever it opens; opening and closing is the migration.
+        None => {
+            let store = navet::store::sqlite::SqliteStore::open(&settings.data_dir)
+                .map_err(|e| (1, e.to_string()))?;
+            store.shutdown_blocking();
+            Vec::new()
+        }
+    };
+    if applied.is_empty() {
+        eprintln!("the schema is up to date");
+    } else {
+        let steps: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        eprintln!("applied migration step(s) {}", steps.join(", "));
+    }
+    Ok(())
+}
+
+fn move_settings(args: &MoveArgs) -> Result<Settings, (u8, String)> {
+    load_settings(&Overrides {
+        data_dir: args.config.data_dir.clone(),
+        config: args.config.config.clone(),
+        database_url: args.config.database_url.clone(),
+        ..Overrides::default()
+    })
+}
+
+fn export(args: MoveArgs) -> CmdResult {
+    let settings = move_settings(&args)?;
+    let file = std::fs::File::create_new(&args.file)
+        .map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    let rows = match &settings.database_url {
+        Some(url) => navet::store::postgres::dump::export(url, &mut out),
+        None => navet::store::dump_sqlite::export(&settings.data_dir, &mut out),
+    }
+    .map_err(|e| (1, e.to_string()))?;
+    std::io::Write::flush(&mut out).map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    eprintln!("exported {rows} rows to {}", args.file.display());
+    Ok(())
+}
+
+fn import(args: MoveArgs) -> CmdResult {
+    let settings = move_settings(&args)?;
+    let file = std::fs::File::open(&args.file)
+        .map_err(|e| (1, format!("{}: {e}", args.file.display())))?;
+    let mut input = std::io::BufReader::new(file);
+    let rows = match &settings.database_url {
+        Some(url) => navet::store::postgres::dump::import(url, &mut input),
+        None => navet::store::dump_sqlite::import(&settings.data_dir, &mut input),
+    }
+    .map_err(|e| (1, e.to_string()))?;
+    eprintln!("imported {rows} rows from {}", args.file.display());
+    Ok(())
+}
+
 fn rotate_key(args: ConfigArgs) -> CmdResult {
     let settings = load_settings(&Overrides {
         data_dir: args.data_dir,
         config: args.config,
+        database_url: args.database_url,
         ..Overrides::default()
     })?;
     let auth: &AuthConfig = &settings.auth;

@@ -124,13 +124,10 @@ pub async fn build_state(settings: &Settings) -> StartResult<AppState> {
 pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> StartResult<AppState> {
     // Before the store: its writer thread records metrics from its first batch on.
     crate::http::metrics::handle();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with(
-            &settings.data_dir,
-            std::time::Duration::from_secs(settings.audit_checkpoint_secs),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let store = open_store(settings).await?;
+    // Several nodes may start at once on one PostgreSQL database: one at a time does the start-up writes (the
+    // cursor key, the backfills, the seeds), so the second finds the first's work done.
+    let startup = store.startup_lock().await.map_err(|e| e.to_string())?;
     let auth_settings = AuthSettings::new(
         settings.base_url.clone(),
         settings.data_dir.clone(),
@@ -192,7 +189,30 @@ pub async fn build_state_with(settings: &Settings, clock: Arc<dyn Clock>) -> Sta
     if settings.seed_demo || settings.ordination.care_map_configured {
         crate::caremap::seed(&state).await?;
     }
+    drop(startup);
     Ok(state)
+}
+
+/// The configured store: PostgreSQL when `[store] url` names one (its schema migrated first), else the
+/// embedded SQLite store in the data directory.
+pub async fn open_store(settings: &Settings) -> StartResult<Arc<dyn Store>> {
+    let checkpoints = std::time::Duration::from_secs(settings.audit_checkpoint_secs);
+    Ok(match &settings.database_url {
+        // The synchronous client may not block a runtime thread: connect and migrate on a blocking one.
+        Some(url) => {
+            let (url, dir) = (url.clone(), settings.data_dir.clone());
+            let store = tokio::task::spawn_blocking(move || {
+                crate::store::postgres::PgStore::open(&url, &dir, checkpoints)
+            })
+            .await
+            .map_err(|e| format!("opening the PostgreSQL store failed: {e}"))?
+            .map_err(|e| format!("opening the PostgreSQL store failed: {e}"))?;
+            Arc::new(store)
+        }
+        None => Arc::new(
+            SqliteStore::open_with(&settings.data_dir, checkpoints).map_err(|e| e.to_string())?,
+        ),
+    })
 }
 
 /// Loads the demo seed once per data directory (a setting marks it done, in the same transaction).

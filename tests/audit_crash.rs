@@ -31,7 +31,8 @@ impl Drop for Server {
 /// `navet serve` (the embedded demo configuration) on `data_dir`; answers the child and its base URL.
 async fn serve(data_dir: &std::path::Path) -> (Server, String) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_navet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_navet"));
+    command
         .args([
             "serve",
             "--listen",
@@ -41,9 +42,9 @@ async fn serve(data_dir: &std::path::Path) -> (Server, String) {
         .arg(data_dir)
         .env("NAVET_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("navet starts");
+        .stderr(Stdio::null());
+    common::on_test_database(&mut command, data_dir);
+    let child = command.spawn().expect("navet starts");
     let child = Server(child);
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();

@@ -12,8 +12,7 @@ const AUDITOR_USER: &str = "SE2321000255-P0900";
 /// Every stored record's AuditEvent view, oldest first, read straight from the databases (not through the
 /// API): both chains, in recorded order.
 fn audit_events(app: &TestApp) -> Vec<Value> {
-    navet::audit::chain::events_in_data_dir(app.data_dir.path())
-        .expect("read the log")
+    common::logged_events(app)
         .into_iter()
         .map(|(_, json)| serde_json::from_str(&json).expect("json"))
         .collect()

@@ -13,8 +13,7 @@ const AUDITOR_USER: &str = "SE2321000255-P0900";
 
 /// Every stored record's (id, AuditEvent view), oldest first, read straight from the databases.
 fn log(app: &TestApp) -> Vec<(String, Value)> {
-    navet::audit::chain::events_in_data_dir(app.data_dir.path())
-        .expect("read the log")
+    common::logged_events(app)
         .into_iter()
         .map(|(id, text)| (id, serde_json::from_str(&text).expect("json")))
         .collect()

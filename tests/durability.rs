@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+mod common;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -17,15 +19,16 @@ fn free_port() -> u16 {
 
 /// The real binary on the embedded demo configuration (its clients, keys and seed).
 fn start(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_navet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_navet"));
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
         .env("NAVET_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("navet starts")
+        .stderr(Stdio::null());
+    common::on_test_database(&mut command, data_dir);
+    command.spawn().expect("navet starts")
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {

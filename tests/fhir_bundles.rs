@@ -176,8 +176,7 @@ async fn urn_uuid_full_urls_on_conditional_updates_resolve_and_the_transaction_i
         "the second round updated the same patient"
     );
     // One access-log record per transaction (plus one per read above).
-    let executes = navet::audit::chain::events_in_data_dir(app.data_dir.path())
-        .unwrap()
+    let executes = common::logged_events(&app)
         .iter()
         .filter(|(_, json)| json.contains("\"action\":\"E\""))
         .count();

@@ -104,8 +104,7 @@ async fn patient_and_task(app: &TestApp) -> (String, String) {
 
 /// Every access-log record id, straight from the databases (both chains).
 fn chain_ids(app: &TestApp) -> BTreeSet<String> {
-    navet::audit::chain::events_in_data_dir(app.data_dir.path())
-        .unwrap()
+    common::logged_events(app)
         .into_iter()
         .map(|(id, _)| id)
         .collect()

@@ -14,7 +14,6 @@ use navet::fhir::visibility::Visibility;
 use navet::outbox::config::{Destination, OutboxSettings, Secret};
 use navet::outbox::worker;
 use navet::store::outbox::{MessageStatus, NewMessage, OutboxFilter};
-use navet::store::sqlite::SqliteStore;
 use navet::store::{Actor, Store};
 use serde_json::{Value, json};
 
@@ -186,9 +185,9 @@ where
     }
 }
 
-fn open_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+async fn open_store() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+    let store = common::open_store(dir.path()).await;
     (dir, store)
 }
 
@@ -227,7 +226,7 @@ fn patients_named(event: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_in_order_per_patient_through_down_failing_and_timing_out() {
-    let (_dir, store) = open_store();
+    let (_dir, store) = open_store().await;
     let port = closed_port();
     let mut dest = destination("itacih", port);
     dest.bearer = Some(Secret::new("test-credential"));
@@ -355,7 +354,7 @@ async fn every_message_arrives_in_order_per_patient_through_down_failing_and_tim
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_is_down_does_not_delay_another() {
-    let (_dir, store) = open_store();
+    let (_dir, store) = open_store().await;
     let (down, up) = (closed_port(), closed_port());
     let receiver = Receiver::default();
     serve_receiver(up, receiver.clone()).await;
@@ -408,7 +407,7 @@ async fn a_destination_that_is_down_does_not_delay_another() {
 
 #[tokio::test]
 async fn an_enqueue_commits_with_its_change_or_not_at_all() {
-    let (_dir, store) = open_store();
+    let (_dir, store) = open_store().await;
     let kept = message("itacih", "p1", 0);
     let dropped = message("itacih", "p1", 1);
     let conflicting = message("itacih", "p1", 2);
@@ -703,7 +702,8 @@ fn start_binary(
     data: &std::path::Path,
     port: u16,
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_navet"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_navet"));
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--config")
         .arg(config)
@@ -711,9 +711,9 @@ fn start_binary(
         .arg(data)
         .env("NAVET_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("navet starts")
+        .stderr(std::process::Stdio::null());
+    common::on_test_database(&mut command, data);
+    command.spawn().expect("navet starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -748,7 +748,7 @@ async fn kill_9_during_a_delivery_burst_loses_nothing() {
     // The burst: committed before navet starts (nothing in navet enqueues yet; the store is the same).
     const PATIENTS: usize = 8;
     const PER_PATIENT: usize = 40;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).expect("store"));
+    let store = common::open_store(&data).await;
     let mut messages = Vec::new();
     for n in 0..PER_PATIENT {
         for p in 0..PATIENTS {

@@ -213,8 +213,7 @@ async fn each_principal_sees_exactly_its_entries_and_no_existence_leaks() {
 
 /// The access log's records, straight from the databases (both chains, in recorded order).
 fn log_records(app: &TestApp) -> Vec<Value> {
-    navet::audit::chain::events_in_data_dir(app.data_dir.path())
-        .unwrap()
+    common::logged_events(app)
         .into_iter()
         .map(|(_, j)| serde_json::from_str(&j).unwrap())
         .collect()

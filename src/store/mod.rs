@@ -9,6 +9,8 @@
 pub mod appender;
 pub mod arg;
 pub mod audit_sql;
+pub mod dump;
+pub mod dump_sqlite;
 pub mod inbound;
 pub mod inbound_sql;
 pub mod outbox;
@@ -539,6 +541,13 @@ pub trait Store: Send + Sync {
         sender: &str,
         message_id: &str,
     ) -> Result<Vec<inbound::ReceiverReceipt>, StoreError>;
+
+    /// Start-up work that must not run on two nodes at once (the index and sharing backfills, the demo seed,
+    /// the care map): on PostgreSQL a database-wide lock held until the answered guard is dropped; nothing on
+    /// SQLite (one process per data directory).
+    async fn startup_lock(&self) -> Result<Box<dyn Any + Send>, StoreError> {
+        Ok(Box::new(()))
+    }
 
     /// Waits until everything acknowledged is durable and stops accepting writes.
     async fn close(&self);

@@ -260,6 +260,24 @@ impl SqliteStore {
         })
     }
 
+    /// [`Store::close`] for a caller without an async runtime (`navet migrate`, `navet import`): the writer
+    /// finishes its queue, the appender stops, a last checkpoint is signed.
+    pub fn shutdown_blocking(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(handle) = self.writer_thread.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+        if let Ok(mut stop) = self.checkpoint_stop.lock() {
+            stop.take();
+        }
+        self.appender.close();
+        if let Err(e) = self.checkpointer.checkpoint(self.appender.head()) {
+            tracing::error!(error = %e, "the shutdown checkpoint of the access log failed");
+        }
+    }
+
     async fn read_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

@@ -94,9 +94,26 @@ fn order(n: u64, one_visit: bool) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `NAVET_BENCH_DATABASE_URL` runs the bench on PostgreSQL (a fresh schema of that database per store,
+/// `tests/load/backends.sh`); unset, on SQLite.
+async fn database_url() -> Option<String> {
+    let base = std::env::var("NAVET_BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let url = tokio::task::spawn_blocking(move || {
+        navet::store::postgres::migrate::create_schema(&base, &schema)
+    })
+    .await
+    .expect("schema thread")
+    .expect("NAVET_BENCH_DATABASE_URL is set but unusable");
+    Some(url)
+}
+
 async fn state(dir: &std::path::Path, sim: reqwest::Url) -> AppState {
     let mut s = navet::config::Settings::load(&navet::config::Overrides {
         data_dir: Some(dir.to_path_buf()),
+        database_url: database_url().await,
         ..Default::default()
     })
     .expect("demo configuration");

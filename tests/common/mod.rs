@@ -14,6 +14,8 @@ pub struct TestApp {
     /// Sends no Authorization header.
     pub anonymous: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The PostgreSQL schema's URL when the suite runs on PostgreSQL ([`test_database_url`]).
+    pub database_url: Option<String>,
     pub state: navet::state::AppState,
     /// `PractitionerRole/<id>` of the demo users' directory entries the setup stored (empty with the demo
     /// seed, which has its own): shared master data every principal sees, e.g. in the system history.
@@ -25,10 +27,61 @@ pub const DEFAULT_CLIENT: &str = "demo-mtn-kristianstad";
 pub const DEFAULT_USER: &str = "SE2321000255-P0101";
 pub const DEFAULT_PRINCIPAL: &str = "SE2321000255-MTN01";
 
+/// The suites run on SQLite unless `NAVET_TEST_DATABASE_URL` names a PostgreSQL database: then every call
+/// answers a URL to a new, empty schema of it, so each test has a store of its own (as each has its own data
+/// directory on SQLite). Set but unreachable is a failure, never a silent fall-back to SQLite.
+pub fn test_database_url() -> Option<String> {
+    let base = std::env::var("NAVET_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    // On a thread of its own: the synchronous client may not run on a test's async runtime thread.
+    let url =
+        std::thread::spawn(move || navet::store::postgres::migrate::create_schema(&base, &schema))
+            .join()
+            .expect("the schema thread")
+            .unwrap_or_else(|e| panic!("NAVET_TEST_DATABASE_URL is set but unusable: {e}"));
+    Some(url)
+}
+
+/// For a test that starts the real binary on `data_dir`: the PostgreSQL URL its store lives at when the suite
+/// runs on PostgreSQL (the same one for every start on that data directory, as the files are on SQLite), to
+/// pass as `NAVET_DATABASE_URL`.
+pub fn child_database_url(data_dir: &std::path::Path) -> Option<String> {
+    static URLS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    std::env::var("NAVET_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let mut urls = URLS.lock().expect("the URL table");
+    if let Some((_, url)) = urls.iter().find(|(d, _)| d == data_dir) {
+        return Some(url.clone());
+    }
+    let url = test_database_url()?;
+    urls.push((data_dir.to_path_buf(), url.clone()));
+    Some(url)
+}
+
+/// Sets `NAVET_DATABASE_URL` on a command starting the binary on `data_dir` (see [`child_database_url`]).
+pub fn on_test_database(command: &mut std::process::Command, data_dir: &std::path::Path) {
+    match child_database_url(data_dir) {
+        Some(url) => command.env("NAVET_DATABASE_URL", url),
+        None => command.env_remove("NAVET_DATABASE_URL"),
+    };
+}
+
+/// The store on `data_dir` for tests that use it directly (no HTTP): SQLite in the directory, or the test's
+/// PostgreSQL schema for that directory when the suite runs on PostgreSQL ([`child_database_url`]).
+pub async fn open_store(data_dir: &std::path::Path) -> std::sync::Arc<dyn navet::store::Store> {
+    let mut s = settings(data_dir.to_path_buf(), false);
+    s.database_url = child_database_url(data_dir);
+    navet::startup::open_store(&s).await.expect("store")
+}
+
 /// The demo configuration with a test data directory and a small body limit.
 pub fn settings(data_dir: PathBuf, seed_demo: bool) -> Settings {
     let mut s = Settings::load(&Overrides {
         data_dir: Some(data_dir),
+        database_url: test_database_url(),
         ..Overrides::default()
     })
     .expect("the demo configuration loads");
@@ -81,8 +134,24 @@ pub async fn spawn_with(seed_demo: bool, adjust: impl FnOnce(&mut Settings)) -> 
         anonymous: reqwest::Client::new(),
         base,
         data_dir,
+        database_url: s.database_url.clone(),
         state,
         directory,
+    }
+}
+
+/// Every stored access-log record as (AuditEvent id, AuditEvent view), oldest first, read straight from the
+/// store's database (not through the API): the data directory's files, or the test's PostgreSQL schema.
+pub fn logged_events(app: &TestApp) -> Vec<(String, String)> {
+    match &app.database_url {
+        None => navet::audit::chain::events_in_data_dir(app.data_dir.path()).expect("read the log"),
+        Some(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || navet::store::postgres::events_in_database(&url))
+                .join()
+                .expect("the log thread")
+                .expect("read the log")
+        }
     }
 }
 

@@ -26,6 +26,36 @@ fn steps() -> Vec<(i64, &'static str, String)> {
     )]
 }
 
+/// Connects to `url` and applies every step not yet applied (`navet migrate`); answers the versions applied.
+pub fn migrate_url(url: &str) -> Result<Vec<i64>, StoreError> {
+    let mut client = connect(url)?;
+    migrate(&mut client)
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))?;
+    config
+        .connect(postgres::NoTls)
+        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
+}
+
+/// Creates the schema `name` in the database at `url` and answers a URL whose connections use it (tests
+/// give each test its own schema in one database; a region could run two navet instances side by side).
+/// `name` must be a plain identifier (letters, digits, `_`).
+pub fn create_schema(url: &str, name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Open(format!(
+            "'{name}' is not a plain schema name"
+        )));
+    }
+    let mut client = connect(url)?;
+    client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}options=-csearch_path%3D{name}"))
+}
+
 /// Applies every step not yet applied; answers the versions it applied.
 pub fn migrate(client: &mut Client) -> Result<Vec<i64>, StoreError> {
     client.batch_execute(

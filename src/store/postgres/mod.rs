@@ -11,6 +11,7 @@
 //! - The client is the synchronous `postgres` crate on blocking threads: jobs are synchronous closures.
 
 mod audit;
+pub mod dump;
 mod error;
 mod inbound;
 pub mod migrate;
@@ -101,6 +102,47 @@ impl PgStore {
         })
         .await
         .map_err(|_| StoreError::Busy)?
+    }
+}
+
+/// Every record of the database's access log as (AuditEvent id, AuditEvent view), in recorded order, read
+/// outside a running navet (tests and tools): PostgreSQL's counterpart of `audit::chain::events_in_data_dir`.
+/// Connects on the calling thread, which must not be an async runtime's.
+pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
+    let config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let mut client = config.connect(NoTls).map_err(|e| e.to_string())?;
+    let page = audit::search(
+        &mut client,
+        &crate::audit::query::AuditQuery::default(),
+        0,
+        usize::MAX - 1,
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(page.events.into_iter().map(|e| (e.id, e.json)).collect())
+}
+
+/// The advisory lock key of [`Store::startup_lock`] ("navet-st").
+const STARTUP_LOCK: i64 = 0x6e61_7665_742d_7374;
+
+/// Holds the start-up lock's connection; dropping it unlocks. The unlock runs on a thread of its own: the
+/// guard is dropped on an async runtime thread, where the synchronous client may not block.
+struct StartupGuard(Option<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>);
+
+impl Drop for StartupGuard {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            let _ = std::thread::spawn(move || {
+                if conn
+                    .execute("SELECT pg_advisory_unlock($1)", &[&STARTUP_LOCK])
+                    .is_err()
+                {
+                    // A broken connection releases its session's locks as it closes.
+                    tracing::warn!("releasing the start-up lock failed");
+                }
+            })
+            .join();
+        }
     }
 }
 
@@ -304,6 +346,18 @@ impl Store for PgStore {
         let (format, sender, id) = (format.to_owned(), sender.to_owned(), message_id.to_owned());
         self.with_conn(move |c| inbound::receiver_receipts(c, &format, &sender, &id))
             .await
+    }
+
+    async fn startup_lock(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        let pool = self.pool.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(error::pool)?;
+            conn.execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|_| StoreError::Busy)??;
+        Ok(Box::new(StartupGuard(Some(conn))))
     }
 
     async fn close(&self) {
