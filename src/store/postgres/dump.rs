@@ -193,33 +193,4 @@ fn column_names(c: &mut impl GenericClient, table: &str) -> Result<Vec<String>, 
 }
 
 /// The access log's tables in the dump (`change.audit_log`, …) and in this database (`audit.rs`'s layout).
-mod log {
-    use postgres::Transaction;
-
-    use crate::store::StoreError;
-    use crate::store::dump::Cell;
-
-    /// The query reading one chain's table, and its name in the dump.
-    pub(super) fn select(chain: &str, table: &str) -> (String, String) {
-        (
-            format!("SELECT * FROM {table} WHERE false AND '{chain}' = ''"),
-            format!("{chain}.{table}"),
-        )
-    }
-
-    /// An SQL expression counting the log's records.
-    pub(super) fn count() -> String {
-        "SELECT 0".into()
-    }
-
-    /// The table a dump row of `chain.table` goes into, and the columns to add to it.
-    pub(super) fn target(chain: &str, table: &str) -> (String, Vec<(String, Cell)>) {
-        let _ = chain;
-        (table.to_owned(), Vec::new())
-    }
-
-    pub(super) fn after_import(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
-        let _ = tx;
-        Ok(())
-    }
-}
+use super::audit::dump as log;
