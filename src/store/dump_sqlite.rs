@@ -122,7 +122,7 @@ pub fn import(data_dir: &Path, input: &mut dyn BufRead) -> Result<u64, StoreErro
     let result = dump::read(input, &mut |row| {
         let (schema, name) = place(&row.table);
         if !columns.contains_key(&row.table) {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {schema}.{name} LIMIT 0"))?;
+            let stmt = conn.prepare(&format!("SELECT * FROM {schema}.{name} LIMIT 0"))?;
             let names = stmt.column_names().map(str::to_owned).collect();
             columns.insert(row.table.clone(), names);
         }

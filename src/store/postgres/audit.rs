@@ -278,9 +278,9 @@ fn append_records(
     Ok(seqs)
 }
 
-/// Appends a record to the change chain inside the caller's transaction: it commits or rolls back with the
-/// change it records. The chain's head stays locked until that transaction ends, so writes that log are
-/// serialised from their first append to their commit.
+/// Appends one record to the change chain inside the caller's transaction (the tests; a write job's records
+/// go through [`append_changes`] just before its commit, `tx.rs`).
+#[cfg(test)]
 pub(super) fn append_change(
     c: &mut impl GenericClient,
     record: &crate::audit::Encoded,
@@ -292,7 +292,6 @@ pub(super) fn append_change(
 /// be gathered and appended just before its commit: the head is then locked for the commit only, and, taken
 /// last, never in a lock cycle with the resource rows a job locks (two jobs that each locked a resource and
 /// wait for the head held by the other would deadlock).
-#[allow(dead_code)]
 pub(super) fn append_changes(
     c: &mut impl GenericClient,
     records: &[crate::audit::Encoded],

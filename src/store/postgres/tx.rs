@@ -21,16 +21,24 @@ pub(super) fn run(
 ) -> Result<JobOutput, StoreError> {
     let now = super::now();
     let mut transaction = conn.transaction()?;
+    let mut changes = Vec::new();
     let out = {
         let mut tx = PgTx {
             tx: &mut transaction,
             actor,
             now: &now,
+            changes: &mut changes,
         };
         std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
     };
     match out {
         Ok(out) if out.commit => {
+            // The job's change-chain records, appended last: the chain's head is locked for the commit only,
+            // and never before a resource row (a job locking a row while another holds the head, and the
+            // other waiting for that row, would deadlock).
+            if !changes.is_empty() {
+                audit::append_changes(&mut transaction, &changes)?;
+            }
             transaction.commit()?;
             Ok(out)
         }
@@ -49,6 +57,8 @@ struct PgTx<'a, 'c> {
     tx: &'a mut Transaction<'c>,
     actor: &'a Actor,
     now: &'a (String, i64),
+    /// Change-chain records of this job, appended just before its commit ([`run`]).
+    changes: &'a mut Vec<crate::audit::Encoded>,
 }
 
 impl WriteTx for PgTx<'_, '_> {
@@ -215,7 +225,8 @@ impl WriteTx for PgTx<'_, '_> {
     }
 
     fn append_audit(&mut self, record: &crate::audit::Encoded) -> Result<(), StoreError> {
-        audit::append_change(self.tx, record)
+        self.changes.push(record.clone());
+        Ok(())
     }
 
     fn enqueue(&mut self, message: NewMessage) -> Result<(), StoreError> {
