@@ -68,6 +68,9 @@ struct VerifyArgs {
     /// A copy of the checkpoint file kept elsewhere (repeatable): the log must match its checkpoints too.
     #[arg(long)]
     checkpoints: Vec<PathBuf>,
+    /// The PostgreSQL database whose log to verify (with the node's data directory for its keys and file)
+    #[arg(long, env = "NAVET_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -461,8 +464,21 @@ fn rotate_key(args: ConfigArgs) -> CmdResult {
 }
 
 fn audit_verify(args: VerifyArgs) -> CmdResult {
-    let report = navet::audit::chain::verify_data_dir_with(&args.data_dir, &args.checkpoints)
-        .map_err(|e| (2, e))?;
+    let report = match args.database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            if !args.checkpoints.is_empty() {
+                return Err((
+                    2,
+                    "--checkpoints copies are checked on SQLite data directories; on PostgreSQL every node's \
+                     checkpoints are in the database, each verified against the key it names"
+                        .into(),
+                ));
+            }
+            navet::store::postgres::verify_database(url, &args.data_dir).map_err(|e| (2, e))?
+        }
+        None => navet::audit::chain::verify_data_dir_with(&args.data_dir, &args.checkpoints)
+            .map_err(|e| (2, e))?,
+    };
     match report.first_broken {
         None => {
             println!(

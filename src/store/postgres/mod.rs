@@ -150,6 +150,19 @@ impl Drop for StartupGuard {
     }
 }
 
+/// `navet audit verify` on PostgreSQL: both chains from their first record, against the checkpoints in the
+/// database and in `data_dir`'s checkpoint file, trusted as `audit.rs` says (this node's key is the data
+/// directory's). Connects on the calling thread, which must not be an async runtime's.
+pub fn verify_database(
+    url: &str,
+    data_dir: &Path,
+) -> Result<crate::audit::chain::Verification, String> {
+    let config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let mut client = config.connect(NoTls).map_err(|e| e.to_string())?;
+    let own = crate::store::audit_sql::trusted_key(data_dir).unwrap_or_default();
+    audit::verify_log(&mut client, data_dir, &own).map_err(|e| e.to_string())
+}
+
 /// The transaction's timestamp: FHIR instant text and epoch ms (this node's clock).
 fn now() -> (String, i64) {
     let ms = jiff::Timestamp::now().as_millisecond();
