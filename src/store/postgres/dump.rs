@@ -9,6 +9,9 @@ use postgres::{Client, GenericClient, NoTls};
 use crate::store::StoreError;
 use crate::store::dump::{self, Cell, Row};
 
+/// Columns that name something of one database's live connections, not of the store: not moved.
+const NODE_LOCAL: [(&str, &str); 1] = [("outbox", "claimed_by")];
+
 /// Tables whose `seq` is a BIGSERIAL: after an import its sequence continues after the imported rows.
 const SERIAL_TABLES: [&str; 3] = ["resource_versions", "outbox", "inbound_messages"];
 
@@ -59,11 +62,13 @@ pub fn export(url: &str, out: &mut dyn Write) -> Result<u64, StoreError> {
     let mut rows = 0u64;
     for table in dump::TABLES {
         for row in tx.query(&format!("SELECT * FROM {table}"), &[])? {
+            let mut cells = cells_of(&row)?;
+            cells.retain(|(name, _)| !NODE_LOCAL.contains(&(table, name.as_str())));
             dump::write_row(
                 out,
                 &Row {
                     table: table.to_owned(),
-                    cells: cells_of(&row)?,
+                    cells,
                 },
             )?;
             rows = rows.saturating_add(1);

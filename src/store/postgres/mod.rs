@@ -43,7 +43,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 const POOL_SIZE: u32 = 16;
 
 pub struct PgStore {
-    pool: Pool,
+    /// `None` only while dropping (see the `Drop` impl).
+    pool: Option<Pool>,
     /// The access chain's appender (`audit.rs`): group commit per node, one chain for all nodes.
     access: Arc<audit::AccessLog>,
     data_dir: PathBuf,
@@ -88,7 +89,7 @@ impl PgStore {
             checkpoint_interval,
         )?);
         Ok(PgStore {
-            pool,
+            pool: Some(pool),
             access,
             data_dir: data_dir.to_path_buf(),
         })
@@ -99,7 +100,7 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let pool = self.pool.clone();
+        let pool = self.pool.clone().ok_or(StoreError::Busy)?;
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(error::pool)?;
             f(&mut conn)
@@ -124,6 +125,17 @@ pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
     )
     .map_err(|e| e.to_string())?;
     Ok(page.events.into_iter().map(|e| (e.id, e.json)).collect())
+}
+
+/// The synchronous client closes each connection by blocking on its own small runtime, which panics on an
+/// async runtime's thread, where the store is usually dropped: the pool (and with it every idle connection)
+/// is dropped on a thread of its own.
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
 }
 
 /// The advisory lock key of [`Store::startup_lock`] ("navet-st").
@@ -366,7 +378,7 @@ impl Store for PgStore {
     }
 
     async fn startup_lock(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
-        let pool = self.pool.clone();
+        let pool = self.pool.clone().ok_or(StoreError::Busy)?;
         let conn = tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(error::pool)?;
             conn.execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])?;

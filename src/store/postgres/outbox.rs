@@ -25,6 +25,7 @@ CREATE TABLE outbox (
     budget_start_ms  BIGINT NOT NULL,
     next_attempt_ms  BIGINT NOT NULL,
     claimed_until_ms BIGINT,
+    claimed_by       BIGINT,                    -- the claiming connection's backend pid (release_claims)
     status           TEXT COLLATE "C"   NOT NULL,
     last_error       TEXT,
     done_ms          BIGINT
@@ -145,7 +146,8 @@ pub(super) fn claim(c: &mut impl GenericClient, q: &ClaimRequest) -> Result<Clai
                      AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= $2) \
                    ORDER BY o.seq LIMIT $4 \
                    FOR UPDATE OF o SKIP LOCKED) \
-                 UPDATE outbox SET claimed_until_ms = $3 FROM heads WHERE seq = heads.head \
+                 UPDATE outbox SET claimed_until_ms = $3, claimed_by = pg_backend_pid() \
+                 FROM heads WHERE seq = heads.head \
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -224,14 +226,19 @@ pub(super) fn replay(
     .collect()
 }
 
-/// Releases nothing, on purpose, and answers 0.
-///
-/// SQLite's version drops every claim at start-up because the embedded store has one node: any claim is a
-/// dead process's. Here other nodes share the table and their live workers' claims look the same (the
-/// table records no claimant), so dropping them would let this node deliver rows that are being delivered.
-/// A crashed node's claims lapse on their own after the lease (`ClaimRequest::lease_ms`).
-pub(super) fn release_claims(_c: &mut impl GenericClient) -> Result<usize, StoreError> {
-    Ok(0)
+/// Releases the claims of workers that are gone: rows whose claiming connection (its backend pid, recorded
+/// by [`claim`]) no longer exists. Run when a node starts, after a crash: its old connections died with it,
+/// so its rows go back to the queue at once instead of after their lease. Other nodes' live workers keep
+/// theirs: their connections are open (a pooled connection lives on between jobs). A pid the server reused
+/// since only keeps a claim until its lease ends (`ClaimRequest::lease_ms`), the safe side.
+pub(super) fn release_claims(c: &mut impl GenericClient) -> Result<usize, StoreError> {
+    let released = c.execute(
+        "UPDATE outbox SET claimed_until_ms = NULL, claimed_by = NULL \
+         WHERE status = 'pending' AND claimed_until_ms IS NOT NULL \
+           AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT pid FROM pg_stat_activity))",
+        &[],
+    )?;
+    Ok(usize::try_from(released).unwrap_or(usize::MAX))
 }
 
 pub(super) fn list(

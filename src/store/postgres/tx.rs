@@ -20,6 +20,11 @@ pub(super) fn run(
     job: WriteJob,
 ) -> Result<JobOutput, StoreError> {
     let now = super::now();
+    // The writer's metrics (README "Metrics"), in PostgreSQL's terms: every job is a batch of one, committed
+    // on its own; nothing queues in navet (the pool's wait is the database's), so the queue depth is 0.
+    let started = std::time::Instant::now();
+    metrics::histogram!("navet_writer_batch_size").record(1.0);
+    metrics::gauge!("navet_writer_queue_depth").set(0.0);
     let mut transaction = conn.transaction()?;
     let mut changes = Vec::new();
     let out = {
@@ -40,6 +45,8 @@ pub(super) fn run(
                 audit::append_changes(&mut transaction, &changes)?;
             }
             transaction.commit()?;
+            metrics::histogram!("navet_writer_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
             Ok(out)
         }
         Ok(out) => {
