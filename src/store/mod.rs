@@ -270,6 +270,10 @@ pub trait WriteTx {
         id: &str,
     ) -> Result<(), StoreError>;
     fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Waits until no other transaction holds `key` in `scope`, then holds it until this transaction ends:
+    /// writers of one key (an SVPL message id) take turns, on every node. The embedded store has one writer
+    /// already, so there it does nothing.
+    fn serialize_on(&mut self, scope: &str, key: &str) -> Result<(), StoreError>;
     /// Records `key` in `scope` until `expires_at_unix`; `true` the first time, `false` while it is remembered.
     /// The primary key makes it atomic: of two concurrent calls exactly one gets `true`.
     fn remember_once(

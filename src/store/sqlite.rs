@@ -585,6 +585,11 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn serialize_on(&mut self, _scope: &str, _key: &str) -> Result<(), StoreError> {
+        // One writer thread runs every job in turn: nothing to wait for.
+        Ok(())
+    }
+
     fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(

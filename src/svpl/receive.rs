@@ -219,6 +219,9 @@ fn accept(
     let map = &svpl.mapping;
     let e = &message.envelope;
     let sender = e.sender.hsa.as_str().to_owned();
+    // Repeats of one message take turns (on PostgreSQL two nodes may receive them at once): the second finds
+    // the first stored and answers its receipt.
+    tx.serialize_on("svpl-message", &format!("{sender}|{}", e.id))?;
     if let Some(first) = tx.inbound_message(FORMAT, &sender, &e.id)? {
         // A repeat: the first receipt, and nothing stored.
         if let Some(p) = &first.patient {

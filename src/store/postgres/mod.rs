@@ -45,8 +45,9 @@ const POOL_SIZE: u32 = 16;
 pub struct PgStore {
     /// `None` only while dropping (see the `Drop` impl).
     pool: Option<Pool>,
-    /// The access chain's appender (`audit.rs`): group commit per node, one chain for all nodes.
-    access: Arc<audit::AccessLog>,
+    /// The access chain's appender (`audit.rs`): group commit per node, one chain for all nodes. `None` only
+    /// while dropping, as `pool`.
+    access: Option<Arc<audit::AccessLog>>,
     data_dir: PathBuf,
 }
 
@@ -63,6 +64,9 @@ fn pool(url: &str) -> Result<Pool, StoreError> {
     let manager = PostgresConnectionManager::new(config, NoTls);
     r2d2::Pool::builder()
         .max_size(POOL_SIZE)
+        // Connections open as they are needed (r2d2 would open all of them at once): a region's PostgreSQL
+        // serves several nodes within its max_connections.
+        .min_idle(Some(2))
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(manager)
         .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
@@ -90,9 +94,13 @@ impl PgStore {
         )?);
         Ok(PgStore {
             pool: Some(pool),
-            access,
+            access: Some(access),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    fn access(&self) -> Result<Arc<audit::AccessLog>, StoreError> {
+        self.access.clone().ok_or(StoreError::Busy)
     }
 
     /// Runs `f` on a pooled connection on a blocking thread.
@@ -132,9 +140,9 @@ pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
 /// is dropped on a thread of its own.
 impl Drop for PgStore {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            let _ = std::thread::spawn(move || drop(pool)).join();
-        }
+        // The appender's signer holds the pool too: both go.
+        let (pool, access) = (self.pool.take(), self.access.take());
+        let _ = std::thread::spawn(move || drop((access, pool))).join();
     }
 }
 
@@ -265,7 +273,7 @@ impl Store for PgStore {
         _actor: &Actor,
         record: crate::audit::Encoded,
     ) -> Result<(), StoreError> {
-        self.access.append(record).await
+        self.access()?.append(record).await
     }
 
     async fn audit_search(
@@ -282,7 +290,7 @@ impl Store for PgStore {
     }
 
     async fn audit_checkpoint(&self, _actor: &Actor) -> Result<bool, StoreError> {
-        let access = self.access.clone();
+        let access = self.access()?;
         tokio::task::spawn_blocking(move || access.checkpoint())
             .await
             .map_err(|_| StoreError::Busy)?
@@ -325,7 +333,7 @@ impl Store for PgStore {
         actor: &Actor,
     ) -> Result<crate::audit::chain::Verification, StoreError> {
         super::reads_access_log(actor)?;
-        let (access, dir) = (self.access.clone(), self.data_dir.clone());
+        let (access, dir) = (self.access()?, self.data_dir.clone());
         self.with_conn(move |c| access.verify(c, &dir)).await
     }
 
@@ -392,7 +400,8 @@ impl Store for PgStore {
     async fn close(&self) {
         // Every acknowledged write is committed already (one transaction per job); the appender drains what
         // it holds and signs a last checkpoint.
-        let access = self.access.clone();
-        let _ = tokio::task::spawn_blocking(move || access.close()).await;
+        if let Ok(access) = self.access() {
+            let _ = tokio::task::spawn_blocking(move || access.close()).await;
+        }
     }
 }

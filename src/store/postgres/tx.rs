@@ -148,6 +148,16 @@ impl WriteTx for PgTx<'_, '_> {
         resources::release_unique(self.tx, scope, resource_type, id)
     }
 
+    fn serialize_on(&mut self, scope: &str, key: &str) -> Result<(), StoreError> {
+        // A transaction-scoped advisory lock on the key's 64-bit hash: released at commit or rollback. Two
+        // keys sharing a hash only wait for each other, never more.
+        self.tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("{scope}\u{1f}{key}")],
+        )?;
+        Ok(())
+    }
+
     fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         resources::set_setting(self.tx, key, value)
     }
