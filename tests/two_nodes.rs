@@ -38,11 +38,16 @@ impl Drop for Node {
     }
 }
 
+/// The base URL every node is started with: behind a region's load balancer all nodes answer to one address,
+/// which is the audience of the tokens (a token issued by one node is taken by the other).
+const BASE_URL: &str = "http://navet.region.test";
+
 fn start(config: Option<&std::path::Path>, data: &std::path::Path, url: &str) -> Node {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_navet"));
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--base-url", BASE_URL])
         .arg("--data-dir")
         .arg(data)
         .env("NAVET_DATABASE_URL", url)
@@ -89,13 +94,41 @@ async fn two_nodes(
     Some((dir, url, a, b))
 }
 
-/// A client sending the hospital integration's token (it writes Organizations, master data, without a user).
+/// A client sending the hospital integration's token (it writes Organizations, master data, without a user),
+/// got from the node at `base` for the region's address.
 async fn hospital(base: &str) -> reqwest::Client {
     let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
-    let token =
-        navet::auth::cli::fetch_token(base, "demo-csk", key, "system/Organization.cruds", None)
-            .await
-            .expect("token");
+    // The assertion is addressed to the region's token endpoint (the audience every node checks), and sent
+    // to one node directly (the test has no load balancer).
+    let assertion = navet::auth::cli::client_assertion(
+        "demo-csk",
+        &format!("{BASE_URL}/auth/token"),
+        key,
+        None,
+        jiff::Timestamp::now().as_second(),
+    )
+    .expect("assertion");
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{base}/auth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Organization.cruds"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token answer");
+    let token = answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {answer}"))
+        .to_owned();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
