@@ -43,6 +43,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 const POOL_SIZE: u32 = 16;
 
 pub struct PgStore {
+    /// The node's anchor connection ([`anchor`]); `None` only while dropping.
+    anchor: Option<std::sync::Mutex<postgres::Client>>,
     /// `None` only while dropping (see the `Drop` impl).
     pool: Option<Pool>,
     /// The access chain's appender (`audit.rs`): group commit per node, one chain for all nodes. `None` only
@@ -56,17 +58,42 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Tags every pooled connection with its node (`SET navet.node`): the backend pid of the node's anchor
+/// connection. Outbox claims record it, so a starting node can tell its own and dead nodes' claims from live
+/// nodes' (`outbox.rs`, `release_claims`).
+#[derive(Debug)]
+struct NodeTag(i32);
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for NodeTag {
+    fn on_acquire(&self, conn: &mut postgres::Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(&format!("SET navet.node = '{}'", self.0))
+    }
+}
+
+fn config(url: &str) -> Result<postgres::Config, StoreError> {
+    url.parse()
+        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))
+}
+
+/// The node's anchor: a connection held open for the node's lifetime, whose backend pid names the node in
+/// the database (it is listed in `pg_stat_activity` exactly as long as the node lives).
+fn anchor(url: &str) -> Result<(postgres::Client, i32), StoreError> {
+    let mut client = config(url)?
+        .connect(NoTls)
+        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))?;
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+    Ok((client, pid))
+}
+
 /// The pool for `url`. `r2d2` connects lazily up to its size and checks a connection before lending it out.
-fn pool(url: &str) -> Result<Pool, StoreError> {
-    let config: r2d2_postgres::postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))?;
-    let manager = PostgresConnectionManager::new(config, NoTls);
+fn pool(url: &str, node: i32) -> Result<Pool, StoreError> {
+    let manager = PostgresConnectionManager::new(config(url)?, NoTls);
     r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         // Connections open as they are needed (r2d2 would open all of them at once): a region's PostgreSQL
         // serves several nodes within its max_connections.
         .min_idle(Some(2))
+        .connection_customizer(Box::new(NodeTag(node)))
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(manager)
         .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
@@ -82,7 +109,8 @@ impl PgStore {
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
-        let pool = pool(url)?;
+        let (anchor, node) = anchor(url)?;
+        let pool = pool(url, node)?;
         {
             let mut conn = pool.get().map_err(error::pool)?;
             migrate::migrate(&mut conn)?;
@@ -93,6 +121,7 @@ impl PgStore {
             checkpoint_interval,
         )?);
         Ok(PgStore {
+            anchor: Some(std::sync::Mutex::new(anchor)),
             pool: Some(pool),
             access: Some(access),
             data_dir: data_dir.to_path_buf(),
@@ -141,8 +170,8 @@ pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
 impl Drop for PgStore {
     fn drop(&mut self) {
         // The appender's signer holds the pool too: both go.
-        let (pool, access) = (self.pool.take(), self.access.take());
-        let _ = std::thread::spawn(move || drop((access, pool))).join();
+        let (pool, access, anchor) = (self.pool.take(), self.access.take(), self.anchor.take());
+        let _ = std::thread::spawn(move || drop((access, pool, anchor))).join();
     }
 }
 

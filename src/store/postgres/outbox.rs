@@ -25,7 +25,7 @@ CREATE TABLE outbox (
     budget_start_ms  BIGINT NOT NULL,
     next_attempt_ms  BIGINT NOT NULL,
     claimed_until_ms BIGINT,
-    claimed_by       BIGINT,                    -- the claiming connection's backend pid (release_claims)
+    claimed_by       BIGINT,                    -- the claiming node's anchor pid (release_claims)
     status           TEXT COLLATE "C"   NOT NULL,
     last_error       TEXT,
     done_ms          BIGINT
@@ -146,7 +146,8 @@ pub(super) fn claim(c: &mut impl GenericClient, q: &ClaimRequest) -> Result<Clai
                      AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= $2) \
                    ORDER BY o.seq LIMIT $4 \
                    FOR UPDATE OF o SKIP LOCKED) \
-                 UPDATE outbox SET claimed_until_ms = $3, claimed_by = pg_backend_pid() \
+                 UPDATE outbox SET claimed_until_ms = $3, \
+                   claimed_by = NULLIF(current_setting('navet.node', true), '')::bigint \
                  FROM heads WHERE seq = heads.head \
                  RETURNING {COLUMNS}"
             ),
@@ -226,16 +227,18 @@ pub(super) fn replay(
     .collect()
 }
 
-/// Releases the claims of workers that are gone: rows whose claiming connection (its backend pid, recorded
-/// by [`claim`]) no longer exists. Run when a node starts, after a crash: its old connections died with it,
-/// so its rows go back to the queue at once instead of after their lease. Other nodes' live workers keep
-/// theirs: their connections are open (a pooled connection lives on between jobs). A pid the server reused
-/// since only keeps a claim until its lease ends (`ClaimRequest::lease_ms`), the safe side.
+/// Releases the claims a starting worker may take over: this node's own (a worker restarted, as SQLite's
+/// embedded node releases all of its claims at start), and those of nodes that are gone. A claim records its
+/// node's anchor pid (`mod.rs`, `navet.node`); a node is gone when its anchor connection is no longer in
+/// `pg_stat_activity` (it died with its process). Other live nodes keep theirs. A pid the server reused since
+/// only keeps a claim until its lease ends (`ClaimRequest::lease_ms`), the safe side.
 pub(super) fn release_claims(c: &mut impl GenericClient) -> Result<usize, StoreError> {
     let released = c.execute(
         "UPDATE outbox SET claimed_until_ms = NULL, claimed_by = NULL \
          WHERE status = 'pending' AND claimed_until_ms IS NOT NULL \
-           AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT pid FROM pg_stat_activity))",
+           AND (claimed_by IS NULL \
+                OR claimed_by = NULLIF(current_setting('navet.node', true), '')::bigint \
+                OR claimed_by NOT IN (SELECT pid FROM pg_stat_activity))",
         &[],
     )?;
     Ok(usize::try_from(released).unwrap_or(usize::MAX))
