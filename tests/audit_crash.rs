@@ -137,11 +137,13 @@ async fn after_kill_9_during_logged_reads_every_answered_read_has_its_record_and
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 
-    let report = navet::audit::chain::verify_data_dir(dir.path()).unwrap();
+    // The data directory's files, or (on PostgreSQL) the database the binary ran on, with the data
+    // directory's checkpoint file and key.
+    let database_url = common::child_database_url(dir.path());
+    let report = common::verify_log_at(dir.path(), database_url.as_deref());
     assert_eq!(report.first_broken, None, "{report:?}");
     assert!(report.checkpoints >= 1, "{report:?}");
-    let logged: BTreeSet<String> = navet::audit::chain::events_in_data_dir(dir.path())
-        .unwrap()
+    let logged: BTreeSet<String> = common::logged_events_at(dir.path(), database_url.as_deref())
         .into_iter()
         .flat_map(|(_, json)| {
             let event: serde_json::Value = serde_json::from_str(&json).unwrap();

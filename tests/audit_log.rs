@@ -18,11 +18,9 @@ fn audit_events(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
-/// Both databases holding a chain: `navet.db` (the change chain) and `audit.db` (the access chain).
-fn log_databases(app: &TestApp) -> [rusqlite::Connection; 2] {
-    ["navet.db", "audit.db"]
-        .map(|f| rusqlite::Connection::open(app.data_dir.path().join(f)).expect("open"))
-}
+/// The databases holding a chain on SQLite: `navet.db` (the change chain) and `audit.db` (the access chain).
+/// On PostgreSQL both chains are one table set, told apart by its `chain` column ('c', 'a').
+const LOG_DATABASES: [(&str, &str); 2] = [("navet.db", "c"), ("audit.db", "a")];
 
 fn references(event: &Value) -> Vec<String> {
     event["entity"]
@@ -44,7 +42,7 @@ fn agent_ids(event: &Value) -> Vec<String> {
 
 async fn auditor_token(app: &TestApp) -> String {
     let key = navet::auth::cli::demo_private_key(AUDITOR).unwrap();
-    let cfg = settings(std::path::PathBuf::from("unused"), false).auth;
+    let cfg = settings_on(std::path::PathBuf::from("unused"), None, false).auth;
     let user =
         navet::auth::cli::user_claims(&cfg, AUDITOR_USER, navet::auth::PurposeOfUse::Hoperat)
             .unwrap();
@@ -170,12 +168,24 @@ async fn when_the_log_cannot_be_written_the_request_fails_and_nothing_is_stored(
     let created = app.create(&patient("19121212-1212", "Tolvansson")).await;
     let pid = created["id"].as_str().unwrap();
     // Simulate a failing audit write (full disk, corrupt table): the next insert into either chain aborts.
-    let dbs = log_databases(&app);
-    for conn in &dbs {
-        conn.execute_batch("CREATE TRIGGER test_fail BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
-            .unwrap();
+    // On PostgreSQL one table holds both chains: one trigger does it (the file names are SQLite's).
+    let files = if app.database_url.is_some() {
+        &LOG_DATABASES[..1]
+    } else {
+        &LOG_DATABASES[..]
+    };
+    for (file, _) in files {
+        sql(
+            &app,
+            file,
+            "CREATE TRIGGER test_fail BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            "CREATE OR REPLACE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+             CREATE TRIGGER test_fail BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION test_fail();",
+        )
+        .unwrap();
     }
-    let conn = &dbs[0];
     let r = app
         .post("Patient", &patient("19400512-1233", "Nilsson"))
         .await;
@@ -183,16 +193,17 @@ async fn when_the_log_cannot_be_written_the_request_fails_and_nothing_is_stored(
     let read = app.get(&format!("Patient/{pid}")).await;
     assert_eq!(read.status(), 500, "no data leaves without its record");
     assert!(!read.text().await.unwrap().contains("Tolvansson"));
-    for conn in &dbs {
-        conn.execute_batch("DROP TRIGGER test_fail;").unwrap();
-    }
-    let count: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM resources_current WHERE type = 'Patient'",
-            [],
-            |r| r.get(0),
+    for (file, _) in files {
+        sql(
+            &app,
+            file,
+            "DROP TRIGGER test_fail;",
+            "DROP TRIGGER test_fail ON audit_log; DROP FUNCTION test_fail();",
         )
         .unwrap();
+    }
+    let count_patients = "SELECT count(*) FROM resources_current WHERE type = 'Patient'";
+    let count = query_i64(&app, "navet.db", count_patients, count_patients);
     assert_eq!(count, 1, "the write whose record failed stored nothing");
 }
 
@@ -210,17 +221,51 @@ async fn the_log_cannot_be_changed_through_the_api_or_the_database() {
     assert_eq!(app.delete(&format!("AuditEvent/{id}")).await.status(), 405);
     assert_eq!(app.post("AuditEvent", &body).await.status(), 405);
     // A create (change chain) and the refused API calls (access chain): both chains hold records.
-    for conn in log_databases(&app) {
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
-            .unwrap();
-        assert!(n >= 1);
-        assert!(
-            conn.execute("UPDATE audit_log SET record = x'00' WHERE seq = 1", [])
-                .is_err()
+    for (file, chain) in LOG_DATABASES {
+        let n = query_i64(
+            &app,
+            file,
+            "SELECT count(*) FROM audit_log",
+            &format!("SELECT count(*) FROM audit_log WHERE chain = '{chain}'"),
         );
-        assert!(conn.execute("DELETE FROM audit_log", []).is_err());
-        assert!(conn.execute("DELETE FROM audit_key", []).is_err());
+        assert!(n >= 1, "{file}");
+        let keys = query_i64(
+            &app,
+            file,
+            "SELECT count(*) FROM audit_key",
+            &format!("SELECT count(*) FROM audit_key WHERE chain = '{chain}'"),
+        );
+        assert!(
+            keys >= 1,
+            "{file}: a DELETE of no row would not reach the trigger"
+        );
+        for (sqlite, postgres) in [
+            (
+                "UPDATE audit_log SET record = x'00' WHERE seq = 1".to_owned(),
+                format!(
+                    "UPDATE audit_log SET record = '\\x00'::bytea WHERE chain = '{chain}' AND seq = 1"
+                ),
+            ),
+            (
+                "DELETE FROM audit_log".to_owned(),
+                format!("DELETE FROM audit_log WHERE chain = '{chain}'"),
+            ),
+            (
+                "DELETE FROM audit_key".to_owned(),
+                format!("DELETE FROM audit_key WHERE chain = '{chain}'"),
+            ),
+        ] {
+            let refused = sql(&app, file, &sqlite, &postgres).expect_err(&postgres);
+            assert!(refused.contains("append-only"), "{refused}");
+        }
+    }
+    if app.database_url.is_some() {
+        // PostgreSQL also empties a table without deleting its rows one by one: refused as well.
+        for table in ["audit_log", "audit_key", "audit_checkpoint"] {
+            let truncate = format!("TRUNCATE {table}");
+            let refused = sql(&app, "", "", &truncate).expect_err(&truncate);
+            assert!(refused.contains("append-only"), "{refused}");
+        }
     }
 }
 
@@ -321,22 +366,27 @@ async fn app_with_five_records() -> TestApp {
     app
 }
 
-/// What an attacker with write access to the files can do to the access chain: the append-only triggers
-/// are dropped first.
-fn tamper(app: &TestApp, sql: &str) {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("audit.db")).unwrap();
-    conn.execute_batch(&format!(
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; {sql}"
-    ))
+/// What an attacker with write access to the database can do to the access chain: on SQLite, `sqlite` on
+/// `audit.db` after dropping the append-only triggers; on PostgreSQL, `postgres` on the one table set (the
+/// access chain is `chain = 'a'`) as the superuser in replication mode, which the triggers do not stop.
+fn tamper(app: &TestApp, sqlite: &str, postgres: &str) {
+    common::sql(
+        app,
+        "audit.db",
+        &format!("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; {sqlite}"),
+        &bypassing_triggers(postgres),
+    )
     .unwrap();
 }
 
 /// SQL setting the outcome byte (FORMAT.md: byte 11, 1-based) of a record to `4`.
 const SET_OUTCOME_4: &str =
     "record = CAST(substr(record, 1, 10) || x'04' || substr(record, 12) AS BLOB)";
+/// [`SET_OUTCOME_4`] in PostgreSQL.
+const SET_OUTCOME_4_PG: &str = "record = overlay(record placing '\\x04'::bytea from 11 for 1)";
 
 fn verify(app: &TestApp) -> navet::audit::chain::Verification {
-    navet::audit::chain::verify_data_dir(app.data_dir.path()).expect("verify")
+    verify_log(app)
 }
 
 #[tokio::test]
@@ -353,6 +403,7 @@ async fn editing_one_byte_of_a_record_is_named() {
     tamper(
         &app,
         &format!("UPDATE audit_log SET {SET_OUTCOME_4} WHERE seq = 3;"),
+        &format!("UPDATE audit_log SET {SET_OUTCOME_4_PG} WHERE chain = 'a' AND seq = 3"),
     );
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 3);
@@ -362,7 +413,11 @@ async fn editing_one_byte_of_a_record_is_named() {
 #[tokio::test]
 async fn deleting_a_record_is_named() {
     let app = app_with_five_records().await;
-    tamper(&app, "DELETE FROM audit_log WHERE seq = 2;");
+    tamper(
+        &app,
+        "DELETE FROM audit_log WHERE seq = 2;",
+        "DELETE FROM audit_log WHERE chain = 'a' AND seq = 2",
+    );
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 3, "the record after the gap");
     assert!(broken.reason.contains("missing"), "{broken:?}");
@@ -375,6 +430,9 @@ async fn swapping_two_records_is_named() {
         &app,
         "UPDATE audit_log SET seq = -2 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 4; \
          UPDATE audit_log SET seq = 4 WHERE seq = -2;",
+        "UPDATE audit_log SET seq = -2 WHERE chain = 'a' AND seq = 2; \
+         UPDATE audit_log SET seq = 2 WHERE chain = 'a' AND seq = 4; \
+         UPDATE audit_log SET seq = 4 WHERE chain = 'a' AND seq = -2",
     );
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 2);
@@ -384,11 +442,16 @@ async fn swapping_two_records_is_named() {
 async fn navet_audit_verify_works_offline_and_fails_on_a_broken_chain() {
     let app = app_with_five_records().await;
     let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_navet"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_navet"));
+        command
             .args(["audit", "verify", "--data-dir"])
             .arg(app.data_dir.path())
-            .output()
-            .expect("runs")
+            .env_remove("NAVET_DATABASE_URL");
+        // On PostgreSQL the log is in the database; the data directory has the node's key and checkpoints.
+        if let Some(url) = &app.database_url {
+            command.args(["--database-url", url]);
+        }
+        command.output().expect("runs")
     };
     let ok = run();
     assert!(ok.status.success(), "{ok:?}");
@@ -396,6 +459,7 @@ async fn navet_audit_verify_works_offline_and_fails_on_a_broken_chain() {
     tamper(
         &app,
         "UPDATE audit_log SET record = CAST(record || x'20' AS BLOB) WHERE seq = 5;",
+        "UPDATE audit_log SET record = record || '\\x20'::bytea WHERE chain = 'a' AND seq = 5",
     );
     let bad = run();
     assert_eq!(bad.status.code(), Some(1));
@@ -497,6 +561,18 @@ async fn checkpoint(app: &TestApp) {
 
 /// The access chain's (seq, record, hash) rows.
 fn access_rows(app: &TestApp) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    if let Some(url) = &app.database_url {
+        return on_postgres(url, |c| {
+            c.query(
+                "SELECT seq, record, hash FROM audit_log WHERE chain = 'a' ORDER BY seq",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+        });
+    }
     let conn = rusqlite::Connection::open(app.data_dir.path().join("audit.db")).unwrap();
     let mut stmt = conn
         .prepare("SELECT seq, record, hash FROM audit_log ORDER BY seq")
@@ -514,29 +590,40 @@ async fn cutting_off_the_end_of_the_chain_is_named_by_the_checkpoints_even_witho
     checkpoint(&app).await;
     assert_eq!(verify(&app).checkpoints, 1);
     assert_eq!(verify(&app).first_broken, None);
-    // Records 4 and 5 go, with their index rows and the database's checkpoints: only the file remains.
+    // Records 4 and 5 go, with their index rows and the database's checkpoints: only the file remains. On
+    // PostgreSQL the attacker also moves the chain's head row back to record 3, so that nothing in the
+    // database tells of the cut.
     tamper(
         &app,
         "DROP TRIGGER audit_key_no_delete; DROP TRIGGER audit_checkpoint_no_delete; \
          DELETE FROM audit_log WHERE seq >= 4; DELETE FROM audit_key WHERE seq >= 4; \
          DELETE FROM audit_checkpoint;",
+        "DELETE FROM audit_log WHERE chain = 'a' AND seq >= 4; \
+         DELETE FROM audit_key WHERE chain = 'a' AND seq >= 4; \
+         DELETE FROM audit_checkpoint; \
+         UPDATE audit_head h SET seq = l.seq, hash = l.hash, t_us = l.t_us \
+         FROM audit_log l WHERE h.chain = 'a' AND l.chain = 'a' AND l.seq = 3",
     );
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 4, "{broken:?}");
     assert!(broken.reason.contains("truncated"), "{broken:?}");
-    // navet refuses to start on it (even with the append-only triggers put back).
-    rusqlite::Connection::open(app.data_dir.path().join("audit.db"))
-        .unwrap()
-        .execute_batch(navet::store::audit_sql::AUDIT_SCHEMA)
-        .unwrap();
-    let dir = app.data_dir.path().to_path_buf();
-    let s = settings(dir, false);
-    let error = navet::startup::build_state(&s)
+    // navet refuses to start on it (even with the append-only triggers put back: on PostgreSQL they never
+    // went, the attacker bypassed them).
+    if app.database_url.is_none() {
+        rusqlite::Connection::open(app.data_dir.path().join("audit.db"))
+            .unwrap()
+            .execute_batch(navet::store::audit_sql::AUDIT_SCHEMA)
+            .unwrap();
+    }
+    let error = navet::startup::build_state(&restart_settings(&app))
         .await
         .err()
         .expect("refused");
     assert!(error.contains("truncated"), "{error}");
     assert!(error.contains("navet audit verify --data-dir"), "{error}");
+    if app.database_url.is_some() {
+        assert!(error.contains("--database-url"), "{error}");
+    }
 }
 
 #[tokio::test]
@@ -555,7 +642,7 @@ async fn a_chain_recomputed_after_an_edit_is_named_from_the_first_record_no_chec
     let rows = access_rows(&app);
     assert_eq!(rows.len(), 5);
     let mut prev: [u8; 32] = rows[1].2.clone().try_into().unwrap();
-    let mut updates = String::new();
+    let (mut updates, mut updates_pg) = (String::new(), String::new());
     for (seq, record, _) in &rows[2..] {
         let mut record = record.clone();
         if *seq == 3 {
@@ -567,14 +654,25 @@ async fn a_chain_recomputed_after_an_edit_is_named_from_the_first_record_no_chec
             *seq,
             &record,
         );
-        updates.push_str(&format!(
-            "UPDATE audit_log SET record = x'{}', hash = x'{}' WHERE seq = {seq};",
+        let (record_hex, hash_hex) = (
             navet::audit::chain::hex(&record),
-            navet::audit::chain::hex(&hash)
+            navet::audit::chain::hex(&hash),
+        );
+        updates.push_str(&format!(
+            "UPDATE audit_log SET record = x'{record_hex}', hash = x'{hash_hex}' WHERE seq = {seq};"
+        ));
+        updates_pg.push_str(&format!(
+            "UPDATE audit_log SET record = '\\x{record_hex}'::bytea, hash = '\\x{hash_hex}'::bytea \
+             WHERE chain = 'a' AND seq = {seq};"
         ));
         prev = hash;
     }
-    tamper(&app, &updates);
+    // On PostgreSQL the chain's head row gets the recomputed last hash too, as the head would have been.
+    updates_pg.push_str(&format!(
+        "UPDATE audit_head SET hash = '\\x{}'::bytea WHERE chain = 'a'",
+        navet::audit::chain::hex(&prev)
+    ));
+    tamper(&app, &updates, &updates_pg);
     let broken = verify(&app).first_broken.expect("broken");
     assert_eq!(broken.seq, 3, "{broken:?}");
     assert!(broken.reason.contains("recomputed"), "{broken:?}");
@@ -602,7 +700,33 @@ async fn a_forged_checkpoint_and_a_checkpoint_copy_that_disagrees_are_named() {
     );
     checkpoint(&other).await;
     let copy = other.data_dir.path().join(navet::audit::checkpoint::FILE);
-    let report = navet::audit::chain::verify_data_dir_with(app.data_dir.path(), &[copy]).unwrap();
+    let report = match &app.database_url {
+        None => navet::audit::chain::verify_data_dir_with(app.data_dir.path(), &[copy]).unwrap(),
+        // On PostgreSQL the database holds every node's checkpoints and `navet audit verify` takes no
+        // `--checkpoints` copies (it refuses them rather than ignore them); the copy it compares with the
+        // database is the node's own file, here replaced by the other node's.
+        Some(url) => {
+            let refused = std::process::Command::new(env!("CARGO_BIN_EXE_navet"))
+                .args(["audit", "verify", "--database-url", url, "--data-dir"])
+                .arg(app.data_dir.path())
+                .arg("--checkpoints")
+                .arg(&copy)
+                .output()
+                .expect("runs");
+            assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+            std::fs::copy(&copy, &file).unwrap();
+            let report = verify(&app);
+            let broken = report.first_broken.clone().expect("broken");
+            // The other node's key is accepted (no trusted-keys file), so the disagreement is what breaks.
+            assert!(
+                broken
+                    .reason
+                    .contains("checkpoint 1 differs between the database"),
+                "{broken:?}"
+            );
+            report
+        }
+    };
     let broken = report.first_broken.expect("broken");
     assert!(
         broken.reason.contains("not navet's") || broken.reason.contains("differs"),
@@ -720,7 +844,11 @@ async fn verifying_the_log_through_the_api_is_logged_and_reports_what_broke() {
     let last = audit_events(&app).pop().unwrap();
     assert_eq!(last["subtype"][0]["code"], "verify", "{last}");
     assert!(agent_ids(&last).contains(&AUDITOR_USER.to_owned()));
-    tamper(&app, "DELETE FROM audit_log WHERE seq = 2;");
+    tamper(
+        &app,
+        "DELETE FROM audit_log WHERE seq = 2;",
+        "DELETE FROM audit_log WHERE chain = 'a' AND seq = 2",
+    );
     let report = json(
         auditor
             .get(format!("{}/audit/verify", app.base))

@@ -259,17 +259,14 @@ async fn an_appointment_belongs_to_the_patient_in_its_participants_also_after_a_
     assert_eq!(patients, [format!("Patient/{patient}")]);
 
     // A data directory from before the rule: the Appointment's link is gone and the migration not done.
-    let conn = rusqlite::Connection::open(app.data_dir.path().join("navet.db")).unwrap();
-    conn.execute_batch(
-        "DELETE FROM patient_links WHERE type = 'Appointment'; \
-         DELETE FROM settings WHERE key = 'patient_links_version';",
-    )
-    .unwrap();
+    // (The same tables and columns on PostgreSQL.)
+    let before_the_rule = "DELETE FROM patient_links WHERE type = 'Appointment'; \
+                           DELETE FROM settings WHERE key = 'patient_links_version';";
+    common::sql(&app, "navet.db", before_the_rule, before_the_rule).unwrap();
     assert_eq!(status(&vc, &app, &path).await, 404, "unlinked");
-    drop(conn);
-    let dir = app.data_dir;
+    let (dir, url) = (app.data_dir, app.database_url);
     app.state.store.close().await;
-    let restarted = navet::startup::build_state(&settings(dir.path().to_path_buf(), false))
+    let restarted = navet::startup::build_state(&restart_settings_at(dir.path(), url))
         .await
         .expect("starts");
     let patients = restarted

@@ -579,9 +579,9 @@ async fn a_put_to_an_unknown_id_and_to_a_hidden_one_answer_alike() {
 }
 
 async fn start_error(app: TestApp) -> String {
-    let dir = app.data_dir;
+    let (dir, url) = (app.data_dir, app.database_url);
     app.state.store.close().await;
-    let s = settings(dir.path().to_path_buf(), false);
+    let s = restart_settings_at(dir.path(), url);
     match navet::startup::build_state(&s).await {
         Ok(_) => panic!("navet started on a tampered data directory"),
         Err(e) => e,
@@ -600,15 +600,17 @@ async fn app_with_records() -> TestApp {
     app
 }
 
-/// Runs `sql` on one of the log's databases: `navet.db` (the change chain) or `audit.db` (the access chain).
-fn tamper(app: &TestApp, file: &str, sql: &str) {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join(file)).unwrap();
-    conn.execute_batch(sql).unwrap();
+/// Runs `sqlite` on one of the log's databases, `navet.db` (the change chain) or `audit.db` (the access
+/// chain); on PostgreSQL `postgres` on the test's schema, where both chains are one table set (`chain` 'c'
+/// or 'a').
+fn tamper(app: &TestApp, file: &str, sqlite: &str, postgres: &str) {
+    common::sql(app, file, sqlite, postgres).unwrap();
 }
 
 #[tokio::test]
 async fn navet_refuses_to_start_on_a_broken_access_log_and_names_the_command_that_reports_it() {
     let app = app_with_records().await;
+    let postgres = app.database_url.is_some();
     tamper(
         &app,
         "audit.db",
@@ -616,26 +618,63 @@ async fn navet_refuses_to_start_on_a_broken_access_log_and_names_the_command_tha
          UPDATE audit_log SET record = record || x'20' WHERE seq = (SELECT MAX(seq) FROM audit_log); \
          CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
          BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;",
+        // The superuser in replication mode passes the triggers, which stay in place.
+        &bypassing_triggers(
+            "UPDATE audit_log SET record = record || '\\x20'::bytea \
+             WHERE chain = 'a' AND seq = (SELECT max(seq) FROM audit_log WHERE chain = 'a')",
+        ),
     );
     let error = start_error(app).await;
     assert!(error.contains("broken"), "{error}");
     assert!(error.contains("navet audit verify --data-dir"), "{error}");
+    if postgres {
+        assert!(error.contains("--database-url"), "{error}");
+    }
 }
 
 #[tokio::test]
 async fn navet_refuses_to_start_when_the_append_only_triggers_were_dropped() {
     let app = app_with_records().await;
-    tamper(&app, "navet.db", "DROP TRIGGER audit_log_no_delete;");
-    let error = start_error(app).await;
-    assert!(error.contains("audit_log_no_delete"), "{error}");
+    let Some(url) = app.database_url.clone() else {
+        tamper(&app, "navet.db", "DROP TRIGGER audit_log_no_delete;", "");
+        let error = start_error(app).await;
+        assert!(error.contains("audit_log_no_delete"), "{error}");
+        assert!(error.contains("navet audit verify --data-dir"), "{error}");
+        return;
+    };
+    // PostgreSQL: one trigger refuses UPDATE and DELETE on the log of both chains. A disabled trigger is as
+    // good as none, so that is refused first; then the dropped one.
+    tamper(
+        &app,
+        "",
+        "",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+    );
+    let error = navet::startup::build_state(&restart_settings_at(app.data_dir.path(), Some(url)))
+        .await
+        .err()
+        .expect("navet started with a disabled append-only trigger");
+    assert!(error.contains("audit_log_append_only"), "{error}");
     assert!(error.contains("navet audit verify --data-dir"), "{error}");
+    tamper(
+        &app,
+        "",
+        "",
+        "ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only; \
+         DROP TRIGGER audit_log_append_only ON audit_log",
+    );
+    let error = start_error(app).await;
+    assert!(error.contains("audit_log_append_only"), "{error}");
+    assert!(error.contains("navet audit verify --data-dir"), "{error}");
+    assert!(error.contains("--database-url"), "{error}");
 }
 
 #[tokio::test]
 async fn an_intact_data_directory_starts_again() {
     let app = app_with_records().await;
-    let dir = app.data_dir;
+    let (dir, url) = (app.data_dir, app.database_url);
     app.state.store.close().await;
-    let s = settings(dir.path().to_path_buf(), false);
-    assert!(navet::startup::build_state(&s).await.is_ok());
+    let s = restart_settings_at(dir.path(), url);
+    let restarted = navet::startup::build_state(&s).await;
+    assert!(restarted.is_ok(), "{:?}", restarted.err());
 }

@@ -72,16 +72,21 @@ pub fn on_test_database(command: &mut std::process::Command, data_dir: &std::pat
 /// The store on `data_dir` for tests that use it directly (no HTTP): SQLite in the directory, or the test's
 /// PostgreSQL schema for that directory when the suite runs on PostgreSQL ([`child_database_url`]).
 pub async fn open_store(data_dir: &std::path::Path) -> std::sync::Arc<dyn navet::store::Store> {
-    let mut s = settings(data_dir.to_path_buf(), false);
-    s.database_url = child_database_url(data_dir);
+    let s = settings_on(data_dir.to_path_buf(), child_database_url(data_dir), false);
     navet::startup::open_store(&s).await.expect("store")
 }
 
-/// The demo configuration with a test data directory and a small body limit.
+/// The demo configuration with a test data directory and a small body limit (on a new PostgreSQL schema
+/// when the suite runs on PostgreSQL).
 pub fn settings(data_dir: PathBuf, seed_demo: bool) -> Settings {
+    settings_on(data_dir, test_database_url(), seed_demo)
+}
+
+/// [`settings`] with the store at `database_url` (`None`: SQLite in the data directory).
+pub fn settings_on(data_dir: PathBuf, database_url: Option<String>, seed_demo: bool) -> Settings {
     let mut s = Settings::load(&Overrides {
         data_dir: Some(data_dir),
-        database_url: test_database_url(),
+        database_url,
         ..Overrides::default()
     })
     .expect("the demo configuration loads");
@@ -155,6 +160,149 @@ pub fn logged_events(app: &TestApp) -> Vec<(String, String)> {
     }
 }
 
+/// [`logged_events`] of the store on `data_dir` at `database_url` (a spawned binary's: [`child_database_url`]).
+pub fn logged_events_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Vec<(String, String)> {
+    match database_url {
+        None => navet::audit::chain::events_in_data_dir(data_dir).expect("read the log"),
+        Some(url) => {
+            let url = url.to_owned();
+            std::thread::spawn(move || navet::store::postgres::events_in_database(&url))
+                .join()
+                .expect("the log thread")
+                .expect("read the log")
+        }
+    }
+}
+
+// --------------------------------------------------------------- the store's database, outside navet
+//
+// Tests that read or tamper with the database behind navet's back (the access log, a sharing fact) do it on
+// either backend with these: on SQLite the named file of the data directory, on PostgreSQL the test's schema
+// (`TestApp.database_url`, the superuser `postgres` of NAVET_TEST_DATABASE_URL). The SQL differs (one table
+// set with a `chain` column there, two databases here), so a test passes both texts.
+
+/// Runs `f` with a client of the PostgreSQL schema at `url`, on a thread of its own: the synchronous client
+/// may not run on a test's async runtime thread (it blocks on a runtime of its own).
+pub fn on_postgres<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to the test's PostgreSQL schema: {e}"));
+        f(&mut client)
+    })
+    .join()
+    .expect("the PostgreSQL thread")
+}
+
+/// A PostgreSQL error as its server message when there is one (the trigger's text), else as displayed.
+fn pg_error(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Runs SQL statements on the test's store: `sqlite` on the data directory's `file` (`navet.db`,
+/// `audit.db`), or `postgres` on the test's schema. Answers the database's error, if any.
+pub fn sql(app: &TestApp, file: &str, sqlite: &str, postgres: &str) -> Result<(), String> {
+    sql_at(
+        app.data_dir.path(),
+        app.database_url.as_deref(),
+        file,
+        sqlite,
+        postgres,
+    )
+}
+
+/// [`sql`] on the store on `data_dir` at `database_url`.
+pub fn sql_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    file: &str,
+    sqlite: &str,
+    postgres: &str,
+) -> Result<(), String> {
+    match database_url {
+        None => rusqlite::Connection::open(data_dir.join(file))
+            .expect("open the SQLite file")
+            .execute_batch(sqlite)
+            .map_err(|e| e.to_string()),
+        Some(url) => {
+            let postgres = postgres.to_owned();
+            on_postgres(url, move |c| {
+                c.batch_execute(&postgres).map_err(|e| pg_error(&e))
+            })
+        }
+    }
+}
+
+/// The one integer a query answers (a count), on the test's store as [`sql`] runs statements.
+pub fn query_i64(app: &TestApp, file: &str, sqlite: &str, postgres: &str) -> i64 {
+    match app.database_url.as_deref() {
+        None => rusqlite::Connection::open(app.data_dir.path().join(file))
+            .expect("open the SQLite file")
+            .query_row(sqlite, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sqlite}: {e}")),
+        Some(url) => {
+            let postgres = postgres.to_owned();
+            on_postgres(url, move |c| {
+                c.query_one(&postgres, &[])
+                    .and_then(|row| row.try_get::<_, i64>(0))
+                    .unwrap_or_else(|e| panic!("{postgres}: {}", pg_error(&e)))
+            })
+        }
+    }
+}
+
+/// PostgreSQL statements run as a role that bypasses triggers (the superuser in replication mode), which is
+/// what an attacker with the database's superuser can do to the append-only log: the triggers stay in place
+/// (start-up finds them) but do not fire for this session.
+pub fn bypassing_triggers(postgres: &str) -> String {
+    format!(
+        "SET session_replication_role = replica; {postgres}; SET session_replication_role = DEFAULT;"
+    )
+}
+
+/// Verifies the whole access log of the test's store from outside navet, as `navet audit verify` does:
+/// the data directory's databases and checkpoint file, or the PostgreSQL schema with the data directory's
+/// checkpoint file and key.
+pub fn verify_log(app: &TestApp) -> navet::audit::chain::Verification {
+    verify_log_at(app.data_dir.path(), app.database_url.as_deref())
+}
+
+/// [`verify_log`] of the store on `data_dir` at `database_url` (a spawned binary's: [`child_database_url`]).
+pub fn verify_log_at(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> navet::audit::chain::Verification {
+    match database_url {
+        None => navet::audit::chain::verify_data_dir(data_dir).expect("verify"),
+        Some(url) => {
+            let (url, dir) = (url.to_owned(), data_dir.to_path_buf());
+            std::thread::spawn(move || navet::store::postgres::verify_database(&url, &dir))
+                .join()
+                .expect("the verify thread")
+                .expect("verify")
+        }
+    }
+}
+
+/// The settings that start navet again on `app`'s store (its data directory and, on PostgreSQL, the same
+/// schema: [`settings`] alone would give a new, empty one).
+pub fn restart_settings(app: &TestApp) -> Settings {
+    restart_settings_at(app.data_dir.path(), app.database_url.clone())
+}
+
+/// [`restart_settings`] for a data directory and database URL kept from a `TestApp` that was consumed.
+pub fn restart_settings_at(data_dir: &std::path::Path, database_url: Option<String>) -> Settings {
+    settings_on(data_dir.to_path_buf(), database_url, false)
+}
+
 /// Without the demo seed, navet's user directory is empty and no token naming a user would be issued. This
 /// stores what the seed would: an active PractitionerRole for every demo `[[users]]` entry at its care unit
 /// (as logical references by HSA-id, so no Practitioner or Organization is added to what tests count). It
@@ -207,7 +355,7 @@ pub async fn register_demo_users(
 pub async fn token_for(base: &str, client_id: &str, user: Option<&str>, scope: &str) -> String {
     let key = navet::auth::cli::demo_private_key(client_id).expect("demo key");
     let claims = user.map(|u| {
-        let cfg = settings(PathBuf::from("unused"), false).auth;
+        let cfg = settings_on(PathBuf::from("unused"), None, false).auth;
         navet::auth::cli::user_claims(&cfg, u, navet::auth::PurposeOfUse::Treat).expect("demo user")
     });
     navet::auth::cli::fetch_token(base, client_id, key, scope, claims.as_ref())
@@ -224,7 +372,7 @@ pub async fn user_client(
     scope: &str,
 ) -> reqwest::Client {
     let key = navet::auth::cli::demo_private_key(client_id).expect("demo key");
-    let cfg = settings(PathBuf::from("unused"), false).auth;
+    let cfg = settings_on(PathBuf::from("unused"), None, false).auth;
     let claims = navet::auth::cli::user_claims(&cfg, user, purpose).expect("demo user");
     let token = navet::auth::cli::fetch_token(&app.base, client_id, key, scope, Some(&claims))
         .await

@@ -840,15 +840,25 @@ fn missing_triggers(c: &mut impl GenericClient) -> Result<Vec<&'static str>, Sto
     Ok(missing)
 }
 
-/// The start-up refusal for a log whose end or checkpoints do not verify.
-fn broken_at_start(broken: &Broken) -> StoreError {
+/// The command that reports the whole log, for start-up refusals (as the SQLite store names it). The URL is
+/// not repeated: it may hold a password, and the operator has it.
+fn verify_command(data_dir: &Path) -> String {
+    format!(
+        "`navet audit verify --data-dir {} --database-url <the database's URL>`",
+        data_dir.display()
+    )
+}
+
+/// The start-up refusal for a log whose end does not verify.
+fn broken_at_start(broken: &Broken, data_dir: &Path) -> StoreError {
     StoreError::Open(format!(
         "the access log in PostgreSQL is broken at record {} of the {} chain (AuditEvent/{}): {}. navet will \
-         not serve on a broken access log; verifying the log reports all of it",
+         not serve on a broken access log; {} reports the whole log",
         broken.seq,
         broken.chain.name(),
         broken.id,
-        broken.reason
+        broken.reason,
+        verify_command(data_dir)
     ))
 }
 
@@ -951,12 +961,17 @@ impl AccessLog {
             if let Some(trigger) = missing.first() {
                 return Err(StoreError::Open(format!(
                     "the access log's append-only trigger {trigger} is missing or disabled in PostgreSQL: the \
-                     database was altered outside navet, so navet will not serve on it. Verify the log and \
-                     restore the database from a backup"
+                     database was altered outside navet, so navet will not serve on it. Check the log with {} \
+                     and restore the database from a backup",
+                    verify_command(data_dir)
                 )));
             }
             let file = checkpoint::read_file(&data_dir.join(checkpoint::FILE)).map_err(|e| {
-                StoreError::Open(format!("the access log's checkpoints do not verify: {e}"))
+                StoreError::Open(format!(
+                    "the access log's checkpoints do not verify: {e}. navet will not serve on a broken access \
+                     log; {} reports the whole log",
+                    verify_command(data_dir)
+                ))
             })?;
             let public = key.public();
             let checkpoints = stored_checkpoints(&mut *conn)?
@@ -964,14 +979,15 @@ impl AccessLog {
                 .map_err(|reason| {
                     StoreError::Open(format!(
                         "the access log's checkpoints do not verify: {reason}. navet will not serve on a \
-                         broken access log"
+                         broken access log; {} reports the whole log",
+                        verify_command(data_dir)
                     ))
                 })?;
             for chain in Chain::ALL {
                 if let Some(broken) =
                     check_tail(&mut *conn, chain, TAIL_CHECKED, checkpoints.last())?
                 {
-                    return Err(broken_at_start(&broken));
+                    return Err(broken_at_start(&broken, data_dir));
                 }
             }
         }
