@@ -147,12 +147,19 @@ impl PgStore {
     }
 }
 
+/// A connection for a tool (`navet audit verify`, tests), its failure with the server's own words.
+fn connect_tool(url: &str) -> Result<postgres::Client, String> {
+    config(url)
+        .map_err(|e| e.to_string())?
+        .connect(NoTls)
+        .map_err(|e| format!("could not connect to PostgreSQL: {}", StoreError::from(e)))
+}
+
 /// Every record of the database's access log as (AuditEvent id, AuditEvent view), in recorded order, read
 /// outside a running navet (tests and tools): PostgreSQL's counterpart of `audit::chain::events_in_data_dir`.
 /// Connects on the calling thread, which must not be an async runtime's.
 pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
-    let config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
-    let mut client = config.connect(NoTls).map_err(|e| e.to_string())?;
+    let mut client = connect_tool(url)?;
     let page = audit::search(
         &mut client,
         &crate::audit::query::AuditQuery::default(),
@@ -206,8 +213,7 @@ pub fn verify_database(
     url: &str,
     data_dir: &Path,
 ) -> Result<crate::audit::chain::Verification, String> {
-    let config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
-    let mut client = config.connect(NoTls).map_err(|e| e.to_string())?;
+    let mut client = connect_tool(url)?;
     let own = crate::store::audit_sql::trusted_key(data_dir).unwrap_or_default();
     audit::verify_log(&mut client, data_dir, &own).map_err(|e| e.to_string())
 }
