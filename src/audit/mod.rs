@@ -131,3 +131,37 @@ mod tests {
         assert!(super::expected() < usize::MAX / 2);
     }
 }
+
+/// How long an appender waits, at most, for the records of requests still in flight before it commits what it
+/// has ([`Expected`]); it stops waiting as soon as none is in flight. Bounds the latency the gathering adds to
+/// a logged read; with nothing in flight it adds none.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(1000);
+/// How often, while gathering, the appender looks again at how many requests are in flight.
+const GATHER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Adds to `batch` every record waiting (up to `max`), then, while requests that may still send one are in
+/// flight, waits for theirs (at most [`GATHER`]): one commit then serves them all. Both stores' appenders
+/// (`store/appender.rs`, `store/postgres/audit.rs`) gather this way.
+pub fn gather<T>(receiver: &std::sync::mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let deadline = std::time::Instant::now() + GATHER;
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(p) => {
+                batch.push(p);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {}
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if expected() == 0 || left.is_zero() {
+            return;
+        }
+        match receiver.recv_timeout(left.min(GATHER_STEP)) {
+            Ok(p) => batch.push(p),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

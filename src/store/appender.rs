@@ -9,9 +9,9 @@
 //! access head from memory and the change head from `navet.db`, so it never stalls the appender.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
@@ -26,12 +26,6 @@ use crate::audit::checkpoint::{self, Checkpoint, CheckpointKey};
 const QUEUE: usize = 8192;
 /// At most this many records share one commit.
 const MAX_BATCH: usize = 2048;
-/// How long the appender waits, at most, for the records of requests still in flight before it commits what
-/// it has (`crate::audit::Expected`); it stops waiting as soon as none is in flight. Bounds the latency the
-/// gathering adds to a logged read; with nothing in flight it adds none.
-const GATHER: Duration = Duration::from_micros(1000);
-/// How often, while gathering, the appender looks again at how many requests are in flight.
-const GATHER_STEP: Duration = Duration::from_micros(100);
 /// How many of the newest records of each chain start-up verifies (the whole log is `navet audit verify`).
 pub const TAIL_CHECKED: usize = 1000;
 /// How often a checkpoint is signed when records were added.
@@ -234,7 +228,7 @@ fn run(mut conn: Connection, receiver: Receiver<Pending>, head: &Head) {
             }
         }
         batch.push(first);
-        gather(&receiver, &mut batch);
+        crate::audit::gather(&receiver, &mut batch, MAX_BATCH);
         metrics::histogram!("navet_audit_batch_size").record(batch.len() as f64);
         let started = (head.lock().map(|h| *h)).unwrap_or((0, crate::audit::chain::GENESIS, 0));
         match commit(&mut conn, &batch, started) {
@@ -258,31 +252,6 @@ fn run(mut conn: Connection, receiver: Receiver<Pending>, head: &Head) {
         }
     }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-}
-
-/// Adds to `batch` every record waiting, then, while requests that may still send one are in flight, waits for
-/// theirs (at most [`GATHER`]): one commit (its WAL frames and fsync) then serves them all.
-fn gather(receiver: &Receiver<Pending>, batch: &mut Vec<Pending>) {
-    let deadline = Instant::now() + GATHER;
-    while batch.len() < MAX_BATCH {
-        match receiver.try_recv() {
-            Ok(p) => {
-                batch.push(p);
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => {}
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if crate::audit::expected() == 0 || left.is_zero() {
-            return;
-        }
-        match receiver.recv_timeout(left.min(GATHER_STEP)) {
-            Ok(p) => batch.push(p),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
 }
 
 /// One transaction for the batch: all of it commits, or none (and the head stays where it was).
@@ -400,11 +369,11 @@ mod tests {
         }
         drop(sender);
         let mut batch = Vec::new();
-        gather(&receiver, &mut batch);
+        crate::audit::gather(&receiver, &mut batch, MAX_BATCH);
         assert_eq!(batch.len(), 5);
         // Nothing more can come: the next gather returns with nothing rather than waiting.
         let mut more = Vec::new();
-        gather(&receiver, &mut more);
+        crate::audit::gather(&receiver, &mut more, MAX_BATCH);
         assert_eq!(more.len(), 0);
     }
 
@@ -421,9 +390,9 @@ mod tests {
             drop(expected);
         });
         let mut batch = Vec::new();
-        gather(&receiver, &mut batch);
+        crate::audit::gather(&receiver, &mut batch, MAX_BATCH);
         late.join().expect("sender thread");
-        gather(&receiver, &mut batch);
+        crate::audit::gather(&receiver, &mut batch, MAX_BATCH);
         // Both records are taken, whichever gather the second one arrived in; none is lost or duplicated.
         assert_eq!(batch.len(), 2);
     }

@@ -40,9 +40,9 @@
 //!   rather than `IN (?, ?, …)`: the statement text does not grow with a list.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::GenericClient;
 use postgres::types::{ToSql, Type};
@@ -132,10 +132,6 @@ pub const TRUSTED_KEYS_FILE: &str = "audit-checkpoint-trusted-keys";
 const QUEUE: usize = 8192;
 /// At most this many records share one commit.
 const MAX_BATCH: usize = 2048;
-/// How long the appender waits, at most, for the records of requests still in flight before it commits what it
-/// has (`crate::audit::Expected`, as on SQLite): one commit then serves them all.
-const GATHER: Duration = Duration::from_micros(1000);
-const GATHER_STEP: Duration = Duration::from_micros(100);
 /// How many of the newest records of each chain start-up verifies (the whole log is `verify`).
 const TAIL_CHECKED: usize = crate::store::appender::TAIL_CHECKED;
 /// Records read per query while verifying (a long log is walked in pages, not held in memory).
@@ -1096,7 +1092,7 @@ fn run(client: Conn, pool: &super::Pool, receiver: &Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = receiver.recv() {
         batch.push(first);
-        gather(receiver, &mut batch);
+        crate::audit::gather(receiver, &mut batch, MAX_BATCH);
         metrics::histogram!("navet_audit_batch_size").record(batch.len() as f64);
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             // The broken one goes back to the pool, which drops it (it checks a connection it takes back).
@@ -1128,31 +1124,6 @@ fn run(client: Conn, pool: &super::Pool, receiver: &Receiver<Pending>) {
                     let _ = p.reply.send(Err(copy_error(&e)));
                 }
             }
-        }
-    }
-}
-
-/// Adds to `batch` every record waiting, then, while requests that may still send one are in flight, waits
-/// for theirs (at most [`GATHER`]) — as `store/appender.rs` does.
-fn gather(receiver: &Receiver<Pending>, batch: &mut Vec<Pending>) {
-    let deadline = Instant::now() + GATHER;
-    while batch.len() < MAX_BATCH {
-        match receiver.try_recv() {
-            Ok(p) => {
-                batch.push(p);
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => {}
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if crate::audit::expected() == 0 || left.is_zero() {
-            return;
-        }
-        match receiver.recv_timeout(left.min(GATHER_STEP)) {
-            Ok(p) => batch.push(p),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
