@@ -1706,7 +1706,7 @@ mod tests {
         let log = Arc::new(open(&db, dir.path()));
         let rt = runtime();
         for (clients, records) in [(1usize, 2_000usize), (64, 20_000)] {
-            let started = Instant::now();
+            let started = std::time::Instant::now();
             rt.block_on(async {
                 let mut tasks = Vec::new();
                 for w in 0..clients {
