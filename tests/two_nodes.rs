@@ -97,14 +97,24 @@ async fn two_nodes(
 /// A client sending the hospital integration's token (it writes Organizations, master data, without a user),
 /// got from the node at `base` for the region's address.
 async fn hospital(base: &str) -> reqwest::Client {
-    let key = navet::auth::cli::demo_private_key("demo-csk").expect("demo key");
-    // The assertion is addressed to the region's token endpoint (the audience every node checks), and sent
-    // to one node directly (the test has no load balancer).
+    client_for(base, "demo-csk", None, "system/Organization.cruds").await
+}
+
+/// A client sending `client`'s token (for `user`, if given), got from the node at `base` for the region's
+/// address: the assertion is addressed to the region's token endpoint (the audience every node checks) and
+/// sent to one node directly (the test has no load balancer).
+async fn client_for(base: &str, client: &str, user: Option<&str>, scope: &str) -> reqwest::Client {
+    let key = navet::auth::cli::demo_private_key(client).expect("demo key");
+    let claims = user.map(|u| {
+        let config = common::settings(std::path::PathBuf::from("unused"), false).auth;
+        navet::auth::cli::user_claims(&config, u, navet::auth::PurposeOfUse::Treat)
+            .expect("demo user")
+    });
     let assertion = navet::auth::cli::client_assertion(
-        "demo-csk",
+        client,
         &format!("{BASE_URL}/auth/token"),
         key,
-        None,
+        claims.as_ref(),
         jiff::Timestamp::now().as_second(),
     )
     .expect("assertion");
@@ -112,7 +122,7 @@ async fn hospital(base: &str) -> reqwest::Client {
         .post(format!("{base}/auth/token"))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("scope", "system/Organization.cruds"),
+            ("scope", scope),
             (
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -129,15 +139,7 @@ async fn hospital(base: &str) -> reqwest::Client {
         .as_str()
         .unwrap_or_else(|| panic!("no token: {answer}"))
         .to_owned();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
+    common::authorized_client(&token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +272,62 @@ async fn thirty_if_match_updates_on_two_nodes_let_exactly_one_win() {
         .await
         .expect("json");
     assert_eq!(now["meta"]["versionId"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_of_one_svpl_message_on_two_nodes_store_it_once_and_get_one_receipt() {
+    let Some((_dir, _url, a, b)) = two_nodes(None).await else {
+        return;
+    };
+    let kommun = client_for(
+        &a.base,
+        "demo-kommun-kristianstad",
+        Some("SE2120000999-P1290A"),
+        "system/*.cruds",
+    )
+    .await;
+    let message = std::fs::read_to_string(format!(
+        "{}/tests/golden/svpl/sip-01-begaran.in.xml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("golden input");
+    let bases = [a.base.clone(), b.base.clone()];
+    let answers: Vec<(u16, String)> = futures_util::future::join_all((0..16).map(|n| {
+        let (kommun, message) = (kommun.clone(), message.clone());
+        let base = bases[n % 2].clone();
+        async move {
+            let r = kommun
+                .post(format!("{base}/svpl"))
+                .header("content-type", "application/xml")
+                .body(message)
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    }))
+    .await;
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "every repeat, on either node, gets the first receipt byte for byte: {answers:?}"
+    );
+    let plans: Value = kommun
+        .get(format!(
+            "{}/fhir/CarePlan?patient.identifier=http://electronichealth.se/identifier/personnummer|191212121212",
+            b.base
+        ))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        plans["entry"].as_array().map(Vec::len),
+        Some(1),
+        "one SIP plan stored: {plans}"
+    );
 }
 
 /// A receiver counting each message id it is sent.
