@@ -33,9 +33,10 @@ schema_url() { # a fresh schema of $pg
   local sep='?'; [[ "$pg" == *\?* ]] && sep='&'
   echo "${pg}${sep}options=-csearch_path%3D$s"
 }
-start() { # port data-dir [database-url]
-  NAVET_LOG=warn NAVET_DATABASE_URL="${3:-}" "$navet" serve --config "$dir/config/navet.toml" \
-    --listen 127.0.0.1:$1 --data-dir "$2" &
+start() { # port data-dir [database-url] [base-url]
+  # Nodes of one region answer to one address (the tokens' audience): the second node takes the first's URL.
+  NAVET_LOG=error NAVET_DATABASE_URL="${3:-}" "$navet" serve --config "$dir/config/navet.toml" \
+    --listen 127.0.0.1:$1 --data-dir "$2" --base-url "${4:-http://127.0.0.1:$1}" 2>>"$dir/navet.log" &
   pids+=($!)
   for _ in $(seq 300); do curl -sf http://127.0.0.1:$1/readyz >/dev/null && return; sleep 0.1; done
   echo "navet on port $1 did not start" >&2; exit 1
@@ -56,16 +57,17 @@ measure() { # label port [port2]
     awk -F': ' 'tolower($1)=="location"{print $2}' | sed 's|/_history/.*||')
   local id=${patient##*/}
   for what in read create; do
-    local args=(); [ "$what" = create ] && args=(-s tests/load/create.lua)
+    # create.lua sets the Authorization header itself (a second one would be refused with 400).
+    local args=(-H "authorization: Bearer $NAVET_TOKEN"); [ "$what" = create ] && args=(-s tests/load/create.lua)
     if [ -z "$b" ]; then
       local url=$base/Patient; [ "$what" = read ] && url=$base/Patient/$id
-      read -r rps p99 errs < <(wrk_rps "$conns" "$url" -H "authorization: Bearer $NAVET_TOKEN" "${args[@]}")
+      read -r rps p99 errs < <(wrk_rps "$conns" "$url" "${args[@]}")
     else
       local half=$((conns / 2)) ua=$base/Patient ub=http://127.0.0.1:$b/fhir/Patient
       [ "$what" = read ] && ua=$ua/$id && ub=$ub/$id
-      wrk_rps "$half" "$ua" -H "authorization: Bearer $NAVET_TOKEN" "${args[@]}" > "$dir/a.out" &
+      wrk_rps "$half" "$ua" "${args[@]}" > "$dir/a.out" &
       local w=$!
-      wrk_rps "$half" "$ub" -H "authorization: Bearer $NAVET_TOKEN" "${args[@]}" > "$dir/b.out"
+      wrk_rps "$half" "$ub" "${args[@]}" > "$dir/b.out"
       wait $w
       read -r ra pa ea < "$dir/a.out"; read -r rb pb eb < "$dir/b.out"
       rps=$(python3 -c "print('%.2f' % ($ra + $rb))"); p99="$pa/$pb"; errs=$(( ${ea:-0} + ${eb:-0} ))
@@ -83,7 +85,7 @@ measure "PostgreSQL, one node" 18182
 stop_all
 url=$(schema_url)
 start 18183 "$dir/pg2" "$url"
-start 18184 "$dir/pg2" "$url"
+start 18184 "$dir/pg2" "$url" http://127.0.0.1:18183
 measure "PostgreSQL, two nodes" 18183 18184
 stop_all
 echo "== ordination intake (cargo bench --bench ordination, one node in process)"
