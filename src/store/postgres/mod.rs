@@ -93,6 +93,10 @@ fn pool(url: &str, node: i32) -> Result<Pool, StoreError> {
         // Connections open as they are needed (r2d2 would open all of them at once): a region's PostgreSQL
         // serves several nodes within its max_connections.
         .min_idle(Some(2))
+        // r2d2 would run an empty query on every checkout to test the connection: a round trip per request.
+        // A broken connection is found when it is used (the request answers 503) and when it comes back
+        // (`has_broken`), and is replaced.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(NodeTag(node)))
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(manager)
