@@ -107,31 +107,6 @@ pub fn next_time_us(floor: i64) -> i64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn record_times_are_unique_and_increasing_even_below_a_floor_in_the_future() {
-        let a = super::next_time_us(0);
-        let b = super::next_time_us(0);
-        assert!(b > a);
-        let future = a + 1_000_000;
-        assert!(super::next_time_us(future) > future);
-        assert!(super::next_time_us(0) > future);
-    }
-
-    #[test]
-    fn an_expected_request_counts_until_it_is_dropped() {
-        // Other tests of this process may hold their own: compare with this test's own effect only.
-        let a = super::Expected::start();
-        let b = super::Expected::start();
-        assert!(super::expected() >= 2);
-        drop(a);
-        drop(b);
-        // No underflow: every start is matched by exactly one drop.
-        assert!(super::expected() < usize::MAX / 2);
-    }
-}
-
 /// How long an appender waits, at most, for the records of requests still in flight before it commits what it
 /// has ([`Expected`]); it stops waiting as soon as none is in flight. Bounds the latency the gathering adds to
 /// a logged read; with nothing in flight it adds none.
@@ -163,5 +138,30 @@ pub fn gather<T>(receiver: &std::sync::mpsc::Receiver<T>, batch: &mut Vec<T>, ma
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_times_are_unique_and_increasing_even_below_a_floor_in_the_future() {
+        let a = super::next_time_us(0);
+        let b = super::next_time_us(0);
+        assert!(b > a);
+        let future = a + 1_000_000;
+        assert!(super::next_time_us(future) > future);
+        assert!(super::next_time_us(0) > future);
+    }
+
+    #[test]
+    fn an_expected_request_counts_until_it_is_dropped() {
+        // Other tests of this process may hold their own: compare with this test's own effect only.
+        let a = super::Expected::start();
+        let b = super::Expected::start();
+        assert!(super::expected() >= 2);
+        drop(a);
+        drop(b);
+        // No underflow: every start is matched by exactly one drop.
+        assert!(super::expected() < usize::MAX / 2);
     }
 }
