@@ -719,30 +719,8 @@ fn start_binary(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_delivery_burst_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/keys-demo-only");
-    std::fs::create_dir_all(dir.path().join("keys-demo-only")).expect("mkdir");
-    for entry in std::fs::read_dir(&keys).expect("keys") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(
-            &path,
-            dir.path()
-                .join("keys-demo-only")
-                .join(path.file_name().expect("name")),
-        )
-        .expect("copy");
-    }
     let receiver_port = closed_port();
-    let config = dir.path().join("navet.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[destinations]]\nname = \"itacih\"\nprincipal = \"SE2321000255-ITACIH\"\n\
-             url = \"http://127.0.0.1:{receiver_port}/hook\"\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n\
-             concurrency = 4\n",
-            navet::config::DEMO_CONFIG
-        ),
-    )
-    .expect("config");
+    let config = common::config_with_destination(dir.path(), receiver_port);
     let data = dir.path().join("data");
 
     // The burst: committed before navet starts (nothing in navet enqueues yet; the store is the same).

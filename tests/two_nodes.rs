@@ -344,33 +344,6 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap) -> StatusCode {
     StatusCode::OK
 }
 
-/// The demo configuration (its keys copied beside it) with an outbox destination on `port`.
-fn config_with_destination(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/keys-demo-only");
-    std::fs::create_dir_all(dir.join("keys-demo-only")).expect("mkdir");
-    for entry in std::fs::read_dir(&keys).expect("keys") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(
-            &path,
-            dir.join("keys-demo-only")
-                .join(path.file_name().expect("name")),
-        )
-        .expect("copy");
-    }
-    let config = dir.join("navet.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[destinations]]\nname = \"itacih\"\nprincipal = \"SE2321000255-ITACIH\"\n\
-             url = \"http://127.0.0.1:{port}/hook\"\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n\
-             concurrency = 4\n",
-            navet::config::DEMO_CONFIG
-        ),
-    )
-    .expect("config");
-    config
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_rows_are_delivered_once_with_both_nodes_workers_running() {
     let Some(url) = common::test_database_url() else {
@@ -379,7 +352,7 @@ async fn outbox_rows_are_delivered_once_with_both_nodes_workers_running() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let receiver_port = free_port();
-    let config = config_with_destination(dir.path(), receiver_port);
+    let config = common::config_with_destination(dir.path(), receiver_port);
     let data = dir.path().join("data");
 
     // The rows, committed before either node starts: 8 patients × 40 messages.

@@ -544,3 +544,31 @@ pub async fn create_with(client: &reqwest::Client, fhir: &str, body: &Value) -> 
     assert_eq!(status, 201, "create {ty} failed: {text}");
     serde_json::from_str(&text).expect("json")
 }
+
+/// The demo configuration as a file in `dir` (its keys copied beside it) with an outbox destination `itacih`
+/// on `port`, short backoffs: for tests that start the real binary with a destination.
+pub fn config_with_destination(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/keys-demo-only");
+    std::fs::create_dir_all(dir.join("keys-demo-only")).expect("mkdir");
+    for entry in std::fs::read_dir(&keys).expect("keys") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(
+            &path,
+            dir.join("keys-demo-only")
+                .join(path.file_name().expect("name")),
+        )
+        .expect("copy");
+    }
+    let config = dir.join("navet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[destinations]]\nname = \"itacih\"\nprincipal = \"SE2321000255-ITACIH\"\n\
+             url = \"http://127.0.0.1:{port}/hook\"\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n\
+             concurrency = 4\n",
+            navet::config::DEMO_CONFIG
+        ),
+    )
+    .expect("config");
+    config
+}

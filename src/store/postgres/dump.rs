@@ -3,8 +3,8 @@
 
 use std::io::{BufRead, Write};
 
+use postgres::GenericClient;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, GenericClient, NoTls};
 
 use crate::store::StoreError;
 use crate::store::dump::{self, Cell, Row};
@@ -14,15 +14,6 @@ const NODE_LOCAL: [(&str, &str); 1] = [("outbox", "claimed_by")];
 
 /// Tables whose `seq` is a BIGSERIAL: after an import its sequence continues after the imported rows.
 const SERIAL_TABLES: [&str; 3] = ["resource_versions", "outbox", "inbound_messages"];
-
-fn connect(url: &str) -> Result<Client, StoreError> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))?;
-    config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
-}
 
 /// A row's cells as PostgreSQL values of the table's column types.
 fn cells_of(row: &postgres::Row) -> Result<Vec<(String, Cell)>, StoreError> {
@@ -52,7 +43,7 @@ fn cells_of(row: &postgres::Row) -> Result<Vec<(String, Cell)>, StoreError> {
 /// Writes every row of the database at `url` to `out`, read in one repeatable-read transaction (one
 /// consistent state while nodes keep writing); answers the number of rows.
 pub fn export(url: &str, out: &mut dyn Write) -> Result<u64, StoreError> {
-    let mut client = connect(url)?;
+    let mut client = super::connect(url)?;
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
@@ -122,7 +113,7 @@ impl ToSql for Bound<'_> {
 /// Reads a dump into the database at `url`, migrated first, which must be empty (no resource and no log
 /// record); every row in one transaction, so a bad line leaves the database as it was.
 pub fn import(url: &str, input: &mut dyn BufRead) -> Result<u64, StoreError> {
-    let mut client = connect(url)?;
+    let mut client = super::connect(url)?;
     super::migrate::migrate(&mut client)?;
     let mut tx = client.transaction()?;
     let occupied: i64 = tx

@@ -28,17 +28,8 @@ fn steps() -> Vec<(i64, &'static str, String)> {
 
 /// Connects to `url` and applies every step not yet applied (`navet migrate`); answers the versions applied.
 pub fn migrate_url(url: &str) -> Result<Vec<i64>, StoreError> {
-    let mut client = connect(url)?;
+    let mut client = super::connect(url)?;
     migrate(&mut client)
-}
-
-fn connect(url: &str) -> Result<Client, StoreError> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))?;
-    config
-        .connect(postgres::NoTls)
-        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))
 }
 
 /// Creates the schema `name` in the database at `url` and answers a URL whose connections use it (tests
@@ -50,7 +41,7 @@ pub fn create_schema(url: &str, name: &str) -> Result<String, StoreError> {
             "'{name}' is not a plain schema name"
         )));
     }
-    let mut client = connect(url)?;
+    let mut client = super::connect(url)?;
     client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))?;
     let separator = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{separator}options=-csearch_path%3D{name}"))

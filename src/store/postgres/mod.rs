@@ -6,8 +6,8 @@
 //!   commit): several nodes write at once, so what must stay exact is decided by the database — primary keys
 //!   and `ON CONFLICT` for unique claims and SVPL idempotency, row locks (`SELECT … FOR UPDATE`) for `If-Match`
 //!   and the chains' heads, `FOR UPDATE SKIP LOCKED` for outbox claims — never by an in-process lock.
-//! - The SQL lives in this module, one file per area, in PostgreSQL's dialect; the search clauses are the
-//!   SQLite module's builders (`store/search_sql`), rendered with `$n` placeholders (`sql.rs`).
+//! - The SQL lives in this module, one file per area, in PostgreSQL's dialect; the search, read and visibility
+//!   statements are the builders both backends share (`store/search_sql`), run with `$n` placeholders (`sql.rs`).
 //! - The client is the synchronous `postgres` crate on blocking threads: jobs are synchronous closures.
 
 mod audit;
@@ -75,12 +75,21 @@ fn config(url: &str) -> Result<postgres::Config, StoreError> {
         .map_err(|e| StoreError::Open(format!("the database URL is not valid: {e}")))
 }
 
+/// One connection outside the pool (the node's anchor, migrations, export and import, tools); a failure
+/// names the server's reason (never the URL: it may hold a password).
+pub(crate) fn connect(url: &str) -> Result<postgres::Client, StoreError> {
+    config(url)?.connect(NoTls).map_err(|e| {
+        StoreError::Open(format!(
+            "could not connect to PostgreSQL: {}",
+            StoreError::from(e)
+        ))
+    })
+}
+
 /// The node's anchor: a connection held open for the node's lifetime, whose backend pid names the node in
 /// the database (it is listed in `pg_stat_activity` exactly as long as the node lives).
 fn anchor(url: &str) -> Result<(postgres::Client, i32), StoreError> {
-    let mut client = config(url)?
-        .connect(NoTls)
-        .map_err(|e| StoreError::Open(format!("could not connect to PostgreSQL: {e}")))?;
+    let mut client = connect(url)?;
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
     Ok((client, pid))
 }
@@ -151,19 +160,11 @@ impl PgStore {
     }
 }
 
-/// A connection for a tool (`navet audit verify`, tests), its failure with the server's own words.
-fn connect_tool(url: &str) -> Result<postgres::Client, String> {
-    config(url)
-        .map_err(|e| e.to_string())?
-        .connect(NoTls)
-        .map_err(|e| format!("could not connect to PostgreSQL: {}", StoreError::from(e)))
-}
-
 /// Every record of the database's access log as (AuditEvent id, AuditEvent view), in recorded order, read
 /// outside a running navet (tests and tools): PostgreSQL's counterpart of `audit::chain::events_in_data_dir`.
 /// Connects on the calling thread, which must not be an async runtime's.
 pub fn events_in_database(url: &str) -> Result<Vec<(String, String)>, String> {
-    let mut client = connect_tool(url)?;
+    let mut client = connect(url).map_err(|e| e.to_string())?;
     let page = audit::search(
         &mut client,
         &crate::audit::query::AuditQuery::default(),
@@ -217,7 +218,7 @@ pub fn verify_database(
     url: &str,
     data_dir: &Path,
 ) -> Result<crate::audit::chain::Verification, String> {
-    let mut client = connect_tool(url)?;
+    let mut client = connect(url).map_err(|e| e.to_string())?;
     let own = crate::store::audit_sql::trusted_key(data_dir).unwrap_or_default();
     audit::verify_log(&mut client, data_dir, &own).map_err(|e| e.to_string())
 }
